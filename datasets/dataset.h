@@ -1,0 +1,75 @@
+/* dataset.h - graph datasets for node classification and link prediction (DESIGN.md sections 3, 6).
+ *
+ * A dataset directory holds graph.edges (igraph edge list, 0-based, undirected), features.mtx
+ * (Matrix Market coordinate real, nodes x dims, optional with use_feats = 0), labels.txt (one
+ * integer per node, -1 = unlabelled), and optionally split.txt / split_hybonet.txt (Planetoid:
+ * train/val/test/none per node) and self_loops.txt (nodes whose original adjacency has a loop).
+ * Every parse error names the file and line. */
+#ifndef HG_DATASET_H
+#define HG_DATASET_H
+
+#include <stdint.h>
+
+#include "../src/csr.h"
+#include "../src/rng.h"
+
+typedef enum { HG_TASK_NC = 0, HG_TASK_LP = 1 } hg_task;
+
+typedef enum {
+    HG_NEG_POOL_REFERENCE = 0, /* pairs that are not training edges: HGCN's pool (all non-edges plus
+                                  val/test positives), without the (i, i) pairs (ours) */
+    HG_NEG_POOL_NONEDGE = 1    /* pairs that are not edges of the full graph (no val/test leak) */
+} hg_neg_pool;
+
+typedef struct hg_dataset_opts {
+    const char *dir;       /* dataset directory */
+    const char *name;      /* name used for dataset-specific rules (airport, cora, ...): may be NULL */
+    hg_task task;
+    int use_feats;         /* 0: identity features (n x n) */
+    int normalize_feats;   /* row-normalise features (before Airport's augmentation) */
+    int augment_degree;    /* append one-hot(min(deg, 5)) (6 cols) and a constant 1 column
+                              (Airport); deg counts neighbours in the (training) graph plus a
+                              listed self-loop */
+    const char *split_file;/* NC: split file name inside dir ("split_hybonet.txt"); NULL or a
+                              missing file: random split by val_prop/test_prop */
+    double val_prop, test_prop; /* NC random split (DESIGN 3) or LP edge split (0.05 / 0.10) */
+    uint64_t split_seed;
+    hg_neg_pool neg_pool;
+} hg_dataset_opts;
+
+typedef struct hg_dataset {
+    int64_t n;          /* nodes */
+    int64_t nfeat;      /* feature columns after augmentation (identity: n) */
+    hg_csr feat;        /* (n x nfeat) features, normalised/augmented as requested */
+    int32_t *labels;    /* (n) class per node, -1 unlabelled */
+    int32_t nclasses;   /* 1 + max label */
+    int64_t nedges;     /* undirected edges in graph.edges */
+    hg_csr adj;         /* (n x n) D^-1 (A + I) of the graph the model sees (LP: training edges) */
+
+    /* node classification */
+    int64_t *idx_train, *idx_val, *idx_test; /* node indices */
+    int64_t n_train, n_val, n_test;
+
+    /* link prediction: pairs (u, v) with u < v, stored as [2 * count] (u0, v0, u1, v1, ...) */
+    int32_t *train_pos, *val_pos, *val_neg, *test_pos, *test_neg;
+    int64_t n_train_pos, n_val_pos, n_test_pos; /* val_neg/test_neg have as many as the positives */
+    hg_neg_pool neg_pool;
+    /* sorted keys u * n + v (u < v) of the pairs excluded from training negatives */
+    int64_t *neg_excl;
+    int64_t n_neg_excl;
+} hg_dataset;
+
+/* Load and prepare. Errors (message names file:line): HG_EIO, HG_EFORMAT, HG_ENUMERIC (NaN/Inf
+ * feature), HG_EINVAL (empty graph, inconsistent sizes, bad options), HG_EIGRAPH, HG_ENOMEM. */
+int hg_dataset_load(hg_dataset *d, const hg_dataset_opts *o);
+void hg_dataset_destroy(hg_dataset *d); /* safe on a zeroed struct */
+
+/* Draw `count` training negatives uniformly (with replacement) from the pool, into
+ * out[2 * count] as (u, v) pairs with u < v. No allocation. */
+void hg_dataset_sample_negatives(const hg_dataset *d, hg_rng *rng, int32_t *out, int64_t count);
+
+/* Resolve a dataset name to the bundled directory (writes into buf). Returns HG_EINVAL with a
+ * message listing the known names if unknown. */
+int hg_dataset_bundled_dir(char *buf, size_t len, const char *name);
+
+#endif

@@ -1,0 +1,121 @@
+/* kernels.h - the compute kernels every model op reduces to.
+ *
+ * This folder is a leaf: it includes nothing from src/, sst/, hyperbolic/ or datasets/.
+ * Every kernel takes the kernel context first; the CPU versions below are the reference, and a
+ * device backend (kernels/*.cu, later) implements the same list behind the same names, selected
+ * by hg_kctx.device inside kernels/, so model code never changes when a backend is added.
+ *
+ * Layout: row-major float32 matrices; CSR matrices as (rowptr[nrows+1] int64, col[nnz] int32,
+ * val[nnz] float). Long reductions accumulate in double. Outputs marked (=) are overwritten,
+ * (+=) accumulate. */
+#ifndef HG_KERNELS_H
+#define HG_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { HG_DEVICE_CPU = 0, HG_DEVICE_CUDA = 1 } hg_device;
+
+typedef struct hg_kctx {
+    hg_device device;
+    int threads;  /* CPU threads for BLAS and the CSR kernels (>= 1) */
+    void *device_state; /* backend-owned handles/streams/workspace; NULL on the CPU */
+} hg_kctx;
+
+/* Set the thread count of the BLAS library and of our own parallel loops. */
+void hg_k_set_threads(hg_kctx *k, int threads);
+
+/* C = alpha * op(A) op(B) + beta * C, row-major; op(A) is M x K, op(B) is K x N.
+ * Returns 0, or -1 when a size does not fit the BLAS int (caller reports it). */
+int hg_k_gemm(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc);
+
+/* Y (nrows x d) = beta * Y + A X, A CSR (nrows x ncols), X (ncols x d). */
+void hg_k_csr_spmm(const hg_kctx *k, int64_t nrows, const int64_t *rowptr, const int32_t *col,
+                   const float *val, const float *X, int64_t d, float beta, float *Y);
+
+/* Y (ncols x d) += A^T X, A CSR (nrows x ncols), X (nrows x d): the transposed product by scatter,
+ * so no transposed copy of A is kept. */
+void hg_k_csr_spmm_t(const hg_kctx *k, int64_t nrows, const int64_t *rowptr, const int32_t *col,
+                     const float *val, const float *X, int64_t d, float *Y);
+
+/* out[i] = in[i] * mask(i) / (1 - p), mask(i) = 1 with probability 1-p, drawn from a counter-based
+ * hash of (seed, i) so any backend produces the same mask. p = 0 copies. */
+void hg_k_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, float p, uint64_t seed);
+/* The mask value dropout used for element i: 0 or 1/(1-p). */
+float hg_k_dropout_scale(int64_t i, float p, uint64_t seed);
+
+/* ReLU: y (=) max(x, 0); backward dx (=) dy * (x > 0). In-place allowed. */
+void hg_k_relu_forward(const hg_kctx *k, float *y, const float *x, int64_t n);
+void hg_k_relu_backward(const hg_kctx *k, float *dx, const float *dy, const float *x, int64_t n);
+
+/* ---- Lorentz model (curvature -1), DESIGN.md section 3 ---- */
+
+/* Squared norm below which the spatial part of a LorentzLinear output is treated as zero. */
+#define HG_LORENTZ_LINEAR_MIN_SQNORM 1e-8f
+/* Offset keeping the LorentzLinear time coordinate away from 1 (where the spatial scale is 0). */
+#define HG_LORENTZ_LINEAR_TIME_OFFSET 1.1f
+/* |<S,S>_L| floor of the centroid normalisation (an all-zero aggregate would divide by 0). */
+#define HG_LORENTZ_CENTROID_MIN 1e-8f
+/* expmap0 clamps |v| to [MIN, MAX]: below MIN the direction v/|v| is undefined, above MAX
+ * cosh overflows float32 after a few layers (the reference clamps at 10 too). */
+#define HG_LORENTZ_EXPMAP0_MIN_NORM 1e-4f
+#define HG_LORENTZ_EXPMAP0_MAX_NORM 10.0f
+/* Floor of the Minkowski norm of a tangent vector in expmap_x (direction undefined below). */
+#define HG_LORENTZ_EXPMAP_MIN_NORM 1e-7f
+
+/* Minkowski product of two d-vectors, in double. */
+double hg_k_lorentz_inner(const float *x, const float *y, int64_t d);
+
+/* LorentzLinear output map, row-wise over n rows of width d:
+ *   t = sigmoid(z0) * exp(s) + 1.1,  y = [t, z_{1:} * sqrt((t^2 - 1) / max(|z_{1:}|^2, 1e-8))].
+ * forward: y (=). backward: dz (=), *ds (+=). z is the forward input. */
+void hg_k_lorentz_linear_head_forward(const hg_kctx *k, float *y, const float *z, float s, int64_t n,
+                                      int64_t d);
+void hg_k_lorentz_linear_head_backward(const hg_kctx *k, float *dz, float *ds, const float *dy,
+                                       const float *z, float s, int64_t n, int64_t d);
+
+/* Lorentzian centroid normalisation, row-wise: out = S / sqrt(max(|<S,S>_L|, 1e-8)).
+ * forward: out (=). backward: dS (=) given dout and the forward input S. */
+void hg_k_lorentz_centroid_forward(const hg_kctx *k, float *out, const float *S, int64_t n, int64_t d);
+void hg_k_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *dout, const float *S,
+                                    int64_t n, int64_t d);
+
+/* expmap0 of tangent vectors (0, v) at the origin, row-wise: v (n x d-1) -> x (n x d),
+ * x = (cosh c, sinh c * v/|v|), c = clamp(|v|, MIN, MAX). backward: dv (=). */
+void hg_k_lorentz_expmap0_forward(const hg_kctx *k, float *x, const float *v, int64_t n, int64_t d);
+void hg_k_lorentz_expmap0_backward(const hg_kctx *k, float *dv, const float *dx, const float *v,
+                                   int64_t n, int64_t d);
+/* logmap0 (inverse of expmap0 inside the clamp range): x (n x d) -> v (n x d-1). */
+void hg_k_lorentz_logmap0(const hg_kctx *k, float *v, const float *x, int64_t n, int64_t d);
+
+/* Copy of x (n x d) with the time column negated: the metric applied, so that
+ * <x_i, y_j>_L = (eta x)_i . y_j is one GEMM. */
+void hg_k_lorentz_flip_time(const hg_kctx *k, float *out, const float *x, int64_t n, int64_t d);
+
+/* Riemannian Adam on the Lorentz model for n points of width d (geoopt's RiemannianAdam):
+ * Euclidean grad -> Riemannian grad (metric, tangent projection), first moment (n x d) and one
+ * second moment per point (Minkowski square of the gradient), step by the exponential map,
+ * first moment moved by parallel transport. lr_t already includes nothing: bias corrections use
+ * step t (>= 1). */
+void hg_k_lorentz_radam_step(const hg_kctx *k, float *x, const float *grad, float *m, float *v,
+                             int64_t n, int64_t d, float lr, float beta1, float beta2, float eps,
+                             int64_t t);
+/* Put points back on the manifold (x0 = sqrt(1 + |x_{1:}|^2)) and moments into their tangent spaces. */
+void hg_k_lorentz_stabilize(const hg_kctx *k, float *x, float *m, int64_t n, int64_t d);
+
+/* ---- optimiser ---- */
+
+/* Adam (torch semantics, bias-corrected) on n floats; step t >= 1.
+ * decoupled_wd: p -= lr*wd*p before the update (AdamW); l2_wd: g += l2_wd*p. */
+void hg_k_adam_step(const hg_kctx *k, float *p, const float *g, float *m, float *v, int64_t n,
+                    float lr, float beta1, float beta2, float eps, float decoupled_wd, float l2_wd,
+                    int64_t t);
+
+/* Sum of squares of n floats, in double. */
+double hg_k_sqnorm(const hg_kctx *k, const float *x, int64_t n);
+/* x *= a */
+void hg_k_scale(const hg_kctx *k, float *x, float a, int64_t n);
+
+#endif
