@@ -4,10 +4,28 @@
  * (Matrix Market coordinate real, nodes x dims, optional with use_feats = 0), labels.txt (one
  * integer per node, -1 = unlabelled), and optionally split.txt / split_hybonet.txt (Planetoid:
  * train/val/test/none per node) and self_loops.txt (nodes whose original adjacency has a loop).
- * Every parse error names the file and line. */
+ * Every parse error names the file and line.
+ *
+ * Choices made by the loader (HGCN's utils/data_utils.py is the reference):
+ * - n = number of lines of labels.txt; graph.edges may not name a node >= n (nodes without edges
+ *   exist). Repeated edges (either orientation) count once; a line 'u u' marks a self-loop, like
+ *   self_loops.txt. features.mtx must have n rows; duplicate entries are summed.
+ * - normalize_feats: row i times 1/rowsum_i with inf -> 0 (HGCN normalize): an all-zero row stays
+ *   zero, and so does a signed row whose sum is exactly 0.
+ * - adj, NC: D^-1 (A + L + I) with L the listed self-loops (diagonal 2 before normalisation, as
+ *   HGCN). adj, LP: D^-1 (A_train + I); self-loops are ignored (HGCN would make them positive
+ *   "edges" (i, i); we never split, score or sample (i, i) pairs).
+ * - augment_degree: deg = neighbours in the graph the model sees (LP: training edges) + 1 for a
+ *   listed self-loop, in both tasks (the row sum of HGCN's adjacency).
+ * - NC random split: round() is half-to-even (rint), as Python's round(); the label > 0 group
+ *   is shuffled before the label 0 group, both with one hg_rng seeded by split_seed.
+ * - LP split: one hg_rng seeded by split_seed shuffles the sorted edge keys, then draws the
+ *   val/test negatives (distinct across val and test, never edges of the full graph, never
+ *   (i, i)). Training negatives exclude (i, i) too; the reference pool contains them. */
 #ifndef HG_DATASET_H
 #define HG_DATASET_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../src/csr.h"
@@ -38,6 +56,7 @@ typedef struct hg_dataset_opts {
 } hg_dataset_opts;
 
 typedef struct hg_dataset {
+    hg_task task;       /* the task the dataset was prepared for (which parts below are filled) */
     int64_t n;          /* nodes */
     int64_t nfeat;      /* feature columns after augmentation (identity: n) */
     hg_csr feat;        /* (n x nfeat) features, normalised/augmented as requested */
@@ -46,11 +65,12 @@ typedef struct hg_dataset {
     int64_t nedges;     /* undirected edges in graph.edges */
     hg_csr adj;         /* (n x n) D^-1 (A + I) of the graph the model sees (LP: training edges) */
 
-    /* node classification */
+    /* node classification (NULL / 0 for LP); each list sorted ascending */
     int64_t *idx_train, *idx_val, *idx_test; /* node indices */
     int64_t n_train, n_val, n_test;
 
-    /* link prediction: pairs (u, v) with u < v, stored as [2 * count] (u0, v0, u1, v1, ...) */
+    /* link prediction (NULL / 0 for NC): pairs (u, v) with u < v, stored as [2 * count]
+     * (u0, v0, u1, v1, ...), in the split's shuffled order */
     int32_t *train_pos, *val_pos, *val_neg, *test_pos, *test_neg;
     int64_t n_train_pos, n_val_pos, n_test_pos; /* val_neg/test_neg have as many as the positives */
     hg_neg_pool neg_pool;
@@ -65,11 +85,13 @@ int hg_dataset_load(hg_dataset *d, const hg_dataset_opts *o);
 void hg_dataset_destroy(hg_dataset *d); /* safe on a zeroed struct */
 
 /* Draw `count` training negatives uniformly (with replacement) from the pool, into
- * out[2 * count] as (u, v) pairs with u < v. No allocation. */
+ * out[2 * count] as (u, v) pairs with u < v (never u == v), by rejection against neg_excl.
+ * No allocation. Only for a dataset loaded with task LP. */
 void hg_dataset_sample_negatives(const hg_dataset *d, hg_rng *rng, int32_t *out, int64_t count);
 
-/* Resolve a dataset name to the bundled directory (writes into buf). Returns HG_EINVAL with a
- * message listing the known names if unknown. */
+/* Resolve a dataset name to the bundled directory (writes into buf): the first existing of
+ * $HGNN_DATA_DIR/<name>, HG_SOURCE_DATA_DIR/<name>, HG_INSTALL_DATA_DIR/<name>. Returns HG_EINVAL
+ * with a message listing the known names if unknown (or buf too small), HG_EIO if not found. */
 int hg_dataset_bundled_dir(char *buf, size_t len, const char *name);
 
 #endif

@@ -1,1 +1,487 @@
-/* placeholder: being written */
+/* hybonet.c - HyboNet forward/backward, decoders and losses (DESIGN.md section 3). */
+#include "hybonet.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../src/hg.h"
+#include "../src/rng.h"
+
+/* Seed streams: initialisation of layer l's weight, class points, dropout of layer l. */
+enum { STREAM_WEIGHT = 0, STREAM_CLASS = 100, STREAM_DROPOUT = 200, STREAM_LINEAR = 300 };
+
+static float *alloc_f(int64_t count, const char *what)
+{
+    return hg_calloc((size_t)(count > 0 ? count : 1), sizeof(float), what);
+}
+
+/* expmap0 of each sparse feature row: the row's non-zeros are the spatial coordinates (zeros
+ * stay zero), column 0 becomes the time coordinate. Reuses the dense kernel row by row. */
+static int build_input(hg_hybonet *m, const hg_csr *feat)
+{
+    int rc = hg_csr_alloc(&m->x0, feat->nrows, feat->ncols + 1, feat->nnz + feat->nrows);
+    if (rc)
+        return rc;
+    int64_t maxrow = 0;
+    for (int64_t i = 0; i < feat->nrows; i++)
+        maxrow = HG_MAX(maxrow, feat->rowptr[i + 1] - feat->rowptr[i]);
+    float *row = alloc_f(maxrow + 1, "expmap0 row");
+    if (!row)
+        return HG_ENOMEM;
+    int64_t p = 0;
+    for (int64_t i = 0; i < feat->nrows; i++) {
+        int64_t a = feat->rowptr[i], b = feat->rowptr[i + 1];
+        hg_k_lorentz_expmap0_forward(m->k, row, feat->val + a, 1, b - a + 1);
+        m->x0.rowptr[i] = p;
+        m->x0.col[p] = 0;
+        m->x0.val[p++] = row[0];
+        for (int64_t q = a; q < b; q++) {
+            m->x0.col[p] = feat->col[q] + 1;
+            m->x0.val[p++] = row[q - a + 1];
+        }
+    }
+    m->x0.rowptr[feat->nrows] = p;
+    hg_free(row);
+    return HG_OK;
+}
+
+int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cfg,
+                    const hg_csr *feat, const hg_csr *adj, int64_t max_pairs)
+{
+    int rc = HG_OK;
+    float *w_init = NULL;
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->k = k;
+    m->adj = adj;
+    const int64_t n = cfg->n, dim = cfg->dim, C = cfg->nclasses;
+    if (n < 1 || feat->nrows != n || adj->nrows != n || adj->ncols != n)
+        return HG_ERRORF(HG_EINVAL, "hybonet: features (%lld rows) and adjacency (%lld x %lld) do "
+                         "not match %lld nodes", (long long)feat->nrows, (long long)adj->nrows,
+                         (long long)adj->ncols, (long long)n);
+    if (dim < 2 || dim > 1024)
+        return HG_ERRORF(HG_EINVAL, "--dim %lld: must be in [2, 1024]", (long long)dim);
+    if (cfg->nlayers < 1 || cfg->nlayers > HG_HYBONET_MAX_LAYERS)
+        return HG_ERRORF(HG_EINVAL, "--num-layers: %d graph layers, must be in [1, %d]",
+                         cfg->nlayers, HG_HYBONET_MAX_LAYERS);
+    if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
+        return HG_ERRORF(HG_EINVAL, "--dropout %g: must be in [0, 1)", cfg->dropout);
+    HG_CHECK(build_input(m, feat));
+    m->x0_drop = alloc_f(m->x0.nnz, "input dropout");
+
+    /* ordinary parameters: per layer bias (dim) + scale (1), then class biases, class points */
+    m->nparams = cfg->nlayers * (dim + 1) + C + C * dim;
+    m->cls_offset = cfg->nlayers * (dim + 1) + C;
+    m->params = alloc_f(m->nparams, "parameters");
+    m->grads = alloc_f(m->nparams, "gradients");
+    m->m = alloc_f(m->nparams, "Adam m");
+    m->v = alloc_f(m->nparams, "Adam v");
+    m->cls_v = alloc_f(C, "Riemannian Adam v");
+    if (!m->x0_drop || !m->params || !m->grads || !m->m || !m->v || !m->cls_v) {
+        rc = HG_ENOMEM;
+        goto done;
+    }
+    m->cls_bias = m->params + cfg->nlayers * (dim + 1);
+    m->gcls_bias = m->grads + cfg->nlayers * (dim + 1);
+    m->cls = m->params + m->cls_offset;
+    m->gcls = m->grads + m->cls_offset;
+    m->cls_m = m->m + m->cls_offset;
+
+    int64_t max_din = 0;
+    for (int l = 0; l < cfg->nlayers; l++) {
+        hg_hybonet_layer *L = &m->layer[l];
+        L->din = l == 0 ? cfg->nfeat + 1 : dim;
+        max_din = HG_MAX(max_din, L->din);
+        L->bias = m->params + l * (dim + 1);
+        L->gbias = m->grads + l * (dim + 1);
+        L->scale = L->bias + dim;
+        L->gscale = L->gbias + dim;
+        *L->scale = logf(cfg->scale_init);
+        if (l > 0) {
+            L->h = alloc_f(n * dim, "layer input");
+            L->hd = alloc_f(n * dim, "layer dropout");
+        }
+        L->z = alloc_f(n * dim, "layer z");
+        L->y = alloc_f(n * dim, "layer y");
+        L->s = alloc_f(n * dim, "layer aggregate");
+        L->out = alloc_f(n * dim, "layer output");
+        if ((l > 0 && (!L->h || !L->hd)) || !L->z || !L->y || !L->s || !L->out) {
+            rc = HG_ENOMEM;
+            goto done;
+        }
+    }
+    m->emb = m->layer[cfg->nlayers - 1].out;
+
+    /* weights: uniform(+-1/sqrt(d_out)), column 0 (acting on the input time coordinate) = 0 */
+    w_init = alloc_f(dim * max_din, "initial weight");
+    if (!w_init) {
+        rc = HG_ENOMEM;
+        goto done;
+    }
+    for (int l = 0; l < cfg->nlayers; l++) {
+        hg_hybonet_layer *L = &m->layer[l];
+        hg_rng r;
+        hg_rng_seed(&r, hg_rng_derive(cfg->seed, STREAM_WEIGHT + (uint64_t)l));
+        const double bound = 1.0 / sqrt((double)dim);
+        for (int64_t i = 0; i < dim; i++)
+            for (int64_t j = 0; j < L->din; j++)
+                w_init[i * L->din + j] = j == 0 ? 0.0f : (float)((2.0 * hg_rng_uniform(&r) - 1.0) * bound);
+        HG_CHECK(hg_linear_create(&L->lin, k, dim, L->din, w_init, &cfg->linear,
+                                  hg_rng_derive(cfg->seed, STREAM_LINEAR + (uint64_t)l)));
+    }
+
+    /* class points: a random unit tangent direction at the origin, expmap0 at distance 1 */
+    if (C > 0) {
+        hg_rng r;
+        hg_rng_seed(&r, hg_rng_derive(cfg->seed, STREAM_CLASS));
+        for (int64_t c = 0; c < C; c++) {
+            float *p = m->cls + c * dim;
+            double nrm = 0.0;
+            for (int64_t j = 1; j < dim; j++) {
+                p[j] = (float)hg_rng_normal(&r);
+                nrm += (double)p[j] * p[j];
+            }
+            nrm = sqrt(nrm);
+            for (int64_t j = 1; j < dim; j++)
+                p[j] = (float)(p[j] / nrm * sinh(1.0));
+            p[0] = (float)cosh(1.0);
+        }
+    }
+
+    m->demb = alloc_f(n * dim, "embedding gradient");
+    m->g0 = alloc_f(n * dim, "scratch");
+    m->g1 = alloc_f(n * dim, "scratch");
+    m->g2 = alloc_f(n * HG_MAX(dim, max_din), "scratch");
+    m->wt = alloc_f(max_din * dim, "weight transpose");
+    m->gw = alloc_f(max_din * dim, "weight gradient");
+    m->logits = alloc_f(n * HG_MAX(C, 1), "logits");
+    m->dlogits = alloc_f(n * HG_MAX(C, 1), "logit gradient");
+    m->pflip = alloc_f(HG_MAX(C, 1) * dim, "flipped class points");
+    m->max_pairs = max_pairs;
+    m->pair_score = alloc_f(max_pairs, "pair scores");
+    if (!m->demb || !m->g0 || !m->g1 || !m->g2 || !m->wt || !m->gw || !m->logits || !m->dlogits ||
+        !m->pflip || !m->pair_score)
+        rc = HG_ENOMEM;
+done:
+    hg_free(w_init);
+    if (rc)
+        hg_hybonet_destroy(m);
+    return rc;
+}
+
+void hg_hybonet_destroy(hg_hybonet *m)
+{
+    for (int l = 0; l < HG_HYBONET_MAX_LAYERS; l++) {
+        hg_hybonet_layer *L = &m->layer[l];
+        hg_linear_free(L->lin);
+        hg_free(L->h);
+        hg_free(L->hd);
+        hg_free(L->z);
+        hg_free(L->y);
+        hg_free(L->s);
+        hg_free(L->out);
+    }
+    hg_csr_destroy(&m->x0);
+    float *bufs[] = {m->x0_drop, m->params, m->grads, m->m, m->v, m->cls_v, m->demb, m->g0,
+                     m->g1, m->g2, m->wt, m->gw, m->logits, m->dlogits, m->pflip, m->pair_score};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        hg_free(bufs[i]);
+    memset(m, 0, sizeof *m);
+}
+
+static uint64_t dropout_seed_of(uint64_t seed, int l) { return hg_rng_derive(seed, STREAM_DROPOUT + (uint64_t)l); }
+
+/* W (dim x din) -> wt (din x dim) */
+static void transpose(float *dst, const float *src, int64_t rows, int64_t cols)
+{
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            dst[j * rows + i] = src[i * cols + j];
+}
+
+static void add_bias(float *z, const float *b, int64_t n, int64_t d)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < d; j++)
+            z[i * d + j] += b[j];
+}
+
+void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed)
+{
+    const hg_kctx *k = m->k;
+    const int64_t n = m->cfg.n, dim = m->cfg.dim;
+    const float p = train ? m->cfg.dropout : 0.0f;
+    for (int l = 0; l < m->cfg.nlayers; l++) {
+        hg_hybonet_layer *L = &m->layer[l];
+        const float *W = hg_linear_weight(L->lin);
+        uint64_t ds = dropout_seed_of(dropout_seed, l);
+        if (l == 0) {
+            /* sparse input: z = drop(x0) W^T as CSR x (W^T) */
+            hg_k_dropout(k, m->x0_drop, m->x0.val, m->x0.nnz, p, ds);
+            transpose(m->wt, W, dim, L->din);
+            hg_k_csr_spmm(k, n, m->x0.rowptr, m->x0.col, m->x0_drop, m->wt, dim, 0.0f, L->z);
+        } else {
+            const float *prev = m->layer[l - 1].out;
+            if (m->cfg.act_relu)
+                hg_k_relu_forward(k, L->h, prev, n * dim);
+            else
+                memcpy(L->h, prev, (size_t)(n * dim) * sizeof(float));
+            hg_k_dropout(k, L->hd, L->h, n * dim, p, ds);
+            hg_k_gemm(k, 0, 1, n, dim, L->din, 1.0f, L->hd, L->din, W, L->din, 0.0f, L->z, dim);
+        }
+        if (m->cfg.bias)
+            add_bias(L->z, L->bias, n, dim);
+        hg_k_lorentz_linear_head_forward(k, L->y, L->z, *L->scale, n, dim);
+        hg_k_csr_spmm(k, n, m->adj->rowptr, m->adj->col, m->adj->val, L->y, dim, 0.0f, L->s);
+        hg_k_lorentz_centroid_forward(k, L->out, L->s, n, dim);
+    }
+}
+
+void hg_hybonet_backward(hg_hybonet *m, int train, uint64_t dropout_seed)
+{
+    const hg_kctx *k = m->k;
+    const int64_t n = m->cfg.n, dim = m->cfg.dim;
+    const float p = train ? m->cfg.dropout : 0.0f;
+    float *dout = m->g0, *dy = m->g1, *dz = m->g0; /* dz may reuse dout: dout is dead by then */
+    memcpy(dout, m->demb, (size_t)(n * dim) * sizeof(float));
+    for (int l = m->cfg.nlayers - 1; l >= 0; l--) {
+        hg_hybonet_layer *L = &m->layer[l];
+        const float *W = hg_linear_weight(L->lin);
+        /* centroid, then aggregation (dy = A_hat^T ds) */
+        hg_k_lorentz_centroid_backward(k, m->g2, dout, L->s, n, dim);
+        memset(dy, 0, (size_t)(n * dim) * sizeof(float));
+        hg_k_csr_spmm_t(k, n, m->adj->rowptr, m->adj->col, m->adj->val, m->g2, dim, dy);
+        hg_k_lorentz_linear_head_backward(k, dz, L->gscale, dy, L->z, *L->scale, n, dim);
+        if (m->cfg.bias)
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < dim; j++)
+                    L->gbias[j] += dz[i * dim + j];
+        /* weight gradient G = dz^T x (dim x din) */
+        if (l == 0) {
+            memset(m->wt, 0, (size_t)(L->din * dim) * sizeof(float));
+            hg_k_csr_spmm_t(k, n, m->x0.rowptr, m->x0.col, m->x0_drop, dz, dim, m->wt);
+            transpose(m->gw, m->wt, L->din, dim);
+        } else {
+            hg_k_gemm(k, 1, 0, dim, L->din, n, 1.0f, dz, dim, L->hd, L->din, 0.0f, m->gw, L->din);
+        }
+        hg_linear_accumulate_grad(L->lin, m->gw);
+        if (l == 0)
+            break;
+        /* input gradient: dhd = dz W, undo dropout (same mask), then the activation */
+        hg_k_gemm(k, 0, 0, n, L->din, dim, 1.0f, dz, dim, W, L->din, 0.0f, m->g2, L->din);
+        hg_k_dropout(k, m->g2, m->g2, n * L->din, p, dropout_seed_of(dropout_seed, l));
+        if (m->cfg.act_relu)
+            hg_k_relu_backward(k, dout, m->g2, m->layer[l - 1].out, n * dim);
+        else
+            memcpy(dout, m->g2, (size_t)(n * dim) * sizeof(float));
+    }
+}
+
+void hg_hybonet_nc_logits(hg_hybonet *m)
+{
+    const int64_t n = m->cfg.n, dim = m->cfg.dim, C = m->cfg.nclasses;
+    /* <x, p_c>_L = x . (eta p_c): one GEMM against the time-flipped class points */
+    hg_k_lorentz_flip_time(m->k, m->pflip, m->cls, C, dim);
+    hg_k_gemm(m->k, 0, 1, n, C, dim, 2.0f, m->emb, dim, m->pflip, dim, 0.0f, m->logits, C);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t c = 0; c < C; c++)
+            m->logits[i * C + c] += 2.0f + (m->cfg.bias ? m->cls_bias[c] : 0.0f);
+}
+
+double hg_hybonet_nc_loss(hg_hybonet *m, const int64_t *idx, int64_t nidx, const int32_t *labels,
+                          int want_grad)
+{
+    const int64_t n = m->cfg.n, dim = m->cfg.dim, C = m->cfg.nclasses;
+    const float margin = m->cfg.margin;
+    hg_hybonet_nc_logits(m);
+    if (want_grad)
+        memset(m->dlogits, 0, (size_t)(n * C) * sizeof(float));
+    const double w = 1.0 / ((double)nidx * (double)C);
+    double loss = 0.0;
+    for (int64_t a = 0; a < nidx; a++) {
+        int64_t i = idx[a];
+        const float *li = m->logits + i * C;
+        float *gi = m->dlogits + i * C;
+        int32_t y = labels[i];
+        for (int64_t c = 0; c < C; c++) {
+            double t = (double)margin - li[y] + li[c];
+            if (t > 0.0) {
+                loss += t;
+                if (want_grad) {
+                    gi[c] += (float)w;
+                    gi[y] -= (float)w;
+                }
+            }
+        }
+    }
+    if (want_grad) {
+        /* demb = 2 dlogits pflip; dP = 2 eta (dlogits^T emb); db = colsum(dlogits) */
+        hg_k_gemm(m->k, 0, 0, n, dim, C, 2.0f, m->dlogits, C, m->pflip, dim, 0.0f, m->demb, dim);
+        hg_k_gemm(m->k, 1, 0, C, dim, n, 2.0f, m->dlogits, C, m->emb, dim, 0.0f, m->pflip, dim);
+        hg_k_lorentz_flip_time(m->k, m->pflip, m->pflip, C, dim);
+        for (int64_t j = 0; j < C * dim; j++)
+            m->gcls[j] += m->pflip[j];
+        if (m->cfg.bias)
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t c = 0; c < C; c++)
+                    m->gcls_bias[c] += m->dlogits[i * C + c];
+    }
+    return loss * w;
+}
+
+void hg_hybonet_nc_predict(const hg_hybonet *m, const int64_t *idx, int64_t nidx, int32_t *pred)
+{
+    const int64_t C = m->cfg.nclasses;
+    for (int64_t a = 0; a < nidx; a++) {
+        const float *li = m->logits + idx[a] * C;
+        int32_t best = 0;
+        for (int64_t c = 1; c < C; c++)
+            if (li[c] > li[best])
+                best = (int32_t)c;
+        pred[a] = best;
+    }
+}
+
+void hg_hybonet_lp_scores(const hg_hybonet *m, const int32_t *pairs, int64_t count, float *out)
+{
+    const int64_t dim = m->cfg.dim;
+    for (int64_t e = 0; e < count; e++) {
+        const float *hu = m->emb + (int64_t)pairs[2 * e] * dim;
+        const float *hv = m->emb + (int64_t)pairs[2 * e + 1] * dim;
+        out[e] = (float)(2.0 + 2.0 * hg_k_lorentz_inner(hu, hv, dim));
+    }
+}
+
+/* ds of a pair -> demb of both ends: d(2 + 2<u,v>_L)/du = 2 eta v */
+static void scatter_pair_grad(hg_hybonet *m, const int32_t *pair, float g)
+{
+    const int64_t dim = m->cfg.dim;
+    const float *hu = m->emb + (int64_t)pair[0] * dim, *hv = m->emb + (int64_t)pair[1] * dim;
+    float *gu = m->demb + (int64_t)pair[0] * dim, *gv = m->demb + (int64_t)pair[1] * dim;
+    for (int64_t j = 0; j < dim; j++) {
+        float eta = j == 0 ? -2.0f : 2.0f;
+        gu[j] += g * eta * hv[j];
+        gv[j] += g * eta * hu[j];
+    }
+}
+
+double hg_hybonet_lp_loss(hg_hybonet *m, const int32_t *pos, const int32_t *neg, int64_t count,
+                          int want_grad)
+{
+    const float margin = m->cfg.margin;
+    float *sp = m->pair_score, *sn = m->pair_score + count;
+    hg_hybonet_lp_scores(m, pos, count, sp);
+    hg_hybonet_lp_scores(m, neg, count, sn);
+    if (want_grad)
+        memset(m->demb, 0, (size_t)(m->cfg.n * m->cfg.dim) * sizeof(float));
+    /* the reference's form: relu(margin - s_pos + [s_pos, s_neg]), mean over the 2 * count terms;
+       the first half is the constant relu(margin) */
+    const double w = 1.0 / (2.0 * (double)count);
+    double loss = 0.0;
+    for (int64_t e = 0; e < count; e++) {
+        loss += fmax((double)margin, 0.0);
+        double t = (double)margin - sp[e] + sn[e];
+        if (t > 0.0) {
+            loss += t;
+            if (want_grad) {
+                scatter_pair_grad(m, pos + 2 * e, (float)-w);
+                scatter_pair_grad(m, neg + 2 * e, (float)w);
+            }
+        }
+    }
+    return loss * w;
+}
+
+void hg_hybonet_zero_grad(hg_hybonet *m)
+{
+    memset(m->grads, 0, (size_t)m->nparams * sizeof(float));
+    for (int l = 0; l < m->cfg.nlayers; l++)
+        hg_linear_zero_grad(m->layer[l].lin);
+}
+
+double hg_hybonet_grad_norm(const hg_hybonet *m)
+{
+    double s = hg_k_sqnorm(m->k, m->grads, m->nparams);
+    for (int l = 0; l < m->cfg.nlayers; l++)
+        s += hg_linear_grad_sqnorm(m->layer[l].lin);
+    return sqrt(s);
+}
+
+void hg_hybonet_scale_grad(hg_hybonet *m, float a)
+{
+    hg_k_scale(m->k, m->grads, a, m->nparams);
+    for (int l = 0; l < m->cfg.nlayers; l++)
+        hg_linear_scale_grad(m->layer[l].lin, a);
+}
+
+int hg_hybonet_step(hg_hybonet *m, float lr, int stabilize)
+{
+    const hg_linear_opts *o = &m->cfg.linear;
+    const int64_t C = m->cfg.nclasses, dim = m->cfg.dim;
+    m->step++;
+    /* biases and scales: Adam without weight decay (DESIGN 3) */
+    hg_k_adam_step(m->k, m->params, m->grads, m->m, m->v, m->cls_offset, lr, o->beta1, o->beta2,
+                   o->eps, 0.0f, 0.0f, m->step);
+    if (C > 0) {
+        hg_k_lorentz_radam_step(m->k, m->cls, m->gcls, m->cls_m, m->cls_v, C, dim, lr, o->beta1,
+                                o->beta2, o->eps, m->step);
+        if (stabilize > 0 && m->step % stabilize == 0)
+            hg_k_lorentz_stabilize(m->k, m->cls, m->cls_m, C, dim);
+    }
+    for (int l = 0; l < m->cfg.nlayers; l++) {
+        int rc = hg_linear_step(m->layer[l].lin, lr);
+        if (rc)
+            return rc;
+    }
+    return HG_OK;
+}
+
+int64_t hg_hybonet_num_trainable(const hg_hybonet *m)
+{
+    int64_t t = m->nparams - (m->cfg.bias ? 0 : m->cfg.nlayers * m->cfg.dim + m->cfg.nclasses);
+    for (int l = 0; l < m->cfg.nlayers; l++)
+        t += hg_linear_num_trainable(m->layer[l].lin);
+    return t;
+}
+
+int64_t hg_hybonet_state_floats(const hg_hybonet *m)
+{
+    /* Adam m and v for biases and scales; Riemannian Adam: m per coordinate, v per point */
+    int64_t t = 2 * m->cls_offset + m->cfg.nclasses * m->cfg.dim + m->cfg.nclasses;
+    for (int l = 0; l < m->cfg.nlayers; l++)
+        t += hg_linear_state_floats(m->layer[l].lin);
+    return t;
+}
+
+int hg_hybonet_num_tensors(const hg_hybonet *m)
+{
+    int t = 1; /* the ordinary parameter block */
+    for (int l = 0; l < m->cfg.nlayers; l++)
+        t += hg_linear_num_tensors(m->layer[l].lin);
+    return t;
+}
+
+void hg_hybonet_tensor(hg_hybonet *m, int i, char *name, size_t name_len, float **data,
+                       int64_t *count)
+{
+    for (int l = 0; l < m->cfg.nlayers; l++) {
+        int nt = hg_linear_num_tensors(m->layer[l].lin);
+        if (i < nt) {
+            const char *nm;
+            hg_linear_tensor(m->layer[l].lin, i, &nm, data, count);
+            snprintf(name, name_len, "layer%d.%s", l, nm);
+            return;
+        }
+        i -= nt;
+    }
+    snprintf(name, name_len, "params");
+    *data = m->params;
+    *count = m->nparams;
+}
+
+void hg_hybonet_rematerialise(hg_hybonet *m)
+{
+    for (int l = 0; l < m->cfg.nlayers; l++)
+        hg_linear_rematerialise(m->layer[l].lin);
+}

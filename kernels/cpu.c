@@ -1,1 +1,156 @@
-/* placeholder: being written */
+/* cpu.c - CPU reference kernels: BLAS calls, CSR products, element-wise loops, Adam. */
+#include "kernels.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "hg_config.h"
+#if HG_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+extern void openblas_set_num_threads(int num_threads);
+
+void hg_k_set_threads(hg_kctx *k, int threads)
+{
+    k->threads = threads < 1 ? 1 : threads;
+    openblas_set_num_threads(k->threads);
+#if HG_HAVE_OPENMP
+    omp_set_num_threads(k->threads);
+#endif
+}
+
+static int fits_int(int64_t x) { return x >= 0 && x <= INT_MAX; }
+
+int hg_k_gemm(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc)
+{
+    (void)k;
+    if (!fits_int(M) || !fits_int(N) || !fits_int(K) || !fits_int(lda) || !fits_int(ldb) ||
+        !fits_int(ldc))
+        return -1;
+    if (M == 0 || N == 0)
+        return 0;
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    return 0;
+}
+
+void hg_k_csr_spmm(const hg_kctx *k, int64_t nrows, const int64_t *rowptr, const int32_t *col,
+                   const float *val, const float *X, int64_t d, float beta, float *Y)
+{
+    (void)k;
+#if HG_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (k->threads > 1 && nrows * d > 65536)
+#endif
+    for (int64_t i = 0; i < nrows; i++) {
+        float *y = Y + i * d;
+        if (beta == 0.0f)
+            memset(y, 0, (size_t)d * sizeof *y);
+        else if (beta != 1.0f)
+            for (int64_t c = 0; c < d; c++)
+                y[c] *= beta;
+        for (int64_t p = rowptr[i]; p < rowptr[i + 1]; p++) {
+            const float a = val[p];
+            const float *x = X + (int64_t)col[p] * d;
+            for (int64_t c = 0; c < d; c++)
+                y[c] += a * x[c];
+        }
+    }
+}
+
+void hg_k_csr_spmm_t(const hg_kctx *k, int64_t nrows, const int64_t *rowptr, const int32_t *col,
+                     const float *val, const float *X, int64_t d, float *Y)
+{
+    (void)k; /* scatter: sequential, so the summation order (and the result) is fixed */
+    for (int64_t i = 0; i < nrows; i++) {
+        const float *x = X + i * d;
+        for (int64_t p = rowptr[i]; p < rowptr[i + 1]; p++) {
+            const float a = val[p];
+            float *y = Y + (int64_t)col[p] * d;
+            for (int64_t c = 0; c < d; c++)
+                y[c] += a * x[c];
+        }
+    }
+}
+
+/* Counter-based hash (splitmix64 finaliser of seed and index): the mask of element i does not
+ * depend on the order or the device that computes it. */
+static inline uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+float hg_k_dropout_scale(int64_t i, float p, uint64_t seed)
+{
+    if (p <= 0.0f)
+        return 1.0f;
+    uint64_t h = mix64(seed * 0x9e3779b97f4a7c15ULL + (uint64_t)i + 0x632be59bd9b4e019ULL);
+    double u = (double)(h >> 11) * 0x1.0p-53;
+    return u < (double)p ? 0.0f : 1.0f / (1.0f - p);
+}
+
+void hg_k_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, float p, uint64_t seed)
+{
+    (void)k;
+    if (p <= 0.0f) {
+        if (out != in)
+            memmove(out, in, (size_t)n * sizeof *out);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        out[i] = in[i] * hg_k_dropout_scale(i, p, seed);
+}
+
+void hg_k_relu_forward(const hg_kctx *k, float *y, const float *x, int64_t n)
+{
+    (void)k;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void hg_k_relu_backward(const hg_kctx *k, float *dx, const float *dy, const float *x, int64_t n)
+{
+    (void)k;
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void hg_k_adam_step(const hg_kctx *k, float *p, const float *g, float *m, float *v, int64_t n,
+                    float lr, float beta1, float beta2, float eps, float decoupled_wd, float l2_wd,
+                    int64_t t)
+{
+    (void)k;
+    const double bc1 = 1.0 - pow((double)beta1, (double)t);
+    const double bc2 = 1.0 - pow((double)beta2, (double)t);
+    const float step = (float)((double)lr / bc1);
+    const float rbc2 = (float)(1.0 / sqrt(bc2));
+    const float decay = 1.0f - lr * decoupled_wd;
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i] + l2_wd * p[i];
+        m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        p[i] = p[i] * decay - step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
+    }
+}
+
+double hg_k_sqnorm(const hg_kctx *k, const float *x, int64_t n)
+{
+    (void)k;
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    return s;
+}
+
+void hg_k_scale(const hg_kctx *k, float *x, float a, int64_t n)
+{
+    (void)k;
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= a;
+}

@@ -2,7 +2,7 @@
  *
  * This folder is a leaf: it includes nothing from src/, sst/, hyperbolic/ or datasets/.
  * Every kernel takes the kernel context first; the CPU versions below are the reference, and a
- * device backend (kernels/*.cu, later) implements the same list behind the same names, selected
+ * device backend (CUDA sources in kernels/, later) implements the same list behind the same names, selected
  * by hg_kctx.device inside kernels/, so model code never changes when a backend is added.
  *
  * Layout: row-major float32 matrices; CSR matrices as (rowptr[nrows+1] int64, col[nnz] int32,

@@ -1,1 +1,274 @@
-/* placeholder: being written */
+/* lorentz.c - CPU reference kernels of the Lorentz model (curvature -1), DESIGN.md section 3.
+ * Row-wise maps over n points of width d (coordinate 0 is time). Per-row arithmetic in double. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+double hg_k_lorentz_inner(const float *x, const float *y, int64_t d)
+{
+    double s = -(double)x[0] * y[0];
+    for (int64_t j = 1; j < d; j++)
+        s += (double)x[j] * y[j];
+    return s;
+}
+
+static double spatial_sqnorm(const float *z, int64_t d)
+{
+    double q = 0.0;
+    for (int64_t j = 1; j < d; j++)
+        q += (double)z[j] * z[j];
+    return q;
+}
+
+static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* HyboNet's LorentzLinear output: time from a sigmoid, space rescaled onto the hyperboloid. */
+void hg_k_lorentz_linear_head_forward(const hg_kctx *k, float *y, const float *z, float s, int64_t n,
+                                      int64_t d)
+{
+    (void)k;
+    const double es = exp((double)s);
+    for (int64_t i = 0; i < n; i++) {
+        const float *zi = z + i * d;
+        float *yi = y + i * d;
+        double t = sigmoid(zi[0]) * es + HG_LORENTZ_LINEAR_TIME_OFFSET;
+        double q = fmax(spatial_sqnorm(zi, d), HG_LORENTZ_LINEAR_MIN_SQNORM);
+        double f = sqrt((t * t - 1.0) / q);
+        yi[0] = (float)t;
+        for (int64_t j = 1; j < d; j++)
+            yi[j] = (float)(zi[j] * f);
+    }
+}
+
+void hg_k_lorentz_linear_head_backward(const hg_kctx *k, float *dz, float *ds, const float *dy,
+                                       const float *z, float s, int64_t n, int64_t d)
+{
+    (void)k;
+    const double es = exp((double)s);
+    double gs = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *zi = z + i * d, *gy = dy + i * d;
+        float *gz = dz + i * d;
+        double sg = sigmoid(zi[0]);
+        double t = sg * es + HG_LORENTZ_LINEAR_TIME_OFFSET;
+        double q_raw = spatial_sqnorm(zi, d);
+        int clamped = q_raw < HG_LORENTZ_LINEAR_MIN_SQNORM;
+        double q = clamped ? HG_LORENTZ_LINEAR_MIN_SQNORM : q_raw;
+        double f = sqrt((t * t - 1.0) / q);
+        double a = 0.0; /* sum_j dy_j z_j over the spatial part */
+        for (int64_t j = 1; j < d; j++)
+            a += (double)gy[j] * zi[j];
+        double df_dt = t / (q * f);
+        double df_dq = clamped ? 0.0 : -0.5 * f / q;
+        double gt = gy[0] + a * df_dt;
+        gz[0] = (float)(gt * es * sg * (1.0 - sg));
+        gs += gt * sg * es;
+        for (int64_t j = 1; j < d; j++)
+            gz[j] = (float)(gy[j] * f + a * df_dq * 2.0 * zi[j]);
+    }
+    *ds += (float)gs;
+}
+
+void hg_k_lorentz_centroid_forward(const hg_kctx *k, float *out, const float *S, int64_t n, int64_t d)
+{
+    (void)k;
+    for (int64_t i = 0; i < n; i++) {
+        const float *si = S + i * d;
+        double c = fmax(fabs(hg_k_lorentz_inner(si, si, d)), HG_LORENTZ_CENTROID_MIN);
+        double r = 1.0 / sqrt(c);
+        for (int64_t j = 0; j < d; j++)
+            out[i * d + j] = (float)(si[j] * r);
+    }
+}
+
+void hg_k_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *dout, const float *S,
+                                    int64_t n, int64_t d)
+{
+    (void)k;
+    for (int64_t i = 0; i < n; i++) {
+        const float *si = S + i * d, *go = dout + i * d;
+        double m = hg_k_lorentz_inner(si, si, d);
+        double a = fabs(m);
+        int clamped = a < HG_LORENTZ_CENTROID_MIN;
+        double c = clamped ? HG_LORENTZ_CENTROID_MIN : a;
+        double r = 1.0 / sqrt(c);
+        double gs = 0.0; /* dout . S */
+        for (int64_t j = 0; j < d; j++)
+            gs += (double)go[j] * si[j];
+        /* dr/dm = -1/2 c^(-3/2) sign(m); dm/dS_j = 2 eta_j S_j */
+        double dr_dm = clamped ? 0.0 : -0.5 * r / c * (m < 0 ? -1.0 : 1.0);
+        for (int64_t j = 0; j < d; j++) {
+            double eta = j == 0 ? -1.0 : 1.0;
+            dS[i * d + j] = (float)(go[j] * r + gs * dr_dm * 2.0 * eta * si[j]);
+        }
+    }
+}
+
+void hg_k_lorentz_expmap0_forward(const hg_kctx *k, float *x, const float *v, int64_t n, int64_t d)
+{
+    (void)k;
+    const int64_t ds = d - 1;
+    for (int64_t i = 0; i < n; i++) {
+        const float *vi = v + i * ds;
+        float *xi = x + i * d;
+        double nrm = 0.0;
+        for (int64_t j = 0; j < ds; j++)
+            nrm += (double)vi[j] * vi[j];
+        nrm = sqrt(nrm);
+        double c = fmin(fmax(nrm, HG_LORENTZ_EXPMAP0_MIN_NORM), HG_LORENTZ_EXPMAP0_MAX_NORM);
+        double sc = sinh(c) / fmax(nrm, HG_LORENTZ_EXPMAP0_MIN_NORM);
+        xi[0] = (float)cosh(c);
+        for (int64_t j = 0; j < ds; j++)
+            xi[j + 1] = (float)(vi[j] * sc);
+    }
+}
+
+void hg_k_lorentz_expmap0_backward(const hg_kctx *k, float *dv, const float *dx, const float *v,
+                                   int64_t n, int64_t d)
+{
+    (void)k;
+    const int64_t ds = d - 1;
+    for (int64_t i = 0; i < n; i++) {
+        const float *vi = v + i * ds, *gx = dx + i * d;
+        float *gv = dv + i * ds;
+        double nrm = 0.0, gdotv = 0.0;
+        for (int64_t j = 0; j < ds; j++) {
+            nrm += (double)vi[j] * vi[j];
+            gdotv += (double)gx[j + 1] * vi[j];
+        }
+        nrm = sqrt(nrm);
+        if (nrm < HG_LORENTZ_EXPMAP0_MIN_NORM) {
+            /* x_sp = v * sinh(MIN)/MIN: linear in v; x0 constant */
+            double sc = sinh((double)HG_LORENTZ_EXPMAP0_MIN_NORM) / HG_LORENTZ_EXPMAP0_MIN_NORM;
+            for (int64_t j = 0; j < ds; j++)
+                gv[j] = (float)(gx[j + 1] * sc);
+            continue;
+        }
+        int inside = nrm <= HG_LORENTZ_EXPMAP0_MAX_NORM;
+        double c = inside ? nrm : HG_LORENTZ_EXPMAP0_MAX_NORM;
+        double sh = sinh(c), ch = cosh(c);
+        /* x0 = cosh(c(|v|)), x_j = sinh(c) v_j / |v|; dc/d|v| = inside */
+        double dnorm = 0.0; /* dL/d|v| through c and through 1/|v| */
+        dnorm += inside ? gx[0] * sh : 0.0;
+        dnorm += gdotv * ((inside ? ch : 0.0) / nrm - sh / (nrm * nrm));
+        for (int64_t j = 0; j < ds; j++)
+            gv[j] = (float)(gx[j + 1] * sh / nrm + dnorm * vi[j] / nrm);
+    }
+}
+
+void hg_k_lorentz_logmap0(const hg_kctx *k, float *v, const float *x, int64_t n, int64_t d)
+{
+    (void)k;
+    const int64_t ds = d - 1;
+    for (int64_t i = 0; i < n; i++) {
+        const float *xi = x + i * d;
+        double sn = sqrt(spatial_sqnorm(xi, d));
+        double dist = acosh(fmax((double)xi[0], 1.0));
+        double sc = sn > 0.0 ? dist / sn : 1.0;
+        for (int64_t j = 0; j < ds; j++)
+            v[i * ds + j] = (float)(xi[j + 1] * sc);
+    }
+}
+
+void hg_k_lorentz_flip_time(const hg_kctx *k, float *out, const float *x, int64_t n, int64_t d)
+{
+    (void)k;
+    for (int64_t i = 0; i < n; i++) {
+        out[i * d] = -x[i * d];
+        if (out != x)
+            memcpy(out + i * d + 1, x + i * d + 1, (size_t)(d - 1) * sizeof *out);
+    }
+}
+
+/* u <- u + <x,u>_L x: projection onto the tangent space at x. */
+static void proj_tan(double *u, const double *x, int64_t d)
+{
+    double xu = -x[0] * u[0];
+    for (int64_t j = 1; j < d; j++)
+        xu += x[j] * u[j];
+    for (int64_t j = 0; j < d; j++)
+        u[j] += xu * x[j];
+}
+
+static double inner_d(const double *x, const double *y, int64_t d)
+{
+    double s = -x[0] * y[0];
+    for (int64_t j = 1; j < d; j++)
+        s += x[j] * y[j];
+    return s;
+}
+
+/* Largest width for the per-point scratch arrays of the Riemannian step (class points are
+ * `dim`-wide; 16 in every reference run). */
+#define HG_LORENTZ_RADAM_MAX_D 1024
+
+void hg_k_lorentz_radam_step(const hg_kctx *k, float *x, const float *grad, float *m, float *v,
+                             int64_t n, int64_t d, float lr, float beta1, float beta2, float eps,
+                             int64_t t)
+{
+    (void)k;
+    double X[HG_LORENTZ_RADAM_MAX_D], U[HG_LORENTZ_RADAM_MAX_D], M[HG_LORENTZ_RADAM_MAX_D],
+        Y[HG_LORENTZ_RADAM_MAX_D];
+    if (d > HG_LORENTZ_RADAM_MAX_D)
+        return; /* the caller validates dim against this limit */
+    const double bc1 = 1.0 - pow((double)beta1, (double)t);
+    const double bc2 = 1.0 - pow((double)beta2, (double)t);
+    for (int64_t i = 0; i < n; i++) {
+        float *xi = x + i * d, *mi = m + i * d;
+        for (int64_t j = 0; j < d; j++) {
+            X[j] = xi[j];
+            U[j] = grad[i * d + j];
+        }
+        U[0] = -U[0]; /* Euclidean -> Riemannian: inverse metric, then projection */
+        proj_tan(U, X, d);
+        double uu = inner_d(U, U, d);
+        v[i] = (float)(beta2 * v[i] + (1.0 - beta2) * uu);
+        double denom = sqrt(fmax((double)v[i], 0.0) / bc2) + eps;
+        for (int64_t j = 0; j < d; j++) {
+            M[j] = beta1 * mi[j] + (1.0 - beta1) * U[j];
+            U[j] = -(double)lr * (M[j] / bc1) / denom; /* the step, a tangent vector at X */
+        }
+        /* y = expmap_x(u) = cosh|u| x + sinh|u| u/|u| */
+        double nu = sqrt(fmax(inner_d(U, U, d), 0.0));
+        if (nu < HG_LORENTZ_EXPMAP_MIN_NORM) {
+            for (int64_t j = 0; j < d; j++)
+                Y[j] = X[j] + U[j];
+        } else {
+            double ch = cosh(nu), sh = sinh(nu) / nu;
+            for (int64_t j = 0; j < d; j++)
+                Y[j] = ch * X[j] + sh * U[j];
+        }
+        /* parallel transport of the moment from x to y: m + <y,m>_L / (1 - <x,y>_L) (x + y) */
+        double ym = inner_d(Y, M, d), xy = inner_d(X, Y, d);
+        double coef = ym / (1.0 - xy);
+        for (int64_t j = 0; j < d; j++) {
+            mi[j] = (float)(M[j] + coef * (X[j] + Y[j]));
+            xi[j] = (float)Y[j];
+        }
+    }
+}
+
+void hg_k_lorentz_stabilize(const hg_kctx *k, float *x, float *m, int64_t n, int64_t d)
+{
+    (void)k;
+    double X[HG_LORENTZ_RADAM_MAX_D], M[HG_LORENTZ_RADAM_MAX_D];
+    if (d > HG_LORENTZ_RADAM_MAX_D)
+        return;
+    for (int64_t i = 0; i < n; i++) {
+        float *xi = x + i * d;
+        double sq = 0.0;
+        for (int64_t j = 1; j < d; j++)
+            sq += (double)xi[j] * xi[j];
+        xi[0] = (float)sqrt(1.0 + sq);
+        if (m) {
+            for (int64_t j = 0; j < d; j++) {
+                X[j] = xi[j];
+                M[j] = m[i * d + j];
+            }
+            proj_tan(M, X, d);
+            for (int64_t j = 0; j < d; j++)
+                m[i * d + j] = (float)M[j];
+        }
+    }
+}

@@ -1,1 +1,695 @@
-/* placeholder: being written */
+/* io.c - .npy and checkpoint files written atomically, mkdir -p, a minimal JSON writer
+ * (see io.h). */
+#include "io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "hg.h"
+
+/* Values are converted to little-endian bytes through a stack buffer of this many floats. */
+#define IO_CHUNK_FLOATS 4096
+
+/* FNV-1a, 64-bit (Fowler/Noll/Vo): offset basis and prime. */
+#define FNV64_OFFSET UINT64_C(0xcbf29ce484222325)
+#define FNV64_PRIME UINT64_C(0x100000001b3)
+
+static uint64_t fnv1a64(uint64_t h, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= FNV64_PRIME;
+    }
+    return h;
+}
+
+static void put_u32(unsigned char *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_u64(unsigned char *b, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const unsigned char *b)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)b[i] << (8 * i);
+    return v;
+}
+
+static uint64_t get_u64(const unsigned char *b)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+/* float32 <-> little-endian bytes, whatever the host byte order. */
+static void floats_to_le(unsigned char *b, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        put_u32(b + 4 * i, u);
+    }
+}
+
+static void floats_from_le(float *x, const unsigned char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = get_u32(b + 4 * i);
+        memcpy(&x[i], &u, 4);
+    }
+}
+
+/* ---- Atomic files: write PATH.tmp, fsync, rename over PATH -------------------------------- */
+
+typedef struct atomic_file {
+    const char *path;
+    char *tmp;     /* path + ".tmp" */
+    FILE *f;
+    uint64_t hash; /* FNV-1a of every byte written so far */
+} atomic_file;
+
+static int af_open(atomic_file *a, const char *path)
+{
+    memset(a, 0, sizeof *a);
+    a->path = path;
+    a->hash = FNV64_OFFSET;
+    size_t len = strlen(path);
+    a->tmp = hg_calloc(len + 5, 1, "temporary file name");
+    if (!a->tmp)
+        return HG_ENOMEM;
+    memcpy(a->tmp, path, len);
+    memcpy(a->tmp + len, ".tmp", 5);
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) {
+        int e = errno;
+        hg_free(a->tmp);
+        a->tmp = NULL;
+        return HG_ERRORF(HG_EIO, "%s: cannot create temporary file %s.tmp: %s", path, path,
+                         strerror(e));
+    }
+    return HG_OK;
+}
+
+static int af_write(atomic_file *a, const void *p, size_t n)
+{
+    if (n == 0)
+        return HG_OK;
+    if (fwrite(p, 1, n, a->f) != n)
+        return HG_ERRORF(HG_EIO, "%s: write error on %s: %s", a->path, a->tmp, strerror(errno));
+    a->hash = fnv1a64(a->hash, p, n);
+    return HG_OK;
+}
+
+static int af_write_floats(atomic_file *a, const float *x, uint64_t n)
+{
+    unsigned char b[4 * IO_CHUNK_FLOATS];
+    while (n > 0) {
+        size_t m = n < IO_CHUNK_FLOATS ? (size_t)n : IO_CHUNK_FLOATS;
+        floats_to_le(b, x, m);
+        int rc = af_write(a, b, 4 * m);
+        if (rc != HG_OK)
+            return rc;
+        x += m;
+        n -= m;
+    }
+    return HG_OK;
+}
+
+/* Drop the temporary file (after a failure); PATH is untouched. */
+static void af_abort(atomic_file *a)
+{
+    if (a->f)
+        fclose(a->f);
+    if (a->tmp)
+        unlink(a->tmp);
+    hg_free(a->tmp);
+    a->f = NULL;
+    a->tmp = NULL;
+}
+
+/* Make the rename durable: fsync the directory holding path. Best effort (some file systems
+ * refuse fsync on a directory); the rename itself is already atomic. */
+static void sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) {
+        strcpy(dir, ".");
+    } else {
+        size_t len = slash == path ? 1 : (size_t)(slash - path);
+        if (len >= sizeof dir)
+            return;
+        memcpy(dir, path, len);
+        dir[len] = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+/* Flush, fsync, close and rename over PATH. Frees a->tmp in every case; on failure the
+ * temporary file is removed. */
+static int af_commit(atomic_file *a)
+{
+    int rc = HG_OK;
+    if (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0) {
+        rc = HG_ERRORF(HG_EIO, "%s: cannot flush %s: %s", a->path, a->tmp, strerror(errno));
+        goto done;
+    }
+    FILE *f = a->f;
+    a->f = NULL;
+    if (fclose(f) != 0) {
+        rc = HG_ERRORF(HG_EIO, "%s: cannot close %s: %s", a->path, a->tmp, strerror(errno));
+        goto done;
+    }
+    if (rename(a->tmp, a->path) != 0) {
+        rc = HG_ERRORF(HG_EIO, "%s: cannot rename %s over it: %s", a->path, a->tmp,
+                       strerror(errno));
+        goto done;
+    }
+    sync_parent_dir(a->path);
+    hg_free(a->tmp);
+    a->tmp = NULL;
+done:
+    if (rc != HG_OK)
+        af_abort(a);
+    return rc;
+}
+
+/* ---- NumPy .npy ---------------------------------------------------------------------------- */
+
+/* .npy v1.0: "\x93NUMPY", major 1, minor 0, u16 header length, header text padded with spaces
+ * and ending in '\n' so that the data is 64-byte aligned (numpy's own writer does the same). */
+int hg_npy_write(const char *path, const float *data, int64_t rows, int64_t cols)
+{
+    if (!path || rows < 0 || cols < 0 || (rows > 0 && cols > INT64_MAX / rows))
+        return HG_ERRORF(HG_EINVAL, "hg_npy_write: bad arguments (path %s, shape %lld x %lld)",
+                         path ? path : "(null)", (long long)rows, (long long)cols);
+    uint64_t count = (uint64_t)rows * (uint64_t)cols;
+    if (count > 0 && !data)
+        return HG_ERRORF(HG_EINVAL, "%s: hg_npy_write: NULL data for %lld x %lld", path,
+                         (long long)rows, (long long)cols);
+
+    unsigned char head[256];
+    const size_t prefix = 10; /* magic 6, version 2, header length 2 */
+    int dict = snprintf((char *)head + prefix, sizeof head - prefix,
+                        "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
+                        (long long)rows, (long long)cols);
+    size_t total = prefix + (size_t)dict + 1; /* + '\n' */
+    total = (total + 63) / 64 * 64;
+    memcpy(head, "\x93NUMPY\x01\x00", 8);
+    head[8] = (unsigned char)((total - prefix) & 0xff);
+    head[9] = (unsigned char)((total - prefix) >> 8);
+    memset(head + prefix + dict, ' ', total - prefix - (size_t)dict - 1);
+    head[total - 1] = '\n';
+
+    atomic_file a;
+    int rc = af_open(&a, path);
+    if (rc != HG_OK)
+        return rc;
+    HG_CHECK(af_write(&a, head, total));
+    HG_CHECK(af_write_floats(&a, data, count));
+    rc = af_commit(&a);
+    return rc;
+done:
+    af_abort(&a);
+    return rc;
+}
+
+/* ---- Checkpoints --------------------------------------------------------------------------- */
+
+/* Argument checks shared by writer and reader (the data pointers are checked by the caller). */
+static int check_names(const char *who, int n, const char *const *names, int have_data,
+                       const int64_t *counts)
+{
+    if (n < 0 || (n > 0 && (!names || !have_data || !counts)))
+        return HG_ERRORF(HG_EINVAL, "%s: bad tensor list (n=%d)", who, n);
+    for (int t = 0; t < n; t++) {
+        size_t len = names[t] ? strlen(names[t]) : 0;
+        if (len == 0 || len > HG_CKPT_MAX_NAME)
+            return HG_ERRORF(HG_EINVAL, "%s: tensor %d: name empty or longer than %d bytes", who,
+                             t, HG_CKPT_MAX_NAME);
+        if (counts[t] < 0 || counts[t] > INT64_MAX / 4)
+            return HG_ERRORF(HG_EINVAL, "%s: tensor '%s': bad count %lld", who, names[t],
+                             (long long)counts[t]);
+        for (int u = 0; u < t; u++)
+            if (strcmp(names[u], names[t]) == 0)
+                return HG_ERRORF(HG_EINVAL, "%s: tensor name '%s' given twice", who, names[t]);
+    }
+    return HG_OK;
+}
+
+int hg_ckpt_write(const char *path, int n, const char *const *names, const float *const *data,
+                  const int64_t *counts, const char *meta_json)
+{
+    if (!path)
+        return HG_ERRORF(HG_EINVAL, "hg_ckpt_write: NULL path");
+    int rc = check_names(path, n, names, data != NULL, counts);
+    if (rc != HG_OK)
+        return rc;
+    for (int t = 0; t < n; t++)
+        if (counts[t] > 0 && !data[t])
+            return HG_ERRORF(HG_EINVAL, "%s: tensor '%s': NULL data", path, names[t]);
+    const char *meta = meta_json ? meta_json : "";
+    size_t meta_len = strlen(meta);
+
+    atomic_file a;
+    rc = af_open(&a, path);
+    if (rc != HG_OK)
+        return rc;
+    unsigned char b[16];
+    HG_CHECK(af_write(&a, HG_CKPT_MAGIC, 8)); /* 7 characters and the NUL */
+    put_u32(b, HG_CKPT_VERSION);
+    put_u32(b + 4, (uint32_t)n);
+    put_u64(b + 8, (uint64_t)meta_len);
+    HG_CHECK(af_write(&a, b, 16));
+    HG_CHECK(af_write(&a, meta, meta_len));
+    for (int t = 0; t < n; t++) {
+        size_t len = strlen(names[t]);
+        put_u32(b, (uint32_t)len);
+        HG_CHECK(af_write(&a, b, 4));
+        HG_CHECK(af_write(&a, names[t], len));
+        put_u64(b, (uint64_t)counts[t]);
+        HG_CHECK(af_write(&a, b, 8));
+        HG_CHECK(af_write_floats(&a, data[t], (uint64_t)counts[t]));
+    }
+    put_u64(b, a.hash);
+    HG_CHECK(af_write(&a, b, 8));
+    rc = af_commit(&a);
+    return rc;
+done:
+    af_abort(&a);
+    return rc;
+}
+
+/* Sequential reader that hashes what it reads and knows how many bytes the file has left, so a
+ * corrupted length is reported as truncation before any read is attempted. */
+typedef struct ckpt_reader {
+    FILE *f;
+    const char *path;
+    uint64_t hash;
+    uint64_t left; /* bytes not yet read */
+} ckpt_reader;
+
+/* Read n bytes into dst (NULL: discard); hash them if `hash`. */
+static int rd_bytes(ckpt_reader *r, void *dst, uint64_t n, int hash, const char *what)
+{
+    unsigned char b[4 * IO_CHUNK_FLOATS];
+    if (n > r->left)
+        return HG_ERRORF(HG_EFORMAT,
+                         "%s: truncated checkpoint: %s needs %" PRIu64 " bytes, %" PRIu64
+                         " left",
+                         r->path, what, n, r->left);
+    while (n > 0) {
+        size_t m = n < sizeof b ? (size_t)n : sizeof b;
+        unsigned char *p = dst ? (unsigned char *)dst : b;
+        if (fread(p, 1, m, r->f) != m) {
+            if (ferror(r->f))
+                return HG_ERRORF(HG_EIO, "%s: read error: %s", r->path, strerror(errno));
+            return HG_ERRORF(HG_EFORMAT, "%s: truncated checkpoint while reading %s", r->path,
+                             what);
+        }
+        if (hash)
+            r->hash = fnv1a64(r->hash, p, m);
+        r->left -= m;
+        n -= m;
+        if (dst)
+            dst = (unsigned char *)dst + m;
+    }
+    return HG_OK;
+}
+
+/* Read count little-endian floats into x (NULL: discard). */
+static int rd_floats(ckpt_reader *r, float *x, uint64_t count, const char *what)
+{
+    unsigned char b[4 * IO_CHUNK_FLOATS];
+    if (count > r->left / 4)
+        return HG_ERRORF(HG_EFORMAT,
+                         "%s: truncated checkpoint: %s needs %" PRIu64 " floats, %" PRIu64
+                         " bytes left",
+                         r->path, what, count, r->left);
+    while (count > 0) {
+        size_t m = count < IO_CHUNK_FLOATS ? (size_t)count : IO_CHUNK_FLOATS;
+        int rc = rd_bytes(r, b, 4 * m, 1, what);
+        if (rc != HG_OK)
+            return rc;
+        if (x) {
+            floats_from_le(x, b, m);
+            x += m;
+        }
+        count -= m;
+    }
+    return HG_OK;
+}
+
+/* One pass over the file. fill == 0: check everything, touch no caller buffer (seen[] marks the
+ * requested tensors found). fill == 1: also copy tensors and meta out. Structural errors
+ * (truncation, bad magic) stop at once; mismatches with the request are kept until the checksum
+ * has been verified, so a corrupted file is reported as corrupted rather than as a mismatch. */
+static int ckpt_pass(ckpt_reader *r, int fill, int n, const char *const *names,
+                     float *const *data, const int64_t *counts, unsigned char *seen, char *meta,
+                     size_t meta_cap, size_t *meta_len)
+{
+    int rc = HG_OK, bad_rc = HG_OK;
+    char bad_msg[512] = "";
+    unsigned char b[16];
+    char name[HG_CKPT_MAX_NAME + 1];
+
+    HG_CHECK(rd_bytes(r, b, 8, 1, "the magic"));
+    if (memcmp(b, HG_CKPT_MAGIC, 8) != 0) {
+        rc = HG_ERRORF(HG_EFORMAT, "%s: bad magic: not an hgnn checkpoint", r->path);
+        goto done;
+    }
+    HG_CHECK(rd_bytes(r, b, 16, 1, "the header"));
+    uint32_t version = get_u32(b), ntensors = get_u32(b + 4);
+    uint64_t mlen = get_u64(b + 8);
+    if (version != HG_CKPT_VERSION) {
+        rc = HG_ERRORF(HG_EFORMAT, "%s: unsupported checkpoint version %" PRIu32 " (expected %u)",
+                       r->path, version, HG_CKPT_VERSION);
+        goto done;
+    }
+    if (mlen > r->left) {
+        rc = HG_ERRORF(HG_EFORMAT,
+                       "%s: truncated checkpoint: meta of %" PRIu64 " bytes, %" PRIu64 " left",
+                       r->path, mlen, r->left);
+        goto done;
+    }
+    if (fill && meta_cap > 0) {
+        size_t keep = mlen < meta_cap - 1 ? (size_t)mlen : meta_cap - 1;
+        HG_CHECK(rd_bytes(r, meta, keep, 1, "the meta JSON"));
+        meta[keep] = '\0';
+        HG_CHECK(rd_bytes(r, NULL, mlen - keep, 1, "the meta JSON"));
+    } else {
+        HG_CHECK(rd_bytes(r, NULL, mlen, 1, "the meta JSON"));
+    }
+    if (fill && meta_len)
+        *meta_len = (size_t)mlen;
+
+    for (uint32_t k = 0; k < ntensors; k++) {
+        HG_CHECK(rd_bytes(r, b, 4, 1, "a tensor name length"));
+        uint32_t len = get_u32(b);
+        if (len == 0 || len > HG_CKPT_MAX_NAME) {
+            rc = HG_ERRORF(HG_EFORMAT, "%s: tensor %" PRIu32 ": bad name length %" PRIu32,
+                           r->path, k, len);
+            goto done;
+        }
+        HG_CHECK(rd_bytes(r, name, len, 1, "a tensor name"));
+        name[len] = '\0';
+        HG_CHECK(rd_bytes(r, b, 8, 1, "a tensor count"));
+        uint64_t count = get_u64(b);
+        int want = -1;
+        for (int t = 0; t < n; t++)
+            if (strlen(names[t]) == len && memcmp(names[t], name, len) == 0) {
+                want = t;
+                break;
+            }
+        if (want >= 0 && bad_rc == HG_OK) {
+            if (seen[want] && !fill) {
+                bad_rc = HG_EFORMAT;
+                snprintf(bad_msg, sizeof bad_msg, "%s: tensor '%s' stored twice", r->path, name);
+            } else if (count != (uint64_t)counts[want]) {
+                bad_rc = HG_EFORMAT;
+                snprintf(bad_msg, sizeof bad_msg,
+                         "%s: tensor '%s' has %" PRIu64 " values, expected %lld", r->path, name,
+                         count, (long long)counts[want]);
+            }
+            seen[want] = 1;
+        }
+        float *dst = fill && want >= 0 && bad_rc == HG_OK ? data[want] : NULL;
+        HG_CHECK(rd_floats(r, dst, count, name));
+    }
+
+    uint64_t computed = r->hash;
+    HG_CHECK(rd_bytes(r, b, 8, 0, "the checksum"));
+    uint64_t stored = get_u64(b);
+    if (stored != computed) {
+        rc = HG_ERRORF(HG_EFORMAT,
+                       "%s: checksum mismatch (stored %016" PRIx64 ", computed %016" PRIx64
+                       "): the checkpoint is corrupted",
+                       r->path, stored, computed);
+        goto done;
+    }
+    if (r->left != 0) {
+        rc = HG_ERRORF(HG_EFORMAT, "%s: %" PRIu64 " unexpected bytes after the checksum", r->path,
+                       r->left);
+        goto done;
+    }
+    if (bad_rc != HG_OK) {
+        rc = HG_ERRORF(bad_rc, "%s", bad_msg);
+        goto done;
+    }
+    for (int t = 0; t < n; t++)
+        if (!seen[t]) {
+            rc = HG_ERRORF(HG_EFORMAT, "%s: missing tensor '%s'", r->path, names[t]);
+            goto done;
+        }
+done:
+    return rc;
+}
+
+int hg_ckpt_read(const char *path, int n, const char *const *names, float *const *data,
+                 const int64_t *counts, char *meta, size_t meta_cap, size_t *meta_len)
+{
+    if (!path)
+        return HG_ERRORF(HG_EINVAL, "hg_ckpt_read: NULL path");
+    if (!meta && meta_cap > 0)
+        return HG_ERRORF(HG_EINVAL, "%s: hg_ckpt_read: NULL meta buffer with meta_cap %zu", path,
+                         meta_cap);
+    int rc = check_names(path, n, names, data != NULL, counts);
+    if (rc != HG_OK)
+        return rc;
+    for (int t = 0; t < n; t++)
+        if (counts[t] > 0 && !data[t])
+            return HG_ERRORF(HG_EINVAL, "%s: tensor '%s': NULL buffer", path, names[t]);
+    unsigned char *seen = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return HG_ERRORF(HG_EIO, "%s: cannot open checkpoint: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        rc = HG_ERRORF(HG_EIO, "%s: cannot stat: %s", path, strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = HG_ERRORF(HG_EIO, "%s: not a regular file", path);
+        goto done;
+    }
+    seen = hg_calloc((size_t)n, 1, "checkpoint tensor flags");
+    if (!seen) {
+        rc = HG_ENOMEM;
+        goto done;
+    }
+    for (int fill = 0; fill <= 1; fill++) {
+        if (fill) {
+            rewind(f);
+            memset(seen, 0, (size_t)n);
+        }
+        ckpt_reader r = {f, path, FNV64_OFFSET, (uint64_t)st.st_size};
+        HG_CHECK(ckpt_pass(&r, fill, n, names, data, counts, seen, meta, meta_cap, meta_len));
+    }
+done:
+    hg_free(seen);
+    fclose(f);
+    return rc;
+}
+
+/* ---- Directories --------------------------------------------------------------------------- */
+
+static int mkdir_one(const char *full, const char *dir)
+{
+    if (mkdir(dir, 0777) == 0)
+        return HG_OK;
+    int e = errno;
+    struct stat st;
+    if (e == EEXIST && stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return HG_OK;
+        e = ENOTDIR;
+    }
+    return HG_ERRORF(HG_EIO, "%s: cannot create directory %s: %s", full, dir, strerror(e));
+}
+
+int hg_mkdir_p(const char *path)
+{
+    if (!path || !path[0])
+        return HG_ERRORF(HG_EINVAL, "hg_mkdir_p: empty path");
+    size_t len = strlen(path);
+    int rc = HG_OK;
+    char *tmp = hg_calloc(len + 1, 1, "directory path");
+    if (!tmp)
+        return HG_ENOMEM;
+    memcpy(tmp, path, len + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/' || p[-1] == '/')
+            continue;
+        *p = '\0';
+        rc = mkdir_one(path, tmp);
+        *p = '/';
+        if (rc != HG_OK)
+            goto done;
+    }
+    rc = mkdir_one(path, tmp);
+done:
+    hg_free(tmp);
+    return rc;
+}
+
+/* ---- JSON writer --------------------------------------------------------------------------- */
+
+static void jput(hg_json *j, const char *s, size_t n)
+{
+    if (j->status != HG_OK || n == 0)
+        return;
+    if (j->f) {
+        if (fwrite(s, 1, n, j->f) != n)
+            j->status = HG_ERRORF(HG_EIO, "JSON output: write error: %s", strerror(errno));
+        else
+            j->len += n;
+        return;
+    }
+    size_t room = j->cap - 1 - j->len;
+    size_t m = n < room ? n : room;
+    memcpy(j->buf + j->len, s, m);
+    j->len += m;
+    j->buf[j->len] = '\0';
+    if (m < n)
+        j->status = HG_ERRORF(HG_EINVAL, "JSON output: buffer of %zu bytes too small", j->cap);
+}
+
+static void jputs(hg_json *j, const char *s) { jput(j, s, strlen(s)); }
+
+/* A JSON string literal (RFC 8259 section 7): escape the quote, the backslash and the control
+ * characters U+0000..U+001F; everything else is copied. */
+static void jstring(hg_json *j, const char *s)
+{
+    jput(j, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        jput(j, run, (size_t)(s - run));
+        char esc[8];
+        switch (c) {
+        case '"': strcpy(esc, "\\\""); break;
+        case '\\': strcpy(esc, "\\\\"); break;
+        case '\n': strcpy(esc, "\\n"); break;
+        case '\r': strcpy(esc, "\\r"); break;
+        case '\t': strcpy(esc, "\\t"); break;
+        case '\b': strcpy(esc, "\\b"); break;
+        case '\f': strcpy(esc, "\\f"); break;
+        default: snprintf(esc, sizeof esc, "\\u%04x", c); break;
+        }
+        jputs(j, esc);
+        run = s + 1;
+    }
+    jput(j, run, (size_t)(s - run));
+    jput(j, "\"", 1);
+}
+
+static int jkey(hg_json *j, const char *key)
+{
+    if (j->status != HG_OK)
+        return 0;
+    if (!key) {
+        j->status = HG_ERRORF(HG_EINVAL, "JSON output: NULL key");
+        return 0;
+    }
+    if (j->nfields++ > 0)
+        jput(j, ", ", 2);
+    jstring(j, key);
+    jput(j, ": ", 2);
+    return j->status == HG_OK;
+}
+
+void hg_json_begin_file(hg_json *j, FILE *f)
+{
+    memset(j, 0, sizeof *j);
+    j->f = f;
+    if (!f)
+        j->status = HG_ERRORF(HG_EINVAL, "JSON output: NULL FILE");
+    jput(j, "{", 1);
+}
+
+void hg_json_begin_buf(hg_json *j, char *buf, size_t cap)
+{
+    memset(j, 0, sizeof *j);
+    j->buf = buf;
+    j->cap = cap;
+    if (!buf || cap == 0)
+        j->status = HG_ERRORF(HG_EINVAL, "JSON output: NULL or empty buffer");
+    else
+        buf[0] = '\0';
+    jput(j, "{", 1);
+}
+
+void hg_json_add_str(hg_json *j, const char *key, const char *val)
+{
+    if (!jkey(j, key))
+        return;
+    if (val)
+        jstring(j, val);
+    else
+        jputs(j, "null");
+}
+
+void hg_json_add_int(hg_json *j, const char *key, int64_t val)
+{
+    char b[32];
+    if (!jkey(j, key))
+        return;
+    snprintf(b, sizeof b, "%" PRId64, val);
+    jputs(j, b);
+}
+
+void hg_json_add_double(hg_json *j, const char *key, double val)
+{
+    char b[40];
+    if (!jkey(j, key))
+        return;
+    if (!isfinite(val)) {
+        jputs(j, "null");
+        return;
+    }
+    snprintf(b, sizeof b, "%.17g", val);
+    jputs(j, b);
+}
+
+void hg_json_add_bool(hg_json *j, const char *key, int val)
+{
+    if (!jkey(j, key))
+        return;
+    jputs(j, val ? "true" : "false");
+}
+
+void hg_json_add_raw(hg_json *j, const char *key, const char *raw)
+{
+    if (!jkey(j, key))
+        return;
+    jputs(j, raw ? raw : "null");
+}
+
+int hg_json_end(hg_json *j)
+{
+    jput(j, "}", 1);
+    return j->status;
+}

@@ -1,2 +1,112 @@
 #!/bin/sh
-exit 77
+# test_cli.sh - hgnn-train as a user runs it: options, bad input files, outputs, determinism.
+# Usage: test_cli.sh PATH/TO/hgnn-train   (meson passes the built program)
+set -u
+BIN=${1:?usage: test_cli.sh HGNN_TRAIN}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+DATA=$SRC/datasets/data
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   - $1"; }
+ko() { fail=$((fail + 1)); echo "FAIL - $1"; }
+
+# expect_error NAME PATTERN ARGS...: exit code 2, exactly one stderr line matching PATTERN, no crash
+expect_error() {
+    name=$1 pat=$2
+    shift 2
+    "$BIN" --quiet "$@" >"$TMP/out" 2>"$TMP/err"
+    code=$?
+    lines=$(wc -l <"$TMP/err")
+    if [ "$code" -eq 2 ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" "$TMP/err"; then
+        ok "$name: $(cat "$TMP/err")"
+    else
+        ko "$name: exit $code, $lines stderr lines, wanted /$pat/:"
+        cat "$TMP/err"
+    fi
+}
+
+# json_field FILE KEY: value of KEY in the last line of FILE
+json_field() { tail -n 1 "$1" | tr ',' '\n' | grep "\"$2\":" | head -n 1 | sed 's/.*: *//; s/[}"]//g'; }
+
+# --- options ---
+"$BIN" --help >"$TMP/out" 2>&1 && grep -q "usage: hgnn-train" "$TMP/out" && ok "--help" || ko "--help"
+expect_error "unknown option" "unknown option '--frobnicate'" --dataset cora --frobnicate 1
+expect_error "unknown dataset" "unknown dataset 'nosuch'" --dataset nosuch
+expect_error "missing data" "no data" --task nc
+expect_error "bad task" "option --task" --dataset cora --task xx
+expect_error "bad number" "option --lr" --dataset cora --lr abc
+expect_error "bad method" "option --method" --dataset cora --method svd
+expect_error "missing value" "needs a value" --dataset cora --lr
+expect_error "no such dir" "not a directory" --data-dir "$TMP/none"
+
+# --- broken input files (a copy of disease_lp, one defect each) ---
+mk() { rm -rf "$TMP/d"; cp -r "$DATA/disease_lp" "$TMP/d"; chmod -R u+w "$TMP/d"; }
+mk; head -n 100 "$DATA/disease_lp/features.mtx" >"$TMP/d/features.mtx"
+expect_error "truncated features.mtx" "features.mtx" --data-dir "$TMP/d" --task lp
+mk; echo "5 999999" >>"$TMP/d/graph.edges"
+expect_error "node id out of range" "graph.edges:2665" --data-dir "$TMP/d" --task lp
+mk; echo "1 x" >>"$TMP/d/graph.edges"
+expect_error "malformed edge line" "graph.edges:2665" --data-dir "$TMP/d" --task lp
+mk; head -n 100 "$DATA/disease_lp/labels.txt" >"$TMP/d/labels.txt"
+expect_error "label file too short" "labels.txt\|features.mtx" --data-dir "$TMP/d" --task lp
+mk; sed -i '7s/.*/abc/' "$TMP/d/labels.txt"
+expect_error "non-integer label" "labels.txt:7" --data-dir "$TMP/d" --task lp
+mk; sed -i '10s/ [^ ]*$/ nan/' "$TMP/d/features.mtx"
+expect_error "NaN feature" "features.mtx:10" --data-dir "$TMP/d" --task lp
+mk; sed -i '12s/ [^ ]*$/ inf/' "$TMP/d/features.mtx"
+expect_error "Inf feature" "features.mtx:12" --data-dir "$TMP/d" --task lp
+mk; : >"$TMP/d/graph.edges"
+expect_error "empty graph" "graph.edges" --data-dir "$TMP/d" --task lp
+mk; rm "$TMP/d/features.mtx"
+expect_error "missing features with --use-feats 1" "features.mtx" --data-dir "$TMP/d" --task lp --use-feats 1
+mk; rm "$TMP/d/labels.txt"
+expect_error "missing labels" "labels.txt" --data-dir "$TMP/d" --task lp
+
+# --- a short run with outputs ---
+"$BIN" --dataset cora --task nc --epochs 15 --log-freq 5 --out "$TMP/run1" >"$TMP/r1" 2>"$TMP/e1"
+code=$?
+if [ $code -eq 0 ] && tail -n 1 "$TMP/r1" | grep -q '"test_acc"' && [ -s "$TMP/run1/result.json" ] &&
+    [ -s "$TMP/run1/checkpoint.bin" ] && [ -s "$TMP/run1/log.csv" ] &&
+    head -c 6 "$TMP/run1/embeddings.npy" | grep -q "NUMPY" &&
+    [ "$(wc -l <"$TMP/run1/log.csv")" -eq 16 ]; then
+    ok "cora nc 15 epochs with --out (JSON, log.csv, embeddings.npy, checkpoint.bin)"
+else
+    ko "cora nc run with --out (exit $code)"
+    cat "$TMP/e1"
+    tail -n 3 "$TMP/r1"
+fi
+
+# --- determinism: same seed, same numbers ---
+strip() { tail -n 1 "$1" | tr ',' '\n' | grep -v -e seconds -e epoch_ms -e peak_rss; }
+"$BIN" --dataset cora --task nc --epochs 15 --quiet >"$TMP/r2" 2>/dev/null
+if [ "$(strip "$TMP/r1")" = "$(strip "$TMP/r2")" ]; then ok "same seed, same JSON"; else
+    ko "same seed, same JSON"
+    diff "$TMP/r1" "$TMP/r2" | tail -n 4
+fi
+"$BIN" --dataset cora --task nc --epochs 15 --quiet --seed 7 >"$TMP/r3" 2>/dev/null
+if [ "$(json_field "$TMP/r3" val_f1)" != "$(json_field "$TMP/r1" val_f1)" ] ||
+    [ "$(json_field "$TMP/r3" test_acc)" != "$(json_field "$TMP/r1" test_acc)" ]; then
+    ok "another seed, other numbers"
+else ko "another seed gave identical metrics"; fi
+
+# --- epochs 0 evaluates the initial model; link prediction runs ---
+"$BIN" --dataset disease_lp --epochs 0 --quiet >"$TMP/r4" 2>"$TMP/e4" &&
+    [ "$(json_field "$TMP/r4" best_epoch)" = "0" ] && tail -n 1 "$TMP/r4" | grep -q test_roc_auc &&
+    ok "--epochs 0 (lp)" || { ko "--epochs 0 (lp)"; cat "$TMP/e4"; }
+"$BIN" --dataset airport --task lp --epochs 5 --quiet >"$TMP/r5" 2>"$TMP/e5" &&
+    tail -n 1 "$TMP/r5" | grep -q test_ap && ok "airport lp 5 epochs" || { ko "airport lp"; cat "$TMP/e5"; }
+
+# --- a dataset the program has never seen: a generated directory in the same format ---
+mkdir -p "$TMP/new"
+awk 'BEGIN { n = 60; for (i = 0; i < n; i++) { print i, (i + 1) % n > "/dev/stderr" } }' 2>"$TMP/new/e0" >/dev/null
+awk '{ if ($1 < $2) print $1, $2; else print $2, $1 }' "$TMP/new/e0" | sort -n -k1,1 -k2,2 | uniq >"$TMP/new/graph.edges"
+awk 'BEGIN { for (i = 0; i < 60; i++) print (i < 30 ? 0 : 1) }' >"$TMP/new/labels.txt"
+awk 'BEGIN { print "%%MatrixMarket matrix coordinate real general"; print 60, 3, 120;
+             for (i = 1; i <= 60; i++) { print i, 1, (i <= 30 ? 1 : 0.1); print i, 2, (i % 7) + 1 } }' >"$TMP/new/features.mtx"
+"$BIN" --data-dir "$TMP/new" --task nc --num-layers 2 --epochs 30 --quiet >"$TMP/r6" 2>"$TMP/e6" &&
+    tail -n 1 "$TMP/r6" | grep -q test_f1 && ok "unseen dataset directory (nc)" || { ko "unseen dataset"; cat "$TMP/e6"; }
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,408 @@
+/* options.c - hgnn-train options, the reference hyperparameters and their parsing. */
+#include "options.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hg_config.h"
+#include "../hg.h"
+
+/* HyboNet's published run scripts (DESIGN.md section 3); all dim 16, bias 1, patience 500. */
+typedef struct reference {
+    const char *dataset;
+    hg_task task;
+    float lr;
+    int num_layers;
+    float dropout, weight_decay, margin, grad_clip; /* grad_clip 0 = none */
+    int act_relu, normalize_feats;
+} reference;
+
+static const reference references[] = {
+    {"airport", HG_TASK_LP, 0.01f, 2, 0.0f, 0.0f, 2.0f, 0.0f, 0, 1},
+    {"airport", HG_TASK_NC, 0.02f, 6, 0.0f, 1e-4f, 2.0f, 1.0f, 1, 1},
+    {"cora", HG_TASK_LP, 0.02f, 2, 0.7f, 1e-3f, 0.1f, 0.5f, 0, 1},
+    {"cora", HG_TASK_NC, 0.02f, 3, 0.9f, 1e-2f, 1.0f, 1.0f, 0, 1},
+    {"disease_lp", HG_TASK_LP, 0.005f, 2, 0.0f, 0.0f, 30.0f, 0.5f, 0, 0},
+    {"disease_nc", HG_TASK_NC, 0.005f, 4, 0.1f, 0.0f, 2.0f, 0.5f, 0, 1},
+    {"pubmed", HG_TASK_LP, 0.008f, 2, 0.5f, 0.0f, 0.3f, 0.5f, 0, 1},
+    {"pubmed", HG_TASK_NC, 0.02f, 3, 0.8f, 1e-3f, 1.0f, 0.5f, 0, 1},
+};
+
+/* Datasets whose node-classification split is random (DESIGN 3): val/test proportions. */
+static void nc_split_props(const char *name, double *val, double *test)
+{
+    if (name && strcmp(name, "disease_nc") == 0) {
+        *val = 0.10;
+        *test = 0.60;
+    } else { /* airport and any other dataset without a split file */
+        *val = 0.15;
+        *test = 0.15;
+    }
+}
+
+void hg_train_options_usage(void)
+{
+    printf(
+        "usage: hgnn-train (--dataset NAME | --data-dir DIR) [--task nc|lp] [options]\n"
+        "\n"
+        "Trains HyboNet (fully hyperbolic GCN, Lorentz model) for node classification (nc) or\n"
+        "link prediction (lp). --dataset alone selects HyboNet's reference hyperparameters.\n"
+        "\n"
+        "data:\n"
+        "  --dataset NAME          bundled: cora, pubmed, disease_nc, disease_lp, airport\n"
+        "  --data-dir DIR          any directory in the same format (graph.edges, labels.txt,\n"
+        "                          features.mtx, optional split file); with --dataset NAME the\n"
+        "                          reference settings of NAME apply\n"
+        "  --task nc|lp            node classification or link prediction (default: nc, or lp\n"
+        "                          for disease_lp)\n"
+        "  --use-feats 0|1         0: identity features (default: 1 when features.mtx exists)\n"
+        "  --normalize-feats 0|1   row-normalise features\n"
+        "  --degree-features 0|1   append one-hot(min(degree,5)) and a 1 column (airport: 1)\n"
+        "  --split-file NAME       node split file in the data dir (default split_hybonet.txt,\n"
+        "                          else split.txt, else a seeded random split)\n"
+        "  --val-prop P --test-prop P   random node split (nc) or edge split (lp: 0.05 0.10)\n"
+        "  --lp-neg-pool reference|nonedge  training negatives: all pairs that are not training\n"
+        "                          edges (reference: includes val/test positives) or non-edges\n"
+        "  --split-seed N          seed of the data split (1234)\n"
+        "model:\n"
+        "  --dim N (16)  --num-layers N  --act none|relu  --bias 0|1  --dropout P  --margin M\n"
+        "  --scale-init S          initial exp(s) of LorentzLinear (10)\n"
+        "linear maps (sst/):\n"
+        "  --method full|lora|relora|sst   how every weight is trained (full)\n"
+        "  --rank R (1)  --lora-alpha A (= R)\n"
+        "  --sst-steps T3 (100)    steps per SST iteration / ReLoRA merge\n"
+        "  --sst-warmup N (100)    lr warm-up steps at the start of each iteration\n"
+        "  --sst-rounds-iters T2   iterations per SST round (default ceil(k/r))\n"
+        "  --sst-sampling sigma|mixed|uniform|top (sigma)   --sst-renorm 0|1 (1)\n"
+        "  --prune-sigma K         also evaluate the best model keeping the K largest singular\n"
+        "                          values of every weight (K < 1: a fraction of them)\n"
+        "optimisation:\n"
+        "  --lr LR  --weight-decay WD  --wd-mode decoupled|l2 (decoupled)\n"
+        "  --grad-clip C (0 = none)  --stabilize N (10: re-project class points every N steps)\n"
+        "  --epochs N (5000; 0 = evaluate the initial model)  --patience N (500)\n"
+        "  --min-epochs N (100)  --seed N (1234)\n"
+        "running:\n"
+        "  --threads N (1)  --log-freq N (10)  --quiet\n"
+        "  --out DIR               write result.json, log.csv, embeddings.npy, checkpoint.bin\n"
+        "  --save-every N (100)    rewrite the best checkpoint every N epochs when it changed\n"
+        "  --device cpu            (cuda when built with the CUDA backend)\n"
+        "  --help  --version\n"
+        "\n"
+        "The last line of stdout is one JSON object with the run's results.\n");
+}
+
+static int bad(const char *opt, const char *val, const char *why)
+{
+    return HG_ERRORF(HG_EINVAL, "option %s: '%s' %s", opt, val ? val : "", why);
+}
+
+static int parse_double(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        return bad(opt, s, "is not a number");
+    if (v < lo || v > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "is out of range [%g, %g]", lo, hi);
+        return bad(opt, s, why);
+    }
+    *out = v;
+    return HG_OK;
+}
+
+static int parse_float(const char *opt, const char *s, double lo, double hi, float *out)
+{
+    double v;
+    int rc = parse_double(opt, s, lo, hi, &v);
+    if (rc == HG_OK)
+        *out = (float)v;
+    return rc;
+}
+
+static int parse_int(const char *opt, const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end)
+        return bad(opt, s, "is not an integer");
+    if (v < lo || v > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "is out of range [%ld, %ld]", lo, hi);
+        return bad(opt, s, why);
+    }
+    *out = (int)v;
+    return HG_OK;
+}
+
+static int parse_u64(const char *opt, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (*s == '-')
+        return bad(opt, s, "must be a non-negative integer");
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end)
+        return bad(opt, s, "is not a non-negative integer");
+    *out = v;
+    return HG_OK;
+}
+
+static int parse_bool(const char *opt, const char *s, int *out) { return parse_int(opt, s, 0, 1, out); }
+
+/* Options that only take effect through the reference table are tracked so the table never
+ * overrides what the user wrote. */
+enum {
+    SET_LR = 1 << 0, SET_LAYERS = 1 << 1, SET_DROPOUT = 1 << 2, SET_WD = 1 << 3, SET_MARGIN = 1 << 4,
+    SET_CLIP = 1 << 5, SET_ACT = 1 << 6, SET_NORM = 1 << 7, SET_VAL = 1 << 8, SET_TEST = 1 << 9,
+    SET_AUG = 1 << 10, SET_TASK = 1 << 11
+};
+
+int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
+{
+    memset(o, 0, sizeof *o);
+    hg_linear_opts_default(&o->linear);
+    o->task = HG_TASK_NC;
+    o->dim = 16;
+    o->num_layers = 2;
+    o->bias = 1;
+    o->margin = 2.0f;
+    o->scale_init = 10.0f;
+    o->lr = 0.01f;
+    o->decoupled_wd = 1;
+    o->stabilize = 10;
+    o->epochs = 5000;
+    o->patience = 500;
+    o->min_epochs = 100;
+    o->seed = 1234;
+    o->split_seed = 1234;
+    o->use_feats = -1;
+    o->normalize_feats = 1;
+    o->threads = 1;
+    o->log_freq = 10;
+    o->save_every = 100;
+    o->device = "cpu";
+    o->prune_sigma = -1.0;
+    o->neg_pool = HG_NEG_POOL_REFERENCE;
+    unsigned set = 0;
+    int rc = HG_OK;
+    double d;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            hg_train_options_usage();
+            return 1;
+        }
+        if (!strcmp(a, "--version")) {
+            printf("hgnn-train %s\n", HG_VERSION);
+            return 1;
+        }
+        if (!strcmp(a, "--quiet")) {
+            o->quiet = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return HG_ERRORF(HG_EINVAL, "unexpected argument '%s' (options start with --; see --help)", a);
+        /* --opt=value or --opt value */
+        char key[64];
+        const char *val = NULL, *eq = strchr(a, '=');
+        if (eq) {
+            size_t kl = (size_t)(eq - a);
+            if (kl >= sizeof key)
+                return HG_ERRORF(HG_EINVAL, "unknown option '%s' (see --help)", a);
+            memcpy(key, a, kl);
+            key[kl] = '\0';
+            val = eq + 1;
+        } else {
+            snprintf(key, sizeof key, "%s", a);
+            if (i + 1 >= argc)
+                return HG_ERRORF(HG_EINVAL, "option %s needs a value (see --help)", a);
+            val = argv[++i];
+        }
+#define IS(name) (!strcmp(key, name))
+        if (IS("--dataset"))
+            o->dataset = val;
+        else if (IS("--data-dir"))
+            o->data_dir = val;
+        else if (IS("--task")) {
+            if (!strcmp(val, "nc"))
+                o->task = HG_TASK_NC;
+            else if (!strcmp(val, "lp"))
+                o->task = HG_TASK_LP;
+            else
+                return bad(key, val, "is not a task (nc, lp)");
+            set |= SET_TASK;
+        } else if (IS("--use-feats"))
+            rc = parse_bool(key, val, &o->use_feats);
+        else if (IS("--normalize-feats")) {
+            rc = parse_bool(key, val, &o->normalize_feats);
+            set |= SET_NORM;
+        } else if (IS("--degree-features")) {
+            rc = parse_bool(key, val, &o->augment_degree);
+            set |= SET_AUG;
+        } else if (IS("--split-file"))
+            o->split_file = val;
+        else if (IS("--val-prop")) {
+            rc = parse_double(key, val, 0.0, 0.9, &o->val_prop);
+            set |= SET_VAL;
+        } else if (IS("--test-prop")) {
+            rc = parse_double(key, val, 0.0, 0.9, &o->test_prop);
+            set |= SET_TEST;
+        } else if (IS("--lp-neg-pool")) {
+            if (!strcmp(val, "reference"))
+                o->neg_pool = HG_NEG_POOL_REFERENCE;
+            else if (!strcmp(val, "nonedge"))
+                o->neg_pool = HG_NEG_POOL_NONEDGE;
+            else
+                return bad(key, val, "is not a pool (reference, nonedge)");
+        } else if (IS("--split-seed"))
+            rc = parse_u64(key, val, &o->split_seed);
+        else if (IS("--seed"))
+            rc = parse_u64(key, val, &o->seed);
+        else if (IS("--dim"))
+            rc = parse_int(key, val, 2, 1024, &o->dim);
+        else if (IS("--num-layers")) {
+            rc = parse_int(key, val, 1, 17, &o->num_layers);
+            set |= SET_LAYERS;
+        } else if (IS("--act")) {
+            if (!strcmp(val, "none"))
+                o->act_relu = 0;
+            else if (!strcmp(val, "relu"))
+                o->act_relu = 1;
+            else
+                return bad(key, val, "is not an activation (none, relu)");
+            set |= SET_ACT;
+        } else if (IS("--bias"))
+            rc = parse_bool(key, val, &o->bias);
+        else if (IS("--dropout")) {
+            rc = parse_float(key, val, 0.0, 0.99, &o->dropout);
+            set |= SET_DROPOUT;
+        } else if (IS("--margin")) {
+            rc = parse_float(key, val, 0.0, 1e6, &o->margin);
+            set |= SET_MARGIN;
+        } else if (IS("--scale-init"))
+            rc = parse_float(key, val, 1e-3, 1e6, &o->scale_init);
+        else if (IS("--method")) {
+            int m = hg_linear_method_parse(val);
+            if (m < 0)
+                return bad(key, val, "is not a method (full, lora, relora, sst)");
+            o->linear.method = (hg_linear_method)m;
+        } else if (IS("--rank"))
+            rc = parse_int(key, val, 1, 1 << 20, &o->linear.rank);
+        else if (IS("--lora-alpha"))
+            rc = parse_float(key, val, 1e-6, 1e6, &o->linear.lora_alpha);
+        else if (IS("--sst-steps"))
+            rc = parse_int(key, val, 1, 1 << 30, &o->linear.steps_per_iter);
+        else if (IS("--sst-warmup"))
+            rc = parse_int(key, val, 0, 1 << 30, &o->linear.warmup);
+        else if (IS("--sst-rounds-iters"))
+            rc = parse_int(key, val, 0, 1 << 30, &o->linear.iters_per_round);
+        else if (IS("--sst-sampling")) {
+            int s = hg_sst_sampling_parse(val);
+            if (s < 0)
+                return bad(key, val, "is not a sampling rule (sigma, mixed, uniform, top)");
+            o->linear.sampling = (hg_sst_sampling)s;
+        } else if (IS("--sst-renorm"))
+            rc = parse_bool(key, val, &o->linear.renorm);
+        else if (IS("--prune-sigma"))
+            rc = parse_double(key, val, 1e-9, 1e9, &o->prune_sigma);
+        else if (IS("--lr")) {
+            rc = parse_float(key, val, 1e-9, 10.0, &o->lr);
+            set |= SET_LR;
+        } else if (IS("--weight-decay")) {
+            rc = parse_float(key, val, 0.0, 10.0, &o->weight_decay);
+            set |= SET_WD;
+        } else if (IS("--wd-mode")) {
+            if (!strcmp(val, "decoupled"))
+                o->decoupled_wd = 1;
+            else if (!strcmp(val, "l2"))
+                o->decoupled_wd = 0;
+            else
+                return bad(key, val, "is not a weight-decay mode (decoupled, l2)");
+        } else if (IS("--grad-clip")) {
+            if (!strcmp(val, "none"))
+                o->grad_clip = 0.0f;
+            else
+                rc = parse_float(key, val, 0.0, 1e9, &o->grad_clip);
+            set |= SET_CLIP;
+        } else if (IS("--stabilize"))
+            rc = parse_int(key, val, 0, 1 << 30, &o->stabilize);
+        else if (IS("--epochs"))
+            rc = parse_int(key, val, 0, 10000000, &o->epochs);
+        else if (IS("--patience"))
+            rc = parse_int(key, val, 1, 10000000, &o->patience);
+        else if (IS("--min-epochs"))
+            rc = parse_int(key, val, 0, 10000000, &o->min_epochs);
+        else if (IS("--threads"))
+            rc = parse_int(key, val, 1, 1024, &o->threads);
+        else if (IS("--log-freq"))
+            rc = parse_int(key, val, 0, 10000000, &o->log_freq);
+        else if (IS("--save-every"))
+            rc = parse_int(key, val, 1, 10000000, &o->save_every);
+        else if (IS("--out"))
+            o->out_dir = val;
+        else if (IS("--device")) {
+            if (strcmp(val, "cpu") != 0)
+                return bad(key, val, HG_HAVE_CUDA ? "is not a device (cpu, cuda)"
+                                                  : "is not available in this build (cpu only; "
+                                                    "rebuild with the CUDA toolkit for cuda)");
+            o->device = val;
+        } else
+            return HG_ERRORF(HG_EINVAL, "unknown option '%s' (see --help)", key);
+#undef IS
+        if (rc)
+            return rc;
+    }
+
+    if (!o->dataset && !o->data_dir)
+        return HG_ERRORF(HG_EINVAL, "no data: give --dataset NAME or --data-dir DIR (see --help)");
+    if (o->dataset && !(set & SET_TASK) && !strcmp(o->dataset, "disease_lp"))
+        o->task = HG_TASK_LP;
+
+    /* reference settings of the named dataset, unless the option was given */
+    const reference *ref = NULL;
+    for (size_t r = 0; o->dataset && r < sizeof references / sizeof references[0]; r++)
+        if (!strcmp(references[r].dataset, o->dataset) && references[r].task == o->task)
+            ref = &references[r];
+    if (ref) {
+        if (!(set & SET_LR)) o->lr = ref->lr;
+        if (!(set & SET_LAYERS)) o->num_layers = ref->num_layers;
+        if (!(set & SET_DROPOUT)) o->dropout = ref->dropout;
+        if (!(set & SET_WD)) o->weight_decay = ref->weight_decay;
+        if (!(set & SET_MARGIN)) o->margin = ref->margin;
+        if (!(set & SET_CLIP)) o->grad_clip = ref->grad_clip;
+        if (!(set & SET_ACT)) o->act_relu = ref->act_relu;
+        if (!(set & SET_NORM)) o->normalize_feats = ref->normalize_feats;
+    }
+    /* the paper's only deviation from HyboNet's settings: dropout 0.5 for LoRA and SST on Cora NC */
+    if (o->dataset && !strcmp(o->dataset, "cora") && o->task == HG_TASK_NC && !(set & SET_DROPOUT) &&
+        o->linear.method != HG_LINEAR_FULL)
+        o->dropout = 0.5f;
+    if (o->dataset && !strcmp(o->dataset, "airport") && !(set & SET_AUG))
+        o->augment_degree = 1;
+    if (o->task == HG_TASK_LP) {
+        if (!(set & SET_VAL)) o->val_prop = 0.05;
+        if (!(set & SET_TEST)) o->test_prop = 0.10;
+    } else {
+        double v, t;
+        nc_split_props(o->dataset, &v, &t);
+        if (!(set & SET_VAL)) o->val_prop = v;
+        if (!(set & SET_TEST)) o->test_prop = t;
+    }
+    if (o->val_prop + o->test_prop >= 1.0)
+        return HG_ERRORF(HG_EINVAL, "options --val-prop %g and --test-prop %g leave no training data",
+                         o->val_prop, o->test_prop);
+    int graph_layers = o->task == HG_TASK_NC ? o->num_layers - 1 : o->num_layers;
+    if (graph_layers < 1)
+        return HG_ERRORF(HG_EINVAL, "option --num-layers %d: node classification needs at least 2 "
+                         "(num_layers - 1 graph layers)", o->num_layers);
+    o->linear.weight_decay = o->weight_decay;
+    o->linear.decoupled_wd = o->decoupled_wd;
+    return HG_OK;
+}

@@ -1,0 +1,44 @@
+/* options.h - hgnn-train's command line: every hyperparameter is an option, and
+ * `--dataset X --task Y` alone selects the reference hyperparameters of HyboNet's run scripts
+ * (DESIGN.md section 3) and the paper's SST defaults (section 4). */
+#ifndef HG_CLI_OPTIONS_H
+#define HG_CLI_OPTIONS_H
+
+#include <stdint.h>
+
+#include "../../datasets/dataset.h"
+#include "../../sst/linear.h"
+
+typedef struct hg_train_options {
+    const char *dataset;   /* bundled name, or NULL with data_dir */
+    const char *data_dir;  /* any directory in the same format */
+    hg_task task;
+    /* model */
+    int dim, num_layers, act_relu, bias;
+    float dropout, margin, scale_init;
+    /* optimisation */
+    float lr, weight_decay, grad_clip; /* grad_clip <= 0: none */
+    int decoupled_wd, stabilize;
+    int epochs, patience, min_epochs;
+    uint64_t seed, split_seed;
+    hg_linear_opts linear;
+    /* data */
+    int use_feats;         /* -1: auto (1 when features.mtx exists) */
+    int normalize_feats, augment_degree;
+    const char *split_file;
+    double val_prop, test_prop;
+    hg_neg_pool neg_pool;
+    /* running and output */
+    int threads, log_freq, quiet, save_every;
+    const char *out_dir;
+    const char *device;
+    double prune_sigma;    /* < 0: off; < 1: fraction of k; >= 1: count */
+} hg_train_options;
+
+/* Parse argv into o (defaults first, then the dataset's reference settings, then the options
+ * given, which always win). Returns 0 on success, 1 when --help/--version was printed, and
+ * HG_EINVAL with a one-line message naming the option otherwise. */
+int hg_train_options_parse(hg_train_options *o, int argc, char **argv);
+void hg_train_options_usage(void);
+
+#endif
