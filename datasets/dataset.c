@@ -974,8 +974,12 @@ int hg_dataset_load(hg_dataset *d, const hg_dataset_opts *o)
     char path[PATH_LEN], labels_path[PATH_LEN];
     uint8_t *self_loop = NULL;
     int64_t *keys = NULL, m = 0, *train_keys = NULL, *deg = NULL;
-    igraph_error_handler_t *old_handler = igraph_set_error_handler(igraph_error_handler_ignore);
+    igraph_error_handler_t *old_handler;
 
+    if (!d)
+        return HG_ERRORF(HG_EINVAL, "dataset: no output struct given");
+    /* igraph's default handler aborts: report its errors as statuses instead (IG_CHECK) */
+    old_handler = igraph_set_error_handler(igraph_error_handler_ignore);
     memset(d, 0, sizeof *d);
     if (!o || !o->dir) {
         rc = HG_ERRORF(HG_EINVAL, "dataset: no directory given");
