@@ -332,7 +332,15 @@ static int sst_decompose(hg_linear *L, const float *Wsrc)
  * moments restart. */
 int hg__linear_sst_round_end(hg_linear *L)
 {
-    int rc = sst_decompose(L, L->W); /* W is current: materialised before the schedule runs */
+    int rc = HG_OK;
+    for (int64_t i = 0; i < L->m * L->n; i++)
+        if (!isfinite(L->W[i])) { /* LAPACK's behaviour on NaN input is undefined */
+            rc = HG_ERRORF(HG_ENUMERIC, "sst: non-finite weight entry %lld at a round end (step %lld)",
+                           (long long)i, (long long)L->step);
+            break;
+        }
+    if (rc == HG_OK)
+        rc = sst_decompose(L, L->W); /* W is current: materialised before the schedule runs */
     memset(L->buf_mom, 0, (size_t)(2 * L->ntrain) * sizeof(float));
     L->t_main = 0;
     L->t_vec = 0;
@@ -692,7 +700,7 @@ int hg_linear_step(hg_linear *L, float lr)
         hg_k_adam_step(L->k, L->sigma, L->gsigma, L->msigma, L->vsigma, kk, lr, o->beta1, o->beta2,
                        o->eps, wd_dec, wd_l2, L->t_main);
         for (int64_t i = 0; i < kk; i++)
-            if (!(L->sigma[i] >= 0.0f)) /* clamp at 0 (DESIGN 4); also catches NaN */
+            if (L->sigma[i] < 0.0f) /* clamp at 0 (DESIGN 4); a NaN stays visible to the caller */
                 L->sigma[i] = 0.0f;
         /* the sampled vectors: enhanced gradients, warmed-up lr, no weight decay */
         const float f = hg__linear_lr_factor(L);

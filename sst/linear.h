@@ -53,7 +53,8 @@ typedef struct hg_linear hg_linear; /* opaque; fields in sst/linear.c */
 
 /* Create a linear map of shape m x n starting from W_init (m x n, the standard initialisation
  * of the model; copied). SST takes its thin SVD (LAPACKE), LoRA freezes it as W0. seed drives
- * the method's own randomness (LoRA's A, SST's sampling). *out is NULL on failure.
+ * the method's own randomness (LoRA's A, SST's sampling). k is borrowed and must outlive the map.
+ * *out is NULL on failure.
  * Errors: HG_EINVAL (bad sizes/options), HG_ENOMEM, HG_ELAPACK. */
 int hg_linear_create(hg_linear **out, const hg_kctx *k, int64_t m, int64_t n, const float *W_init,
                      const hg_linear_opts *o, uint64_t seed);
@@ -70,7 +71,8 @@ void hg_linear_accumulate_grad(hg_linear *L, const float *G);
 double hg_linear_grad_sqnorm(const hg_linear *L);
 void hg_linear_scale_grad(hg_linear *L, float a);
 /* One optimiser step with base learning rate lr (the method multiplies its own warm-up factor),
- * then the schedule hooks, then W is re-materialised. Errors: HG_ELAPACK (SST round SVD). */
+ * then the schedule hooks, then W is re-materialised. Errors: HG_ELAPACK (SST round SVD),
+ * HG_ENUMERIC (non-finite W at an SST round end; the triplets are then left as they were). */
 int hg_linear_step(hg_linear *L, float lr);
 
 /* Trainable parameter count at the current step, and optimiser-state floats (Adam moments). */
@@ -78,7 +80,11 @@ int64_t hg_linear_num_trainable(const hg_linear *L);
 int64_t hg_linear_state_floats(const hg_linear *L);
 
 /* Persistent tensors (for checkpoints): i in [0, hg_linear_num_tensors). Loading a checkpoint
- * writes these and then calls hg_linear_rematerialise(). */
+ * writes these and then calls hg_linear_rematerialise(). Names: full "W"; LoRA/ReLoRA "W0", "A"
+ * (r x n), "B" (m x r); SST "Ut" (k x m, row i = U_i), "sigma" (k), "Vt" (k x n, row i = V_i); then
+ * the Adam moments ("<name>.adam_m", ".adam_v"; SST: "sigma", "U_S", "V_S" for the r sampled
+ * vectors) and "sched" (step counters, generator state, sampled indices as 16-bit integers in
+ * floats), so that save, load and continue reproduce an uninterrupted run bit for bit. */
 int hg_linear_num_tensors(const hg_linear *L);
 void hg_linear_tensor(hg_linear *L, int i, const char **name, float **data, int64_t *count);
 void hg_linear_rematerialise(hg_linear *L);

@@ -877,15 +877,14 @@ static void test_optimise(void **state)
         fail_msg("full rank: loss %.3g -> %.3g", l0, lf);
     hg_linear_free(L);
 
-    /* SST at r = 1: mostly downhill (Adam's overshoot and the iteration restarts allow a few
-     * small rises) and well below the start after 800 steps (it reaches ~0.14 L0 there and
+    /* SST at r = 1: downhill up to Adam's jitter (no step may raise the loss by 1%; the largest
+     * rise here is ~0.03%) and well below the start after 800 steps (it is at ~0.14 L0 there and
      * converges on: ~0.004 L0 by step 3000) */
     o = opts_for(HG_LINEAR_SST, 1);
     o.steps_per_iter = 20;
     o.warmup = 5;
     L = make(&o, m, n, W, 13);
-    double prev = target_loss(L, T, NULL);
-    int rises = 0;
+    double prev = target_loss(L, T, NULL), worst_rise = 0.0;
     const int steps = 800;
     for (int s = 0; s < steps; s++) {
         hg_linear_zero_grad(L);
@@ -893,12 +892,13 @@ static void test_optimise(void **state)
         hg_linear_accumulate_grad(L, G);
         assert_int_equal(hg_linear_step(L, 0.01f), HG_OK);
         double l = target_loss(L, T, NULL);
-        rises += l > prev;
+        worst_rise = fmax(worst_rise, (l - prev) / prev);
         prev = l;
     }
-    print_message("sst r=1: loss %.4g -> %.4g, %d rises in %d steps\n", l0, prev, rises, steps);
-    if (!(prev < 0.25 * l0) || rises > steps / 10)
-        fail_msg("sst r=1: loss %.4g -> %.4g with %d rises", l0, prev, rises);
+    print_message("sst r=1: loss %.4g -> %.4g in %d steps, largest relative rise %.2g\n", l0, prev,
+                  steps, worst_rise);
+    if (!(prev < 0.25 * l0) || !(worst_rise < 0.01))
+        fail_msg("sst r=1: loss %.4g -> %.4g, largest relative rise %.3g", l0, prev, worst_rise);
     hg_linear_free(L);
     free(G);
     free(T);

@@ -368,7 +368,7 @@ int main(int argc, char **argv)
     memset(&r, 0, sizeof r);
     r.o = &o;
     int rc = hg_train_options_parse(&o, argc, argv);
-    if (rc == 1)
+    if (rc == HG_OPTIONS_DONE)
         return 0;
     if (rc) {
         fprintf(stderr, "hgnn-train: %s\n", hg_last_error());

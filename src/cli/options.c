@@ -191,17 +191,16 @@ int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
     o->neg_pool = HG_NEG_POOL_REFERENCE;
     unsigned set = 0;
     int rc = HG_OK;
-    double d;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             hg_train_options_usage();
-            return 1;
+            return HG_OPTIONS_DONE;
         }
         if (!strcmp(a, "--version")) {
             printf("hgnn-train %s\n", HG_VERSION);
-            return 1;
+            return HG_OPTIONS_DONE;
         }
         if (!strcmp(a, "--quiet")) {
             o->quiet = 1;

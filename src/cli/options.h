@@ -36,9 +36,12 @@ typedef struct hg_train_options {
 } hg_train_options;
 
 /* Parse argv into o (defaults first, then the dataset's reference settings, then the options
- * given, which always win). Returns 0 on success, 1 when --help/--version was printed, and
+ * given, which always win). Returns 0 on success, HG_OPTIONS_DONE when --help/--version was printed, and
  * HG_EINVAL with a one-line message naming the option otherwise. */
 int hg_train_options_parse(hg_train_options *o, int argc, char **argv);
 void hg_train_options_usage(void);
+
+/* Returned by hg_train_options_parse after --help or --version (not a status code). */
+#define HG_OPTIONS_DONE (-1)
 
 #endif
