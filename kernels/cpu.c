@@ -146,13 +146,18 @@ static inline uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
+/* Element i is dropped when the top 53 bits of its hash fall below p * 2^53. */
+static inline uint64_t dropout_hash(uint64_t seed, int64_t i)
+{
+    return mix64(seed * 0x9e3779b97f4a7c15ULL + (uint64_t)i + 0x632be59bd9b4e019ULL) >> 11;
+}
+
 float hg_k_dropout_scale(int64_t i, float p, uint64_t seed)
 {
     if (p <= 0.0f)
         return 1.0f;
-    uint64_t h = mix64(seed * 0x9e3779b97f4a7c15ULL + (uint64_t)i + 0x632be59bd9b4e019ULL);
-    double u = (double)(h >> 11) * 0x1.0p-53;
-    return u < (double)p ? 0.0f : 1.0f / (1.0f - p);
+    uint64_t threshold = (uint64_t)((double)p * 0x1.0p53);
+    return dropout_hash(seed, i) < threshold ? 0.0f : 1.0f / (1.0f - p);
 }
 
 void hg_k_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, float p, uint64_t seed)
@@ -163,8 +168,10 @@ void hg_k_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, floa
             memmove(out, in, (size_t)n * sizeof *out);
         return;
     }
-    for (int64_t i = 0; i < n; i++)
-        out[i] = in[i] * hg_k_dropout_scale(i, p, seed);
+    const uint64_t threshold = (uint64_t)((double)p * 0x1.0p53);
+    const float keep = 1.0f / (1.0f - p);
+    for (int64_t i = 0; i < n; i++) /* branch-free: the mask is a coin flip at p = 0.5 */
+        out[i] = in[i] * (dropout_hash(seed, i) < threshold ? 0.0f : keep);
 }
 
 void hg_k_relu_forward(const hg_kctx *k, float *y, const float *x, int64_t n)

@@ -49,7 +49,7 @@ const char *hg_linear_method_name(hg_linear_method m);
 int hg_sst_sampling_parse(const char *s);
 const char *hg_sst_sampling_name(hg_sst_sampling s);
 
-typedef struct hg_linear hg_linear; /* opaque; fields in sst/linear.c */
+typedef struct hg_linear hg_linear; /* opaque; fields in sst/linear_internal.h (tests only) */
 
 /* Create a linear map of shape m x n starting from W_init (m x n, the standard initialisation
  * of the model; copied). SST takes its thin SVD (LAPACKE), LoRA freezes it as W0. seed drives

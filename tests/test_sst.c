@@ -509,6 +509,18 @@ static void test_reorth(void **state)
     assert_int_equal(L->T2, 3);
     hg_linear_free(L);
 
+    /* a non-finite W at a round end is reported, not handed to LAPACK */
+    o.rank = 2;
+    o.steps_per_iter = 1;
+    o.iters_per_round = 1;
+    L = make(&o, m, n, W, 8);
+    tensor(L, "sigma", NULL)[0] = NAN;
+    hg_linear_rematerialise(L);
+    hg_linear_zero_grad(L);
+    assert_int_equal(hg_linear_step(L, 0.01f), HG_ENUMERIC);
+    assert_non_null(strstr(hg_last_error(), "non-finite"));
+    hg_linear_free(L);
+
     free(Wb);
     free(G);
     free(T);
