@@ -606,6 +606,11 @@ int64_t hg_linear_rows(const hg_linear *L) { return L->m; }
 int64_t hg_linear_cols(const hg_linear *L) { return L->n; }
 const float *hg_linear_weight(const hg_linear *L) { return L->W; }
 
+void hg_linear_load_weight(hg_linear *L, const float *W)
+{
+    memcpy(L->W, W, (size_t)(L->m * L->n) * sizeof(float));
+}
+
 /* ---------------------------------------------------------------- gradients */
 
 void hg_linear_zero_grad(hg_linear *L)

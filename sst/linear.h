@@ -93,5 +93,9 @@ void hg_linear_rematerialise(hg_linear *L);
  * `keep` largest singular values (SST: its own triplets; other methods: SVD of the current W).
  * keep >= min(m, n) reproduces W. Errors: HG_ELAPACK, HG_ENOMEM. */
 int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out);
+/* Overwrite the materialised weight with W (m x n), e.g. a pruned one, for inference. Full mode's
+ * W is its parameter, so this changes it; the other methods' parameters are untouched and
+ * hg_linear_rematerialise() restores their weight. */
+void hg_linear_load_weight(hg_linear *L, const float *W);
 
 #endif

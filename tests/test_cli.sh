@@ -98,6 +98,28 @@ else ko "another seed gave identical metrics"; fi
 "$BIN" --dataset airport --task lp --epochs 5 --quiet >"$TMP/r5" 2>"$TMP/e5" &&
     tail -n 1 "$TMP/r5" | grep -q test_ap && ok "airport lp 5 epochs" || { ko "airport lp"; cat "$TMP/e5"; }
 
+# --- zero distortion: every method starts from the same function (same seed, --epochs 0) ---
+zd_ok=1
+for m in full lora relora sst; do
+    "$BIN" --dataset cora --task nc --method $m --dropout 0.9 --epochs 0 --quiet >"$TMP/zd_$m" 2>"$TMP/e7" || zd_ok=0
+    [ "$(json_field "$TMP/zd_$m" test_acc)" = "$(json_field "$TMP/zd_full" test_acc)" ] &&
+        [ "$(json_field "$TMP/zd_$m" val_f1)" = "$(json_field "$TMP/zd_full" val_f1)" ] || zd_ok=0
+done
+[ $zd_ok = 1 ] && ok "--epochs 0: full, lora, relora, sst give the same initial metrics" ||
+    { ko "zero distortion from the command line"; cat "$TMP/e7"; }
+
+# --- SST training with a pruning sweep ---
+"$BIN" --dataset disease_lp --method sst --rank 1 --epochs 30 --quiet --prune-sigma 1,16 >"$TMP/r8" 2>"$TMP/e8"
+if [ $? -eq 0 ] && tail -n 1 "$TMP/r8" | grep -q '"prune": \[{"keep": 1,' &&
+    [ "$(tail -n 1 "$TMP/r8" | sed 's/.*"keep": 16[^}]*"test_roc_auc": \([0-9.e-]*\).*/\1/')" = "$(json_field "$TMP/r8" test_roc_auc)" ]; then
+    ok "sst with --prune-sigma 1,16 (keeping all 16 reproduces the unpruned metric)"
+else
+    ko "sst --prune-sigma"
+    cat "$TMP/e8"
+    tail -n 1 "$TMP/r8"
+fi
+expect_error "bad rank" "rank" --dataset cora --method sst --rank 40 --epochs 1
+
 # --- a dataset the program has never seen: a generated directory in the same format ---
 mkdir -p "$TMP/new"
 awk 'BEGIN { n = 60; for (i = 0; i < n; i++) { print i, (i + 1) % n > "/dev/stderr" } }' 2>"$TMP/new/e0" >/dev/null

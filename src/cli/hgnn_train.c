@@ -45,6 +45,7 @@ typedef struct run {
     int32_t *train_neg;  /* (2 * n_train_pos) */
     /* best model */
     float *best_emb;     /* (n x dim) */
+    float *prune_w;      /* (dim x max din) a pruned weight */
     float *snapshot;     /* all persistent tensors, concatenated */
     int64_t snapshot_len;
     double *step_ms;     /* (epochs) */
@@ -137,6 +138,9 @@ static double selection_score(const run *r, const metrics *m)
     return isnan(s) ? -INFINITY : s;
 }
 
+static void add_metrics(struct hg_json *j, const char *prefix, const struct run *r,
+                        const metrics *m);
+
 /* ---- persistence ---- */
 
 static void snapshot_take(run *r)
@@ -154,8 +158,8 @@ static void snapshot_take(run *r)
     memcpy(r->best_emb, m->emb, (size_t)(r->data.n * m->cfg.dim) * sizeof(float));
 }
 
-/* Swap the snapshot with the live parameters (used to evaluate/prune the best model). */
-static void snapshot_swap(run *r)
+/* Load the best parameters (the snapshot) into the model. */
+static void snapshot_restore(run *r)
 {
     hg_hybonet *m = &r->model;
     int64_t off = 0;
@@ -164,14 +168,56 @@ static void snapshot_swap(run *r)
         float *data;
         int64_t count;
         hg_hybonet_tensor(m, t, name, sizeof name, &data, &count);
-        for (int64_t i = 0; i < count; i++) {
-            float tmp = data[i];
-            data[i] = r->snapshot[off + i];
-            r->snapshot[off + i] = tmp;
-        }
+        memcpy(data, r->snapshot + off, (size_t)count * sizeof(float));
         off += count;
     }
     hg_hybonet_rematerialise(m);
+}
+
+/* Singular-value pruning of the best model: for each K, every weight keeps its K largest
+ * singular values (K < 1: that fraction of min(out, in), rounded up); val and test metrics of
+ * the pruned model go into the JSON array `out` (one object per K). */
+static int prune_sweep(run *r, char *out, size_t cap)
+{
+    hg_hybonet *m = &r->model;
+    const hg_train_options *o = r->o;
+    size_t len = 0;
+    int rc = HG_OK;
+    len += (size_t)snprintf(out + len, cap - len, "[");
+    for (int i = 0; i < o->nprune && rc == HG_OK; i++) {
+        snapshot_restore(r);
+        int64_t keep_max = 0;
+        for (int l = 0; l < m->cfg.nlayers; l++) {
+            hg_linear *lin = m->layer[l].lin;
+            int64_t k = HG_MIN(hg_linear_rows(lin), hg_linear_cols(lin));
+            int64_t keep = o->prune[i] < 1.0 ? (int64_t)ceil(o->prune[i] * (double)k)
+                                              : HG_MIN((int64_t)o->prune[i], k);
+            keep_max = HG_MAX(keep_max, keep);
+            if ((rc = hg_linear_pruned_weight(lin, keep, r->prune_w)))
+                break;
+            hg_linear_load_weight(lin, r->prune_w);
+        }
+        metrics val = {0}, test = {0};
+        if (!rc)
+            rc = evaluate(r, &val, &test);
+        if (rc)
+            break;
+        char obj[512];
+        hg_json j;
+        hg_json_begin_buf(&j, obj, sizeof obj);
+        hg_json_add_double(&j, "keep", o->prune[i]);
+        hg_json_add_int(&j, "kept_max", keep_max);
+        add_metrics(&j, "val", r, &val);
+        add_metrics(&j, "test", r, &test);
+        if ((rc = hg_json_end(&j)))
+            break;
+        len += (size_t)snprintf(out + len, cap > len ? cap - len : 0, "%s%s", i ? ", " : "", obj);
+    }
+    if (len + 2 > cap)
+        return HG_ERRORF(HG_EINVAL, "--prune-sigma: too many entries for the result line");
+    snprintf(out + len, cap - len, "]");
+    snapshot_restore(r);
+    return rc;
 }
 
 static void meta_json(const run *r, char *buf, size_t cap)
@@ -324,8 +370,12 @@ static int setup(run *r)
     r->best_emb = hg_calloc((size_t)(d->n * o->dim), sizeof(float), "best embeddings");
     r->snapshot = hg_calloc((size_t)r->snapshot_len, sizeof(float), "best parameters");
     r->step_ms = hg_calloc((size_t)HG_MAX(o->epochs, 1), sizeof(double), "step times");
+    int64_t max_w = 0;
+    for (int l = 0; l < m->cfg.nlayers; l++)
+        max_w = HG_MAX(max_w, hg_linear_rows(m->layer[l].lin) * hg_linear_cols(m->layer[l].lin));
+    r->prune_w = hg_calloc((size_t)max_w, sizeof(float), "pruned weight");
     if (!r->pred || !r->rank_idx || !r->pair_label || !r->eval_score || !r->train_neg ||
-        !r->best_emb || !r->snapshot || !r->step_ms)
+        !r->best_emb || !r->snapshot || !r->step_ms || !r->prune_w)
         rc = HG_ENOMEM;
 done:
     return rc;
@@ -336,7 +386,7 @@ static void run_destroy(run *r)
     hg_hybonet_destroy(&r->model);
     hg_dataset_destroy(&r->data);
     void *bufs[] = {r->pred, r->rank_idx, r->pair_label, r->eval_score, r->train_neg,
-                    r->best_emb, r->snapshot, r->step_ms};
+                    r->best_emb, r->snapshot, r->step_ms, r->prune_w};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         hg_free(bufs[i]);
     if (r->log)
@@ -345,7 +395,8 @@ static void run_destroy(run *r)
 
 /* ---- training ---- */
 
-static void add_metrics(hg_json *j, const char *prefix, const run *r, const metrics *m)
+static void add_metrics(struct hg_json *j, const char *prefix, const struct run *r,
+                        const metrics *m)
 {
     char key[64];
     if (r->o->task == HG_TASK_NC) {
@@ -481,17 +532,14 @@ int main(int argc, char **argv)
     int epochs_run = epoch > o.epochs ? o.epochs : epoch;
     double epoch_ms = median(r.step_ms, epochs_run);
 
-    /* singular-value pruning of the best model */
-    double pruned_val = NAN, pruned_test = NAN;
-    int64_t prune_keep = 0;
-    (void)pruned_val;
-    (void)pruned_test;
-    (void)prune_keep;
+    static char prune_json[HG_MAX_PRUNE * 400];
+    if (o.nprune > 0 && (rc = prune_sweep(&r, prune_json, sizeof prune_json)))
+        goto fail;
 
     if (o.out_dir && (rc = save_best(&r)))
         goto fail;
 
-    char json[8192];
+    static char json[HG_MAX_PRUNE * 400 + 8192];
     hg_json j;
     hg_json_begin_buf(&j, json, sizeof json);
     hg_json_add_str(&j, "dataset", r.name);
@@ -517,6 +565,8 @@ int main(int argc, char **argv)
     hg_json_add_double(&j, "weight_decay", o.weight_decay);
     hg_json_add_int(&j, "num_layers", o.num_layers);
     hg_json_add_int(&j, "dim", o.dim);
+    if (o.nprune > 0)
+        hg_json_add_raw(&j, "prune", prune_json);
     if ((rc = hg_json_end(&j)))
         goto fail;
     if (!o.quiet)

@@ -77,8 +77,8 @@ void hg_train_options_usage(void)
         "  --sst-warmup N (100)    lr warm-up steps at the start of each iteration\n"
         "  --sst-rounds-iters T2   iterations per SST round (default ceil(k/r))\n"
         "  --sst-sampling sigma|mixed|uniform|top (sigma)   --sst-renorm 0|1 (1)\n"
-        "  --prune-sigma K         also evaluate the best model keeping the K largest singular\n"
-        "                          values of every weight (K < 1: a fraction of them)\n"
+        "  --prune-sigma K[,K...]  also evaluate the best model keeping the K largest singular\n"
+        "                          values of every weight (K < 1: that fraction of them)\n"
         "optimisation:\n"
         "  --lr LR  --weight-decay WD  --wd-mode decoupled|l2 (decoupled)\n"
         "  --grad-clip C (0 = none)  --stabilize N (10: re-project class points every N steps)\n"
@@ -153,6 +153,25 @@ static int parse_u64(const char *opt, const char *s, uint64_t *out)
     return HG_OK;
 }
 
+/* Comma-separated positive numbers, e.g. "1,2,4,0.5". */
+static int parse_list(const char *opt, const char *s, double *out, int *count)
+{
+    char buf[512], *save = NULL;
+    if (strlen(s) >= sizeof buf)
+        return bad(opt, s, "is too long");
+    strcpy(buf, s);
+    *count = 0;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (*count == HG_MAX_PRUNE)
+            return bad(opt, s, "has too many entries");
+        int rc = parse_double(opt, t, 1e-9, 1e9, &out[*count]);
+        if (rc)
+            return rc;
+        (*count)++;
+    }
+    return *count ? HG_OK : bad(opt, s, "is empty");
+}
+
 static int parse_bool(const char *opt, const char *s, int *out) { return parse_int(opt, s, 0, 1, out); }
 
 /* Options that only take effect through the reference table are tracked so the table never
@@ -187,7 +206,6 @@ int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
     o->log_freq = 10;
     o->save_every = 100;
     o->device = "cpu";
-    o->prune_sigma = -1.0;
     o->neg_pool = HG_NEG_POOL_REFERENCE;
     unsigned set = 0;
     int rc = HG_OK;
@@ -310,7 +328,7 @@ int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
         } else if (IS("--sst-renorm"))
             rc = parse_bool(key, val, &o->linear.renorm);
         else if (IS("--prune-sigma"))
-            rc = parse_double(key, val, 1e-9, 1e9, &o->prune_sigma);
+            rc = parse_list(key, val, o->prune, &o->nprune);
         else if (IS("--lr")) {
             rc = parse_float(key, val, 1e-9, 10.0, &o->lr);
             set |= SET_LR;

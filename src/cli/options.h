@@ -9,6 +9,8 @@
 #include "../../datasets/dataset.h"
 #include "../../sst/linear.h"
 
+#define HG_MAX_PRUNE 32
+
 typedef struct hg_train_options {
     const char *dataset;   /* bundled name, or NULL with data_dir */
     const char *data_dir;  /* any directory in the same format */
@@ -32,7 +34,10 @@ typedef struct hg_train_options {
     int threads, log_freq, quiet, save_every;
     const char *out_dir;
     const char *device;
-    double prune_sigma;    /* < 0: off; < 1: fraction of k; >= 1: count */
+    /* singular-value pruning sweep of the best model: each entry K >= 1 keeps the K largest
+       singular values of every weight, 0 < K < 1 keeps that fraction of them (rounded up) */
+    double prune[HG_MAX_PRUNE];
+    int nprune;
 } hg_train_options;
 
 /* Parse argv into o (defaults first, then the dataset's reference settings, then the options
