@@ -428,62 +428,71 @@ static void csr_to_dense(double *A, const small_csr *a)
 static void test_csr_spmm(void **state)
 {
     (void)state;
-    enum { NR = 9, NC = 7, D = 5 };
+    enum { NR = 9, NC = 7 };
     static const int empty[] = {2, 6};
     small_csr a;
     random_csr(&a, NR, NC, empty, 2, 51);
     double A[NR * NC];
     csr_to_dense(A, &a);
-    float X[NC * D], Y[NR * D], Y0[NR * D];
-    hg_test_fill_uniform(X, NC * D, -1.0f, 1.0f, 52);
-    hg_test_fill_uniform(Y0, NR * D, -1.0f, 1.0f, 53);
+    for (int w = 0; w < NWIDTHS; w++) { /* the generic loop and the 16-wide vector path */
+        const int D = (int)test_widths[w];
+        float X[NC * MAXD], Y[NR * MAXD], Y0[NR * MAXD];
+        hg_test_fill_uniform(X, (size_t)(NC * D), -1.0f, 1.0f, 52);
+        hg_test_fill_uniform(Y0, (size_t)(NR * D), -1.0f, 1.0f, 53);
 
-    static const float betas[] = {0.0f, 1.0f, 0.5f, -2.0f};
-    for (size_t b = 0; b < sizeof betas / sizeof betas[0]; b++) {
-        const float beta = betas[b];
-        double want[NR * D], got[NR * D], bound = 0.0;
-        for (int i = 0; i < NR * D; i++)
-            Y[i] = beta == 0.0f ? NAN : Y0[i]; /* beta = 0 must overwrite, not scale, garbage */
-        hg_k_csr_spmm(&K, NR, a.rowptr, a.col, a.val, X, D, beta, Y);
-        for (int i = 0; i < NR; i++)
-            for (int c = 0; c < D; c++) {
-                double s = beta == 0.0f ? 0.0 : (double)beta * Y0[i * D + c], sa = fabs(s);
-                for (int j = 0; j < NC; j++) {
-                    s += A[i * NC + j] * X[j * D + c];
-                    sa += fabs(A[i * NC + j] * X[j * D + c]);
+        static const float betas[] = {0.0f, 1.0f, 0.5f, -2.0f};
+        for (size_t b = 0; b < sizeof betas / sizeof betas[0]; b++) {
+            const float beta = betas[b];
+            double want[NR * MAXD], got[NR * MAXD], bound = 0.0;
+            for (int i = 0; i < NR * D; i++)
+                Y[i] = beta == 0.0f ? NAN : Y0[i]; /* beta = 0 must overwrite, not scale, garbage */
+            hg_k_csr_spmm(&K, NR, a.rowptr, a.col, a.val, X, D, beta, Y);
+            for (int i = 0; i < NR; i++)
+                for (int c = 0; c < D; c++) {
+                    double s = beta == 0.0f ? 0.0 : (double)beta * Y0[i * D + c], sa = fabs(s);
+                    for (int j = 0; j < NC; j++) {
+                        s += A[i * NC + j] * X[j * D + c];
+                        sa += fabs(A[i * NC + j] * X[j * D + c]);
+                    }
+                    want[i * D + c] = s;
+                    /* float accumulation of k = nnz_row + 1 rounded products and sums, in any
+                     * order: |err| <= gamma_{2k} sum|terms| ~ 2k u sum|terms|, k <= NC + 1 */
+                    bound = fmax(bound, 2.0 * (NC + 1) * U32 * sa);
                 }
-                want[i * D + c] = s;
-                /* float accumulation of k = nnz_row + 1 terms: |err| <= gamma_k sum|terms|,
-                 * gamma_k ~ k u; k <= NC + 1 = 8 */
-                bound = fmax(bound, (NC + 2) * U32 * sa);
-            }
-        to_double(got, Y, NR * D);
-        hg_assert_allclose(got, want, NR * D, bound, 0.0, "csr_spmm");
-        /* the empty rows are beta * Y0 exactly */
-        for (int e = 0; e < 2; e++)
-            for (int c = 0; c < D; c++)
-                assert_true(Y[empty[e] * D + c] == (beta == 0.0f ? 0.0f : beta * Y0[empty[e] * D + c]));
-    }
-
-    /* spmm_t: Y (NC x D) += A^T X2, X2 (NR x D) */
-    float X2[NR * D], Yt[NC * D], Yt0[NC * D];
-    hg_test_fill_uniform(X2, NR * D, -1.0f, 1.0f, 54);
-    hg_test_fill_uniform(Yt0, NC * D, -1.0f, 1.0f, 55);
-    memcpy(Yt, Yt0, sizeof Yt);
-    hg_k_csr_spmm_t(&K, NR, a.rowptr, a.col, a.val, X2, D, Yt);
-    double want[NC * D], got[NC * D], bound = 0.0;
-    for (int j = 0; j < NC; j++)
-        for (int c = 0; c < D; c++) {
-            double s = Yt0[j * D + c], sa = fabs(s);
-            for (int i = 0; i < NR; i++) {
-                s += A[i * NC + j] * X2[i * D + c];
-                sa += fabs(A[i * NC + j] * X2[i * D + c]);
-            }
-            want[j * D + c] = s;
-            bound = fmax(bound, (NR + 2) * U32 * sa); /* k <= NR + 1 float additions */
+            to_double(got, Y, (size_t)(NR * D));
+            hg_assert_allclose(got, want, (size_t)(NR * D), bound, 0.0, "csr_spmm");
+            /* the empty rows are beta * Y0 (0 for beta = 0, even over NaN) */
+            for (int e = 0; e < 2; e++)
+                for (int c = 0; c < D; c++)
+                    assert_true(Y[empty[e] * D + c] ==
+                                (beta == 0.0f ? 0.0f : beta * Y0[empty[e] * D + c]));
         }
-    to_double(got, Yt, NC * D);
-    hg_assert_allclose(got, want, NC * D, bound, 0.0, "csr_spmm_t");
+
+        /* spmm_t: Y (NC x D) += A^T X2, X2 (NR x D) */
+        float X2[NR * MAXD], Yt[NC * MAXD], Yt0[NC * MAXD];
+        hg_test_fill_uniform(X2, (size_t)(NR * D), -1.0f, 1.0f, 54);
+        hg_test_fill_uniform(Yt0, (size_t)(NC * D), -1.0f, 1.0f, 55);
+        memcpy(Yt, Yt0, sizeof Yt);
+        hg_k_csr_spmm_t(&K, NR, a.rowptr, a.col, a.val, X2, D, Yt);
+        double want[NC * MAXD], got[NC * MAXD], bound = 0.0;
+        for (int j = 0; j < NC; j++)
+            for (int c = 0; c < D; c++) {
+                double s = Yt0[j * D + c], sa = fabs(s);
+                for (int i = 0; i < NR; i++) {
+                    s += A[i * NC + j] * X2[i * D + c];
+                    sa += fabs(A[i * NC + j] * X2[i * D + c]);
+                }
+                want[j * D + c] = s;
+                bound = fmax(bound, 2.0 * (NR + 1) * U32 * sa); /* k <= NR + 1 terms */
+            }
+        to_double(got, Yt, (size_t)(NC * D));
+        hg_assert_allclose(got, want, (size_t)(NC * D), bound, 0.0, "csr_spmm_t");
+        /* the scatter is sequential: the same call twice gives the same bits */
+        float Yt2[NC * MAXD];
+        memcpy(Yt2, Yt0, sizeof Yt2);
+        hg_k_csr_spmm_t(&K, NR, a.rowptr, a.col, a.val, X2, D, Yt2);
+        assert_memory_equal(Yt, Yt2, (size_t)(NC * D) * sizeof(float));
+    }
 }
 
 static void test_gemm(void **state)

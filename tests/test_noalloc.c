@@ -1,0 +1,142 @@
+/* test_noalloc.c - no allocation inside a training step (issue 2's performance rule).
+ *
+ * The executable is linked with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc (tests/meson.build),
+ * so every heap allocation of the library code goes through the counters below. A model is built
+ * on the bundled Cora (node classification) and Disease (link prediction), then whole training
+ * steps (negative sampling, forward, loss, backward, clipping, optimiser step) and evaluations
+ * run with the counter armed: it must stay at zero, for every linear-map method, across SST
+ * iteration and round boundaries and ReLoRA merges. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "../datasets/dataset.h"
+#include "../hyperbolic/hybonet.h"
+#include "../src/hg.h"
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t s);
+void *__real_realloc(void *p, size_t n);
+static int armed;
+static long allocations;
+
+void *__wrap_malloc(size_t n)
+{
+    allocations += armed;
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t s)
+{
+    allocations += armed;
+    return __real_calloc(n, s);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    allocations += armed;
+    return __real_realloc(p, n);
+}
+
+static void run_steps(hg_task task, hg_linear_method method, const char *name)
+{
+    char dir[4096];
+    hg_dataset d = {0};
+    hg_dataset_opts o = {0};
+    snprintf(dir, sizeof dir, "%s/%s", hg_test_data_dir(), name);
+    o.dir = dir;
+    o.name = name;
+    o.task = task;
+    o.use_feats = 1;
+    o.normalize_feats = 1;
+    o.split_file = task == HG_TASK_NC ? "split_hybonet.txt" : NULL;
+    o.val_prop = task == HG_TASK_NC ? 0.15 : 0.05;
+    o.test_prop = task == HG_TASK_NC ? 0.15 : 0.10;
+    o.split_seed = 1;
+    assert_int_equal(hg_dataset_load(&d, &o), HG_OK);
+
+    hg_kctx k = {HG_DEVICE_CPU, 1, NULL};
+    hg_hybonet_config c = {0};
+    c.n = d.n;
+    c.nfeat = d.nfeat;
+    c.dim = 16;
+    c.nlayers = 2;
+    c.nclasses = task == HG_TASK_NC ? d.nclasses : 0;
+    c.dropout = 0.5f;
+    c.act_relu = 1;
+    c.bias = 1;
+    c.margin = 1.0f;
+    c.scale_init = 10.0f;
+    hg_linear_opts_default(&c.linear);
+    c.linear.method = method;
+    c.linear.rank = 2;
+    c.linear.steps_per_iter = 3; /* iteration, merge and round boundaries within the steps below */
+    c.linear.warmup = 2;
+    c.linear.iters_per_round = 2;
+    c.seed = 5;
+    hg_hybonet m;
+    int64_t pairs = 2 * HG_MAX(HG_MAX(d.n_train_pos, d.n_val_pos), 1);
+    assert_int_equal(hg_hybonet_init(&m, &k, &c, &d.feat, &d.adj, pairs), HG_OK);
+    int32_t *neg = calloc((size_t)(2 * HG_MAX(d.n_train_pos, 1)), sizeof *neg);
+    hg_rng rng;
+    hg_rng_seed(&rng, 3);
+
+    armed = 1;
+    allocations = 0;
+    for (int step = 1; step <= 20; step++) {
+        hg_hybonet_zero_grad(&m);
+        hg_hybonet_forward(&m, 1, (uint64_t)step);
+        if (task == HG_TASK_NC) {
+            hg_hybonet_nc_loss(&m, d.idx_train, d.n_train, d.labels, 1);
+        } else {
+            hg_dataset_sample_negatives(&d, &rng, neg, d.n_train_pos);
+            hg_hybonet_lp_loss(&m, d.train_pos, neg, d.n_train_pos, 1);
+        }
+        hg_hybonet_backward(&m, 1, (uint64_t)step);
+        double g = hg_hybonet_grad_norm(&m);
+        if (g > 0.5)
+            hg_hybonet_scale_grad(&m, (float)(0.5 / g));
+        assert_int_equal(hg_hybonet_step(&m, 0.01f, 10), HG_OK);
+        /* evaluation forward and scores */
+        hg_hybonet_forward(&m, 0, 0);
+        if (task == HG_TASK_NC)
+            hg_hybonet_nc_loss(&m, d.idx_val, d.n_val, d.labels, 0);
+        else
+            hg_hybonet_lp_loss(&m, d.val_pos, d.val_neg, d.n_val_pos, 0);
+    }
+    armed = 0;
+    if (allocations)
+        fail_msg("%s %s: %ld heap allocations inside 20 training steps", name,
+                 hg_linear_method_name(method), allocations);
+    free(neg);
+    hg_hybonet_destroy(&m);
+    hg_dataset_destroy(&d);
+}
+
+static void nc_full(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_FULL, "cora"); }
+static void nc_lora(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_LORA, "cora"); }
+static void nc_relora(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_RELORA, "cora"); }
+static void nc_sst(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_SST, "cora"); }
+static void lp_full(void **s) { (void)s; run_steps(HG_TASK_LP, HG_LINEAR_FULL, "disease_lp"); }
+static void lp_sst(void **s) { (void)s; run_steps(HG_TASK_LP, HG_LINEAR_SST, "disease_lp"); }
+
+/* The counter itself works (a test that cannot fail is no test). */
+static void counter_counts(void **s)
+{
+    (void)s;
+    armed = 1;
+    allocations = 0;
+    void *p = hg_calloc(4, 4, "probe");
+    armed = 0;
+    hg_free(p);
+    assert_int_equal(allocations, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(counter_counts), cmocka_unit_test(nc_full), cmocka_unit_test(nc_lora),
+        cmocka_unit_test(nc_relora),      cmocka_unit_test(nc_sst),  cmocka_unit_test(lp_full),
+        cmocka_unit_test(lp_sst),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
