@@ -731,6 +731,7 @@ int hg_linear_step(hg_linear *L, float lr)
     /* schedule hooks */
     if (o->method == HG_LINEAR_RELORA && L->in_iter >= o->steps_per_iter) {
         /* ReLoRA* merge: W0 += s B A (W unchanged), fresh A, B = 0, fresh Adam state, warm-up again */
+        double t0 = hg_now();
         gemm(L->k, 0, 0, m, n, r, L->scale, L->B, r, L->A, n, 1.0f, L->W0, n);
         lora_init_A(L);
         memset(L->B, 0, (size_t)(m * r) * sizeof(float));
@@ -738,10 +739,15 @@ int hg_linear_step(hg_linear *L, float lr)
         L->t_main = 0;
         L->in_iter = 0;
         materialise(L);
+        L->n_merge++;
+        L->reorth_seconds += hg_now() - t0;
     } else if (o->method == HG_LINEAR_SST && L->in_iter >= o->steps_per_iter) {
         if (++L->in_round >= L->T2) {
+            double t0 = hg_now();
             L->in_round = 0;
             rc = hg__linear_sst_round_end(L); /* on failure the old triplets stay; report it */
+            L->n_reorth++;
+            L->reorth_seconds += hg_now() - t0;
         }
         sst_begin_iteration(L);
     } else if (o->method != HG_LINEAR_RELORA && o->method != HG_LINEAR_SST) {
@@ -754,6 +760,13 @@ int hg_linear_step(hg_linear *L, float lr)
 /* ---------------------------------------------------------------- counts, checkpoints */
 
 int64_t hg_linear_num_trainable(const hg_linear *L) { return L->ntrain; }
+
+void hg_linear_get_stats(const hg_linear *L, hg_linear_stats *out)
+{
+    out->reorths = L->n_reorth;
+    out->merges = L->n_merge;
+    out->schedule_seconds = L->reorth_seconds;
+}
 int64_t hg_linear_state_floats(const hg_linear *L) { return 2 * L->ntrain; }
 
 int hg_linear_num_tensors(const hg_linear *L) { return L->ntens; }

@@ -79,6 +79,14 @@ int hg_linear_step(hg_linear *L, float lr);
 int64_t hg_linear_num_trainable(const hg_linear *L);
 int64_t hg_linear_state_floats(const hg_linear *L);
 
+/* Work done by the schedule hooks so far, for reporting their amortised cost. */
+typedef struct hg_linear_stats {
+    int64_t reorths;         /* SST round ends (re-orthogonalising SVDs) */
+    int64_t merges;          /* ReLoRA* merges */
+    double schedule_seconds; /* wall time spent in both */
+} hg_linear_stats;
+void hg_linear_get_stats(const hg_linear *L, hg_linear_stats *out);
+
 /* Persistent tensors (for checkpoints): i in [0, hg_linear_num_tensors). Loading a checkpoint
  * writes these and then calls hg_linear_rematerialise(). Names: full "W"; LoRA/ReLoRA "W0", "A"
  * (r x n), "B" (m x r); SST "Ut" (k x m, row i = U_i), "sigma" (k), "Vt" (k x n, row i = V_i); then

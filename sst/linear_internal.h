@@ -67,6 +67,8 @@ struct hg_linear {
     /* schedule */
     int64_t step, t_main, t_vec, in_iter, in_round;
     hg_rng rng;                   /* LoRA A (re-)initialisation, SST sampling */
+    int64_t n_reorth, n_merge;    /* SST round ends / ReLoRA merges so far */
+    double reorth_seconds;        /* wall time spent in them */
 
     /* checkpoint tensors */
     float *sched;                 /* (HG__SCHED_FLOATS_PER_WORD * (HG__SCHED_NFIXED + r)) */

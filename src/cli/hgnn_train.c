@@ -556,6 +556,17 @@ int main(int argc, char **argv)
     add_metrics(&j, "val", &r, &best_val);
     add_metrics(&j, "test", &r, &best_test);
     hg_json_add_double(&j, "train_seconds", train_seconds);
+    hg_linear_stats ls_total = {0};
+    for (int l = 0; l < m->cfg.nlayers; l++) {
+        hg_linear_stats ls;
+        hg_linear_get_stats(m->layer[l].lin, &ls);
+        ls_total.reorths += ls.reorths;
+        ls_total.merges += ls.merges;
+        ls_total.schedule_seconds += ls.schedule_seconds;
+    }
+    hg_json_add_int(&j, "sst_reorths", ls_total.reorths);
+    hg_json_add_int(&j, "relora_merges", ls_total.merges);
+    hg_json_add_double(&j, "schedule_seconds", ls_total.schedule_seconds);
     hg_json_add_double(&j, "total_seconds", hg_now() - t_start);
     hg_json_add_double(&j, "epoch_ms", epoch_ms);
     hg_json_add_double(&j, "peak_rss_mib", peak_rss_mib());
