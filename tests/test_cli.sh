@@ -78,6 +78,19 @@ else
     tail -n 3 "$TMP/r1"
 fi
 
+# --- the saved checkpoint reproduces the best model's metrics ---
+"$BIN" --dataset cora --task nc --epochs 0 --quiet --load "$TMP/run1/checkpoint.bin" >"$TMP/r1b" 2>"$TMP/e1b"
+if [ "$(json_field "$TMP/r1b" test_acc)" = "$(json_field "$TMP/r1" test_acc)" ] &&
+    [ "$(json_field "$TMP/r1b" val_f1)" = "$(json_field "$TMP/r1" val_f1)" ]; then
+    ok "--load checkpoint.bin --epochs 0 reproduces the best epoch's val/test metrics"
+else
+    ko "--load checkpoint reproduces metrics"
+    cat "$TMP/e1b"
+fi
+expect_error "checkpoint of another model" "layer0" --dataset disease_lp --epochs 0 --load "$TMP/run1/checkpoint.bin"
+head -c 300 "$TMP/run1/checkpoint.bin" >"$TMP/trunc.bin"
+expect_error "truncated checkpoint" "trunc.bin" --dataset cora --task nc --epochs 0 --load "$TMP/trunc.bin"
+
 # --- determinism: same seed, same numbers ---
 strip() { tail -n 1 "$1" | tr ',' '\n' | grep -v -e seconds -e epoch_ms -e peak_rss; }
 "$BIN" --dataset cora --task nc --epochs 15 --quiet >"$TMP/r2" 2>/dev/null

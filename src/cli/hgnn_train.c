@@ -238,6 +238,38 @@ static void meta_json(const run *r, char *buf, size_t cap)
     hg_json_end(&j);
 }
 
+/* Name, pointer and size of every persistent tensor of the model; at most 64. */
+static int model_tensors(run *r, char names[][128], const char **np, float **dp, int64_t *counts)
+{
+    hg_hybonet *m = &r->model;
+    int nt = hg_hybonet_num_tensors(m);
+    if (nt > 64)
+        return HG_ERRORF(HG_EINVAL, "checkpoint: too many tensors (%d)", nt);
+    for (int t = 0; t < nt; t++) {
+        hg_hybonet_tensor(m, t, names[t], 128, &dp[t], &counts[t]);
+        np[t] = names[t];
+    }
+    return HG_OK;
+}
+
+/* Load a checkpoint into the model (every tensor must be present with the same size). */
+static int load_checkpoint(run *r, const char *path)
+{
+    char names[64][128];
+    const char *np[64];
+    float *dp[64];
+    int64_t counts[64];
+    int rc = model_tensors(r, names, np, dp, counts);
+    if (rc)
+        return rc;
+    rc = hg_ckpt_read(path, hg_hybonet_num_tensors(&r->model), np, dp, counts, NULL, 0, NULL);
+    if (rc)
+        return HG_ERRORF(rc, "--load: %s (was it saved by a run with the same dataset, task, "
+                         "method, rank, dim and layers?)", hg_last_error());
+    hg_hybonet_rematerialise(&r->model);
+    return HG_OK;
+}
+
 /* Write the best model's checkpoint (the snapshot) and embeddings. */
 static int save_best(run *r)
 {
@@ -246,15 +278,14 @@ static int save_best(run *r)
     int nt = hg_hybonet_num_tensors(m);
     char names[64][128];
     const char *np[64];
+    float *live[64];
     const float *dp[64];
     int64_t counts[64];
-    if (nt > 64)
-        return HG_ERRORF(HG_EINVAL, "checkpoint: too many tensors (%d)", nt);
+    int rc0 = model_tensors(r, names, np, live, counts);
+    if (rc0)
+        return rc0;
     int64_t off = 0;
     for (int t = 0; t < nt; t++) {
-        float *data;
-        hg_hybonet_tensor(m, t, names[t], sizeof names[t], &data, &counts[t]);
-        np[t] = names[t];
         dp[t] = r->snapshot + off;
         off += counts[t];
     }
@@ -454,6 +485,8 @@ int main(int argc, char **argv)
                (long long)d->nfeat, hg_linear_method_name(o.linear.method), o.linear.rank,
                (long long)hg_hybonet_num_trainable(m));
 
+    if (o.load && (rc = load_checkpoint(&r, o.load)))
+        goto fail;
     exit_code = EXIT_RUN;
     metrics val = {0}, best_val = {0}, best_test = {0};
     if ((rc = evaluate(&r, &best_val, &best_test)))

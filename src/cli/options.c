@@ -88,6 +88,8 @@ void hg_train_options_usage(void)
         "  --threads N (1)  --log-freq N (10)  --quiet\n"
         "  --out DIR               write result.json, log.csv, embeddings.npy, checkpoint.bin\n"
         "  --save-every N (100)    rewrite the best checkpoint every N epochs when it changed\n"
+        "  --load FILE             start from a checkpoint.bin of the same model (same dataset,\n"
+        "                          task, method, rank, dim, layers); --epochs 0 evaluates it\n"
         "  --device cpu            (cuda when built with the CUDA backend)\n"
         "  --help  --version\n"
         "\n"
@@ -364,6 +366,8 @@ int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
             rc = parse_int(key, val, 1, 10000000, &o->save_every);
         else if (IS("--out"))
             o->out_dir = val;
+        else if (IS("--load"))
+            o->load = val;
         else if (IS("--device")) {
             if (strcmp(val, "cpu") != 0)
                 return bad(key, val, HG_HAVE_CUDA ? "is not a device (cpu, cuda)"

@@ -33,6 +33,7 @@ typedef struct hg_train_options {
     /* running and output */
     int threads, log_freq, quiet, save_every;
     const char *out_dir;
+    const char *load;      /* checkpoint to start from (evaluate it with --epochs 0) */
     const char *device;
     /* singular-value pruning sweep of the best model: each entry K >= 1 keeps the K largest
        singular values of every weight, 0 < K < 1 keeps that fraction of them (rounded up) */
