@@ -798,7 +798,19 @@ done:
 /* DESIGN.md 3 (HGCN split_data without its overlap): label 0 vs label > 0 (-1 ignored), each
  * group shuffled; round(prop * min(#zero, #nonzero)) of each group to val, the same rule to
  * test, the rest to train. rint() rounds half to even, as Python's round(). */
-static int nc_split_random(hg_dataset *d, double val_prop, double test_prop, uint64_t seed)
+/* Sort ascending and drop repeats (the overlapping reference groups can draw a node twice). */
+static void sort_unique(int64_t *a, int64_t *n)
+{
+    qsort(a, (size_t)*n, sizeof(int64_t), cmp_i64);
+    int64_t w = 0;
+    for (int64_t i = 0; i < *n; i++)
+        if (w == 0 || a[w - 1] != a[i])
+            a[w++] = a[i];
+    *n = w;
+}
+
+static int nc_split_random(hg_dataset *d, double val_prop, double test_prop, uint64_t seed,
+                           int reference_groups)
 {
     int rc = HG_OK;
     int64_t *grp[2] = {NULL, NULL}, cnt[2] = {0, 0};
@@ -812,10 +824,18 @@ static int nc_split_random(hg_dataset *d, double val_prop, double test_prop, uin
         }
     }
     for (int64_t i = 0; i < d->n; i++) {
-        if (d->labels[i] == 0)
+        if (d->labels[i] < 0)
+            continue;
+        if (reference_groups) { /* HGCN: pos = label != 0, neg = label != 1 (overlapping) */
+            if (d->labels[i] != 1)
+                grp[0][cnt[0]++] = i;
+            if (d->labels[i] != 0)
+                grp[1][cnt[1]++] = i;
+        } else if (d->labels[i] == 0) {
             grp[0][cnt[0]++] = i;
-        else if (d->labels[i] > 0)
+        } else {
             grp[1][cnt[1]++] = i;
+        }
     }
     int64_t mn = HG_MIN(cnt[0], cnt[1]);
     int64_t nv = (int64_t)rint(val_prop * (double)mn);
@@ -837,9 +857,9 @@ static int nc_split_random(hg_dataset *d, double val_prop, double test_prop, uin
                 d->idx_train[d->n_train++] = grp[g][k];
         }
     }
-    qsort(d->idx_train, (size_t)d->n_train, sizeof(int64_t), cmp_i64);
-    qsort(d->idx_val, (size_t)d->n_val, sizeof(int64_t), cmp_i64);
-    qsort(d->idx_test, (size_t)d->n_test, sizeof(int64_t), cmp_i64);
+    sort_unique(d->idx_train, &d->n_train);
+    sort_unique(d->idx_val, &d->n_val);
+    sort_unique(d->idx_test, &d->n_test);
 done:
     hg_free(grp[0]);
     hg_free(grp[1]);
@@ -1047,7 +1067,8 @@ int hg_dataset_load(hg_dataset *d, const hg_dataset_opts *o)
         if (have_file)
             HG_CHECK(nc_split_file(d, path));
         else
-            HG_CHECK(nc_split_random(d, o->val_prop, o->test_prop, o->split_seed));
+            HG_CHECK(nc_split_random(d, o->val_prop, o->test_prop, o->split_seed,
+                                     o->nc_split_reference));
     } else {
         HG_CHECK(lp_split(d, &train_keys, keys, m, o));
         int64_t total_pairs = d->n * (d->n - 1) / 2;

@@ -52,6 +52,9 @@ typedef struct hg_dataset_opts {
                               missing file: random split by val_prop/test_prop */
     double val_prop, test_prop; /* NC random split (DESIGN 3) or LP edge split (0.05 / 0.10) */
     uint64_t split_seed;
+    int nc_split_reference; /* NC random split with HGCN's overlapping groups (label != 0 and
+                               label != 1): a node can be in train and test; for comparison with
+                               published figures only */
     hg_neg_pool neg_pool;
 } hg_dataset_opts;
 

@@ -46,6 +46,29 @@ static int build_input(hg_hybonet *m, const hg_csr *feat)
     return HG_OK;
 }
 
+/* at = a^T (CSR): the aggregation backward gathers the rows of A^T instead of scattering through
+ * A, and visits the entries of each row in increasing source row, the order of the scatter. */
+static int build_transpose(hg_csr *at, const hg_csr *a)
+{
+    int rc = hg_csr_alloc(at, a->ncols, a->nrows, a->nnz);
+    if (rc)
+        return rc;
+    for (int64_t p = 0; p < a->nnz; p++)
+        at->rowptr[a->col[p] + 1]++;
+    for (int64_t j = 0; j < a->ncols; j++)
+        at->rowptr[j + 1] += at->rowptr[j];
+    for (int64_t i = 0; i < a->nrows; i++)
+        for (int64_t p = a->rowptr[i]; p < a->rowptr[i + 1]; p++) {
+            int64_t q = at->rowptr[a->col[p]]++;
+            at->col[q] = (int32_t)i;
+            at->val[q] = a->val[p];
+        }
+    for (int64_t j = a->ncols; j > 0; j--)
+        at->rowptr[j] = at->rowptr[j - 1];
+    at->rowptr[0] = 0;
+    return HG_OK;
+}
+
 int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cfg,
                     const hg_csr *feat, const hg_csr *adj, int64_t max_pairs)
 {
@@ -60,14 +83,16 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
         return HG_ERRORF(HG_EINVAL, "hybonet: features (%lld rows) and adjacency (%lld x %lld) do "
                          "not match %lld nodes", (long long)feat->nrows, (long long)adj->nrows,
                          (long long)adj->ncols, (long long)n);
-    if (dim < 2 || dim > 1024)
-        return HG_ERRORF(HG_EINVAL, "--dim %lld: must be in [2, 1024]", (long long)dim);
+    if (dim < 2 || dim > HG_LORENTZ_MAX_D)
+        return HG_ERRORF(HG_EINVAL, "--dim %lld: must be in [2, %d]", (long long)dim,
+                         HG_LORENTZ_MAX_D);
     if (cfg->nlayers < 1 || cfg->nlayers > HG_HYBONET_MAX_LAYERS)
         return HG_ERRORF(HG_EINVAL, "--num-layers: %d graph layers, must be in [1, %d]",
                          cfg->nlayers, HG_HYBONET_MAX_LAYERS);
     if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
         return HG_ERRORF(HG_EINVAL, "--dropout %g: must be in [0, 1)", cfg->dropout);
     HG_CHECK(build_input(m, feat));
+    HG_CHECK(build_transpose(&m->adj_t, adj));
     m->x0_drop = alloc_f(m->x0.nnz, "input dropout");
 
     /* ordinary parameters: per layer bias (dim) + scale (1), then class biases, class points */
@@ -98,15 +123,13 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
         L->scale = L->bias + dim;
         L->gscale = L->gbias + dim;
         *L->scale = logf(cfg->scale_init);
-        if (l > 0) {
-            L->h = alloc_f(n * dim, "layer input");
+        if (l > 0)
             L->hd = alloc_f(n * dim, "layer dropout");
-        }
         L->z = alloc_f(n * dim, "layer z");
         L->y = alloc_f(n * dim, "layer y");
         L->s = alloc_f(n * dim, "layer aggregate");
         L->out = alloc_f(n * dim, "layer output");
-        if ((l > 0 && (!L->h || !L->hd)) || !L->z || !L->y || !L->s || !L->out) {
+        if ((l > 0 && !L->hd) || !L->z || !L->y || !L->s || !L->out) {
             rc = HG_ENOMEM;
             goto done;
         }
@@ -152,16 +175,16 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
     m->demb = alloc_f(n * dim, "embedding gradient");
     m->g0 = alloc_f(n * dim, "scratch");
     m->g1 = alloc_f(n * dim, "scratch");
-    m->g2 = alloc_f(n * HG_MAX(dim, max_din), "scratch");
     m->wt = alloc_f(max_din * dim, "weight transpose");
+    m->gwt = hg_calloc((size_t)(max_din * dim), sizeof(double), "weight gradient (double)");
     m->gw = alloc_f(max_din * dim, "weight gradient");
     m->logits = alloc_f(n * HG_MAX(C, 1), "logits");
     m->dlogits = alloc_f(n * HG_MAX(C, 1), "logit gradient");
-    m->pflip = alloc_f(HG_MAX(C, 1) * dim, "flipped class points");
     m->max_pairs = max_pairs;
     m->pair_score = alloc_f(max_pairs, "pair scores");
-    if (!m->demb || !m->g0 || !m->g1 || !m->g2 || !m->wt || !m->gw || !m->logits || !m->dlogits ||
-        !m->pflip || !m->pair_score)
+    m->pair_grad = alloc_f(max_pairs, "pair score gradients");
+    if (!m->demb || !m->g0 || !m->g1 || !m->wt || !m->gwt || !m->gw || !m->logits ||
+        !m->dlogits || !m->pair_score || !m->pair_grad)
         rc = HG_ENOMEM;
 done:
     hg_free(w_init);
@@ -175,7 +198,6 @@ void hg_hybonet_destroy(hg_hybonet *m)
     for (int l = 0; l < HG_HYBONET_MAX_LAYERS; l++) {
         hg_hybonet_layer *L = &m->layer[l];
         hg_linear_free(L->lin);
-        hg_free(L->h);
         hg_free(L->hd);
         hg_free(L->z);
         hg_free(L->y);
@@ -183,8 +205,11 @@ void hg_hybonet_destroy(hg_hybonet *m)
         hg_free(L->out);
     }
     hg_csr_destroy(&m->x0);
+    hg_csr_destroy(&m->adj_t);
+    hg_free(m->gwt);
     float *bufs[] = {m->x0_drop, m->params, m->grads, m->m, m->v, m->cls_v, m->demb, m->g0,
-                     m->g1, m->g2, m->wt, m->gw, m->logits, m->dlogits, m->pflip, m->pair_score};
+                     m->g1, m->wt, m->gw, m->logits, m->dlogits, m->pair_score,
+                     m->pair_grad};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         hg_free(bufs[i]);
     memset(m, 0, sizeof *m);
@@ -200,11 +225,15 @@ static void transpose(float *dst, const float *src, int64_t rows, int64_t cols)
             dst[j * rows + i] = src[i * cols + j];
 }
 
-static void add_bias(float *z, const float *b, int64_t n, int64_t d)
+/* Layers l > 0 keep act(input) after dropout in hd only when it differs from the input. */
+static int layer_has_hd(const hg_hybonet *m, float p) { return m->cfg.act_relu || p > 0.0f; }
+
+/* gw (dim x din) = gwt^T, rounded to float, for sst/. */
+static void weight_grad_to_float(float *gw, const double *gwt, int64_t din, int64_t dim)
 {
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < d; j++)
-            z[i * d + j] += b[j];
+    for (int64_t i = 0; i < dim; i++)
+        for (int64_t j = 0; j < din; j++)
+            gw[i * din + j] = (float)gwt[j * dim + i];
 }
 
 void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed)
@@ -215,26 +244,25 @@ void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed)
     for (int l = 0; l < m->cfg.nlayers; l++) {
         hg_hybonet_layer *L = &m->layer[l];
         const float *W = hg_linear_weight(L->lin);
+        const float *b = m->cfg.bias ? L->bias : NULL;
         uint64_t ds = dropout_seed_of(dropout_seed, l);
         if (l == 0) {
-            /* sparse input: z = drop(x0) W^T as CSR x (W^T) */
-            hg_k_dropout(k, m->x0_drop, m->x0.val, m->x0.nnz, p, ds);
+            /* sparse input: z = drop(x0) W^T + b as CSR x (W^T) */
+            const float *xv = m->x0.val;
+            if (p > 0.0f) {
+                hg_k_dropout(k, m->x0_drop, m->x0.val, m->x0.nnz, p, ds);
+                xv = m->x0_drop;
+            }
             transpose(m->wt, W, dim, L->din);
-            hg_k_csr_spmm(k, n, m->x0.rowptr, m->x0.col, m->x0_drop, m->wt, dim, 0.0f, L->z);
+            hg_k_lorentz_linear_forward_csr(k, L->z, L->y, m->x0.rowptr, m->x0.col, xv, m->wt, b,
+                                            *L->scale, n, dim);
         } else {
-            const float *prev = m->layer[l - 1].out;
-            if (m->cfg.act_relu)
-                hg_k_relu_forward(k, L->h, prev, n * dim);
-            else
-                memcpy(L->h, prev, (size_t)(n * dim) * sizeof(float));
-            hg_k_dropout(k, L->hd, L->h, n * dim, p, ds);
-            hg_k_gemm(k, 0, 1, n, dim, L->din, 1.0f, L->hd, L->din, W, L->din, 0.0f, L->z, dim);
+            hg_k_lorentz_linear_forward(k, layer_has_hd(m, p) ? L->hd : NULL, L->z, L->y,
+                                        m->layer[l - 1].out, W, b, *L->scale, m->cfg.act_relu, p,
+                                        ds, n, L->din, dim);
         }
-        if (m->cfg.bias)
-            add_bias(L->z, L->bias, n, dim);
-        hg_k_lorentz_linear_head_forward(k, L->y, L->z, *L->scale, n, dim);
-        hg_k_csr_spmm(k, n, m->adj->rowptr, m->adj->col, m->adj->val, L->y, dim, 0.0f, L->s);
-        hg_k_lorentz_centroid_forward(k, L->out, L->s, n, dim);
+        hg_k_lorentz_agg_forward(k, L->s, L->out, m->adj->rowptr, m->adj->col, m->adj->val, L->y,
+                                 n, dim);
     }
 }
 
@@ -243,50 +271,35 @@ void hg_hybonet_backward(hg_hybonet *m, int train, uint64_t dropout_seed)
     const hg_kctx *k = m->k;
     const int64_t n = m->cfg.n, dim = m->cfg.dim;
     const float p = train ? m->cfg.dropout : 0.0f;
-    float *dout = m->g0, *dy = m->g1, *dz = m->g0; /* dz may reuse dout: dout is dead by then */
-    memcpy(dout, m->demb, (size_t)(n * dim) * sizeof(float));
+    const hg_csr *at = &m->adj_t;
+    float *gS = m->g0, *gx = m->g1; /* dL/dS of the current layer; dL/d(its input) */
+    hg_k_lorentz_centroid_backward(k, gS, m->demb, m->layer[m->cfg.nlayers - 1].s, n, dim);
     for (int l = m->cfg.nlayers - 1; l >= 0; l--) {
         hg_hybonet_layer *L = &m->layer[l];
-        const float *W = hg_linear_weight(L->lin);
-        /* centroid, then aggregation (dy = A_hat^T ds) */
-        hg_k_lorentz_centroid_backward(k, m->g2, dout, L->s, n, dim);
-        memset(dy, 0, (size_t)(n * dim) * sizeof(float));
-        hg_k_csr_spmm_t(k, n, m->adj->rowptr, m->adj->col, m->adj->val, m->g2, dim, dy);
-        hg_k_lorentz_linear_head_backward(k, dz, L->gscale, dy, L->z, *L->scale, n, dim);
-        if (m->cfg.bias)
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t j = 0; j < dim; j++)
-                    L->gbias[j] += dz[i * dim + j];
-        /* weight gradient G = dz^T x (dim x din) */
+        float *gb = m->cfg.bias ? L->gbias : NULL;
         if (l == 0) {
-            memset(m->wt, 0, (size_t)(L->din * dim) * sizeof(float));
-            hg_k_csr_spmm_t(k, n, m->x0.rowptr, m->x0.col, m->x0_drop, dz, dim, m->wt);
-            transpose(m->gw, m->wt, L->din, dim);
+            const float *xv = p > 0.0f ? m->x0_drop : m->x0.val;
+            hg_k_lorentz_linear_backward_csr(k, m->gwt, gb, L->gscale, at->rowptr, at->col,
+                                             at->val, gS, L->z, m->x0.rowptr, m->x0.col, xv,
+                                             *L->scale, n, L->din, dim);
         } else {
-            hg_k_gemm(k, 1, 0, dim, L->din, n, 1.0f, dz, dim, L->hd, L->din, 0.0f, m->gw, L->din);
+            const float *x = m->layer[l - 1].out;
+            hg_k_lorentz_linear_backward(k, gx, m->gwt, gb, L->gscale, at->rowptr, at->col,
+                                         at->val, gS, L->z, layer_has_hd(m, p) ? L->hd : x, x,
+                                         hg_linear_weight(L->lin), *L->scale, m->cfg.act_relu, p,
+                                         dropout_seed_of(dropout_seed, l), n, L->din, dim);
         }
+        weight_grad_to_float(m->gw, m->gwt, L->din, dim);
         hg_linear_accumulate_grad(L->lin, m->gw);
-        if (l == 0)
-            break;
-        /* input gradient: dhd = dz W, undo dropout (same mask), then the activation */
-        hg_k_gemm(k, 0, 0, n, L->din, dim, 1.0f, dz, dim, W, L->din, 0.0f, m->g2, L->din);
-        hg_k_dropout(k, m->g2, m->g2, n * L->din, p, dropout_seed_of(dropout_seed, l));
-        if (m->cfg.act_relu)
-            hg_k_relu_backward(k, dout, m->g2, m->layer[l - 1].out, n * dim);
-        else
-            memcpy(dout, m->g2, (size_t)(n * dim) * sizeof(float));
+        if (l > 0)
+            hg_k_lorentz_centroid_backward(k, gS, gx, m->layer[l - 1].s, n, dim);
     }
 }
 
 void hg_hybonet_nc_logits(hg_hybonet *m)
 {
-    const int64_t n = m->cfg.n, dim = m->cfg.dim, C = m->cfg.nclasses;
-    /* <x, p_c>_L = x . (eta p_c): one GEMM against the time-flipped class points */
-    hg_k_lorentz_flip_time(m->k, m->pflip, m->cls, C, dim);
-    hg_k_gemm(m->k, 0, 1, n, C, dim, 2.0f, m->emb, dim, m->pflip, dim, 0.0f, m->logits, C);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t c = 0; c < C; c++)
-            m->logits[i * C + c] += 2.0f + (m->cfg.bias ? m->cls_bias[c] : 0.0f);
+    hg_k_lorentz_class_logits(m->k, m->logits, m->emb, m->cls, m->cfg.bias ? m->cls_bias : NULL,
+                              m->cfg.n, m->cfg.nclasses, m->cfg.dim);
 }
 
 double hg_hybonet_nc_loss(hg_hybonet *m, const int64_t *idx, int64_t nidx, const int32_t *labels,
@@ -295,15 +308,16 @@ double hg_hybonet_nc_loss(hg_hybonet *m, const int64_t *idx, int64_t nidx, const
     const int64_t n = m->cfg.n, dim = m->cfg.dim, C = m->cfg.nclasses;
     const float margin = m->cfg.margin;
     hg_hybonet_nc_logits(m);
-    if (want_grad)
-        memset(m->dlogits, 0, (size_t)(n * C) * sizeof(float));
+    /* dlogits row a: the gradient of node idx[a]'s logits (compact, nidx x C) */
     const double w = 1.0 / ((double)nidx * (double)C);
     double loss = 0.0;
     for (int64_t a = 0; a < nidx; a++) {
         int64_t i = idx[a];
         const float *li = m->logits + i * C;
-        float *gi = m->dlogits + i * C;
+        float *gi = m->dlogits + a * C;
         int32_t y = labels[i];
+        if (want_grad)
+            memset(gi, 0, (size_t)C * sizeof *gi);
         for (int64_t c = 0; c < C; c++) {
             double t = (double)margin - li[y] + li[c];
             if (t > 0.0) {
@@ -316,16 +330,10 @@ double hg_hybonet_nc_loss(hg_hybonet *m, const int64_t *idx, int64_t nidx, const
         }
     }
     if (want_grad) {
-        /* demb = 2 dlogits pflip; dP = 2 eta (dlogits^T emb); db = colsum(dlogits) */
-        hg_k_gemm(m->k, 0, 0, n, dim, C, 2.0f, m->dlogits, C, m->pflip, dim, 0.0f, m->demb, dim);
-        hg_k_gemm(m->k, 1, 0, C, dim, n, 2.0f, m->dlogits, C, m->emb, dim, 0.0f, m->pflip, dim);
-        hg_k_lorentz_flip_time(m->k, m->pflip, m->pflip, C, dim);
-        for (int64_t j = 0; j < C * dim; j++)
-            m->gcls[j] += m->pflip[j];
-        if (m->cfg.bias)
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t c = 0; c < C; c++)
-                    m->gcls_bias[c] += m->dlogits[i * C + c];
+        memset(m->demb, 0, (size_t)(n * dim) * sizeof(float));
+        hg_k_lorentz_class_logits_backward(m->k, m->demb, m->gcls,
+                                           m->cfg.bias ? m->gcls_bias : NULL, m->dlogits, m->emb,
+                                           m->cls, idx, nidx, C, dim);
     }
     return loss * w;
 }
@@ -345,25 +353,7 @@ void hg_hybonet_nc_predict(const hg_hybonet *m, const int64_t *idx, int64_t nidx
 
 void hg_hybonet_lp_scores(const hg_hybonet *m, const int32_t *pairs, int64_t count, float *out)
 {
-    const int64_t dim = m->cfg.dim;
-    for (int64_t e = 0; e < count; e++) {
-        const float *hu = m->emb + (int64_t)pairs[2 * e] * dim;
-        const float *hv = m->emb + (int64_t)pairs[2 * e + 1] * dim;
-        out[e] = (float)(2.0 + 2.0 * hg_k_lorentz_inner(hu, hv, dim));
-    }
-}
-
-/* ds of a pair -> demb of both ends: d(2 + 2<u,v>_L)/du = 2 eta v */
-static void scatter_pair_grad(hg_hybonet *m, const int32_t *pair, float g)
-{
-    const int64_t dim = m->cfg.dim;
-    const float *hu = m->emb + (int64_t)pair[0] * dim, *hv = m->emb + (int64_t)pair[1] * dim;
-    float *gu = m->demb + (int64_t)pair[0] * dim, *gv = m->demb + (int64_t)pair[1] * dim;
-    for (int64_t j = 0; j < dim; j++) {
-        float eta = j == 0 ? -2.0f : 2.0f;
-        gu[j] += g * eta * hv[j];
-        gv[j] += g * eta * hu[j];
-    }
+    hg_k_lorentz_pair_score(m->k, out, m->emb, pairs, count, m->cfg.dim);
 }
 
 double hg_hybonet_lp_loss(hg_hybonet *m, const int32_t *pos, const int32_t *neg, int64_t count,
@@ -371,24 +361,24 @@ double hg_hybonet_lp_loss(hg_hybonet *m, const int32_t *pos, const int32_t *neg,
 {
     const float margin = m->cfg.margin;
     float *sp = m->pair_score, *sn = m->pair_score + count;
+    float *gp = m->pair_grad, *gn = m->pair_grad + count;
     hg_hybonet_lp_scores(m, pos, count, sp);
     hg_hybonet_lp_scores(m, neg, count, sn);
-    if (want_grad)
-        memset(m->demb, 0, (size_t)(m->cfg.n * m->cfg.dim) * sizeof(float));
     /* the reference's form: relu(margin - s_pos + [s_pos, s_neg]), mean over the 2 * count terms;
        the first half is the constant relu(margin) */
     const double w = 1.0 / (2.0 * (double)count);
-    double loss = 0.0;
+    double loss = (double)count * fmax((double)margin, 0.0);
     for (int64_t e = 0; e < count; e++) {
-        loss += fmax((double)margin, 0.0);
         double t = (double)margin - sp[e] + sn[e];
-        if (t > 0.0) {
-            loss += t;
-            if (want_grad) {
-                scatter_pair_grad(m, pos + 2 * e, (float)-w);
-                scatter_pair_grad(m, neg + 2 * e, (float)w);
-            }
-        }
+        int active = t > 0.0;
+        loss += active ? t : 0.0;
+        gp[e] = active ? (float)-w : 0.0f;
+        gn[e] = active ? (float)w : 0.0f;
+    }
+    if (want_grad) {
+        memset(m->demb, 0, (size_t)(m->cfg.n * m->cfg.dim) * sizeof(float));
+        hg_k_lorentz_pair_score_backward(m->k, m->demb, m->emb, pos, gp, count, m->cfg.dim);
+        hg_k_lorentz_pair_score_backward(m->k, m->demb, m->emb, neg, gn, count, m->cfg.dim);
     }
     return loss * w;
 }

@@ -35,8 +35,9 @@ typedef struct hg_hybonet_config {
 typedef struct hg_hybonet_layer {
     hg_linear *lin;   /* W (dim x din) */
     int64_t din;
-    float *h;         /* (n x din) layer input after the activation (l > 0) */
-    float *hd;        /* (n x din) after dropout (l > 0) */
+    float *h;         /* unused (NULL): the activation is fused into the linear kernel */
+    float *hd;        /* (n x din) act(input) after dropout (l > 0; written when the layer has a
+                         ReLU or dropout, otherwise the input itself is used) */
     float *z;         /* (n x dim) pre-head: hd W^T + b */
     float *y;         /* (n x dim) LorentzLinear output */
     float *s;         /* (n x dim) A_hat y */
@@ -49,8 +50,9 @@ typedef struct hg_hybonet {
     hg_hybonet_config cfg;
     const hg_kctx *k;
     const hg_csr *adj;   /* (n x n) D^-1 (A + I), borrowed */
+    hg_csr adj_t;        /* (n x n) its transpose: the aggregation backward gathers rows */
     hg_csr x0;           /* (n x nfeat+1) expmap0 of the features, column 0 = time */
-    float *x0_drop;      /* (nnz of x0) dropout applied to x0's values */
+    float *x0_drop;      /* (nnz of x0) dropout applied to x0's values (when dropout > 0) */
     hg_hybonet_layer layer[HG_HYBONET_MAX_LAYERS];
     float *emb;          /* (n x dim) final embeddings (= last layer's out) */
     float *demb;         /* (n x dim) dL/demb, filled by the losses */
@@ -62,13 +64,16 @@ typedef struct hg_hybonet {
     float *cls_bias, *gcls_bias;       /* (C) views */
     int64_t cls_offset;                /* offset of the Riemannian block in params */
     /* scratch, all (n x dim) unless noted */
-    float *g0, *g1, *g2;
-    float *wt;           /* (max din x dim) transposed weight / weight-gradient scratch */
+    float *g0, *g1;
+    float *wt;           /* (max din x dim) transposed first-layer weight */
+    double *gwt;         /* (max din x dim) transposed weight gradient, summed in double */
     float *gw;           /* (dim x max din) weight gradient handed to sst/ */
-    float *logits, *dlogits; /* (n x C) */
-    float *pflip;        /* (C x dim) class points with the time column negated */
+    float *logits;       /* (n x C) */
+    float *dlogits;      /* (n x C) scratch: logit gradients of the loss's rows, compacted */
     int64_t max_pairs;   /* capacity of the pair-score buffers */
-    float *pair_score;   /* (max_pairs) */
+    float *pair_score;   /* (max_pairs) scores of the last hg_hybonet_lp_loss: positives, then
+                            negatives */
+    float *pair_grad;    /* (max_pairs) dL/dscore of the same pairs */
     int64_t step;        /* optimiser steps taken */
 } hg_hybonet;
 

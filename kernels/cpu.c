@@ -160,6 +160,19 @@ float hg_k_dropout_scale(int64_t i, float p, uint64_t seed)
     return dropout_hash(seed, i) < threshold ? 0.0f : 1.0f / (1.0f - p);
 }
 
+void hg_k_dropout_mask(float *mask, int64_t i0, int64_t n, float p, uint64_t seed)
+{
+    if (p <= 0.0f) {
+        for (int64_t j = 0; j < n; j++)
+            mask[j] = 1.0f;
+        return;
+    }
+    const uint64_t threshold = (uint64_t)((double)p * 0x1.0p53);
+    const float keep = 1.0f / (1.0f - p);
+    for (int64_t j = 0; j < n; j++)
+        mask[j] = dropout_hash(seed, i0 + j) < threshold ? 0.0f : keep;
+}
+
 void hg_k_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, float p, uint64_t seed)
 {
     (void)k;

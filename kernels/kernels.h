@@ -45,6 +45,8 @@ void hg_k_csr_spmm_t(const hg_kctx *k, int64_t nrows, const int64_t *rowptr, con
 void hg_k_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, float p, uint64_t seed);
 /* The mask value dropout used for element i: 0 or 1/(1-p). */
 float hg_k_dropout_scale(int64_t i, float p, uint64_t seed);
+/* mask[j] (=) hg_k_dropout_scale(i0 + j, p, seed) for j < n: the mask of a run of elements. */
+void hg_k_dropout_mask(float *mask, int64_t i0, int64_t n, float p, uint64_t seed);
 
 /* ReLU: y (=) max(x, 0); backward dx (=) dy * (x > 0). In-place allowed. */
 void hg_k_relu_forward(const hg_kctx *k, float *y, const float *x, int64_t n);
@@ -104,6 +106,76 @@ void hg_k_lorentz_radam_step(const hg_kctx *k, float *x, const float *grad, floa
                              int64_t t);
 /* Put points back on the manifold (x0 = sqrt(1 + |x_{1:}|^2)) and moments into their tangent spaces. */
 void hg_k_lorentz_stabilize(const hg_kctx *k, float *x, float *m, int64_t n, int64_t d);
+
+/* ---- fused HyboNet layer kernels (DESIGN.md section 3) ----
+ * One pass over the rows per kernel. Width d = 16 (every reference run) takes a vector path that
+ * computes the per-row scalars (norms, sigmoid, square roots) of 16 rows at once; any other
+ * width takes a scalar path with the same results up to float rounding. Widths up to
+ * HG_LORENTZ_MAX_D. Row sums of d products stay in float (d eps relative, far below the float32
+ * storage error of the inputs); sums over rows (parameter gradients) and over more than
+ * HG_K_FLOAT_RUN neighbours accumulate in double. */
+
+/* Widest row the fused kernels and the Riemannian step take (dim is checked against it). */
+#define HG_LORENTZ_MAX_D 1024
+/* Longest run of terms summed in float before it is added into a double accumulator. */
+#define HG_K_FLOAT_RUN 64
+
+/* LorentzLinear with a dense input x (n x din), weight W (d x din), bias b (d, or NULL), log
+ * scale s: hd (=) dropout(act(x)) with the element mask of hg_k_dropout over the n x din array
+ * (act = ReLU when relu, else identity); z (=) hd W^T + b; y (=) head(z) as
+ * hg_k_lorentz_linear_head_forward. hd may be NULL when !relu and p == 0 (x is then the input). */
+void hg_k_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
+                                 const float *W, const float *b, float s, int relu, float p,
+                                 uint64_t seed, int64_t n, int64_t din, int64_t d);
+/* The same with a sparse input X (CSR, n x din) and the transposed weight Wt (din x d):
+ * z (=) X Wt + b, y (=) head(z). */
+void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const int64_t *rowptr,
+                                     const int32_t *col, const float *val, const float *Wt,
+                                     const float *b, float s, int64_t n, int64_t d);
+
+/* LorentzAgg: S (=) A y with A CSR (n x n), out (=) centroid(S) (hg_k_lorentz_centroid_forward). */
+void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int64_t *rowptr,
+                              const int32_t *col, const float *val, const float *y, int64_t n,
+                              int64_t d);
+
+/* Backward of LorentzLinear followed by the aggregation, given gS = dL/dS (n x d) and At, the
+ * transpose of the aggregation matrix (CSR, n x n): dy = At gS, dz = head backward (as
+ * hg_k_lorentz_linear_head_backward), then
+ *   gWt (=) hd^T dz (din x d, double: the weight gradient, transposed),
+ *   gb (+=) column sums of dz (NULL: none), *gs (+=) dL/ds,
+ *   gx (=) act'(x) * mask * (dz W) (n x din; NULL: not computed), with the forward's relu, p, seed.
+ * hd is the forward's hd (or x when that was NULL). */
+void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, float *gb, float *gs,
+                                  const int64_t *t_rowptr, const int32_t *t_col,
+                                  const float *t_val, const float *gS, const float *z,
+                                  const float *hd, const float *x, const float *W, float s,
+                                  int relu, float p, uint64_t seed, int64_t n, int64_t din,
+                                  int64_t d);
+/* The same for the sparse-input layer (no input gradient): gWt (=) X^T dz (din x d, double). */
+void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, double *gWt, float *gb, float *gs,
+                                      const int64_t *t_rowptr, const int32_t *t_col,
+                                      const float *t_val, const float *gS, const float *z,
+                                      const int64_t *rowptr, const int32_t *col, const float *val,
+                                      float s, int64_t n, int64_t din, int64_t d);
+
+/* Pair scores s_e = 2 + 2 <x_u, x_v>_L = -d2(x_u, x_v) of count pairs (u, v) = pairs[2e],
+ * pairs[2e + 1] (rows of X, n x d): out (=). backward: dX (+=) g_e ds_e/dX for every pair with
+ * g_e != 0, in pair order. */
+void hg_k_lorentz_pair_score(const hg_kctx *k, float *out, const float *X, const int32_t *pairs,
+                             int64_t count, int64_t d);
+void hg_k_lorentz_pair_score_backward(const hg_kctx *k, float *dX, const float *X,
+                                      const int32_t *pairs, const float *g, int64_t count,
+                                      int64_t d);
+
+/* Class logits l_ic = 2 + 2 <x_i, p_c>_L + b_c for n points X (n x d) and C points P (C x d),
+ * b (C, or NULL): logits (=) (n x C). backward over the rows idx[0..nidx) given their logit
+ * gradients dl (nidx x C, row a for point idx[a]): dX (+=) those rows, dP (+=), db (+=, NULL:
+ * none). */
+void hg_k_lorentz_class_logits(const hg_kctx *k, float *logits, const float *X, const float *P,
+                               const float *b, int64_t n, int64_t C, int64_t d);
+void hg_k_lorentz_class_logits_backward(const hg_kctx *k, float *dX, float *dP, float *db,
+                                        const float *dl, const float *X, const float *P,
+                                        const int64_t *idx, int64_t nidx, int64_t C, int64_t d);
 
 /* ---- optimiser ---- */
 

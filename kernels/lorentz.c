@@ -5,12 +5,30 @@
 
 #include "kernels.h"
 
+#if defined(__AVX512F__) || defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 /* 16-wide rows (the model's width in every reference run) as one vector value (GCC/Clang vector
  * extensions: one zmm, two ymm or four xmm); sums of 16 products stay in float, whose rounding
- * (16 eps relative) is far below the float32 storage error of the inputs. */
+ * (16 eps relative) is far below the float32 storage error of the inputs.
+ *
+ * The per-row scalars of the Lorentz maps (a norm, a sigmoid, a square root, a division) are
+ * computed for 16 rows at once: rsum16 turns 16 row vectors into the vector of their 16 sums
+ * (a pairwise tree), so exp/sqrt/div run once per 16 rows as vector operations instead of once
+ * per row as scalar ones. A block is 16 rows; the last one is padded with zero rows, which every
+ * map below sends to finite values, and only its real rows are written. */
 typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef int64_t v8l __attribute__((vector_size(64)));
+typedef uint64_t v8u __attribute__((vector_size(64)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
 static const v16f SPACE16 = {0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 static const v16f ETA16 = {-1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+static const v16f ZERO16 = {0};
+#define BLK 16
+#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
 
 static inline v16f load16(const float *p)
 {
@@ -21,12 +39,268 @@ static inline v16f load16(const float *p)
 
 static inline void store16(float *p, v16f v) { memcpy(p, &v, sizeof v); }
 
+static inline v8d load8d(const double *p)
+{
+    v8d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store8d(double *p, v8d v) { memcpy(p, &v, sizeof v); }
+
+static inline v16f splat(float x) { return (v16f){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
+
+/* a * b + c, fused where the ISA has FMA (one rounding), else two roundings. Written with the
+ * intrinsics where they exist: GCC does not always turn a lane loop of fmaf into one vector FMA. */
+static inline v16f vfma(v16f a, v16f b, v16f c)
+{
+#if defined(__AVX512F__)
+    return (v16f)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(__FMA__)
+    typedef float v8f __attribute__((vector_size(32)));
+    v8f lo = (v8f)_mm256_fmadd_ps((__m256)SHUF(a, a, 0, 1, 2, 3, 4, 5, 6, 7),
+                                  (__m256)SHUF(b, b, 0, 1, 2, 3, 4, 5, 6, 7),
+                                  (__m256)SHUF(c, c, 0, 1, 2, 3, 4, 5, 6, 7));
+    v8f hi = (v8f)_mm256_fmadd_ps((__m256)SHUF(a, a, 8, 9, 10, 11, 12, 13, 14, 15),
+                                  (__m256)SHUF(b, b, 8, 9, 10, 11, 12, 13, 14, 15),
+                                  (__m256)SHUF(c, c, 8, 9, 10, 11, 12, 13, 14, 15));
+    return SHUF(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#else
+    return a * b + c;
+#endif
+}
+
+static inline v8d vfmad(v8d a, v8d b, v8d c)
+{
+#if defined(__AVX512F__)
+    return (v8d)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+#else
+    return a * b + c;
+#endif
+}
+
+static inline v16f vsel(v16i mask, v16f a, v16f b) /* mask ? a : b, lane-wise */
+{
+    return (v16f)(((v16i)a & mask) | ((v16i)b & ~mask));
+}
+
+/* Lane-wise a > b ? a : b (a NaN lane gives b, as fmaxf(NaN, b)). */
+static inline v16f vmax(v16f a, v16f b) { return vsel(a > b, a, b); }
+
+static inline v16f vabs(v16f a) { return (v16f)((v16i)a & 0x7fffffff); }
+
+static inline v16f vsqrt(v16f a)
+{
+#if defined(__AVX512F__)
+    return (v16f)_mm512_sqrt_ps((__m512)a);
+#else
+    v16f r;
+    for (int j = 0; j < 16; j++)
+        r[j] = sqrtf(a[j]);
+    return r;
+#endif
+}
+
+/* exp(x) lane-wise (Cephes expf: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial; about
+ * 1 ulp). The argument is clamped to the float range of the result first. */
+#define HG_VEXP_MAX 88.3762626647949f
+#define HG_VEXP_MIN (-87.3365447504019f)
+static inline v16f vexp(v16f x)
+{
+    x = vmax(x, splat(HG_VEXP_MIN));
+    x = vsel(x < HG_VEXP_MAX, x, splat(HG_VEXP_MAX));
+    /* round to nearest by the 1.5 * 2^23 shift (|x log2 e| < 2^22) */
+    v16f fx = x * 1.44269504088896341f + 12582912.0f;
+    fx = fx - 12582912.0f;
+    v16f r = x - fx * 0.693359375f;
+    r = r - fx * -2.12194440e-4f;
+    v16f p = splat(1.9875691500e-4f);
+    p = vfma(p, r, splat(1.3981999507e-3f));
+    p = vfma(p, r, splat(8.3334519073e-3f));
+    p = vfma(p, r, splat(4.1665795894e-2f));
+    p = vfma(p, r, splat(1.6666665459e-1f));
+    p = vfma(p, r, splat(5.0000001201e-1f));
+    p = vfma(p, r * r, r) + 1.0f;
+    v16i e = (__builtin_convertvector(fx, v16i) + 127) << 23;
+    return p * (v16f)e;
+}
+
+static inline v16f vsigmoid(v16f x) { return 1.0f / (1.0f + vexp(-x)); }
+
+/* out[r] = sum_j v[r][j] for 16 vectors: a pairwise tree whose four levels fold 256-, 128-, 64-
+ * and 32-bit halves of two vectors into one; the inputs are taken in 4-bit reversed order so
+ * that the sums come out in row order. */
+static inline v16f rsum16(const v16f *v)
+{
+    static const int br[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+    v16f w[8], x[4], y[2];
+    for (int k = 0; k < 8; k++) {
+        v16f a = v[br[2 * k]], b = v[br[2 * k + 1]];
+        w[k] = SHUF(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+               SHUF(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    }
+    for (int k = 0; k < 4; k++)
+        x[k] = SHUF(w[2 * k], w[2 * k + 1], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27) +
+               SHUF(w[2 * k], w[2 * k + 1], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    for (int k = 0; k < 2; k++)
+        y[k] = SHUF(x[2 * k], x[2 * k + 1], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29) +
+               SHUF(x[2 * k], x[2 * k + 1], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    return SHUF(y[0], y[1], 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30) +
+           SHUF(y[0], y[1], 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+}
+
+/* out[r] = v[r][0] for 16 vectors: the first operands of rsum16's tree. */
+static inline v16f rlane0(const v16f *v)
+{
+    static const int br[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+    v16f w[8], x[4], y[2];
+    for (int k = 0; k < 8; k++)
+        w[k] = SHUF(v[br[2 * k]], v[br[2 * k + 1]], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20,
+                    21, 22, 23);
+    for (int k = 0; k < 4; k++)
+        x[k] = SHUF(w[2 * k], w[2 * k + 1], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    for (int k = 0; k < 2; k++)
+        y[k] = SHUF(x[2 * k], x[2 * k + 1], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    return SHUF(y[0], y[1], 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+}
+
+/* Sum of the 16 lanes, as a tree. */
 static inline float hsum16(v16f v)
 {
-    float s = 0.0f;
-    for (int j = 0; j < 16; j++)
-        s += v[j];
-    return s;
+    typedef float v8f __attribute__((vector_size(32)));
+    typedef float v4f __attribute__((vector_size(16)));
+    v8f a = SHUF(v, v, 0, 1, 2, 3, 4, 5, 6, 7) + SHUF(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    v4f b = SHUF(a, a, 0, 1, 2, 3) + SHUF(a, a, 4, 5, 6, 7);
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+/* Block row i0 + r of an n-row matrix, or a zero row past the end. */
+static inline v16f load_row16(const float *X, int64_t i0, int r, int nb)
+{
+    return r < nb ? load16(X + (i0 + r) * 16) : ZERO16;
+}
+
+/* sum_p val[p] X[col[p]] over p0 <= p < p1 for 16-wide X, in float with four accumulators. */
+static inline v16f gather_run16(int64_t p0, int64_t p1, const int32_t *restrict col,
+                                const float *restrict val, const float *restrict X)
+{
+    v16f a0 = ZERO16, a1 = ZERO16, a2 = ZERO16, a3 = ZERO16;
+    int64_t p = p0;
+    for (; p + 3 < p1; p += 4) {
+        a0 = vfma(splat(val[p]), load16(X + (int64_t)col[p] * 16), a0);
+        a1 = vfma(splat(val[p + 1]), load16(X + (int64_t)col[p + 1] * 16), a1);
+        a2 = vfma(splat(val[p + 2]), load16(X + (int64_t)col[p + 2] * 16), a2);
+        a3 = vfma(splat(val[p + 3]), load16(X + (int64_t)col[p + 3] * 16), a3);
+    }
+    for (; p < p1; p++)
+        a0 = vfma(splat(val[p]), load16(X + (int64_t)col[p] * 16), a0);
+    return (a0 + a1) + (a2 + a3);
+}
+
+/* Row i of A X for 16-wide X: sum_p val[p] X[col[p]]. Runs of HG_K_FLOAT_RUN terms in float;
+ * longer rows (hubs) add their runs in double. */
+static inline v16f gather_row16(int64_t p0, int64_t p1, const int32_t *restrict col,
+                                const float *restrict val, const float *restrict X)
+{
+    if (p1 - p0 <= HG_K_FLOAT_RUN)
+        return gather_run16(p0, p1, col, val, X);
+    v8d lo = {0}, hi = {0};
+    for (int64_t q = p0; q < p1; q += HG_K_FLOAT_RUN) {
+        v16f a = gather_run16(q, q + HG_K_FLOAT_RUN < p1 ? q + HG_K_FLOAT_RUN : p1, col, val, X);
+        lo += __builtin_convertvector(SHUF(a, a, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
+        hi += __builtin_convertvector(SHUF(a, a, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
+    }
+    typedef float v8f __attribute__((vector_size(32)));
+    v8f l = __builtin_convertvector(lo, v8f), h = __builtin_convertvector(hi, v8f);
+    return SHUF(l, h, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+
+/* LorentzLinear head of a block: y rows (< nb) from the pre-head rows zb (zero past nb). */
+static inline void head_forward_blk(float *restrict y, const v16f *zb, float es, int nb)
+{
+    v16f sq[BLK];
+    for (int r = 0; r < BLK; r++)
+        sq[r] = zb[r] * zb[r] * SPACE16;
+    v16f q = vmax(rsum16(sq), splat(HG_LORENTZ_LINEAR_MIN_SQNORM));
+    v16f t = es * vsigmoid(rlane0(zb)) + HG_LORENTZ_LINEAR_TIME_OFFSET;
+    v16f f = vsqrt((t * t - 1.0f) / q);
+    float fa[BLK], ta[BLK];
+    store16(fa, f);
+    store16(ta, t);
+    for (int r = 0; r < nb; r++) {
+        v16f yr = zb[r] * fa[r];
+        yr[0] = ta[r];
+        store16(y + r * 16, yr);
+    }
+}
+
+/* Head backward of a block: gz rows (all 16; zero rows give zero) from dy and z; returns the
+ * block's contribution to dL/ds. */
+static inline float head_backward_blk(float (*restrict gz)[16], const v16f *dyb, const v16f *zb,
+                                      float es)
+{
+    v16f sq[BLK], ad[BLK];
+    for (int r = 0; r < BLK; r++) {
+        sq[r] = zb[r] * zb[r] * SPACE16;
+        ad[r] = dyb[r] * zb[r] * SPACE16;
+    }
+    v16f q_raw = rsum16(sq), a = rsum16(ad); /* a = sum_j dy_j z_j over the spatial part */
+    v16f sg = vsigmoid(rlane0(zb)), dy0 = rlane0(dyb);
+    v16f t = sg * es + HG_LORENTZ_LINEAR_TIME_OFFSET;
+    v16i clamped = q_raw < HG_LORENTZ_LINEAR_MIN_SQNORM;
+    v16f q = vsel(clamped, splat(HG_LORENTZ_LINEAR_MIN_SQNORM), q_raw);
+    v16f f = vsqrt((t * t - 1.0f) / q);
+    v16f df_dt = t / (q * f);
+    v16f df_dq = vsel(clamped, ZERO16, -0.5f * f / q);
+    v16f gt = dy0 + a * df_dt;
+    v16f gz0 = gt * es * sg * (1.0f - sg);
+    v16f c = a * df_dq * 2.0f;
+    float fa[BLK], ca[BLK], g0a[BLK];
+    store16(fa, f);
+    store16(ca, c);
+    store16(g0a, gz0);
+    for (int r = 0; r < BLK; r++) {
+        v16f g = dyb[r] * fa[r] + ca[r] * zb[r];
+        g[0] = g0a[r];
+        store16(gz[r], g);
+    }
+    return hsum16(gt * sg * es);
+}
+
+/* Centroid normalisation of a block: out rows (< nb) from the aggregates sb. */
+static inline void centroid_forward_blk(float *restrict out, const v16f *sb, int nb)
+{
+    v16f mm[BLK];
+    for (int r = 0; r < BLK; r++)
+        mm[r] = sb[r] * sb[r] * ETA16;
+    v16f c = vmax(vabs(rsum16(mm)), splat(HG_LORENTZ_CENTROID_MIN));
+    float ra[BLK];
+    store16(ra, 1.0f / vsqrt(c));
+    for (int r = 0; r < nb; r++)
+        store16(out + r * 16, sb[r] * ra[r]);
+}
+
+/* Centroid backward of a block: dS rows (< nb) from dout rows gob and the aggregates sb. */
+static inline void centroid_backward_blk(float *restrict dS, const v16f *gob, const v16f *sb, int nb)
+{
+    v16f mm[BLK], gd[BLK];
+    for (int r = 0; r < BLK; r++) {
+        mm[r] = sb[r] * sb[r] * ETA16;
+        gd[r] = gob[r] * sb[r];
+    }
+    v16f m = rsum16(mm), gs = rsum16(gd);
+    v16f a = vabs(m);
+    v16i clamped = a < HG_LORENTZ_CENTROID_MIN;
+    v16f c = vsel(clamped, splat(HG_LORENTZ_CENTROID_MIN), a);
+    v16f r = 1.0f / vsqrt(c);
+    /* dr/dm = -1/2 c^(-3/2) sign(m); dm/dS_j = 2 eta_j S_j */
+    v16f sign = vsel(m < 0.0f, splat(-1.0f), splat(1.0f));
+    v16f dr_dm = vsel(clamped, ZERO16, -0.5f * r / c * sign);
+    float ra[BLK], ka[BLK];
+    store16(ra, r);
+    store16(ka, gs * dr_dm * 2.0f);
+    for (int i = 0; i < nb; i++)
+        store16(dS + i * 16, gob[i] * ra[i] + ka[i] * (ETA16 * sb[i]));
 }
 
 static inline double inner(const float *restrict x, const float *restrict y, int64_t d)
@@ -60,24 +334,19 @@ static inline void head_forward_row(float *restrict yi, const float *restrict zi
         yi[j] = zi[j] * f;
 }
 
-static inline void head_forward16(float *restrict yi, const float *restrict zi, float es)
-{
-    v16f z = load16(zi);
-    float q = fmaxf(hsum16(z * z * SPACE16), HG_LORENTZ_LINEAR_MIN_SQNORM);
-    float t = es / (1.0f + expf(-zi[0])) + HG_LORENTZ_LINEAR_TIME_OFFSET;
-    v16f y = z * sqrtf((t * t - 1.0f) / q);
-    y[0] = t;
-    store16(yi, y);
-}
-
 void hg_k_lorentz_linear_head_forward(const hg_kctx *k, float *y, const float *z, float s, int64_t n,
                                       int64_t d)
 {
     (void)k;
     const double es = exp((double)s);
     if (d == 16) {
-        for (int64_t i = 0; i < n; i++)
-            head_forward16(y + i * 16, z + i * 16, (float)es);
+        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
+            v16f zb[BLK];
+            for (int r = 0; r < BLK; r++)
+                zb[r] = load_row16(z, i0, r, nb);
+            head_forward_blk(y + i0 * 16, zb, (float)es, nb);
+        }
         return;
     }
     for (int64_t i = 0; i < n; i++)
@@ -107,26 +376,6 @@ static inline double head_backward_row(float *restrict gz, const float *restrict
     return gt * sg * es;
 }
 
-static inline float head_backward16(float *restrict gzi, const float *restrict gyi,
-                                    const float *restrict zi, float es)
-{
-    v16f z = load16(zi), gy = load16(gyi);
-    float sg = 1.0f / (1.0f + expf(-zi[0]));
-    float t = sg * es + HG_LORENTZ_LINEAR_TIME_OFFSET;
-    float q_raw = hsum16(z * z * SPACE16);
-    int clamped = q_raw < HG_LORENTZ_LINEAR_MIN_SQNORM;
-    float q = clamped ? HG_LORENTZ_LINEAR_MIN_SQNORM : q_raw;
-    float f = sqrtf((t * t - 1.0f) / q);
-    float a = hsum16(gy * z * SPACE16);
-    float df_dt = t / (q * f);
-    float df_dq = clamped ? 0.0f : -0.5f * f / q;
-    float gt = gy[0] + a * df_dt;
-    v16f gz = gy * f + (a * df_dq * 2.0f) * z;
-    gz[0] = gt * es * sg * (1.0f - sg);
-    store16(gzi, gz);
-    return gt * sg * es;
-}
-
 void hg_k_lorentz_linear_head_backward(const hg_kctx *k, float *dz, float *ds, const float *dy,
                                        const float *z, float s, int64_t n, int64_t d)
 {
@@ -134,8 +383,17 @@ void hg_k_lorentz_linear_head_backward(const hg_kctx *k, float *dz, float *ds, c
     const double es = exp((double)s);
     double gs = 0.0;
     if (d == 16) {
-        for (int64_t i = 0; i < n; i++)
-            gs += head_backward16(dz + i * 16, dy + i * 16, z + i * 16, (float)es);
+        float gz[BLK][16];
+        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
+            v16f zb[BLK], dyb[BLK];
+            for (int r = 0; r < BLK; r++) {
+                zb[r] = load_row16(z, i0, r, nb);
+                dyb[r] = load_row16(dy, i0, r, nb);
+            }
+            gs += head_backward_blk(gz, dyb, zb, (float)es);
+            memcpy(dz + i0 * 16, gz, (size_t)nb * sizeof gz[0]);
+        }
     } else {
         for (int64_t i = 0; i < n; i++)
             gs += head_backward_row(dz + i * d, dy + i * d, z + i * d, es, d);
@@ -151,19 +409,17 @@ static inline void centroid_forward_row(float *restrict out, const float *restri
         out[j] = si[j] * r;
 }
 
-static inline void centroid_forward16(float *restrict out, const float *restrict si)
-{
-    v16f x = load16(si);
-    float c = fmaxf(fabsf(hsum16(x * x * ETA16)), HG_LORENTZ_CENTROID_MIN);
-    store16(out, x * (1.0f / sqrtf(c)));
-}
-
 void hg_k_lorentz_centroid_forward(const hg_kctx *k, float *out, const float *S, int64_t n, int64_t d)
 {
     (void)k;
     if (d == 16) {
-        for (int64_t i = 0; i < n; i++)
-            centroid_forward16(out + i * 16, S + i * 16);
+        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
+            v16f sb[BLK];
+            for (int r = 0; r < BLK; r++)
+                sb[r] = load_row16(S, i0, r, nb);
+            centroid_forward_blk(out + i0 * 16, sb, nb);
+        }
         return;
     }
     for (int64_t i = 0; i < n; i++)
@@ -189,31 +445,560 @@ static inline void centroid_backward_row(float *restrict dS, const float *restri
         dS[j] = go[j] * rf + cf * si[j];
 }
 
-static inline void centroid_backward16(float *restrict dSi, const float *restrict goi,
-                                       const float *restrict si)
-{
-    v16f x = load16(si), go = load16(goi);
-    float m = hsum16(x * x * ETA16);
-    float a = fabsf(m);
-    int clamped = a < HG_LORENTZ_CENTROID_MIN;
-    float c = clamped ? HG_LORENTZ_CENTROID_MIN : a;
-    float r = 1.0f / sqrtf(c);
-    float gs = hsum16(go * x);
-    float dr_dm = clamped ? 0.0f : -0.5f * r / c * (m < 0 ? -1.0f : 1.0f);
-    store16(dSi, go * r + (gs * dr_dm * 2.0f) * (ETA16 * x));
-}
-
 void hg_k_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *dout, const float *S,
                                     int64_t n, int64_t d)
 {
     (void)k;
     if (d == 16) {
-        for (int64_t i = 0; i < n; i++)
-            centroid_backward16(dS + i * 16, dout + i * 16, S + i * 16);
+        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
+            v16f gob[BLK], sb[BLK];
+            for (int r = 0; r < BLK; r++) {
+                gob[r] = load_row16(dout, i0, r, nb);
+                sb[r] = load_row16(S, i0, r, nb);
+            }
+            centroid_backward_blk(dS + i0 * 16, gob, sb, nb);
+        }
         return;
     }
     for (int64_t i = 0; i < n; i++)
         centroid_backward_row(dS + i * d, dout + i * d, S + i * d, d);
+}
+
+/* ---- fused HyboNet layer kernels ---- */
+
+/* 16 x 16 transpose: t[k][o] = W[o][k]. */
+static inline void transpose16(v16f *t, const float *W)
+{
+    for (int k = 0; k < 16; k++)
+        for (int o = 0; o < 16; o++)
+            t[k][o] = W[o * 16 + k];
+}
+
+/* z row = b + sum_k h[k] wt[k] (two accumulators for a shorter dependency chain). */
+static inline v16f matvec16(const v16f *wt, const float *restrict h, v16f b)
+{
+    v16f a0 = b, a1 = ZERO16;
+    for (int k = 0; k < 16; k += 2) {
+        a0 = vfma(splat(h[k]), wt[k], a0);
+        a1 = vfma(splat(h[k + 1]), wt[k + 1], a1);
+    }
+    return a0 + a1;
+}
+
+static void linear_forward16(float *restrict hd, float *restrict z, float *restrict y,
+                             const float *restrict x, const float *restrict W,
+                             const float *restrict b, float es, int relu, float p, uint64_t seed,
+                             int64_t n)
+{
+    v16f wt[16];
+    transpose16(wt, W);
+    const v16f bv = b ? load16(b) : ZERO16;
+    const float *h = hd ? hd : x;
+    for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+        const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
+        if (hd) /* the whole block first: the products below read hd back one float at a time,
+                   which store-to-load forwarding from a just-written vector would stall */
+            for (int r = 0; r < nb; r++) {
+                const int64_t i = i0 + r;
+                v16f v = load16(x + i * 16);
+                if (relu)
+                    v = vmax(v, ZERO16);
+                if (p > 0.0f) {
+                    float mask[16];
+                    hg_k_dropout_mask(mask, i * 16, 16, p, seed);
+                    v *= load16(mask);
+                }
+                store16(hd + i * 16, v);
+            }
+        v16f zb[BLK];
+        for (int r = 0; r < BLK; r++) {
+            if (r >= nb) {
+                zb[r] = ZERO16;
+                continue;
+            }
+            const int64_t i = i0 + r;
+            zb[r] = matvec16(wt, h + i * 16, bv);
+            store16(z + i * 16, zb[r]);
+        }
+        head_forward_blk(y + i0 * 16, zb, es, nb);
+    }
+}
+
+/* Scratch rows of the generic (d != 16) paths. */
+typedef struct {
+    double acc[HG_LORENTZ_MAX_D];
+    float a[HG_LORENTZ_MAX_D], b[HG_LORENTZ_MAX_D];
+} row_scratch;
+
+void hg_k_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
+                                 const float *W, const float *b, float s, int relu, float p,
+                                 uint64_t seed, int64_t n, int64_t din, int64_t d)
+{
+    (void)k;
+    const double es = exp((double)s);
+    if (d == 16 && din == 16) {
+        linear_forward16(hd, z, y, x, W, b, (float)es, relu, p, seed, n);
+        return;
+    }
+    if (d > HG_LORENTZ_MAX_D || din > HG_LORENTZ_MAX_D)
+        return; /* the caller validates dim against this limit */
+    for (int64_t i = 0; i < n; i++) {
+        const float *h = x + i * din;
+        if (hd) {
+            for (int64_t j = 0; j < din; j++) {
+                float v = h[j];
+                if (relu)
+                    v = v > 0.0f ? v : 0.0f;
+                hd[i * din + j] = v * hg_k_dropout_scale(i * din + j, p, seed);
+            }
+            h = hd + i * din;
+        }
+        float *zi = z + i * d;
+        for (int64_t o = 0; o < d; o++) {
+            double acc = b ? b[o] : 0.0;
+            for (int64_t j = 0; j < din; j++)
+                acc += (double)h[j] * W[o * din + j];
+            zi[o] = (float)acc;
+        }
+        head_forward_row(y + i * d, zi, es, d);
+    }
+}
+
+void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const int64_t *rowptr,
+                                     const int32_t *col, const float *val, const float *Wt,
+                                     const float *b, float s, int64_t n, int64_t d)
+{
+    (void)k;
+    const double es = exp((double)s);
+    if (d == 16) {
+        const v16f bv = b ? load16(b) : ZERO16;
+        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
+            v16f zb[BLK];
+            for (int r = 0; r < BLK; r++) {
+                if (r >= nb) {
+                    zb[r] = ZERO16;
+                    continue;
+                }
+                const int64_t i = i0 + r;
+                zb[r] = gather_row16(rowptr[i], rowptr[i + 1], col, val, Wt) + bv;
+                store16(z + i * 16, zb[r]);
+            }
+            head_forward_blk(y + i0 * 16, zb, (float)es, nb);
+        }
+        return;
+    }
+    if (d > HG_LORENTZ_MAX_D)
+        return;
+    row_scratch scratch, *sc = &scratch;
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t o = 0; o < d; o++)
+            sc->acc[o] = b ? b[o] : 0.0;
+        for (int64_t q = rowptr[i]; q < rowptr[i + 1]; q++)
+            for (int64_t o = 0; o < d; o++)
+                sc->acc[o] += (double)val[q] * Wt[(int64_t)col[q] * d + o];
+        float *zi = z + i * d;
+        for (int64_t o = 0; o < d; o++)
+            zi[o] = (float)sc->acc[o];
+        head_forward_row(y + i * d, zi, es, d);
+    }
+}
+
+void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int64_t *rowptr,
+                              const int32_t *col, const float *val, const float *y, int64_t n,
+                              int64_t d)
+{
+    (void)k;
+    if (d == 16) {
+        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
+            v16f sb[BLK];
+            for (int r = 0; r < BLK; r++) {
+                if (r >= nb) {
+                    sb[r] = ZERO16;
+                    continue;
+                }
+                const int64_t i = i0 + r;
+                sb[r] = gather_row16(rowptr[i], rowptr[i + 1], col, val, y);
+                store16(S + i * 16, sb[r]);
+            }
+            centroid_forward_blk(out + i0 * 16, sb, nb);
+        }
+        return;
+    }
+    if (d > HG_LORENTZ_MAX_D)
+        return;
+    row_scratch scratch, *sc = &scratch;
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < d; j++)
+            sc->acc[j] = 0.0;
+        for (int64_t q = rowptr[i]; q < rowptr[i + 1]; q++)
+            for (int64_t j = 0; j < d; j++)
+                sc->acc[j] += (double)val[q] * y[(int64_t)col[q] * d + j];
+        float *si = S + i * d;
+        for (int64_t j = 0; j < d; j++)
+            si[j] = (float)sc->acc[j];
+        centroid_forward_row(out + i * d, si, d);
+    }
+}
+
+/* Add a float partial sum of 16 lanes into a double accumulator of 16. */
+static inline void flush16(double *restrict acc, v16f a)
+{
+    store8d(acc, load8d(acc) + __builtin_convertvector(SHUF(a, a, 0, 1, 2, 3, 4, 5, 6, 7), v8d));
+    store8d(acc + 8,
+            load8d(acc + 8) + __builtin_convertvector(SHUF(a, a, 8, 9, 10, 11, 12, 13, 14, 15), v8d));
+}
+
+/* dy rows of a block (At gS) and its z rows; returns nothing, fills dyb and zb (zero past nb). */
+static inline void backward_inputs_blk(v16f *dyb, v16f *zb, const int64_t *t_rowptr,
+                                       const int32_t *t_col, const float *t_val, const float *gS,
+                                       const float *z, int64_t i0, int nb)
+{
+    for (int r = 0; r < BLK; r++) {
+        if (r >= nb) {
+            dyb[r] = zb[r] = ZERO16;
+            continue;
+        }
+        const int64_t i = i0 + r;
+        dyb[r] = gather_row16(t_rowptr[i], t_rowptr[i + 1], t_col, t_val, gS);
+        zb[r] = load16(z + i * 16);
+    }
+}
+
+/* Blocks of rows whose weight-gradient partial sums stay in float before the double flush. */
+#define FLUSH_BLOCKS (HG_K_FLOAT_RUN / BLK)
+
+static void linear_backward16(float *restrict gx, double *restrict gWt, float *gb, float *gs,
+                              const int64_t *t_rowptr, const int32_t *t_col, const float *t_val,
+                              const float *gS, const float *z, const float *hd,
+                              const float *x, const float *W, float es, int relu, float p,
+                              uint64_t seed, int64_t n)
+{
+    v16f G[16];      /* G[k][o]: float partial of sum_rows hd[k] dz[o] */
+    v16f gbp = ZERO16;
+    double gbd[16] = {0}, gsd = 0.0;
+    float gz[BLK][16];
+    for (int kk = 0; kk < 16; kk++)
+        G[kk] = ZERO16;
+    memset(gWt, 0, 256 * sizeof *gWt);
+    int blocks = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+        const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
+        v16f dyb[BLK], zb[BLK];
+        backward_inputs_blk(dyb, zb, t_rowptr, t_col, t_val, gS, z, i0, nb);
+        gsd += head_backward_blk(gz, dyb, zb, es);
+        for (int r = 0; r < nb; r++) {
+            const int64_t i = i0 + r;
+            const v16f g = load16(gz[r]);
+            const float *h = hd + i * 16;
+            gbp += g;
+            for (int kk = 0; kk < 16; kk++)
+                G[kk] = vfma(splat(h[kk]), g, G[kk]);
+            if (gx) {
+                v16f a0 = ZERO16, a1 = ZERO16;
+                for (int o = 0; o < 16; o += 2) {
+                    a0 = vfma(splat(gz[r][o]), load16(W + o * 16), a0);
+                    a1 = vfma(splat(gz[r][o + 1]), load16(W + (o + 1) * 16), a1);
+                }
+                v16f dx = a0 + a1;
+                if (p > 0.0f) {
+                    float mask[16];
+                    hg_k_dropout_mask(mask, i * 16, 16, p, seed);
+                    dx *= load16(mask);
+                }
+                if (relu)
+                    dx = vsel(load16(x + i * 16) > 0.0f, dx, ZERO16);
+                store16(gx + i * 16, dx);
+            }
+        }
+        if (++blocks == FLUSH_BLOCKS || i0 + BLK >= n) {
+            for (int kk = 0; kk < 16; kk++) {
+                flush16(gWt + kk * 16, G[kk]);
+                G[kk] = ZERO16;
+            }
+            flush16(gbd, gbp);
+            gbp = ZERO16;
+            blocks = 0;
+        }
+    }
+    if (gb)
+        for (int j = 0; j < 16; j++)
+            gb[j] += (float)gbd[j];
+    *gs += (float)gsd;
+}
+
+void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, float *gb, float *gs,
+                                  const int64_t *t_rowptr, const int32_t *t_col,
+                                  const float *t_val, const float *gS, const float *z,
+                                  const float *hd, const float *x, const float *W, float s,
+                                  int relu, float p, uint64_t seed, int64_t n, int64_t din,
+                                  int64_t d)
+{
+    (void)k;
+    const double es = exp((double)s);
+    if (d == 16 && din == 16) {
+        linear_backward16(gx, gWt, gb, gs, t_rowptr, t_col, t_val, gS, z, hd, x, W, (float)es,
+                          relu, p, seed, n);
+        return;
+    }
+    if (d > HG_LORENTZ_MAX_D || din > HG_LORENTZ_MAX_D)
+        return;
+    row_scratch scratch, *sc = &scratch;
+    double gsd = 0.0, gbd[HG_LORENTZ_MAX_D] = {0};
+    memset(gWt, 0, (size_t)(din * d) * sizeof *gWt);
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < d; j++)
+            sc->acc[j] = 0.0;
+        for (int64_t q = t_rowptr[i]; q < t_rowptr[i + 1]; q++)
+            for (int64_t j = 0; j < d; j++)
+                sc->acc[j] += (double)t_val[q] * gS[(int64_t)t_col[q] * d + j];
+        float *dy = sc->a, *dz = sc->b;
+        for (int64_t j = 0; j < d; j++)
+            dy[j] = (float)sc->acc[j];
+        gsd += head_backward_row(dz, dy, z + i * d, es, d);
+        const float *h = hd + i * din;
+        for (int64_t o = 0; o < d; o++) {
+            gbd[o] += dz[o];
+            for (int64_t j = 0; j < din; j++)
+                gWt[j * d + o] += (double)h[j] * dz[o];
+        }
+        if (gx)
+            for (int64_t j = 0; j < din; j++) {
+                double acc = 0.0;
+                for (int64_t o = 0; o < d; o++)
+                    acc += (double)dz[o] * W[o * din + j];
+                float g = (float)acc * hg_k_dropout_scale(i * din + j, p, seed);
+                gx[i * din + j] = relu && !(x[i * din + j] > 0.0f) ? 0.0f : g;
+            }
+    }
+    if (gb)
+        for (int64_t j = 0; j < d; j++)
+            gb[j] += (float)gbd[j];
+    *gs += (float)gsd;
+}
+
+void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, double *gWt, float *gb, float *gs,
+                                      const int64_t *t_rowptr, const int32_t *t_col,
+                                      const float *t_val, const float *gS, const float *z,
+                                      const int64_t *rowptr, const int32_t *col, const float *val,
+                                      float s, int64_t n, int64_t din, int64_t d)
+{
+    (void)k;
+    const double es = exp((double)s);
+    memset(gWt, 0, (size_t)(din * d) * sizeof *gWt);
+    if (d == 16) {
+        v16f gbp = ZERO16;
+        double gbd[16] = {0}, gsd = 0.0;
+        float gz[BLK][16];
+        int blocks = 0;
+        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
+            v16f dyb[BLK], zb[BLK];
+            backward_inputs_blk(dyb, zb, t_rowptr, t_col, t_val, gS, z, i0, nb);
+            gsd += head_backward_blk(gz, dyb, zb, (float)es);
+            for (int r = 0; r < nb; r++) {
+                const int64_t i = i0 + r;
+                const v16f g = load16(gz[r]);
+                gbp += g;
+                const v8d lo = __builtin_convertvector(SHUF(g, g, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
+                const v8d hi =
+                    __builtin_convertvector(SHUF(g, g, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
+                for (int64_t q = rowptr[i]; q < rowptr[i + 1]; q++) {
+                    double *w = gWt + (int64_t)col[q] * 16;
+                    const double a = val[q];
+                    const v8d av = {a, a, a, a, a, a, a, a};
+                    store8d(w, vfmad(av, lo, load8d(w)));
+                    store8d(w + 8, vfmad(av, hi, load8d(w + 8)));
+                }
+            }
+            if (++blocks == FLUSH_BLOCKS || i0 + BLK >= n) {
+                flush16(gbd, gbp);
+                gbp = ZERO16;
+                blocks = 0;
+            }
+        }
+        if (gb)
+            for (int j = 0; j < 16; j++)
+                gb[j] += (float)gbd[j];
+        *gs += (float)gsd;
+        return;
+    }
+    if (d > HG_LORENTZ_MAX_D)
+        return;
+    row_scratch scratch, *sc = &scratch;
+    double gsd = 0.0, gbd[HG_LORENTZ_MAX_D] = {0};
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < d; j++)
+            sc->acc[j] = 0.0;
+        for (int64_t q = t_rowptr[i]; q < t_rowptr[i + 1]; q++)
+            for (int64_t j = 0; j < d; j++)
+                sc->acc[j] += (double)t_val[q] * gS[(int64_t)t_col[q] * d + j];
+        float *dy = sc->a, *dz = sc->b;
+        for (int64_t j = 0; j < d; j++)
+            dy[j] = (float)sc->acc[j];
+        gsd += head_backward_row(dz, dy, z + i * d, es, d);
+        for (int64_t o = 0; o < d; o++)
+            gbd[o] += dz[o];
+        for (int64_t q = rowptr[i]; q < rowptr[i + 1]; q++)
+            for (int64_t o = 0; o < d; o++)
+                gWt[(int64_t)col[q] * d + o] += (double)val[q] * dz[o];
+    }
+    if (gb)
+        for (int64_t j = 0; j < d; j++)
+            gb[j] += (float)gbd[j];
+    *gs += (float)gsd;
+}
+
+void hg_k_lorentz_pair_score(const hg_kctx *k, float *out, const float *X, const int32_t *pairs,
+                             int64_t count, int64_t d)
+{
+    (void)k;
+    if (d == 16) {
+        for (int64_t e0 = 0; e0 < count; e0 += BLK) {
+            const int nb = count - e0 < BLK ? (int)(count - e0) : BLK;
+            v16f pr[BLK];
+            for (int r = 0; r < BLK; r++) {
+                if (r >= nb) {
+                    pr[r] = ZERO16;
+                    continue;
+                }
+                const int32_t *pe = pairs + 2 * (e0 + r);
+                pr[r] = load16(X + (int64_t)pe[0] * 16) * load16(X + (int64_t)pe[1] * 16) * ETA16;
+            }
+            float sa[BLK];
+            store16(sa, 2.0f + 2.0f * rsum16(pr));
+            memcpy(out + e0, sa, (size_t)nb * sizeof *sa);
+        }
+        return;
+    }
+    for (int64_t e = 0; e < count; e++)
+        out[e] = (float)(2.0 + 2.0 * inner(X + (int64_t)pairs[2 * e] * d,
+                                           X + (int64_t)pairs[2 * e + 1] * d, d));
+}
+
+void hg_k_lorentz_pair_score_backward(const hg_kctx *k, float *dX, const float *X,
+                                      const int32_t *pairs, const float *g, int64_t count,
+                                      int64_t d)
+{
+    (void)k;
+    for (int64_t e = 0; e < count; e++) {
+        if (g[e] == 0.0f)
+            continue;
+        const int64_t u = pairs[2 * e], v = pairs[2 * e + 1];
+        if (d == 16) {
+            /* d(2 + 2<u,v>_L)/du = 2 eta v */
+            const v16f c = (2.0f * g[e]) * ETA16;
+            const v16f xu = load16(X + u * 16), xv = load16(X + v * 16);
+            store16(dX + u * 16, vfma(c, xv, load16(dX + u * 16)));
+            store16(dX + v * 16, vfma(c, xu, load16(dX + v * 16)));
+            continue;
+        }
+        const float cs = 2.0f * g[e];
+        for (int64_t j = 0; j < d; j++) {
+            const float c = j == 0 ? -cs : cs;
+            dX[u * d + j] += c * X[v * d + j];
+            dX[v * d + j] += c * X[u * d + j];
+        }
+    }
+}
+
+void hg_k_lorentz_class_logits(const hg_kctx *k, float *logits, const float *X, const float *P,
+                               const float *b, int64_t n, int64_t C, int64_t d)
+{
+    (void)k;
+    if (d == 16 && C <= 16) {
+        /* pt[j][c] = 2 eta_j P[c][j]: row i's logits are 2 + b + sum_j x_ij pt[j] */
+        v16f pt[16];
+        float c0[16] = {0};
+        for (int j = 0; j < 16; j++) {
+            pt[j] = ZERO16;
+            for (int64_t c = 0; c < C; c++)
+                pt[j][c] = (j == 0 ? -2.0f : 2.0f) * P[c * 16 + j];
+        }
+        for (int64_t c = 0; c < C; c++)
+            c0[c] = 2.0f + (b ? b[c] : 0.0f);
+        const v16f base = load16(c0);
+        for (int64_t i = 0; i < n; i++) {
+            float li[16];
+            store16(li, matvec16(pt, X + i * 16, ZERO16) + base);
+            memcpy(logits + i * C, li, (size_t)C * sizeof *li);
+        }
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t c = 0; c < C; c++)
+            logits[i * C + c] =
+                (float)(2.0 + 2.0 * inner(X + i * d, P + c * d, d)) + (b ? b[c] : 0.0f);
+}
+
+void hg_k_lorentz_class_logits_backward(const hg_kctx *k, float *dX, float *dP, float *db,
+                                        const float *dl, const float *X, const float *P,
+                                        const int64_t *idx, int64_t nidx, int64_t C, int64_t d)
+{
+    (void)k;
+    if (d == 16 && C <= 16) {
+        v16f pe[16], gp[16];       /* pe[c] = 2 eta P[c]; gp[c]: float partial of dl_c x */
+        double gpd[16][16] = {{0}}, gbd[16] = {0};
+        v16f gbp = ZERO16;
+        for (int64_t c = 0; c < 16; c++) {
+            pe[c] = c < C ? 2.0f * ETA16 * load16(P + c * 16) : ZERO16;
+            gp[c] = ZERO16;
+        }
+        for (int64_t a = 0; a < nidx; a++) {
+            const float *g = dl + a * C;
+            const float *xi = X + idx[a] * 16;
+            float ga[16] = {0};
+            memcpy(ga, g, (size_t)C * sizeof *g);
+            gbp += load16(ga);
+            v16f acc = ZERO16;
+            const v16f xv = load16(xi);
+            for (int64_t c = 0; c < C; c++) {
+                acc = vfma(splat(g[c]), pe[c], acc);
+                gp[c] = vfma(splat(g[c]), xv, gp[c]);
+            }
+            store16(dX + idx[a] * 16, load16(dX + idx[a] * 16) + acc);
+            if ((a + 1) % HG_K_FLOAT_RUN == 0 || a + 1 == nidx) {
+                for (int64_t c = 0; c < C; c++) {
+                    flush16(gpd[c], gp[c]);
+                    gp[c] = ZERO16;
+                }
+                flush16(gbd, gbp);
+                gbp = ZERO16;
+            }
+        }
+        for (int64_t c = 0; c < C; c++) {
+            for (int j = 0; j < 16; j++)
+                dP[c * 16 + j] += (float)((j == 0 ? -2.0 : 2.0) * gpd[c][j]);
+            if (db)
+                db[c] += (float)gbd[c];
+        }
+        return;
+    }
+    for (int64_t a = 0; a < nidx; a++) {
+        float *dx = dX + idx[a] * d;
+        for (int64_t c = 0; c < C; c++) {
+            const float g = dl[a * C + c];
+            for (int64_t j = 0; j < d; j++)
+                dx[j] += (j == 0 ? -2.0f : 2.0f) * g * P[c * d + j];
+        }
+    }
+    /* parameter gradients summed over the rows in double, one (class, coordinate) at a time */
+    for (int64_t c = 0; c < C; c++) {
+        for (int64_t j = 0; j < d; j++) {
+            double acc = 0.0;
+            for (int64_t a = 0; a < nidx; a++)
+                acc += (double)dl[a * C + c] * X[idx[a] * d + j];
+            dP[c * d + j] += (float)((j == 0 ? -2.0 : 2.0) * acc);
+        }
+        if (db) {
+            double acc = 0.0;
+            for (int64_t a = 0; a < nidx; a++)
+                acc += dl[a * C + c];
+            db[c] += (float)acc;
+        }
+    }
 }
 
 void hg_k_lorentz_expmap0_forward(const hg_kctx *k, float *x, const float *v, int64_t n, int64_t d)

@@ -734,7 +734,7 @@ static double tangent_rel(const float *x, const float *m, int64_t d)
 static void test_radam_random_grads(void **state)
 {
     (void)state;
-    enum { N = 4, D = 6, T = 1000 };
+    enum { N = 4, D = 16, T = 1000 }; /* D = 16: the class points of every reference run */
     const float lr = 1e-2f;
     float x[N * D], m[N * D] = {0}, v[N] = {0}, g[N * D];
     double xd[D];
@@ -756,16 +756,18 @@ static void test_radam_random_grads(void **state)
         }
     }
     /* Each step computes y = expmap_x(u) in double from the float x and rounds y (relative u per
-     * coordinate): <y,y>_L moves by <= 4u y0^2. The residual d of x is carried into y scaled by
-     * cosh^2|u| (<= 1 + ~lr^2 for Adam steps of length ~lr), so after T steps
-     * |<x,x>_L + 1| / x0^2 <= 4u T (1 + lr^2)^T ~ 4u T = 2e3 eps: the worst case of T aligned
-     * roundings. Allow that bound. */
-    if (!(worst_x <= 4.0 * U32 * T * 1.2))
+     * coordinate): <y,y>_L moves by <= 4u y0^2. The residual of x is carried into y scaled by
+     * cosh^2|u| (<= 1 + ~lr^2 for Adam steps of length ~lr: a gain (1 + lr^2)^T ~ 1.1), so after T
+     * steps the residual is a sum of T roundings of <= 4u x0^2 each: T aligned ones would give
+     * 4u T, independent ones a random walk of ~4u sqrt(T) (~130u here). Allow 8 standard
+     * deviations: 4u * 8 sqrt(T) ~ 1000u. (Measured: 72u.) */
+    const double drift = 4.0 * U32 * 8.0 * sqrt((double)T);
+    if (!(worst_x <= drift))
         fail_msg("radam: worst |<x,x>_L + 1| / x0^2 = %.3g over %d steps", worst_x, T);
     /* The transport formula makes m tangent at y up to <y,y>_L + 1 (above) and the float rounding
      * of m and y: |<y,m>_L| <= 4u sum |y_j m_j| + |<y,y>_L + 1| |<y,M>| / 2; the second term is
-     * bounded by the manifold residual. Allow 8u + the manifold bound. */
-    if (!(worst_m <= 8.0 * U32 + 4.0 * U32 * T * 1.2))
+     * bounded by the manifold residual. Allow 8u + the manifold bound. (Measured: 1.2u.) */
+    if (!(worst_m <= 8.0 * U32 + drift))
         fail_msg("radam: worst |<x,m>_L| relative = %.3g", worst_m);
     for (int i = 0; i < N; i++) {
         assert_true(v[i] >= 0.0f);
@@ -819,7 +821,7 @@ static void test_radam_minimises_distance(void **state)
         double dist = sqrt(2.0 * fmax(f - 1.0, 0.0));
         if (!(f < f0[i]) || !(dist < 5.0 * lr))
             fail_msg("radam: point %d: f %.6g -> %.6g, final distance %.3g", i, f0[i], f, dist);
-        assert_true(manifold_rel(x + i * D, D) <= 4.0 * U32 * T * 1.2);
+        assert_true(manifold_rel(x + i * D, D) <= 4.0 * U32 * 8.0 * sqrt((double)T)); /* as above */
     }
 }
 

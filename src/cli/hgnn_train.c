@@ -333,6 +333,7 @@ static int load(run *r)
     dopt.test_prop = o->test_prop;
     dopt.split_seed = o->split_seed;
     dopt.neg_pool = o->neg_pool;
+    dopt.nc_split_reference = o->nc_split_reference;
     char split[4200];
     dopt.split_file = o->split_file;
     if (!dopt.split_file && o->task == HG_TASK_NC) {

@@ -64,6 +64,8 @@ void hg_train_options_usage(void)
         "  --split-file NAME       node split file in the data dir (default split_hybonet.txt,\n"
         "                          else split.txt, else a seeded random split)\n"
         "  --val-prop P --test-prop P   random node split (nc) or edge split (lp: 0.05 0.10)\n"
+        "  --nc-split disjoint|reference  random node split: label 0 vs the rest (disjoint), or\n"
+        "                          HGCN's overlapping groups, which leak test nodes into train\n"
         "  --lp-neg-pool reference|nonedge  training negatives: all pairs that are not training\n"
         "                          edges (reference: includes val/test positives) or non-edges\n"
         "  --split-seed N          seed of the data split (1234)\n"
@@ -267,7 +269,14 @@ int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
             set |= SET_AUG;
         } else if (IS("--split-file"))
             o->split_file = val;
-        else if (IS("--val-prop")) {
+        else if (IS("--nc-split")) {
+            if (!strcmp(val, "disjoint"))
+                o->nc_split_reference = 0;
+            else if (!strcmp(val, "reference"))
+                o->nc_split_reference = 1;
+            else
+                return bad(key, val, "is not a split rule (disjoint, reference)");
+        } else if (IS("--val-prop")) {
             rc = parse_double(key, val, 0.0, 0.9, &o->val_prop);
             set |= SET_VAL;
         } else if (IS("--test-prop")) {
