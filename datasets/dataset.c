@@ -870,6 +870,11 @@ done:
 /* link-prediction split                                                                        */
 
 /* Open-addressing set of non-negative int64 keys (-1 = empty slot). */
+/* Multiplier of the key hashes (Fibonacci hashing: 2^64 / golden ratio). */
+#define HG_NEG_HASH_MUL 0x9e3779b97f4a7c15ULL
+/* Filter bits per excluded key: a false positive (a full probe of the set) for about 1 in 16
+ * non-excluded pairs. */
+#define HG_NEG_FILTER_BITS_PER_KEY 16
 typedef struct {
     int64_t *slot;
     int64_t mask;
@@ -1088,6 +1093,25 @@ int hg_dataset_load(hg_dataset *d, const hg_dataset_opts *o)
             memcpy(d->neg_excl, keys, (size_t)m * sizeof *keys);
             d->n_neg_excl = m;
         }
+        key_set excl = {0};
+        HG_CHECK(key_set_init(&excl, d->n_neg_excl));
+        d->neg_excl_set = excl.slot;
+        d->neg_excl_mask = excl.mask;
+        int bits = 6; /* log2 of the filter size in bits: >= 16 per key, >= one word */
+        while (((int64_t)1 << bits) < HG_NEG_FILTER_BITS_PER_KEY * d->n_neg_excl)
+            bits++;
+        d->neg_excl_shift = 64 - bits;
+        d->neg_excl_bits = hg_calloc((size_t)1 << (bits - 6), sizeof *d->neg_excl_bits,
+                                     "negative filter");
+        if (!d->neg_excl_bits) {
+            rc = HG_ENOMEM;
+            goto done;
+        }
+        for (int64_t k = 0; k < d->n_neg_excl; k++) {
+            key_set_insert(&excl, d->neg_excl[k]);
+            uint64_t f = ((uint64_t)d->neg_excl[k] * HG_NEG_HASH_MUL) >> d->neg_excl_shift;
+            d->neg_excl_bits[f >> 6] |= (uint64_t)1 << (f & 63);
+        }
         if (total_pairs - d->n_neg_excl < 1) {
             rc = HG_ERRORF(HG_EINVAL, "link prediction: the negative pool is empty (complete graph)");
             goto done;
@@ -1135,7 +1159,55 @@ void hg_dataset_destroy(hg_dataset *d)
     hg_free(d->test_pos);
     hg_free(d->test_neg);
     hg_free(d->neg_excl);
+    hg_free(d->neg_excl_set);
+    hg_free(d->neg_excl_bits);
     memset(d, 0, sizeof *d);
+}
+
+/* Membership in the exclusion set: the filter bit, then the slot sequence of key_set_insert. */
+static inline int excl_has(const hg_dataset *d, int64_t key)
+{
+    const uint64_t h = (uint64_t)key * HG_NEG_HASH_MUL, f = h >> d->neg_excl_shift;
+    if (!(d->neg_excl_bits[f >> 6] >> (f & 63) & 1))
+        return 0;
+    const int64_t *slot = d->neg_excl_set, mask = d->neg_excl_mask;
+    for (int64_t i = (int64_t)(h >> 17) & mask;; i = (i + 1) & mask) {
+        if (slot[i] == key)
+            return 1;
+        if (slot[i] == -1)
+            return 0;
+    }
+}
+
+/* One step of xoshiro256** on a state held in registers: exactly hg_rng_u64 of src/rng.c, which
+ * the sampler calls about twice per negative; through the library call the state makes a round
+ * trip through memory on every draw, which was most of the sampler's time. The state is copied
+ * in and out, so the stream is the one hg_rng_u64 would have produced. */
+static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t xoshiro_next(uint64_t *s)
+{
+    uint64_t result = rotl64(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return result;
+}
+
+/* A uniform integer in [0, n) from the 32 random bits x (Lemire's multiply-shift with rejection,
+ * exact; the rejection, probability below n / 2^32, draws fresh bits). thresh = 2^32 mod n. */
+static inline int64_t below32(uint64_t *s, uint32_t x, uint32_t n, uint32_t thresh)
+{
+    uint64_t m = (uint64_t)x * n;
+    while ((uint32_t)m < thresh) {
+        x = (uint32_t)xoshiro_next(s);
+        m = (uint64_t)x * n;
+    }
+    return (int64_t)(m >> 32);
 }
 
 void hg_dataset_sample_negatives(const hg_dataset *d, hg_rng *rng, int32_t *out, int64_t count)
@@ -1145,13 +1217,35 @@ void hg_dataset_sample_negatives(const hg_dataset *d, hg_rng *rng, int32_t *out,
         memset(out, 0, (size_t)(2 * HG_MAX(count, (int64_t)0)) * sizeof *out);
         return;
     }
+    /* Rejection sampling, uniform over the pool: u and v uniform in [0, n) from the two halves
+       of one 64-bit draw (node ids fit in 31 bits), (u, u) redrawn, then pairs in the exclusion
+       set redrawn: the hash set built at load, or, for a dataset built without one, binary
+       search in neg_excl. */
+    const uint32_t n32 = (uint32_t)n, thresh = (uint32_t)(-n32) % n32;
+    uint64_t s[4] = {rng->s[0], rng->s[1], rng->s[2], rng->s[3]};
     for (int64_t k = 0; k < count; k++) {
-        int64_t key;
-        do
-            key = random_pair_key(rng, n);
-        while (bsearch_i64(d->neg_excl, d->n_neg_excl, key));
-        key_to_pair(key, n, out + 2 * k);
+        int64_t u, v;
+        for (;;) {
+            uint64_t x = xoshiro_next(s);
+            u = below32(s, (uint32_t)x, n32, thresh);
+            v = below32(s, (uint32_t)(x >> 32), n32, thresh);
+            if (u == v)
+                continue;
+            if (u > v) {
+                int64_t t = u;
+                u = v;
+                v = t;
+            }
+            int64_t key = u * n + v;
+            if (!(d->neg_excl_set ? excl_has(d, key)
+                                  : bsearch_i64(d->neg_excl, d->n_neg_excl, key)))
+                break;
+        }
+        out[2 * k] = (int32_t)u;
+        out[2 * k + 1] = (int32_t)v;
     }
+    for (int i = 0; i < 4; i++)
+        rng->s[i] = s[i];
 }
 
 int hg_dataset_bundled_dir(char *buf, size_t len, const char *name)

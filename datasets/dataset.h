@@ -80,6 +80,14 @@ typedef struct hg_dataset {
     /* sorted keys u * n + v (u < v) of the pairs excluded from training negatives */
     int64_t *neg_excl;
     int64_t n_neg_excl;
+    /* the same keys in an open-addressing hash set (linear probing, slot -1 = empty, at most
+       half full, neg_excl_mask + 1 slots), built at load: the sampler's membership test */
+    int64_t *neg_excl_set;
+    int64_t neg_excl_mask;
+    /* a one-bit-per-slot filter in front of it (bit h >> neg_excl_shift set for every key of
+       hash h; at least 16 bits per key): most non-excluded pairs are rejected by one L1 load */
+    uint64_t *neg_excl_bits;
+    int neg_excl_shift;
 } hg_dataset;
 
 /* Load and prepare. Errors (message names file:line): HG_EIO, HG_EFORMAT, HG_ENUMERIC (NaN/Inf

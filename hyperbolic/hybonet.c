@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../src/hg.h"
@@ -11,9 +12,27 @@
 /* Seed streams: initialisation of layer l's weight, class points, dropout of layer l. */
 enum { STREAM_WEIGHT = 0, STREAM_CLASS = 100, STREAM_DROPOUT = 200, STREAM_LINEAR = 300 };
 
+/* Bytes every model buffer is aligned to: a 16-float row then fills one cache line, so a
+ * gathered row is one load, not two. */
+#define HG_HYBONET_ALIGN 64
+
+/* Zeroed, HG_HYBONET_ALIGN-aligned buffer of count elements of size bytes; freed by hg_free. */
+static void *alloc_aligned(int64_t count, size_t size, const char *what)
+{
+    size_t bytes = (size_t)(count > 0 ? count : 1) * size;
+    bytes = (bytes + HG_HYBONET_ALIGN - 1) / HG_HYBONET_ALIGN * HG_HYBONET_ALIGN;
+    void *p = aligned_alloc(HG_HYBONET_ALIGN, bytes);
+    if (!p) {
+        hg_error_set(HG_ENOMEM, "out of memory allocating %zu bytes for %s", bytes, what);
+        return NULL;
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
 static float *alloc_f(int64_t count, const char *what)
 {
-    return hg_calloc((size_t)(count > 0 ? count : 1), sizeof(float), what);
+    return alloc_aligned(count, sizeof(float), what);
 }
 
 /* expmap0 of each sparse feature row: the row's non-zeros are the spatial coordinates (zeros
@@ -46,9 +65,10 @@ static int build_input(hg_hybonet *m, const hg_csr *feat)
     return HG_OK;
 }
 
-/* at = a^T (CSR): the aggregation backward gathers the rows of A^T instead of scattering through
- * A, and visits the entries of each row in increasing source row, the order of the scatter. */
-static int build_transpose(hg_csr *at, const hg_csr *a)
+/* at = a^T (CSR): the backward passes gather the rows of A^T instead of scattering through A,
+ * and visit the entries of each row in increasing source row, the order of the scatter.
+ * src (NULL: not wanted) receives the index in a of each entry of at. */
+static int build_transpose(hg_csr *at, int64_t *src, const hg_csr *a)
 {
     int rc = hg_csr_alloc(at, a->ncols, a->nrows, a->nnz);
     if (rc)
@@ -62,6 +82,8 @@ static int build_transpose(hg_csr *at, const hg_csr *a)
             int64_t q = at->rowptr[a->col[p]]++;
             at->col[q] = (int32_t)i;
             at->val[q] = a->val[p];
+            if (src)
+                src[q] = p;
         }
     for (int64_t j = a->ncols; j > 0; j--)
         at->rowptr[j] = at->rowptr[j - 1];
@@ -92,8 +114,13 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
     if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
         return HG_ERRORF(HG_EINVAL, "--dropout %g: must be in [0, 1)", cfg->dropout);
     HG_CHECK(build_input(m, feat));
-    HG_CHECK(build_transpose(&m->adj_t, adj));
+    HG_CHECK(build_transpose(&m->adj_t, NULL, adj));
+    m->x0t_src = hg_calloc((size_t)HG_MAX(m->x0.nnz, 1), sizeof *m->x0t_src, "input transpose");
+    if (!m->x0t_src)
+        return HG_ENOMEM;
+    HG_CHECK(build_transpose(&m->x0t, m->x0t_src, &m->x0));
     m->x0_drop = alloc_f(m->x0.nnz, "input dropout");
+    m->x0t_drop = alloc_f(m->x0.nnz, "input dropout, transposed");
 
     /* ordinary parameters: per layer bias (dim) + scale (1), then class biases, class points */
     m->nparams = cfg->nlayers * (dim + 1) + C + C * dim;
@@ -103,7 +130,7 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
     m->m = alloc_f(m->nparams, "Adam m");
     m->v = alloc_f(m->nparams, "Adam v");
     m->cls_v = alloc_f(C, "Riemannian Adam v");
-    if (!m->x0_drop || !m->params || !m->grads || !m->m || !m->v || !m->cls_v) {
+    if (!m->x0_drop || !m->x0t_drop || !m->params || !m->grads || !m->m || !m->v || !m->cls_v) {
         rc = HG_ENOMEM;
         goto done;
     }
@@ -172,19 +199,33 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
         }
     }
 
+    /* a first layer with few input coordinates (Disease, Airport: 11 features) and no dropout
+       runs as a dense 16 x 16 product: cheaper than gathering its near-dense rows */
+    if (dim == 16 && m->layer[0].din <= 16 && cfg->dropout == 0.0f) {
+        m->x0_dense = alloc_f(n * 16, "dense input");
+        m->w0_pad = alloc_f(16 * 16, "padded first weight");
+        if (!m->x0_dense || !m->w0_pad) {
+            rc = HG_ENOMEM;
+            goto done;
+        }
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t p = m->x0.rowptr[i]; p < m->x0.rowptr[i + 1]; p++)
+                m->x0_dense[i * 16 + m->x0.col[p]] = m->x0.val[p];
+    }
+
     m->demb = alloc_f(n * dim, "embedding gradient");
     m->g0 = alloc_f(n * dim, "scratch");
     m->g1 = alloc_f(n * dim, "scratch");
     m->wt = alloc_f(max_din * dim, "weight transpose");
-    m->gwt = hg_calloc((size_t)(max_din * dim), sizeof(double), "weight gradient (double)");
+    /* (the dense first-layer path writes a full 16 x 16 block) */
+    m->gwt = alloc_aligned(HG_MAX(max_din, 16) * dim, sizeof(double), "weight gradient (double)");
     m->gw = alloc_f(max_din * dim, "weight gradient");
     m->logits = alloc_f(n * HG_MAX(C, 1), "logits");
     m->dlogits = alloc_f(n * HG_MAX(C, 1), "logit gradient");
     m->max_pairs = max_pairs;
     m->pair_score = alloc_f(max_pairs, "pair scores");
-    m->pair_grad = alloc_f(max_pairs, "pair score gradients");
     if (!m->demb || !m->g0 || !m->g1 || !m->wt || !m->gwt || !m->gw || !m->logits ||
-        !m->dlogits || !m->pair_score || !m->pair_grad)
+        !m->dlogits || !m->pair_score)
         rc = HG_ENOMEM;
 done:
     hg_free(w_init);
@@ -206,10 +247,11 @@ void hg_hybonet_destroy(hg_hybonet *m)
     }
     hg_csr_destroy(&m->x0);
     hg_csr_destroy(&m->adj_t);
+    hg_csr_destroy(&m->x0t);
+    hg_free(m->x0t_src);
     hg_free(m->gwt);
-    float *bufs[] = {m->x0_drop, m->params, m->grads, m->m, m->v, m->cls_v, m->demb, m->g0,
-                     m->g1, m->wt, m->gw, m->logits, m->dlogits, m->pair_score,
-                     m->pair_grad};
+    float *bufs[] = {m->x0_drop, m->x0t_drop, m->x0_dense, m->w0_pad, m->params, m->grads, m->m, m->v, m->cls_v, m->demb, m->g0,
+                     m->g1, m->wt, m->gw, m->logits, m->dlogits, m->pair_score};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         hg_free(bufs[i]);
     memset(m, 0, sizeof *m);
@@ -246,7 +288,13 @@ void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed)
         const float *W = hg_linear_weight(L->lin);
         const float *b = m->cfg.bias ? L->bias : NULL;
         uint64_t ds = dropout_seed_of(dropout_seed, l);
-        if (l == 0) {
+        if (l == 0 && m->x0_dense) {
+            for (int64_t i = 0; i < 16; i++)
+                for (int64_t j = 0; j < 16; j++)
+                    m->w0_pad[i * 16 + j] = j < L->din ? W[i * L->din + j] : 0.0f;
+            hg_k_lorentz_linear_forward(k, NULL, L->z, L->y, m->x0_dense, m->w0_pad, b, *L->scale,
+                                        0, 0.0f, ds, n, 16, 16);
+        } else if (l == 0) {
             /* sparse input: z = drop(x0) W^T + b as CSR x (W^T) */
             const float *xv = m->x0.val;
             if (p > 0.0f) {
@@ -272,27 +320,39 @@ void hg_hybonet_backward(hg_hybonet *m, int train, uint64_t dropout_seed)
     const int64_t n = m->cfg.n, dim = m->cfg.dim;
     const float p = train ? m->cfg.dropout : 0.0f;
     const hg_csr *at = &m->adj_t;
-    float *gS = m->g0, *gx = m->g1; /* dL/dS of the current layer; dL/d(its input) */
+    /* dL/dS of the current layer, and of the previous one (written while gS is still gathered) */
+    float *gS = m->g0, *gSp = m->g1;
     hg_k_lorentz_centroid_backward(k, gS, m->demb, m->layer[m->cfg.nlayers - 1].s, n, dim);
     for (int l = m->cfg.nlayers - 1; l >= 0; l--) {
         hg_hybonet_layer *L = &m->layer[l];
         float *gb = m->cfg.bias ? L->gbias : NULL;
-        if (l == 0) {
-            const float *xv = p > 0.0f ? m->x0_drop : m->x0.val;
-            hg_k_lorentz_linear_backward_csr(k, m->gwt, gb, L->gscale, at->rowptr, at->col,
-                                             at->val, gS, L->z, m->x0.rowptr, m->x0.col, xv,
+        if (l == 0 && m->x0_dense) {
+            hg_k_lorentz_linear_backward(k, NULL, m->gwt, gb, L->gscale, at->rowptr, at->col,
+                                         at->val, gS, L->z, m->x0_dense, m->x0_dense, m->w0_pad,
+                                         NULL, *L->scale, 0, 0.0f, 0, n, 16, 16);
+        } else if (l == 0) {
+            const float *xtv = m->x0t.val;
+            if (p > 0.0f) { /* the forward's dropped values, in transposed order */
+                for (int64_t q = 0; q < m->x0t.nnz; q++)
+                    m->x0t_drop[q] = m->x0_drop[m->x0t_src[q]];
+                xtv = m->x0t_drop;
+            }
+            hg_k_lorentz_linear_backward_csr(k, gSp, m->gwt, gb, L->gscale, at->rowptr, at->col,
+                                             at->val, gS, L->z, m->x0t.rowptr, m->x0t.col, xtv,
                                              *L->scale, n, L->din, dim);
         } else {
             const float *x = m->layer[l - 1].out;
-            hg_k_lorentz_linear_backward(k, gx, m->gwt, gb, L->gscale, at->rowptr, at->col,
+            hg_k_lorentz_linear_backward(k, gSp, m->gwt, gb, L->gscale, at->rowptr, at->col,
                                          at->val, gS, L->z, layer_has_hd(m, p) ? L->hd : x, x,
-                                         hg_linear_weight(L->lin), *L->scale, m->cfg.act_relu, p,
-                                         dropout_seed_of(dropout_seed, l), n, L->din, dim);
+                                         hg_linear_weight(L->lin), m->layer[l - 1].s, *L->scale,
+                                         m->cfg.act_relu, p, dropout_seed_of(dropout_seed, l), n,
+                                         L->din, dim);
+            float *t = gS;
+            gS = gSp;
+            gSp = t;
         }
         weight_grad_to_float(m->gw, m->gwt, L->din, dim);
         hg_linear_accumulate_grad(L->lin, m->gw);
-        if (l > 0)
-            hg_k_lorentz_centroid_backward(k, gS, gx, m->layer[l - 1].s, n, dim);
     }
 }
 
@@ -308,26 +368,28 @@ double hg_hybonet_nc_loss(hg_hybonet *m, const int64_t *idx, int64_t nidx, const
     const int64_t n = m->cfg.n, dim = m->cfg.dim, C = m->cfg.nclasses;
     const float margin = m->cfg.margin;
     hg_hybonet_nc_logits(m);
-    /* dlogits row a: the gradient of node idx[a]'s logits (compact, nidx x C) */
+    /* dlogits row a: the gradient of node idx[a]'s logits (compact, nidx x C). Branch-free: the
+       active hinges are data-dependent coin flips. Class y's own term is relu(margin), active
+       whenever margin > 0, with zero net gradient. */
     const double w = 1.0 / ((double)nidx * (double)C);
+    const float wf = (float)w;
     double loss = 0.0;
     for (int64_t a = 0; a < nidx; a++) {
         int64_t i = idx[a];
         const float *li = m->logits + i * C;
         float *gi = m->dlogits + a * C;
         int32_t y = labels[i];
-        if (want_grad)
-            memset(gi, 0, (size_t)C * sizeof *gi);
+        float nactive = 0.0f;
         for (int64_t c = 0; c < C; c++) {
             double t = (double)margin - li[y] + li[c];
-            if (t > 0.0) {
-                loss += t;
-                if (want_grad) {
-                    gi[c] += (float)w;
-                    gi[y] -= (float)w;
-                }
-            }
+            int active = t > 0.0;
+            loss += active ? t : 0.0;
+            nactive += (float)active;
+            if (want_grad)
+                gi[c] = active ? wf : 0.0f;
         }
+        if (want_grad)
+            gi[y] -= nactive * wf;
     }
     if (want_grad) {
         memset(m->demb, 0, (size_t)(n * dim) * sizeof(float));
@@ -360,27 +422,15 @@ double hg_hybonet_lp_loss(hg_hybonet *m, const int32_t *pos, const int32_t *neg,
                           int want_grad)
 {
     const float margin = m->cfg.margin;
-    float *sp = m->pair_score, *sn = m->pair_score + count;
-    float *gp = m->pair_grad, *gn = m->pair_grad + count;
-    hg_hybonet_lp_scores(m, pos, count, sp);
-    hg_hybonet_lp_scores(m, neg, count, sn);
     /* the reference's form: relu(margin - s_pos + [s_pos, s_neg]), mean over the 2 * count terms;
        the first half is the constant relu(margin) */
     const double w = 1.0 / (2.0 * (double)count);
-    double loss = (double)count * fmax((double)margin, 0.0);
-    for (int64_t e = 0; e < count; e++) {
-        double t = (double)margin - sp[e] + sn[e];
-        int active = t > 0.0;
-        loss += active ? t : 0.0;
-        gp[e] = active ? (float)-w : 0.0f;
-        gn[e] = active ? (float)w : 0.0f;
-    }
-    if (want_grad) {
+    if (want_grad)
         memset(m->demb, 0, (size_t)(m->cfg.n * m->cfg.dim) * sizeof(float));
-        hg_k_lorentz_pair_score_backward(m->k, m->demb, m->emb, pos, gp, count, m->cfg.dim);
-        hg_k_lorentz_pair_score_backward(m->k, m->demb, m->emb, neg, gn, count, m->cfg.dim);
-    }
-    return loss * w;
+    double hinge = hg_k_lorentz_pair_margin_loss(m->k, m->pair_score, m->pair_score + count,
+                                                 want_grad ? m->demb : NULL, m->emb, pos, neg,
+                                                 count, margin, (float)w, m->cfg.dim);
+    return ((double)count * fmax((double)margin, 0.0) + hinge) * w;
 }
 
 void hg_hybonet_zero_grad(hg_hybonet *m)

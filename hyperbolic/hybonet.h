@@ -53,6 +53,13 @@ typedef struct hg_hybonet {
     hg_csr adj_t;        /* (n x n) its transpose: the aggregation backward gathers rows */
     hg_csr x0;           /* (n x nfeat+1) expmap0 of the features, column 0 = time */
     float *x0_drop;      /* (nnz of x0) dropout applied to x0's values (when dropout > 0) */
+    hg_csr x0t;          /* (nfeat+1 x n) x0 transposed: the first layer's weight gradient gathers */
+    int64_t *x0t_src;    /* (nnz of x0) index in x0 of each entry of x0t */
+    float *x0t_drop;     /* (nnz of x0) x0_drop in x0t's order */
+    float *x0_dense;     /* (n x 16) x0 as a dense matrix, zero-padded to 16 columns, when the
+                            first layer takes the dense 16-wide path (dim 16, at most 16 input
+                            coordinates, no dropout); NULL otherwise */
+    float *w0_pad;       /* (16 x 16) the first layer's weight, zero-padded, for that path */
     hg_hybonet_layer layer[HG_HYBONET_MAX_LAYERS];
     float *emb;          /* (n x dim) final embeddings (= last layer's out) */
     float *demb;         /* (n x dim) dL/demb, filled by the losses */
@@ -73,7 +80,6 @@ typedef struct hg_hybonet {
     int64_t max_pairs;   /* capacity of the pair-score buffers */
     float *pair_score;   /* (max_pairs) scores of the last hg_hybonet_lp_loss: positives, then
                             negatives */
-    float *pair_grad;    /* (max_pairs) dL/dscore of the same pairs */
     int64_t step;        /* optimiser steps taken */
 } hg_hybonet;
 

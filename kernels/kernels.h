@@ -143,20 +143,25 @@ void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int6
  * hg_k_lorentz_linear_head_backward), then
  *   gWt (=) hd^T dz (din x d, double: the weight gradient, transposed),
  *   gb (+=) column sums of dz (NULL: none), *gs (+=) dL/ds,
- *   gx (=) act'(x) * mask * (dz W) (n x din; NULL: not computed), with the forward's relu, p, seed.
+ *   gx (=) act'(x) * mask * (dz W) (n x din; NULL: not computed), with the forward's relu, p, seed;
+ *   with S_prev (n x din, the previous layer's aggregate; NULL: none) gx (=) instead the centroid
+ *   backward (hg_k_lorentz_centroid_backward) of that through S_prev: dL/dS_prev.
  * hd is the forward's hd (or x when that was NULL). */
 void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, float *gb, float *gs,
                                   const int64_t *t_rowptr, const int32_t *t_col,
                                   const float *t_val, const float *gS, const float *z,
-                                  const float *hd, const float *x, const float *W, float s,
-                                  int relu, float p, uint64_t seed, int64_t n, int64_t din,
-                                  int64_t d);
-/* The same for the sparse-input layer (no input gradient): gWt (=) X^T dz (din x d, double). */
-void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, double *gWt, float *gb, float *gs,
-                                      const int64_t *t_rowptr, const int32_t *t_col,
+                                  const float *hd, const float *x, const float *W,
+                                  const float *S_prev, float s, int relu, float p, uint64_t seed,
+                                  int64_t n, int64_t din, int64_t d);
+/* The same for the sparse-input layer, whose input X (n x din) is given transposed, Xt (CSR,
+ * din x n): dz (=) (n x d, the head gradient, also scratch), gWt (=) Xt dz (din x d, double),
+ * gb (+=), *gs (+=). No input gradient. */
+void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, float *gb,
+                                      float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                       const float *t_val, const float *gS, const float *z,
-                                      const int64_t *rowptr, const int32_t *col, const float *val,
-                                      float s, int64_t n, int64_t din, int64_t d);
+                                      const int64_t *xt_rowptr, const int32_t *xt_col,
+                                      const float *xt_val, float s, int64_t n, int64_t din,
+                                      int64_t d);
 
 /* Pair scores s_e = 2 + 2 <x_u, x_v>_L = -d2(x_u, x_v) of count pairs (u, v) = pairs[2e],
  * pairs[2e + 1] (rows of X, n x d): out (=). backward: dX (+=) g_e ds_e/dX for every pair with
@@ -166,6 +171,14 @@ void hg_k_lorentz_pair_score(const hg_kctx *k, float *out, const float *X, const
 void hg_k_lorentz_pair_score_backward(const hg_kctx *k, float *dX, const float *X,
                                       const int32_t *pairs, const float *g, int64_t count,
                                       int64_t d);
+
+/* Link-prediction margin loss over count couples (pos[e], neg[e]) of pairs of rows of X (n x d):
+ * s_pos (=), s_neg (=) their scores (as hg_k_lorentz_pair_score); returns
+ * sum_e relu(margin - s_pos[e] + s_neg[e]) (in double). dX (NULL: no gradient) (+=) w times the
+ * gradient of that sum: for every active couple, in couple order, -w ds_pos/dX then w ds_neg/dX. */
+double hg_k_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_neg, float *dX,
+                                     const float *X, const int32_t *pos, const int32_t *neg,
+                                     int64_t count, float margin, float w, int64_t d);
 
 /* Class logits l_ic = 2 + 2 <x_i, p_c>_L + b_c for n points X (n x d) and C points P (C x d),
  * b (C, or NULL): logits (=) (n x C). backward over the rows idx[0..nidx) given their logit

@@ -29,6 +29,11 @@ static const v16f ETA16 = {-1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 static const v16f ZERO16 = {0};
 #define BLK 16
 #define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+/* Make the compiler assume x (an array) changed in memory: the per-row loops after it then read
+ * its scalars with broadcast loads (load ports) instead of extracting lanes of a register
+ * (shuffles, the scarce port of these blocks: 16 rows per block already need ~45 shuffles for the
+ * row sums). Empty asm, no instruction. */
+#define THROUGH_MEMORY(x) __asm__("" : "+m"(x))
 
 static inline v16f load16(const float *p)
 {
@@ -174,13 +179,38 @@ static inline float hsum16(v16f v)
     return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
+/* The first n (<= 16) lanes of a row: masked stores and loads, so no call to memcpy with a
+ * variable size on every row. */
+static inline void store_first16(float *p, v16f v, int64_t n)
+{
+#if defined(__AVX512F__)
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
+#else
+    for (int64_t j = 0; j < n; j++)
+        p[j] = v[j];
+#endif
+}
+
+static inline v16f load_first16(const float *p, int64_t n)
+{
+#if defined(__AVX512F__)
+    return (v16f)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+#else
+    v16f v = ZERO16;
+    for (int64_t j = 0; j < n; j++)
+        v[j] = p[j];
+    return v;
+#endif
+}
+
 /* Block row i0 + r of an n-row matrix, or a zero row past the end. */
 static inline v16f load_row16(const float *X, int64_t i0, int r, int nb)
 {
     return r < nb ? load16(X + (i0 + r) * 16) : ZERO16;
 }
 
-/* sum_p val[p] X[col[p]] over p0 <= p < p1 for 16-wide X, in float with four accumulators. */
+/* sum_p val[p] X[col[p]] over p0 <= p < p1 for 16-wide X, in float; four accumulators keep
+ * the FMA latency off the critical path of a long row. */
 static inline v16f gather_run16(int64_t p0, int64_t p1, const int32_t *restrict col,
                                 const float *restrict val, const float *restrict X)
 {
@@ -227,6 +257,8 @@ static inline void head_forward_blk(float *restrict y, const v16f *zb, float es,
     float fa[BLK], ta[BLK];
     store16(fa, f);
     store16(ta, t);
+    THROUGH_MEMORY(fa);
+    THROUGH_MEMORY(ta);
     for (int r = 0; r < nb; r++) {
         v16f yr = zb[r] * fa[r];
         yr[0] = ta[r];
@@ -234,37 +266,71 @@ static inline void head_forward_blk(float *restrict y, const v16f *zb, float es,
     }
 }
 
-/* Head backward of a block: gz rows (all 16; zero rows give zero) from dy and z; returns the
- * block's contribution to dL/ds. */
+/* Column 0 of a block of 16-wide rows in memory: lane r = p[16 r] for r < nb, else 0. Used for
+ * rows written long before (a gather of rows still in the store queue would stall). */
+static inline v16f load_col0_16(const float *p, int nb)
+{
+#if defined(__AVX512F__)
+    const __m512i idx = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192,
+                                          208, 224, 240);
+    return (v16f)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)((1u << nb) - 1u), idx,
+                                          p, 4);
+#else
+    v16f v = ZERO16;
+    for (int r = 0; r < nb; r++)
+        v[r] = p[r * 16];
+    return v;
+#endif
+}
+
+static const v16i LANE0 = {-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* Head backward of a block: gz rows (all 16; zero rows give zero) from dy and z (zb, and z0 its
+ * column 0); returns the block's contribution to dL/ds. Per row, with K = es sg (1 - sg),
+ *   gz = dy * [K, f, .., f] + z * [0, c, .., c] + [a df_dt K, 0, .., 0],
+ * whose lane 0 is (dy_0 + a df_dt) K: no lane of dy has to be taken out of its row. */
 static inline float head_backward_blk(float (*restrict gz)[16], const v16f *dyb, const v16f *zb,
-                                      float es)
+                                      v16f z0, float es)
 {
     v16f sq[BLK], ad[BLK];
     for (int r = 0; r < BLK; r++) {
-        sq[r] = zb[r] * zb[r] * SPACE16;
-        ad[r] = dyb[r] * zb[r] * SPACE16;
+        const v16f zs = zb[r] * SPACE16;
+        sq[r] = zs * zs;
+        ad[r] = dyb[r] * zs;
     }
     v16f q_raw = rsum16(sq), a = rsum16(ad); /* a = sum_j dy_j z_j over the spatial part */
-    v16f sg = vsigmoid(rlane0(zb)), dy0 = rlane0(dyb);
+    v16f sg = vsigmoid(z0);
     v16f t = sg * es + HG_LORENTZ_LINEAR_TIME_OFFSET;
     v16i clamped = q_raw < HG_LORENTZ_LINEAR_MIN_SQNORM;
-    v16f q = vsel(clamped, splat(HG_LORENTZ_LINEAR_MIN_SQNORM), q_raw);
-    v16f f = vsqrt((t * t - 1.0f) / q);
-    v16f df_dt = t / (q * f);
-    v16f df_dq = vsel(clamped, ZERO16, -0.5f * f / q);
-    v16f gt = dy0 + a * df_dt;
-    v16f gz0 = gt * es * sg * (1.0f - sg);
-    v16f c = a * df_dq * 2.0f;
-    float fa[BLK], ca[BLK], g0a[BLK];
+    v16f rq = 1.0f / vsel(clamped, splat(HG_LORENTZ_LINEAR_MIN_SQNORM), q_raw);
+    v16f tt1 = t * t - 1.0f;
+    v16f f = vsqrt(tt1 * rq);
+    v16f df_dt = t * f / tt1; /* = t / (q f) */
+    v16f df_dq = vsel(clamped, ZERO16, -0.5f * f * rq);
+    v16f ses = sg * es;
+    v16f K = ses * (1.0f - sg);
+    v16f adt = a * df_dt;
+    float fa[BLK], ca[BLK], ka[BLK], ea[BLK], sa[BLK];
     store16(fa, f);
-    store16(ca, c);
-    store16(g0a, gz0);
+    store16(ca, a * df_dq * 2.0f);
+    store16(ka, K);
+    store16(ea, adt * K);
+    store16(sa, ses);
+    THROUGH_MEMORY(fa);
+    THROUGH_MEMORY(ca);
+    THROUGH_MEMORY(ka);
+    THROUGH_MEMORY(ea);
+    THROUGH_MEMORY(sa);
+    v16f gs0 = ZERO16; /* lane 0: sum_r dy0_r sg_r es */
     for (int r = 0; r < BLK; r++) {
-        v16f g = dyb[r] * fa[r] + ca[r] * zb[r];
-        g[0] = g0a[r];
-        store16(gz[r], g);
+        const v16f F = vsel(LANE0, splat(ka[r]), splat(fa[r]));
+        const v16f C = vsel(LANE0, ZERO16, splat(ca[r]));
+        const v16f E = vsel(LANE0, splat(ea[r]), ZERO16);
+        store16(gz[r], vfma(dyb[r], F, vfma(zb[r], C, E)));
+        gs0 = vfma(dyb[r], splat(sa[r]), gs0);
     }
-    return hsum16(gt * sg * es);
+    /* dL/ds = sum_r gt_r sg_r es, gt = dy0 + a df_dt */
+    return gs0[0] + hsum16(adt * ses);
 }
 
 /* Centroid normalisation of a block: out rows (< nb) from the aggregates sb. */
@@ -276,6 +342,7 @@ static inline void centroid_forward_blk(float *restrict out, const v16f *sb, int
     v16f c = vmax(vabs(rsum16(mm)), splat(HG_LORENTZ_CENTROID_MIN));
     float ra[BLK];
     store16(ra, 1.0f / vsqrt(c));
+    THROUGH_MEMORY(ra);
     for (int r = 0; r < nb; r++)
         store16(out + r * 16, sb[r] * ra[r]);
 }
@@ -299,6 +366,8 @@ static inline void centroid_backward_blk(float *restrict dS, const v16f *gob, co
     float ra[BLK], ka[BLK];
     store16(ra, r);
     store16(ka, gs * dr_dm * 2.0f);
+    THROUGH_MEMORY(ra);
+    THROUGH_MEMORY(ka);
     for (int i = 0; i < nb; i++)
         store16(dS + i * 16, gob[i] * ra[i] + ka[i] * (ETA16 * sb[i]));
 }
@@ -391,7 +460,7 @@ void hg_k_lorentz_linear_head_backward(const hg_kctx *k, float *dz, float *ds, c
                 zb[r] = load_row16(z, i0, r, nb);
                 dyb[r] = load_row16(dy, i0, r, nb);
             }
-            gs += head_backward_blk(gz, dyb, zb, (float)es);
+            gs += head_backward_blk(gz, dyb, zb, load_col0_16(z + i0 * 16, nb), (float)es);
             memcpy(dz + i0 * 16, gz, (size_t)nb * sizeof gz[0]);
         }
     } else {
@@ -528,7 +597,7 @@ static void linear_forward16(float *restrict hd, float *restrict z, float *restr
 /* Scratch rows of the generic (d != 16) paths. */
 typedef struct {
     double acc[HG_LORENTZ_MAX_D];
-    float a[HG_LORENTZ_MAX_D], b[HG_LORENTZ_MAX_D];
+    float a[HG_LORENTZ_MAX_D], b[HG_LORENTZ_MAX_D], c[HG_LORENTZ_MAX_D];
 } row_scratch;
 
 void hg_k_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
@@ -670,58 +739,116 @@ static inline void backward_inputs_blk(v16f *dyb, v16f *zb, const int64_t *t_row
 /* Blocks of rows whose weight-gradient partial sums stay in float before the double flush. */
 #define FLUSH_BLOCKS (HG_K_FLOAT_RUN / BLK)
 
+/* Not inlined (nor the other phases of a block below): each phase then gets the whole register
+ * file, where one inlined body spills its accumulators every row. */
+#define BLOCK_PHASE static __attribute__((noinline))
+
+/* dx rows of a block: act'(x) * mask * (gz W), from the block's head gradients gz, into dx
+ * (row r of the block at dx + r * 16). W stays in registers; gz is read with broadcast loads. */
+BLOCK_PHASE void input_grad_blk(float *restrict dx, const float (*gz)[16], const float *W,
+                                const float *x, int relu, float p, uint64_t seed, int64_t i0,
+                                int nb)
+{
+    v16f w[16];
+    for (int o = 0; o < 16; o++)
+        w[o] = load16(W + o * 16);
+    for (int r = 0; r < nb; r++) {
+        const int64_t i = i0 + r;
+        v16f a0 = ZERO16, a1 = ZERO16;
+        for (int o = 0; o < 16; o += 2) {
+            a0 = vfma(splat(gz[r][o]), w[o], a0);
+            a1 = vfma(splat(gz[r][o + 1]), w[o + 1], a1);
+        }
+        v16f g = a0 + a1;
+        if (p > 0.0f) {
+            float mask[16];
+            hg_k_dropout_mask(mask, i * 16, 16, p, seed);
+            g *= load16(mask);
+        }
+        if (relu)
+            g = vsel(load16(x + i * 16) > 0.0f, g, ZERO16);
+        store16(dx + r * 16, g);
+    }
+}
+
+/* The input gradient of a block into gx, or with S_prev its centroid backward through S_prev. */
+static inline void input_grad_out_blk(float *restrict gx, const float (*gz)[16], const float *W,
+                                      const float *x, const float *S_prev, int relu, float p,
+                                      uint64_t seed, int64_t i0, int nb)
+{
+    if (!S_prev) {
+        input_grad_blk(gx + i0 * 16, gz, W, x, relu, p, seed, i0, nb);
+        return;
+    }
+    float dx[BLK][16] __attribute__((aligned(64)));
+    input_grad_blk(dx[0], gz, W, x, relu, p, seed, i0, nb);
+    v16f dxb[BLK], sb[BLK];
+    for (int r = 0; r < BLK; r++) {
+        dxb[r] = r < nb ? load16(dx[r]) : ZERO16;
+        sb[r] = load_row16(S_prev, i0, r, nb);
+    }
+    centroid_backward_blk(gx + i0 * 16, dxb, sb, nb);
+}
+
 static void linear_backward16(float *restrict gx, double *restrict gWt, float *gb, float *gs,
                               const int64_t *t_rowptr, const int32_t *t_col, const float *t_val,
                               const float *gS, const float *z, const float *hd,
-                              const float *x, const float *W, float es, int relu, float p,
-                              uint64_t seed, int64_t n)
+                              const float *x, const float *W, const float *S_prev, float es,
+                              int relu, float p, uint64_t seed, int64_t n)
 {
-    v16f G[16];      /* G[k][o]: float partial of sum_rows hd[k] dz[o] */
+    /* Gm[k][o]: float partial of sum_rows hd[k] dz[o], kept in memory between blocks and in
+       registers within one (the phases of a block would not fit in 32 registers at once) */
+    float Gm[16][16] __attribute__((aligned(64))) = {{0}};
+    /* an aligned copy of W: its rows are read as vector operands, and a row straddling two cache
+       lines costs two loads */
+    float Wa[16][16] __attribute__((aligned(64)));
+    memcpy(Wa, W, sizeof Wa);
+    /* head gradients of two consecutive blocks: the input gradient of a block, which reads them
+       back one float at a time, runs one block later, when they are no longer in flight in the
+       store queue (forwarding a vector store to scalar loads stalls) */
+    float gz[2][BLK][16] __attribute__((aligned(64)));
     v16f gbp = ZERO16;
     double gbd[16] = {0}, gsd = 0.0;
-    float gz[BLK][16];
-    for (int kk = 0; kk < 16; kk++)
-        G[kk] = ZERO16;
     memset(gWt, 0, 256 * sizeof *gWt);
-    int blocks = 0;
-    for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+    int blocks = 0, cur = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += BLK, cur ^= 1) {
         const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
-        v16f dyb[BLK], zb[BLK];
-        backward_inputs_blk(dyb, zb, t_rowptr, t_col, t_val, gS, z, i0, nb);
-        gsd += head_backward_blk(gz, dyb, zb, es);
-        for (int r = 0; r < nb; r++) {
-            const int64_t i = i0 + r;
-            const v16f g = load16(gz[r]);
-            const float *h = hd + i * 16;
-            gbp += g;
-            for (int kk = 0; kk < 16; kk++)
-                G[kk] = vfma(splat(h[kk]), g, G[kk]);
-            if (gx) {
-                v16f a0 = ZERO16, a1 = ZERO16;
-                for (int o = 0; o < 16; o += 2) {
-                    a0 = vfma(splat(gz[r][o]), load16(W + o * 16), a0);
-                    a1 = vfma(splat(gz[r][o + 1]), load16(W + (o + 1) * 16), a1);
-                }
-                v16f dx = a0 + a1;
-                if (p > 0.0f) {
-                    float mask[16];
-                    hg_k_dropout_mask(mask, i * 16, 16, p, seed);
-                    dx *= load16(mask);
-                }
-                if (relu)
-                    dx = vsel(load16(x + i * 16) > 0.0f, dx, ZERO16);
-                store16(gx + i * 16, dx);
-            }
+        {
+            v16f dyb[BLK], zb[BLK];
+            backward_inputs_blk(dyb, zb, t_rowptr, t_col, t_val, gS, z, i0, nb);
+            gsd += head_backward_blk(gz[cur], dyb, zb, load_col0_16(z + i0 * 16, nb), es);
         }
-        if (++blocks == FLUSH_BLOCKS || i0 + BLK >= n) {
-            for (int kk = 0; kk < 16; kk++) {
-                flush16(gWt + kk * 16, G[kk]);
-                G[kk] = ZERO16;
+        THROUGH_MEMORY(gz);
+        {
+            v16f G[16];
+            for (int kk = 0; kk < 16; kk++)
+                G[kk] = load16(Gm[kk]);
+            for (int r = 0; r < nb; r++) {
+                const v16f g = load16(gz[cur][r]);
+                const float *h = hd + (i0 + r) * 16;
+                gbp += g;
+                for (int kk = 0; kk < 16; kk++)
+                    G[kk] = vfma(splat(h[kk]), g, G[kk]);
             }
+            for (int kk = 0; kk < 16; kk++)
+                store16(Gm[kk], G[kk]);
+        }
+        THROUGH_MEMORY(Gm);
+        if (gx && i0 > 0)
+            input_grad_out_blk(gx, gz[cur ^ 1], Wa[0], x, S_prev, relu, p, seed, i0 - BLK, BLK);
+        if (++blocks == FLUSH_BLOCKS || i0 + BLK >= n) {
+            for (int kk = 0; kk < 16; kk++)
+                flush16(gWt + kk * 16, load16(Gm[kk]));
+            memset(Gm, 0, sizeof Gm);
             flush16(gbd, gbp);
             gbp = ZERO16;
             blocks = 0;
         }
+    }
+    if (gx && n > 0) {
+        const int64_t last = (n - 1) / BLK * BLK;
+        input_grad_out_blk(gx, gz[cur ^ 1], Wa[0], x, S_prev, relu, p, seed, last,
+                           (int)(n - last));
     }
     if (gb)
         for (int j = 0; j < 16; j++)
@@ -732,15 +859,15 @@ static void linear_backward16(float *restrict gx, double *restrict gWt, float *g
 void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, float *gb, float *gs,
                                   const int64_t *t_rowptr, const int32_t *t_col,
                                   const float *t_val, const float *gS, const float *z,
-                                  const float *hd, const float *x, const float *W, float s,
-                                  int relu, float p, uint64_t seed, int64_t n, int64_t din,
-                                  int64_t d)
+                                  const float *hd, const float *x, const float *W,
+                                  const float *S_prev, float s, int relu, float p, uint64_t seed,
+                                  int64_t n, int64_t din, int64_t d)
 {
     (void)k;
     const double es = exp((double)s);
     if (d == 16 && din == 16) {
-        linear_backward16(gx, gWt, gb, gs, t_rowptr, t_col, t_val, gS, z, hd, x, W, (float)es,
-                          relu, p, seed, n);
+        linear_backward16(gx, gWt, gb, gs, t_rowptr, t_col, t_val, gS, z, hd, x, W, S_prev,
+                          (float)es, relu, p, seed, n);
         return;
     }
     if (d > HG_LORENTZ_MAX_D || din > HG_LORENTZ_MAX_D)
@@ -764,14 +891,18 @@ void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, floa
             for (int64_t j = 0; j < din; j++)
                 gWt[j * d + o] += (double)h[j] * dz[o];
         }
-        if (gx)
+        if (gx) {
+            float *dx = S_prev ? sc->c : gx + i * din;
             for (int64_t j = 0; j < din; j++) {
                 double acc = 0.0;
                 for (int64_t o = 0; o < d; o++)
                     acc += (double)dz[o] * W[o * din + j];
                 float g = (float)acc * hg_k_dropout_scale(i * din + j, p, seed);
-                gx[i * din + j] = relu && !(x[i * din + j] > 0.0f) ? 0.0f : g;
+                dx[j] = relu && !(x[i * din + j] > 0.0f) ? 0.0f : g;
             }
+            if (S_prev)
+                centroid_backward_row(gx + i * din, dx, S_prev + i * din, din);
+        }
     }
     if (gb)
         for (int64_t j = 0; j < d; j++)
@@ -779,15 +910,15 @@ void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, floa
     *gs += (float)gsd;
 }
 
-void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, double *gWt, float *gb, float *gs,
-                                      const int64_t *t_rowptr, const int32_t *t_col,
+void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, float *gb,
+                                      float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                       const float *t_val, const float *gS, const float *z,
-                                      const int64_t *rowptr, const int32_t *col, const float *val,
-                                      float s, int64_t n, int64_t din, int64_t d)
+                                      const int64_t *xt_rowptr, const int32_t *xt_col,
+                                      const float *xt_val, float s, int64_t n, int64_t din,
+                                      int64_t d)
 {
     (void)k;
     const double es = exp((double)s);
-    memset(gWt, 0, (size_t)(din * d) * sizeof *gWt);
     if (d == 16) {
         v16f gbp = ZERO16;
         double gbd[16] = {0}, gsd = 0.0;
@@ -797,27 +928,25 @@ void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, double *gWt, float *gb, 
             const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
             v16f dyb[BLK], zb[BLK];
             backward_inputs_blk(dyb, zb, t_rowptr, t_col, t_val, gS, z, i0, nb);
-            gsd += head_backward_blk(gz, dyb, zb, (float)es);
-            for (int r = 0; r < nb; r++) {
-                const int64_t i = i0 + r;
-                const v16f g = load16(gz[r]);
-                gbp += g;
-                const v8d lo = __builtin_convertvector(SHUF(g, g, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
-                const v8d hi =
-                    __builtin_convertvector(SHUF(g, g, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
-                for (int64_t q = rowptr[i]; q < rowptr[i + 1]; q++) {
-                    double *w = gWt + (int64_t)col[q] * 16;
-                    const double a = val[q];
-                    const v8d av = {a, a, a, a, a, a, a, a};
-                    store8d(w, vfmad(av, lo, load8d(w)));
-                    store8d(w + 8, vfmad(av, hi, load8d(w + 8)));
-                }
-            }
+            gsd += head_backward_blk(gz, dyb, zb, load_col0_16(z + i0 * 16, nb), (float)es);
+            for (int r = 0; r < nb; r++)
+                gbp += load16(gz[r]);
+            memcpy(dz + i0 * 16, gz, (size_t)nb * sizeof gz[0]);
             if (++blocks == FLUSH_BLOCKS || i0 + BLK >= n) {
                 flush16(gbd, gbp);
                 gbp = ZERO16;
                 blocks = 0;
             }
+        }
+        /* gWt row c = sum over the rows i holding feature c of X_ic dz_i: a gather through Xt,
+           in float runs added in double */
+        for (int64_t c = 0; c < din; c++) {
+            const int64_t p0 = xt_rowptr[c], p1 = xt_rowptr[c + 1];
+            double *w = gWt + c * 16;
+            memset(w, 0, 16 * sizeof *w);
+            for (int64_t q = p0; q < p1; q += HG_K_FLOAT_RUN)
+                flush16(w, gather_run16(q, q + HG_K_FLOAT_RUN < p1 ? q + HG_K_FLOAT_RUN : p1,
+                                        xt_col, xt_val, dz));
         }
         if (gb)
             for (int j = 0; j < 16; j++)
@@ -835,15 +964,20 @@ void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, double *gWt, float *gb, 
         for (int64_t q = t_rowptr[i]; q < t_rowptr[i + 1]; q++)
             for (int64_t j = 0; j < d; j++)
                 sc->acc[j] += (double)t_val[q] * gS[(int64_t)t_col[q] * d + j];
-        float *dy = sc->a, *dz = sc->b;
+        float *dy = sc->a, *dzi = dz + i * d;
         for (int64_t j = 0; j < d; j++)
             dy[j] = (float)sc->acc[j];
-        gsd += head_backward_row(dz, dy, z + i * d, es, d);
+        gsd += head_backward_row(dzi, dy, z + i * d, es, d);
         for (int64_t o = 0; o < d; o++)
-            gbd[o] += dz[o];
-        for (int64_t q = rowptr[i]; q < rowptr[i + 1]; q++)
+            gbd[o] += dzi[o];
+    }
+    for (int64_t c = 0; c < din; c++) {
+        double *w = gWt + c * d;
+        for (int64_t o = 0; o < d; o++)
+            w[o] = 0.0;
+        for (int64_t q = xt_rowptr[c]; q < xt_rowptr[c + 1]; q++)
             for (int64_t o = 0; o < d; o++)
-                gWt[(int64_t)col[q] * d + o] += (double)val[q] * dz[o];
+                w[o] += (double)xt_val[q] * dz[(int64_t)xt_col[q] * d + o];
     }
     if (gb)
         for (int64_t j = 0; j < d; j++)
@@ -904,6 +1038,80 @@ void hg_k_lorentz_pair_score_backward(const hg_kctx *k, float *dX, const float *
     }
 }
 
+/* dX rows u and v (+=) c eta X_v and c eta X_u: the gradient of c <x_u, x_v>_L. */
+static inline void pair_grad16(float *restrict dX, const float *restrict X, const int32_t *pr,
+                               float c)
+{
+    const int64_t u = pr[0], v = pr[1];
+    const v16f ce = c * ETA16, xu = load16(X + u * 16), xv = load16(X + v * 16);
+    store16(dX + u * 16, vfma(ce, xv, load16(dX + u * 16)));
+    store16(dX + v * 16, vfma(ce, xu, load16(dX + v * 16)));
+}
+
+double hg_k_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_neg, float *dX,
+                                     const float *X, const int32_t *pos, const int32_t *neg,
+                                     int64_t count, float margin, float w, int64_t d)
+{
+    (void)k;
+    double loss = 0.0;
+    if (d == 16) {
+        for (int64_t e0 = 0; e0 < count; e0 += BLK) {
+            const int nb = count - e0 < BLK ? (int)(count - e0) : BLK;
+            v16f pp[BLK], pn[BLK];
+            for (int r = 0; r < BLK; r++) {
+                if (r >= nb) {
+                    pp[r] = pn[r] = ZERO16;
+                    continue;
+                }
+                const int32_t *a = pos + 2 * (e0 + r), *b = neg + 2 * (e0 + r);
+                pp[r] = load16(X + (int64_t)a[0] * 16) * load16(X + (int64_t)a[1] * 16) * ETA16;
+                pn[r] = load16(X + (int64_t)b[0] * 16) * load16(X + (int64_t)b[1] * 16) * ETA16;
+            }
+            const v16f sp = 2.0f + 2.0f * rsum16(pp), sn = 2.0f + 2.0f * rsum16(pn);
+            float spa[BLK], sna[BLK];
+            store16(spa, sp);
+            store16(sna, sn);
+            memcpy(s_pos + e0, spa, (size_t)nb * sizeof *spa);
+            memcpy(s_neg + e0, sna, (size_t)nb * sizeof *sna);
+            unsigned active = 0;
+            for (int r = 0; r < nb; r++) {
+                double t = (double)margin - spa[r] + sna[r];
+                active |= (unsigned)(t > 0.0) << r;
+                loss += t > 0.0 ? t : 0.0;
+            }
+            if (dX)
+                for (; active; active &= active - 1) {
+                    const int64_t e = e0 + __builtin_ctz(active);
+                    pair_grad16(dX, X, pos + 2 * e, -2.0f * w);
+                    pair_grad16(dX, X, neg + 2 * e, 2.0f * w);
+                }
+        }
+        return loss;
+    }
+    for (int64_t e = 0; e < count; e++) {
+        const int32_t *a = pos + 2 * e, *b = neg + 2 * e;
+        s_pos[e] = (float)(2.0 + 2.0 * inner(X + (int64_t)a[0] * d, X + (int64_t)a[1] * d, d));
+        s_neg[e] = (float)(2.0 + 2.0 * inner(X + (int64_t)b[0] * d, X + (int64_t)b[1] * d, d));
+        double t = (double)margin - s_pos[e] + s_neg[e];
+        if (!(t > 0.0))
+            continue;
+        loss += t;
+        if (!dX)
+            continue;
+        for (int q = 0; q < 2; q++) {
+            const int32_t *pr = q ? b : a;
+            const float cs = (q ? 2.0f : -2.0f) * w;
+            const int64_t u = pr[0], v = pr[1];
+            for (int64_t j = 0; j < d; j++) {
+                const float c = j == 0 ? -cs : cs;
+                dX[u * d + j] += c * X[v * d + j];
+                dX[v * d + j] += c * X[u * d + j];
+            }
+        }
+    }
+    return loss;
+}
+
 void hg_k_lorentz_class_logits(const hg_kctx *k, float *logits, const float *X, const float *P,
                                const float *b, int64_t n, int64_t C, int64_t d)
 {
@@ -920,11 +1128,8 @@ void hg_k_lorentz_class_logits(const hg_kctx *k, float *logits, const float *X, 
         for (int64_t c = 0; c < C; c++)
             c0[c] = 2.0f + (b ? b[c] : 0.0f);
         const v16f base = load16(c0);
-        for (int64_t i = 0; i < n; i++) {
-            float li[16];
-            store16(li, matvec16(pt, X + i * 16, ZERO16) + base);
-            memcpy(logits + i * C, li, (size_t)C * sizeof *li);
-        }
+        for (int64_t i = 0; i < n; i++)
+            store_first16(logits + i * C, matvec16(pt, X + i * 16, ZERO16) + base, C);
         return;
     }
     for (int64_t i = 0; i < n; i++)
@@ -949,9 +1154,7 @@ void hg_k_lorentz_class_logits_backward(const hg_kctx *k, float *dX, float *dP, 
         for (int64_t a = 0; a < nidx; a++) {
             const float *g = dl + a * C;
             const float *xi = X + idx[a] * 16;
-            float ga[16] = {0};
-            memcpy(ga, g, (size_t)C * sizeof *g);
-            gbp += load16(ga);
+            gbp += load_first16(g, C);
             v16f acc = ZERO16;
             const v16f xv = load16(xi);
             for (int64_t c = 0; c < C; c++) {

@@ -143,7 +143,8 @@ static void add_metrics(struct hg_json *j, const char *prefix, const struct run 
 
 /* ---- persistence ---- */
 
-static void snapshot_take(run *r)
+/* Copy every persistent tensor of the model into the snapshot (to_model = 0) or back. */
+static void snapshot_copy(run *r, int to_model)
 {
     hg_hybonet *m = &r->model;
     int64_t off = 0;
@@ -152,26 +153,26 @@ static void snapshot_take(run *r)
         float *data;
         int64_t count;
         hg_hybonet_tensor(m, t, name, sizeof name, &data, &count);
-        memcpy(r->snapshot + off, data, (size_t)count * sizeof(float));
+        if (to_model)
+            memcpy(data, r->snapshot + off, (size_t)count * sizeof(float));
+        else
+            memcpy(r->snapshot + off, data, (size_t)count * sizeof(float));
         off += count;
     }
-    memcpy(r->best_emb, m->emb, (size_t)(r->data.n * m->cfg.dim) * sizeof(float));
+}
+
+/* Remember the current model (and its embeddings) as the best one. */
+static void snapshot_take(run *r)
+{
+    snapshot_copy(r, 0);
+    memcpy(r->best_emb, r->model.emb, (size_t)(r->data.n * r->model.cfg.dim) * sizeof(float));
 }
 
 /* Load the best parameters (the snapshot) into the model. */
 static void snapshot_restore(run *r)
 {
-    hg_hybonet *m = &r->model;
-    int64_t off = 0;
-    for (int t = 0; t < hg_hybonet_num_tensors(m); t++) {
-        char name[128];
-        float *data;
-        int64_t count;
-        hg_hybonet_tensor(m, t, name, sizeof name, &data, &count);
-        memcpy(data, r->snapshot + off, (size_t)count * sizeof(float));
-        off += count;
-    }
-    hg_hybonet_rematerialise(m);
+    snapshot_copy(r, 1);
+    hg_hybonet_rematerialise(&r->model);
 }
 
 /* Singular-value pruning of the best model: for each K, every weight keeps its K largest
