@@ -197,9 +197,10 @@ static int read_labels(hg_dataset *d, const char *path)
                            (long long)lineno, tok[0]);
             goto done;
         }
-        if (v < -1 || v >= INT32_MAX) {
-            rc = HG_ERRORF(HG_EFORMAT, "%s:%lld: label %lld out of range (-1 = unlabelled, else >= 0)",
-                           path, (long long)lineno, (long long)v);
+        if (v < -1 || v >= HG_DATASET_MAX_CLASSES) {
+            rc = HG_ERRORF(HG_EFORMAT, "%s:%lld: label %lld out of range (-1 = unlabelled, else "
+                           "a class in [0, %d))", path, (long long)lineno, (long long)v,
+                           HG_DATASET_MAX_CLASSES);
             goto done;
         }
         if (n == alloc) {
@@ -413,7 +414,8 @@ static int read_mtx(hg_csr *out, const char *path, int64_t n, const char *labels
         goto done;
     }
     /* sort by (row, col) and sum duplicates */
-    qsort(e, (size_t)got, sizeof *e, cmp_coo);
+    if (got > 0)
+        qsort(e, (size_t)got, sizeof *e, cmp_coo);
     int64_t uniq = 0;
     for (int64_t k = 0; k < got; k++) {
         if (uniq > 0 && e[uniq - 1].row == e[k].row && e[uniq - 1].col == e[k].col)
@@ -780,6 +782,8 @@ static int nc_split_file(hg_dataset *d, const char *path)
     }
     HG_CHECK(alloc_nc_idx(d, cnt[0], cnt[1], cnt[2]));
     for (int64_t i = 0; i < d->n; i++) {
+        if (d->labels[i] < 0) /* an unlabelled node cannot be trained or scored: left out */
+            continue;
         if (which[i] == 0)
             d->idx_train[d->n_train++] = i;
         else if (which[i] == 1)

@@ -33,6 +33,10 @@
 
 typedef enum { HG_TASK_NC = 0, HG_TASK_LP = 1 } hg_task;
 
+/* Labels are classes in [0, HG_DATASET_MAX_CLASSES): a typo such as 100000000 would otherwise
+ * size every per-class buffer (logits, class points) by it. */
+#define HG_DATASET_MAX_CLASSES 65536
+
 typedef enum {
     HG_NEG_POOL_REFERENCE = 0, /* pairs that are not training edges: HGCN's pool (all non-edges plus
                                   val/test positives), without the (i, i) pairs (ours) */

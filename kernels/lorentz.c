@@ -34,6 +34,9 @@ static const v16f ZERO16 = {0};
  * (shuffles, the scarce port of these blocks: 16 rows per block already need ~45 shuffles for the
  * row sums). Empty asm, no instruction. */
 #define THROUGH_MEMORY(x) __asm__("" : "+m"(x))
+/* A phase of a block kept out of line: it then gets the whole register file, where one inlined
+ * body of several phases spills its accumulators every row. */
+#define BLOCK_PHASE static __attribute__((noinline))
 
 static inline v16f load16(const float *p)
 {
@@ -209,22 +212,14 @@ static inline v16f load_row16(const float *X, int64_t i0, int r, int nb)
     return r < nb ? load16(X + (i0 + r) * 16) : ZERO16;
 }
 
-/* sum_p val[p] X[col[p]] over p0 <= p < p1 for 16-wide X, in float; four accumulators keep
- * the FMA latency off the critical path of a long row. */
+/* sum_p val[p] X[col[p]] over p0 <= p < p1 for 16-wide X, in float. */
 static inline v16f gather_run16(int64_t p0, int64_t p1, const int32_t *restrict col,
                                 const float *restrict val, const float *restrict X)
 {
-    v16f a0 = ZERO16, a1 = ZERO16, a2 = ZERO16, a3 = ZERO16;
-    int64_t p = p0;
-    for (; p + 3 < p1; p += 4) {
-        a0 = vfma(splat(val[p]), load16(X + (int64_t)col[p] * 16), a0);
-        a1 = vfma(splat(val[p + 1]), load16(X + (int64_t)col[p + 1] * 16), a1);
-        a2 = vfma(splat(val[p + 2]), load16(X + (int64_t)col[p + 2] * 16), a2);
-        a3 = vfma(splat(val[p + 3]), load16(X + (int64_t)col[p + 3] * 16), a3);
-    }
-    for (; p < p1; p++)
-        a0 = vfma(splat(val[p]), load16(X + (int64_t)col[p] * 16), a0);
-    return (a0 + a1) + (a2 + a3);
+    v16f a0 = ZERO16;
+    for (int64_t p = p0; p < p1; p++)
+        a0 += val[p] * load16(X + (int64_t)col[p] * 16);
+    return a0;
 }
 
 /* Row i of A X for 16-wide X: sum_p val[p] X[col[p]]. Runs of HG_K_FLOAT_RUN terms in float;
@@ -243,27 +238,6 @@ static inline v16f gather_row16(int64_t p0, int64_t p1, const int32_t *restrict 
     typedef float v8f __attribute__((vector_size(32)));
     v8f l = __builtin_convertvector(lo, v8f), h = __builtin_convertvector(hi, v8f);
     return SHUF(l, h, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-}
-
-/* LorentzLinear head of a block: y rows (< nb) from the pre-head rows zb (zero past nb). */
-static inline void head_forward_blk(float *restrict y, const v16f *zb, float es, int nb)
-{
-    v16f sq[BLK];
-    for (int r = 0; r < BLK; r++)
-        sq[r] = zb[r] * zb[r] * SPACE16;
-    v16f q = vmax(rsum16(sq), splat(HG_LORENTZ_LINEAR_MIN_SQNORM));
-    v16f t = es * vsigmoid(rlane0(zb)) + HG_LORENTZ_LINEAR_TIME_OFFSET;
-    v16f f = vsqrt((t * t - 1.0f) / q);
-    float fa[BLK], ta[BLK];
-    store16(fa, f);
-    store16(ta, t);
-    THROUGH_MEMORY(fa);
-    THROUGH_MEMORY(ta);
-    for (int r = 0; r < nb; r++) {
-        v16f yr = zb[r] * fa[r];
-        yr[0] = ta[r];
-        store16(y + r * 16, yr);
-    }
 }
 
 /* Column 0 of a block of 16-wide rows in memory: lane r = p[16 r] for r < nb, else 0. Used for
@@ -285,12 +259,50 @@ static inline v16f load_col0_16(const float *p, int nb)
 
 static const v16i LANE0 = {-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
-/* Head backward of a block: gz rows (all 16; zero rows give zero) from dy and z (zb, and z0 its
- * column 0); returns the block's contribution to dL/ds. Per row, with K = es sg (1 - sg),
+/* Every map on a block is split in two: its per-row scalars (row sums, exp, sqrt, divisions: a
+ * long dependency chain for a few instructions) and its outputs (per row: broadcast loads of the
+ * scalars, a few FMAs, a store: many independent instructions). The kernels run the scalars of
+ * block b before the outputs of block b - 1, so the out-of-order core overlaps one block's chain
+ * with the previous block's throughput work (a block's whole map, about 400 instructions, would
+ * fill the reorder window and leave the chain exposed). The scalars go through memory
+ * (THROUGH_MEMORY), read back as broadcast loads. */
+
+/* LorentzLinear head: y = [t, z_sp f] per row. */
+typedef struct {
+    float f[BLK], t[BLK];
+} head_fwd_sc;
+
+static inline void head_fwd_scalars(head_fwd_sc *o, const v16f *zb, float es)
+{
+    v16f sq[BLK];
+    for (int r = 0; r < BLK; r++) {
+        const v16f zs = zb[r] * SPACE16;
+        sq[r] = zs * zs;
+    }
+    v16f q = vmax(rsum16(sq), splat(HG_LORENTZ_LINEAR_MIN_SQNORM));
+    v16f t = es * vsigmoid(rlane0(zb)) + HG_LORENTZ_LINEAR_TIME_OFFSET;
+    store16(o->f, vsqrt((t * t - 1.0f) / q));
+    store16(o->t, t);
+    THROUGH_MEMORY(*o);
+}
+
+static inline void head_fwd_out(float *restrict y, const float *z, const head_fwd_sc *o, int nb)
+{
+    for (int r = 0; r < nb; r++)
+        store16(y + r * 16, vsel(LANE0, splat(o->t[r]), load16(z + r * 16) * o->f[r]));
+}
+
+/* Head backward. Per row, with K = es sg (1 - sg),
  *   gz = dy * [K, f, .., f] + z * [0, c, .., c] + [a df_dt K, 0, .., 0],
  * whose lane 0 is (dy_0 + a df_dt) K: no lane of dy has to be taken out of its row. */
-static inline float head_backward_blk(float (*restrict gz)[16], const v16f *dyb, const v16f *zb,
-                                      v16f z0, float es)
+typedef struct {
+    float f[BLK], c[BLK], k[BLK], e[BLK], s[BLK];
+    float gs; /* the block's sum_r a df_dt sg es, one part of dL/ds */
+} head_bwd_sc;
+
+/* dyb, zb: the block's rows (zero past its end); z0 = column 0 of zb. */
+static inline void head_bwd_scalars(head_bwd_sc *o, const v16f *dyb, const v16f *zb, v16f z0,
+                                    float es)
 {
     v16f sq[BLK], ad[BLK];
     for (int r = 0; r < BLK; r++) {
@@ -310,45 +322,59 @@ static inline float head_backward_blk(float (*restrict gz)[16], const v16f *dyb,
     v16f ses = sg * es;
     v16f K = ses * (1.0f - sg);
     v16f adt = a * df_dt;
-    float fa[BLK], ca[BLK], ka[BLK], ea[BLK], sa[BLK];
-    store16(fa, f);
-    store16(ca, a * df_dq * 2.0f);
-    store16(ka, K);
-    store16(ea, adt * K);
-    store16(sa, ses);
-    THROUGH_MEMORY(fa);
-    THROUGH_MEMORY(ca);
-    THROUGH_MEMORY(ka);
-    THROUGH_MEMORY(ea);
-    THROUGH_MEMORY(sa);
-    v16f gs0 = ZERO16; /* lane 0: sum_r dy0_r sg_r es */
-    for (int r = 0; r < BLK; r++) {
-        const v16f F = vsel(LANE0, splat(ka[r]), splat(fa[r]));
-        const v16f C = vsel(LANE0, ZERO16, splat(ca[r]));
-        const v16f E = vsel(LANE0, splat(ea[r]), ZERO16);
-        store16(gz[r], vfma(dyb[r], F, vfma(zb[r], C, E)));
-        gs0 = vfma(dyb[r], splat(sa[r]), gs0);
-    }
-    /* dL/ds = sum_r gt_r sg_r es, gt = dy0 + a df_dt */
-    return gs0[0] + hsum16(adt * ses);
+    store16(o->f, f);
+    store16(o->c, a * df_dq * 2.0f);
+    store16(o->k, K);
+    store16(o->e, adt * K);
+    store16(o->s, ses);
+    o->gs = hsum16(adt * ses);
+    THROUGH_MEMORY(*o);
 }
 
-/* Centroid normalisation of a block: out rows (< nb) from the aggregates sb. */
-static inline void centroid_forward_blk(float *restrict out, const v16f *sb, int nb)
+/* gz rows (< nb) from the dy and z rows; returns the block's dL/ds = sum_r (dy0 + a df_dt) sg es. */
+static inline float head_bwd_out(float *restrict gz, const float *dy, const float *z,
+                                 const head_bwd_sc *o, int nb)
+{
+    v16f gs0 = ZERO16; /* lane 0: sum_r dy0_r sg_r es */
+    for (int r = 0; r < nb; r++) {
+        const v16f F = vsel(LANE0, splat(o->k[r]), splat(o->f[r]));
+        const v16f C = vsel(LANE0, ZERO16, splat(o->c[r]));
+        const v16f E = vsel(LANE0, splat(o->e[r]), ZERO16);
+        const v16f dyr = load16(dy + r * 16);
+        store16(gz + r * 16, vfma(dyr, F, vfma(load16(z + r * 16), C, E)));
+        gs0 = vfma(dyr, splat(o->s[r]), gs0);
+    }
+    return gs0[0] + o->gs;
+}
+
+/* Centroid normalisation: out = S r per row. */
+typedef struct {
+    float r[BLK];
+} centroid_fwd_sc;
+
+static inline void centroid_fwd_scalars(centroid_fwd_sc *o, const v16f *sb)
 {
     v16f mm[BLK];
     for (int r = 0; r < BLK; r++)
         mm[r] = sb[r] * sb[r] * ETA16;
     v16f c = vmax(vabs(rsum16(mm)), splat(HG_LORENTZ_CENTROID_MIN));
-    float ra[BLK];
-    store16(ra, 1.0f / vsqrt(c));
-    THROUGH_MEMORY(ra);
-    for (int r = 0; r < nb; r++)
-        store16(out + r * 16, sb[r] * ra[r]);
+    store16(o->r, 1.0f / vsqrt(c));
+    THROUGH_MEMORY(*o);
 }
 
-/* Centroid backward of a block: dS rows (< nb) from dout rows gob and the aggregates sb. */
-static inline void centroid_backward_blk(float *restrict dS, const v16f *gob, const v16f *sb, int nb)
+static inline void centroid_fwd_out(float *restrict out, const float *S, const centroid_fwd_sc *o,
+                                    int nb)
+{
+    for (int r = 0; r < nb; r++)
+        store16(out + r * 16, load16(S + r * 16) * o->r[r]);
+}
+
+/* Centroid backward: dS = dout r + k eta S per row. */
+typedef struct {
+    float r[BLK], k[BLK];
+} centroid_bwd_sc;
+
+static inline void centroid_bwd_scalars(centroid_bwd_sc *o, const v16f *gob, const v16f *sb)
 {
     v16f mm[BLK], gd[BLK];
     for (int r = 0; r < BLK; r++) {
@@ -363,14 +389,26 @@ static inline void centroid_backward_blk(float *restrict dS, const v16f *gob, co
     /* dr/dm = -1/2 c^(-3/2) sign(m); dm/dS_j = 2 eta_j S_j */
     v16f sign = vsel(m < 0.0f, splat(-1.0f), splat(1.0f));
     v16f dr_dm = vsel(clamped, ZERO16, -0.5f * r / c * sign);
-    float ra[BLK], ka[BLK];
-    store16(ra, r);
-    store16(ka, gs * dr_dm * 2.0f);
-    THROUGH_MEMORY(ra);
-    THROUGH_MEMORY(ka);
-    for (int i = 0; i < nb; i++)
-        store16(dS + i * 16, gob[i] * ra[i] + ka[i] * (ETA16 * sb[i]));
+    store16(o->r, r);
+    store16(o->k, gs * dr_dm * 2.0f);
+    THROUGH_MEMORY(*o);
 }
+
+static inline void centroid_bwd_out(float *restrict dS, const float *go, const float *S,
+                                    const centroid_bwd_sc *o, int nb)
+{
+    for (int r = 0; r < nb; r++)
+        store16(dS + r * 16, vfma(load16(go + r * 16), splat(o->r[r]),
+                                  o->k[r] * (ETA16 * load16(S + r * 16))));
+}
+
+/* Rows of the block at i0 of an n-row matrix: its size (16 but for the last). */
+static inline int block_rows(int64_t i0, int64_t n) { return n - i0 < BLK ? (int)(n - i0) : BLK; }
+
+/* The pipelined block loop: iteration i0 runs the scalars of the block at i0 (when i0 < n), then
+ * the outputs of the block before it (when i0 > 0); sc[b] holds the scalars of the block at i0,
+ * sc[b ^ 1] those of the one before. */
+#define FOR_BLOCKS_PIPELINED(i0, b, n) for (int64_t i0 = 0, b = 0; i0 < (n) + BLK; i0 += BLK, b ^= 1)
 
 static inline double inner(const float *restrict x, const float *restrict y, int64_t d)
 {
@@ -409,12 +447,18 @@ void hg_k_lorentz_linear_head_forward(const hg_kctx *k, float *y, const float *z
     (void)k;
     const double es = exp((double)s);
     if (d == 16) {
-        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
-            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
-            v16f zb[BLK];
-            for (int r = 0; r < BLK; r++)
-                zb[r] = load_row16(z, i0, r, nb);
-            head_forward_blk(y + i0 * 16, zb, (float)es, nb);
+        head_fwd_sc sc[2];
+        FOR_BLOCKS_PIPELINED(i0, b, n) {
+            if (i0 < n) {
+                const int nb = block_rows(i0, n);
+                v16f zb[BLK];
+                for (int r = 0; r < BLK; r++)
+                    zb[r] = load_row16(z, i0, r, nb);
+                head_fwd_scalars(&sc[b], zb, (float)es);
+            }
+            if (i0 > 0)
+                head_fwd_out(y + (i0 - BLK) * 16, z + (i0 - BLK) * 16, &sc[b ^ 1],
+                             block_rows(i0 - BLK, n));
         }
         return;
     }
@@ -452,16 +496,22 @@ void hg_k_lorentz_linear_head_backward(const hg_kctx *k, float *dz, float *ds, c
     const double es = exp((double)s);
     double gs = 0.0;
     if (d == 16) {
-        float gz[BLK][16];
-        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
-            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
-            v16f zb[BLK], dyb[BLK];
-            for (int r = 0; r < BLK; r++) {
-                zb[r] = load_row16(z, i0, r, nb);
-                dyb[r] = load_row16(dy, i0, r, nb);
+        head_bwd_sc sc[2];
+        FOR_BLOCKS_PIPELINED(i0, b, n) {
+            if (i0 < n) {
+                const int nb = block_rows(i0, n);
+                v16f zb[BLK], dyb[BLK];
+                for (int r = 0; r < BLK; r++) {
+                    zb[r] = load_row16(z, i0, r, nb);
+                    dyb[r] = load_row16(dy, i0, r, nb);
+                }
+                head_bwd_scalars(&sc[b], dyb, zb, load_col0_16(z + i0 * 16, nb), (float)es);
             }
-            gs += head_backward_blk(gz, dyb, zb, load_col0_16(z + i0 * 16, nb), (float)es);
-            memcpy(dz + i0 * 16, gz, (size_t)nb * sizeof gz[0]);
+            if (i0 > 0) {
+                const int64_t p0 = i0 - BLK;
+                gs += head_bwd_out(dz + p0 * 16, dy + p0 * 16, z + p0 * 16, &sc[b ^ 1],
+                                   block_rows(p0, n));
+            }
         }
     } else {
         for (int64_t i = 0; i < n; i++)
@@ -482,12 +532,18 @@ void hg_k_lorentz_centroid_forward(const hg_kctx *k, float *out, const float *S,
 {
     (void)k;
     if (d == 16) {
-        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
-            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
-            v16f sb[BLK];
-            for (int r = 0; r < BLK; r++)
-                sb[r] = load_row16(S, i0, r, nb);
-            centroid_forward_blk(out + i0 * 16, sb, nb);
+        centroid_fwd_sc sc[2];
+        FOR_BLOCKS_PIPELINED(i0, b, n) {
+            if (i0 < n) {
+                const int nb = block_rows(i0, n);
+                v16f sb[BLK];
+                for (int r = 0; r < BLK; r++)
+                    sb[r] = load_row16(S, i0, r, nb);
+                centroid_fwd_scalars(&sc[b], sb);
+            }
+            if (i0 > 0)
+                centroid_fwd_out(out + (i0 - BLK) * 16, S + (i0 - BLK) * 16, &sc[b ^ 1],
+                                 block_rows(i0 - BLK, n));
         }
         return;
     }
@@ -519,14 +575,22 @@ void hg_k_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *do
 {
     (void)k;
     if (d == 16) {
-        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
-            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
-            v16f gob[BLK], sb[BLK];
-            for (int r = 0; r < BLK; r++) {
-                gob[r] = load_row16(dout, i0, r, nb);
-                sb[r] = load_row16(S, i0, r, nb);
+        centroid_bwd_sc sc[2];
+        FOR_BLOCKS_PIPELINED(i0, b, n) {
+            if (i0 < n) {
+                const int nb = block_rows(i0, n);
+                v16f gob[BLK], sb[BLK];
+                for (int r = 0; r < BLK; r++) {
+                    gob[r] = load_row16(dout, i0, r, nb);
+                    sb[r] = load_row16(S, i0, r, nb);
+                }
+                centroid_bwd_scalars(&sc[b], gob, sb);
             }
-            centroid_backward_blk(dS + i0 * 16, gob, sb, nb);
+            if (i0 > 0) {
+                const int64_t p0 = i0 - BLK;
+                centroid_bwd_out(dS + p0 * 16, dout + p0 * 16, S + p0 * 16, &sc[b ^ 1],
+                                 block_rows(p0, n));
+            }
         }
         return;
     }
@@ -564,8 +628,14 @@ static void linear_forward16(float *restrict hd, float *restrict z, float *restr
     transpose16(wt, W);
     const v16f bv = b ? load16(b) : ZERO16;
     const float *h = hd ? hd : x;
-    for (int64_t i0 = 0; i0 < n; i0 += BLK) {
-        const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
+    head_fwd_sc sc[2];
+    FOR_BLOCKS_PIPELINED(i0, blk, n) {
+        if (i0 > 0)
+            head_fwd_out(y + (i0 - BLK) * 16, z + (i0 - BLK) * 16, &sc[blk ^ 1],
+                         block_rows(i0 - BLK, n));
+        if (i0 >= n)
+            continue;
+        const int nb = block_rows(i0, n);
         if (hd) /* the whole block first: the products below read hd back one float at a time,
                    which store-to-load forwarding from a just-written vector would stall */
             for (int r = 0; r < nb; r++) {
@@ -590,7 +660,7 @@ static void linear_forward16(float *restrict hd, float *restrict z, float *restr
             zb[r] = matvec16(wt, h + i * 16, bv);
             store16(z + i * 16, zb[r]);
         }
-        head_forward_blk(y + i0 * 16, zb, es, nb);
+        head_fwd_scalars(&sc[blk], zb, es);
     }
 }
 
@@ -642,8 +712,14 @@ void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const
     const double es = exp((double)s);
     if (d == 16) {
         const v16f bv = b ? load16(b) : ZERO16;
-        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
-            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
+        head_fwd_sc sc[2];
+        FOR_BLOCKS_PIPELINED(i0, blk, n) {
+            if (i0 > 0)
+                head_fwd_out(y + (i0 - BLK) * 16, z + (i0 - BLK) * 16, &sc[blk ^ 1],
+                             block_rows(i0 - BLK, n));
+            if (i0 >= n)
+                continue;
+            const int nb = block_rows(i0, n);
             v16f zb[BLK];
             for (int r = 0; r < BLK; r++) {
                 if (r >= nb) {
@@ -654,7 +730,7 @@ void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const
                 zb[r] = gather_row16(rowptr[i], rowptr[i + 1], col, val, Wt) + bv;
                 store16(z + i * 16, zb[r]);
             }
-            head_forward_blk(y + i0 * 16, zb, (float)es, nb);
+            head_fwd_scalars(&sc[blk], zb, (float)es);
         }
         return;
     }
@@ -674,25 +750,35 @@ void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const
     }
 }
 
+/* Rows i0 .. i0 + nb - 1 of A X (16-wide) into Y. */
+BLOCK_PHASE void gather_blk(float *restrict Y, const int64_t *rowptr, const int32_t *col,
+                            const float *val, const float *X, int64_t i0, int nb)
+{
+    for (int r = 0; r < nb; r++) {
+        const int64_t i = i0 + r;
+        store16(Y + i * 16, gather_row16(rowptr[i], rowptr[i + 1], col, val, X));
+    }
+}
+
 void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int64_t *rowptr,
                               const int32_t *col, const float *val, const float *y, int64_t n,
                               int64_t d)
 {
     (void)k;
     if (d == 16) {
-        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
-            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
+        centroid_fwd_sc sc[2];
+        FOR_BLOCKS_PIPELINED(i0, b, n) {
+            if (i0 > 0)
+                centroid_fwd_out(out + (i0 - BLK) * 16, S + (i0 - BLK) * 16, &sc[b ^ 1],
+                                 block_rows(i0 - BLK, n));
+            if (i0 >= n)
+                continue;
+            const int nb = block_rows(i0, n);
+            gather_blk(S, rowptr, col, val, y, i0, nb);
             v16f sb[BLK];
-            for (int r = 0; r < BLK; r++) {
-                if (r >= nb) {
-                    sb[r] = ZERO16;
-                    continue;
-                }
-                const int64_t i = i0 + r;
-                sb[r] = gather_row16(rowptr[i], rowptr[i + 1], col, val, y);
-                store16(S + i * 16, sb[r]);
-            }
-            centroid_forward_blk(out + i0 * 16, sb, nb);
+            for (int r = 0; r < BLK; r++)
+                sb[r] = load_row16(S, i0, r, nb);
+            centroid_fwd_scalars(&sc[b], sb);
         }
         return;
     }
@@ -739,10 +825,6 @@ static inline void backward_inputs_blk(v16f *dyb, v16f *zb, const int64_t *t_row
 /* Blocks of rows whose weight-gradient partial sums stay in float before the double flush. */
 #define FLUSH_BLOCKS (HG_K_FLOAT_RUN / BLK)
 
-/* Not inlined (nor the other phases of a block below): each phase then gets the whole register
- * file, where one inlined body spills its accumulators every row. */
-#define BLOCK_PHASE static __attribute__((noinline))
-
 /* dx rows of a block: act'(x) * mask * (gz W), from the block's head gradients gz, into dx
  * (row r of the block at dx + r * 16). W stays in registers; gz is read with broadcast loads. */
 BLOCK_PHASE void input_grad_blk(float *restrict dx, const float (*gz)[16], const float *W,
@@ -787,7 +869,9 @@ static inline void input_grad_out_blk(float *restrict gx, const float (*gz)[16],
         dxb[r] = r < nb ? load16(dx[r]) : ZERO16;
         sb[r] = load_row16(S_prev, i0, r, nb);
     }
-    centroid_backward_blk(gx + i0 * 16, dxb, sb, nb);
+    centroid_bwd_sc sc;
+    centroid_bwd_scalars(&sc, dxb, sb);
+    centroid_bwd_out(gx + i0 * 16, dx[0], S_prev + i0 * 16, &sc, nb);
 }
 
 static void linear_backward16(float *restrict gx, double *restrict gWt, float *gb, float *gs,
@@ -803,29 +887,36 @@ static void linear_backward16(float *restrict gx, double *restrict gWt, float *g
        lines costs two loads */
     float Wa[16][16] __attribute__((aligned(64)));
     memcpy(Wa, W, sizeof Wa);
-    /* head gradients of two consecutive blocks: the input gradient of a block, which reads them
-       back one float at a time, runs one block later, when they are no longer in flight in the
-       store queue (forwarding a vector store to scalar loads stalls) */
-    float gz[2][BLK][16] __attribute__((aligned(64)));
+    float dyr[2][BLK][16] __attribute__((aligned(64))); /* dy rows of this block and the last */
+    float gz[BLK][16] __attribute__((aligned(64)));     /* head gradients of the last block */
+    head_bwd_sc sc[2];
     v16f gbp = ZERO16;
     double gbd[16] = {0}, gsd = 0.0;
     memset(gWt, 0, 256 * sizeof *gWt);
-    int blocks = 0, cur = 0;
-    for (int64_t i0 = 0; i0 < n; i0 += BLK, cur ^= 1) {
-        const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
-        {
+    int blocks = 0;
+    FOR_BLOCKS_PIPELINED(i0, b, n) {
+        if (i0 < n) { /* this block: dy = At gS, the head's scalars */
+            const int nb = block_rows(i0, n);
             v16f dyb[BLK], zb[BLK];
             backward_inputs_blk(dyb, zb, t_rowptr, t_col, t_val, gS, z, i0, nb);
-            gsd += head_backward_blk(gz[cur], dyb, zb, load_col0_16(z + i0 * 16, nb), es);
+            for (int r = 0; r < BLK; r++)
+                store16(dyr[b][r], dyb[r]);
+            head_bwd_scalars(&sc[b], dyb, zb, load_col0_16(z + i0 * 16, nb), es);
         }
+        if (i0 == 0)
+            continue;
+        /* the last block: dz, the parameter gradients, the input gradient */
+        const int64_t p0 = i0 - BLK;
+        const int nb = block_rows(p0, n);
+        gsd += head_bwd_out(gz[0], dyr[b ^ 1][0], z + p0 * 16, &sc[b ^ 1], nb);
         THROUGH_MEMORY(gz);
         {
             v16f G[16];
             for (int kk = 0; kk < 16; kk++)
                 G[kk] = load16(Gm[kk]);
             for (int r = 0; r < nb; r++) {
-                const v16f g = load16(gz[cur][r]);
-                const float *h = hd + (i0 + r) * 16;
+                const v16f g = load16(gz[r]);
+                const float *h = hd + (p0 + r) * 16;
                 gbp += g;
                 for (int kk = 0; kk < 16; kk++)
                     G[kk] = vfma(splat(h[kk]), g, G[kk]);
@@ -834,9 +925,9 @@ static void linear_backward16(float *restrict gx, double *restrict gWt, float *g
                 store16(Gm[kk], G[kk]);
         }
         THROUGH_MEMORY(Gm);
-        if (gx && i0 > 0)
-            input_grad_out_blk(gx, gz[cur ^ 1], Wa[0], x, S_prev, relu, p, seed, i0 - BLK, BLK);
-        if (++blocks == FLUSH_BLOCKS || i0 + BLK >= n) {
+        if (gx)
+            input_grad_out_blk(gx, gz, Wa[0], x, S_prev, relu, p, seed, p0, nb);
+        if (++blocks == FLUSH_BLOCKS || p0 + BLK >= n) {
             for (int kk = 0; kk < 16; kk++)
                 flush16(gWt + kk * 16, load16(Gm[kk]));
             memset(Gm, 0, sizeof Gm);
@@ -844,11 +935,6 @@ static void linear_backward16(float *restrict gx, double *restrict gWt, float *g
             gbp = ZERO16;
             blocks = 0;
         }
-    }
-    if (gx && n > 0) {
-        const int64_t last = (n - 1) / BLK * BLK;
-        input_grad_out_blk(gx, gz[cur ^ 1], Wa[0], x, S_prev, relu, p, seed, last,
-                           (int)(n - last));
     }
     if (gb)
         for (int j = 0; j < 16; j++)
@@ -922,17 +1008,26 @@ void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, 
     if (d == 16) {
         v16f gbp = ZERO16;
         double gbd[16] = {0}, gsd = 0.0;
-        float gz[BLK][16];
+        float dyr[2][BLK][16] __attribute__((aligned(64)));
+        head_bwd_sc sc[2];
         int blocks = 0;
-        for (int64_t i0 = 0; i0 < n; i0 += BLK) {
-            const int nb = n - i0 < BLK ? (int)(n - i0) : BLK;
-            v16f dyb[BLK], zb[BLK];
-            backward_inputs_blk(dyb, zb, t_rowptr, t_col, t_val, gS, z, i0, nb);
-            gsd += head_backward_blk(gz, dyb, zb, load_col0_16(z + i0 * 16, nb), (float)es);
+        FOR_BLOCKS_PIPELINED(i0, b, n) {
+            if (i0 < n) {
+                const int nb = block_rows(i0, n);
+                v16f dyb[BLK], zb[BLK];
+                backward_inputs_blk(dyb, zb, t_rowptr, t_col, t_val, gS, z, i0, nb);
+                for (int r = 0; r < BLK; r++)
+                    store16(dyr[b][r], dyb[r]);
+                head_bwd_scalars(&sc[b], dyb, zb, load_col0_16(z + i0 * 16, nb), (float)es);
+            }
+            if (i0 == 0)
+                continue;
+            const int64_t p0 = i0 - BLK;
+            const int nb = block_rows(p0, n);
+            gsd += head_bwd_out(dz + p0 * 16, dyr[b ^ 1][0], z + p0 * 16, &sc[b ^ 1], nb);
             for (int r = 0; r < nb; r++)
-                gbp += load16(gz[r]);
-            memcpy(dz + i0 * 16, gz, (size_t)nb * sizeof gz[0]);
-            if (++blocks == FLUSH_BLOCKS || i0 + BLK >= n) {
+                gbp += load16(dz + (p0 + r) * 16);
+            if (++blocks == FLUSH_BLOCKS || p0 + BLK >= n) {
                 flush16(gbd, gbp);
                 gbp = ZERO16;
                 blocks = 0;

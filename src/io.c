@@ -235,6 +235,21 @@ done:
     return rc;
 }
 
+int hg_text_write(const char *path, const char *text)
+{
+    if (!path || !text)
+        return HG_ERRORF(HG_EINVAL, "hg_text_write: NULL argument");
+    atomic_file a;
+    int rc = af_open(&a, path);
+    if (rc != HG_OK)
+        return rc;
+    HG_CHECK(af_write(&a, text, strlen(text)));
+    return af_commit(&a);
+done:
+    af_abort(&a);
+    return rc;
+}
+
 /* ---- Checkpoints --------------------------------------------------------------------------- */
 
 /* Argument checks shared by writer and reader (the data pointers are checked by the caller). */

@@ -22,6 +22,9 @@
  * Errors: HG_EINVAL (NULL path, negative sizes, NULL data with rows*cols > 0), HG_EIO. */
 int hg_npy_write(const char *path, const float *data, int64_t rows, int64_t cols);
 
+/* Write a text file atomically (see above). Errors: HG_EINVAL (NULL), HG_EIO. */
+int hg_text_write(const char *path, const char *text);
+
 /* ---- Checkpoints --------------------------------------------------------------------------- */
 
 /* Checkpoint layout, all integers little-endian:

@@ -64,6 +64,26 @@ expect_error "missing features with --use-feats 1" "features.mtx" --data-dir "$T
 mk; rm "$TMP/d/labels.txt"
 expect_error "missing labels" "labels.txt" --data-dir "$TMP/d" --task lp
 
+mk; sed -i '1s/.*/100000000/' "$TMP/d/labels.txt"
+expect_error "absurd label" "labels.txt:1" --data-dir "$TMP/d" --task nc
+mk; printf '%%%%MatrixMarket matrix coordinate real general\n2665 0 0\n' >"$TMP/d/features.mtx"
+"$BIN" --data-dir "$TMP/d" --task lp --epochs 2 --quiet >"$TMP/out" 2>"$TMP/err"
+code=$?
+[ $code -eq 0 ] || [ $code -eq 2 ] && [ "$(wc -l <"$TMP/err")" -le 1 ] &&
+    ok "features.mtx with no columns: exit $code $(cat "$TMP/err")" || ko "features.mtx with no columns (exit $code)"
+
+# unlabelled (-1) nodes named in a split file are left out, not indexed
+rm -rf "$TMP/c"; cp -r "$DATA/cora" "$TMP/c"; chmod -R u+w "$TMP/c"
+sed -i '1s/.*/-1/; 6s/.*/-1/' "$TMP/c/labels.txt"
+"$BIN" --data-dir "$TMP/c" --dataset cora --task nc --epochs 5 --quiet >"$TMP/out" 2>"$TMP/err" &&
+    tail -n 1 "$TMP/out" | grep -q test_acc && ok "unlabelled nodes in the split file" ||
+    { ko "unlabelled nodes in the split file"; cat "$TMP/err"; }
+
+# a small feature dimension (narrower than the model width) trains (one graph layer)
+"$BIN" --dataset disease_lp --num-layers 1 --epochs 5 --quiet >"$TMP/out" 2>"$TMP/err" &&
+    tail -n 1 "$TMP/out" | grep -q test_roc_auc && ok "disease_lp with one graph layer (11 features)" ||
+    { ko "disease_lp --num-layers 1"; cat "$TMP/err"; }
+
 # --- a short run with outputs ---
 "$BIN" --dataset cora --task nc --epochs 15 --log-freq 5 --out "$TMP/run1" >"$TMP/r1" 2>"$TMP/e1"
 code=$?

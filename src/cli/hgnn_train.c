@@ -264,9 +264,12 @@ static int load_checkpoint(run *r, const char *path)
     if (rc)
         return rc;
     rc = hg_ckpt_read(path, hg_hybonet_num_tensors(&r->model), np, dp, counts, NULL, 0, NULL);
-    if (rc)
+    if (rc) {
+        char why[1024]; /* the message is formatted into the buffer it comes from */
+        snprintf(why, sizeof why, "%s", hg_last_error());
         return HG_ERRORF(rc, "--load: %s (was it saved by a run with the same dataset, task, "
-                         "method, rank, dim and layers?)", hg_last_error());
+                         "method, rank, dim and layers?)", why);
+    }
     hg_hybonet_rematerialise(&r->model);
     return HG_OK;
 }
@@ -532,8 +535,13 @@ int main(int argc, char **argv)
         r.step_ms[epoch - 1] = 1e3 * (t1 - t0);
         train_seconds += t1 - t0;
 
-        if ((rc = evaluate(&r, &val, NULL)))
+        if ((rc = evaluate(&r, &val, NULL))) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", hg_last_error());
+            rc = HG_ERRORF(rc, "epoch %d: evaluation failed (diverged? try a smaller --lr or "
+                           "--grad-clip): %s", epoch, why);
             goto fail;
+        }
         double score = selection_score(&r, &val);
         if (score > best_score) {
             best_score = score;
@@ -574,15 +582,18 @@ int main(int argc, char **argv)
     if (o.out_dir && (rc = save_best(&r)))
         goto fail;
 
-    static char json[HG_MAX_PRUNE * 400 + 8192];
+    static char json[HG_MAX_PRUNE * 400 + 8192 + 2];
     hg_json j;
-    hg_json_begin_buf(&j, json, sizeof json);
+    hg_json_begin_buf(&j, json, sizeof json - 2);
     hg_json_add_str(&j, "dataset", r.name);
     hg_json_add_str(&j, "task", nc ? "nc" : "lp");
     hg_json_add_str(&j, "method", hg_linear_method_name(o.linear.method));
     hg_json_add_int(&j, "rank", o.linear.method == HG_LINEAR_FULL ? 0 : o.linear.rank);
-    hg_json_add_int(&j, "seed", (int64_t)o.seed);
-    hg_json_add_int(&j, "split_seed", (int64_t)o.split_seed);
+    char seeds[2][32];
+    snprintf(seeds[0], sizeof seeds[0], "%llu", (unsigned long long)o.seed);
+    snprintf(seeds[1], sizeof seeds[1], "%llu", (unsigned long long)o.split_seed);
+    hg_json_add_raw(&j, "seed", seeds[0]);
+    hg_json_add_raw(&j, "split_seed", seeds[1]);
     hg_json_add_int(&j, "epochs", epochs_run);
     hg_json_add_int(&j, "best_epoch", best_epoch);
     hg_json_add_str(&j, "stopped", stop);
@@ -624,11 +635,11 @@ int main(int argc, char **argv)
     if (o.out_dir) {
         char path[4200];
         snprintf(path, sizeof path, "%s/result.json", o.out_dir);
-        FILE *f = fopen(path, "w");
-        if (!f || fprintf(f, "%s\n", json) < 0 || fclose(f) != 0) {
-            rc = HG_ERRORF(HG_EIO, "%s: cannot write", path);
+        size_t len = strlen(json);
+        json[len] = '\n'; /* the file ends with a newline, as stdout does */
+        json[len + 1] = '\0';
+        if ((rc = hg_text_write(path, json)))
             goto fail;
-        }
     }
     run_destroy(&r);
     return 0;
