@@ -876,9 +876,24 @@ done:
 /* Open-addressing set of non-negative int64 keys (-1 = empty slot). */
 /* Multiplier of the key hashes (Fibonacci hashing: 2^64 / golden ratio). */
 #define HG_NEG_HASH_MUL 0x9e3779b97f4a7c15ULL
-/* Filter bits per excluded key: a false positive (a full probe of the set) for about 1 in 16
- * non-excluded pairs. */
+/* The filter in front of the exclusion set is a blocked Bloom filter: one 64-bit word per key
+ * (chosen by the top bits of key * HG_NEG_HASH_MUL), HG_NEG_FILTER_K bits set in it (chosen by
+ * the top bits of key * HG_NEG_FILTER_MUL), HG_NEG_FILTER_BITS_PER_KEY bits per excluded key:
+ * one word load answers "not excluded" for all but about 1% of the non-excluded pairs; each
+ * false positive costs a probe of the set, a cache miss and a mispredicted branch. */
 #define HG_NEG_FILTER_BITS_PER_KEY 16
+#define HG_NEG_FILTER_K 3
+#define HG_NEG_FILTER_MUL 0xc2b2ae3d27d4eb4fULL
+
+/* The filter word mask of a key: HG_NEG_FILTER_K bit positions from 6-bit fields of its hash. */
+static inline uint64_t filter_mask(int64_t key)
+{
+    const uint64_t g = (uint64_t)key * HG_NEG_FILTER_MUL;
+    uint64_t m = 0;
+    for (int b = 0; b < HG_NEG_FILTER_K; b++)
+        m |= (uint64_t)1 << (g >> (58 - 6 * b) & 63);
+    return m;
+}
 typedef struct {
     int64_t *slot;
     int64_t mask;
@@ -1101,11 +1116,11 @@ int hg_dataset_load(hg_dataset *d, const hg_dataset_opts *o)
         HG_CHECK(key_set_init(&excl, d->n_neg_excl));
         d->neg_excl_set = excl.slot;
         d->neg_excl_mask = excl.mask;
-        int bits = 6; /* log2 of the filter size in bits: >= 16 per key, >= one word */
-        while (((int64_t)1 << bits) < HG_NEG_FILTER_BITS_PER_KEY * d->n_neg_excl)
-            bits++;
-        d->neg_excl_shift = 64 - bits;
-        d->neg_excl_bits = hg_calloc((size_t)1 << (bits - 6), sizeof *d->neg_excl_bits,
+        int words = 0; /* log2 of the filter size in words */
+        while (((int64_t)64 << words) < HG_NEG_FILTER_BITS_PER_KEY * d->n_neg_excl)
+            words++;
+        d->neg_excl_shift = 64 - words;
+        d->neg_excl_bits = hg_calloc((size_t)1 << words, sizeof *d->neg_excl_bits,
                                      "negative filter");
         if (!d->neg_excl_bits) {
             rc = HG_ENOMEM;
@@ -1113,8 +1128,9 @@ int hg_dataset_load(hg_dataset *d, const hg_dataset_opts *o)
         }
         for (int64_t k = 0; k < d->n_neg_excl; k++) {
             key_set_insert(&excl, d->neg_excl[k]);
-            uint64_t f = ((uint64_t)d->neg_excl[k] * HG_NEG_HASH_MUL) >> d->neg_excl_shift;
-            d->neg_excl_bits[f >> 6] |= (uint64_t)1 << (f & 63);
+            const int64_t key = d->neg_excl[k];
+            const uint64_t h = (uint64_t)key * HG_NEG_HASH_MUL;
+            d->neg_excl_bits[words ? h >> d->neg_excl_shift : 0] |= filter_mask(key);
         }
         if (total_pairs - d->n_neg_excl < 1) {
             rc = HG_ERRORF(HG_EINVAL, "link prediction: the negative pool is empty (complete graph)");
@@ -1168,13 +1184,15 @@ void hg_dataset_destroy(hg_dataset *d)
     memset(d, 0, sizeof *d);
 }
 
-/* Membership in the exclusion set: the filter bit, then the slot sequence of key_set_insert. */
-static inline int excl_has(const hg_dataset *d, int64_t key)
+/* Membership in the exclusion set: the filter bit, then the slot sequence of key_set_insert.
+ * The fields are passed as values: read from the struct, every store of a sampled pair (an
+ * int32_t, which may alias the int shift) would force them to be reloaded. */
+static inline int excl_has(const uint64_t *bits, int shift, const int64_t *slot, int64_t mask,
+                           int64_t key)
 {
-    const uint64_t h = (uint64_t)key * HG_NEG_HASH_MUL, f = h >> d->neg_excl_shift;
-    if (!(d->neg_excl_bits[f >> 6] >> (f & 63) & 1))
+    const uint64_t h = (uint64_t)key * HG_NEG_HASH_MUL, m = filter_mask(key);
+    if ((bits[shift < 64 ? h >> shift : 0] & m) != m)
         return 0;
-    const int64_t *slot = d->neg_excl_set, mask = d->neg_excl_mask;
     for (int64_t i = (int64_t)(h >> 17) & mask;; i = (i + 1) & mask) {
         if (slot[i] == key)
             return 1;
@@ -1183,35 +1201,26 @@ static inline int excl_has(const hg_dataset *d, int64_t key)
     }
 }
 
-/* One step of xoshiro256** on a state held in registers: exactly hg_rng_u64 of src/rng.c, which
- * the sampler calls about twice per negative; through the library call the state makes a round
- * trip through memory on every draw, which was most of the sampler's time. The state is copied
- * in and out, so the stream is the one hg_rng_u64 would have produced. */
-static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+/* The sampler's own generator: HG_NEG_LANES xoshiro256** streams side by side (one vector step
+ * gives HG_NEG_LANES 64-bit draws, where one library call gives one through a state that makes
+ * a round trip through memory), seeded on every call from 4 * HG_NEG_LANES draws of the caller's
+ * generator, so the caller's stream still decides everything. */
+#define HG_NEG_LANES 8
+typedef uint64_t neg_lanes __attribute__((vector_size(8 * HG_NEG_LANES)));
 
-static inline uint64_t xoshiro_next(uint64_t *s)
+static inline neg_lanes rotl_lanes(neg_lanes x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline neg_lanes xoshiro_lanes(neg_lanes *s)
 {
-    uint64_t result = rotl64(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
+    neg_lanes result = rotl_lanes(s[1] * 5, 7) * 9;
+    neg_lanes t = s[1] << 17;
     s[2] ^= s[0];
     s[3] ^= s[1];
     s[1] ^= s[2];
     s[0] ^= s[3];
     s[2] ^= t;
-    s[3] = rotl64(s[3], 45);
+    s[3] = rotl_lanes(s[3], 45);
     return result;
-}
-
-/* A uniform integer in [0, n) from the 32 random bits x (Lemire's multiply-shift with rejection,
- * exact; the rejection, probability below n / 2^32, draws fresh bits). thresh = 2^32 mod n. */
-static inline int64_t below32(uint64_t *s, uint32_t x, uint32_t n, uint32_t thresh)
-{
-    uint64_t m = (uint64_t)x * n;
-    while ((uint32_t)m < thresh) {
-        x = (uint32_t)xoshiro_next(s);
-        m = (uint64_t)x * n;
-    }
-    return (int64_t)(m >> 32);
 }
 
 void hg_dataset_sample_negatives(const hg_dataset *d, hg_rng *rng, int32_t *out, int64_t count)
@@ -1221,35 +1230,76 @@ void hg_dataset_sample_negatives(const hg_dataset *d, hg_rng *rng, int32_t *out,
         memset(out, 0, (size_t)(2 * HG_MAX(count, (int64_t)0)) * sizeof *out);
         return;
     }
-    /* Rejection sampling, uniform over the pool: u and v uniform in [0, n) from the two halves
-       of one 64-bit draw (node ids fit in 31 bits), (u, u) redrawn, then pairs in the exclusion
-       set redrawn: the hash set built at load, or, for a dataset built without one, binary
-       search in neg_excl. */
-    const uint32_t n32 = (uint32_t)n, thresh = (uint32_t)(-n32) % n32;
-    uint64_t s[4] = {rng->s[0], rng->s[1], rng->s[2], rng->s[3]};
-    for (int64_t k = 0; k < count; k++) {
-        int64_t u, v;
-        for (;;) {
-            uint64_t x = xoshiro_next(s);
-            u = below32(s, (uint32_t)x, n32, thresh);
-            v = below32(s, (uint32_t)(x >> 32), n32, thresh);
-            if (u == v)
-                continue;
-            if (u > v) {
-                int64_t t = u;
-                u = v;
-                v = t;
-            }
-            int64_t key = u * n + v;
-            if (!(d->neg_excl_set ? excl_has(d, key)
-                                  : bsearch_i64(d->neg_excl, d->n_neg_excl, key)))
-                break;
-        }
-        out[2 * k] = (int32_t)u;
-        out[2 * k + 1] = (int32_t)v;
-    }
+    neg_lanes s[4];
     for (int i = 0; i < 4; i++)
-        rng->s[i] = s[i];
+        for (int j = 0; j < HG_NEG_LANES; j++)
+            s[i][j] = hg_rng_u64(rng);
+    for (int j = 0; j < HG_NEG_LANES; j++) /* xoshiro's one forbidden state */
+        if (!(s[0][j] | s[1][j] | s[2][j] | s[3][j]))
+            s[0][j] = 1;
+    /* Rejection sampling, uniform over the pool. Each 64-bit draw is a candidate: u and v
+       uniform in [0, n) from its two 32-bit halves by Lemire's multiply-shift, exact because a
+       candidate whose low product word falls below 2^32 mod n is rejected as a whole (the halves
+       are independent, so each stays uniform and the two stay independent); then (u, u), then
+       pairs in the exclusion set (the filter and hash set built at load, or for a dataset built
+       without them a binary search in neg_excl). Candidates are taken in lane order. */
+    const uint64_t n64 = (uint64_t)n, thresh = (uint64_t)((uint32_t)(-(uint32_t)n) % (uint32_t)n);
+    const uint64_t *bits = d->neg_excl_bits;
+    const int shift = d->neg_excl_shift;
+    const int64_t *slot = d->neg_excl_set, mask = d->neg_excl_mask;
+    const int64_t *sorted = d->neg_excl, nsorted = d->n_neg_excl;
+    int64_t k = 0;
+    while (k < count) {
+        const neg_lanes x = xoshiro_lanes(s);
+        const neg_lanes mu = (x & 0xffffffffu) * n64, mv = (x >> 32) * n64;
+        const neg_lanes u = mu >> 32, v = mv >> 32;
+        const neg_lanes lt = u < v;
+        const neg_lanes lo = (u & lt) | (v & ~lt), hi = (v & lt) | (u & ~lt);
+        const neg_lanes rej = ((mu & 0xffffffffu) < thresh) | ((mv & 0xffffffffu) < thresh) |
+                              (u == v);
+        /* the filter test of all lanes, without branches: "maybe" lanes need the exact test */
+        const neg_lanes key = lo * n64 + hi;
+        neg_lanes maybe = rej;
+        if (slot) {
+            const neg_lanes h = key * HG_NEG_HASH_MUL, g = key * HG_NEG_FILTER_MUL;
+            neg_lanes m = {0}, w;
+            for (int b = 0; b < HG_NEG_FILTER_K; b++)
+                m |= ((neg_lanes){0} + 1) << (g >> (58 - 6 * b) & 63);
+            const neg_lanes widx = shift < 64 ? h >> shift : (neg_lanes){0};
+            for (int j = 0; j < HG_NEG_LANES; j++)
+                w[j] = bits[widx[j]];
+            maybe |= (w & m) == m;
+        } else {
+            maybe = ~(neg_lanes){0};
+        }
+        uint64_t l[HG_NEG_LANES], r[HG_NEG_LANES], q[HG_NEG_LANES], e[HG_NEG_LANES];
+        memcpy(l, &lo, sizeof l); /* through memory: the loops below load lanes, not extract */
+        memcpy(r, &hi, sizeof r);
+        memcpy(q, &maybe, sizeof q);
+        memcpy(e, &rej, sizeof e);
+        uint64_t any = 0;
+        for (int j = 0; j < HG_NEG_LANES; j++)
+            any |= q[j];
+        if (!any && k + HG_NEG_LANES <= count) { /* the common case: every lane is a negative */
+            for (int j = 0; j < HG_NEG_LANES; j++) {
+                out[2 * (k + j)] = (int32_t)l[j];
+                out[2 * (k + j) + 1] = (int32_t)r[j];
+            }
+            k += HG_NEG_LANES;
+            continue;
+        }
+        for (int j = 0; j < HG_NEG_LANES && k < count; j++) {
+            if (e[j])
+                continue;
+            const int64_t a = (int64_t)l[j], b = (int64_t)r[j], kj = a * n + b;
+            if (q[j] && (slot ? excl_has(bits, shift, slot, mask, kj)
+                              : bsearch_i64(sorted, nsorted, kj)))
+                continue;
+            out[2 * k] = (int32_t)a;
+            out[2 * k + 1] = (int32_t)b;
+            k++;
+        }
+    }
 }
 
 int hg_dataset_bundled_dir(char *buf, size_t len, const char *name)

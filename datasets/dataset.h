@@ -88,8 +88,9 @@ typedef struct hg_dataset {
        half full, neg_excl_mask + 1 slots), built at load: the sampler's membership test */
     int64_t *neg_excl_set;
     int64_t neg_excl_mask;
-    /* a one-bit-per-slot filter in front of it (bit h >> neg_excl_shift set for every key of
-       hash h; at least 16 bits per key): most non-excluded pairs are rejected by one L1 load */
+    /* a blocked Bloom filter in front of it (word h >> neg_excl_shift of the key's hash h holds
+       a few bits of it; at least 16 bits per key): most non-excluded pairs are rejected by one
+       L1 load */
     uint64_t *neg_excl_bits;
     int neg_excl_shift;
 } hg_dataset;

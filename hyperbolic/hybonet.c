@@ -116,8 +116,10 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
     HG_CHECK(build_input(m, feat));
     HG_CHECK(build_transpose(&m->adj_t, NULL, adj));
     m->x0t_src = hg_calloc((size_t)HG_MAX(m->x0.nnz, 1), sizeof *m->x0t_src, "input transpose");
-    if (!m->x0t_src)
-        return HG_ENOMEM;
+    if (!m->x0t_src) {
+        rc = HG_ENOMEM;
+        goto done;
+    }
     HG_CHECK(build_transpose(&m->x0t, m->x0t_src, &m->x0));
     m->x0_drop = alloc_f(m->x0.nnz, "input dropout");
     m->x0t_drop = alloc_f(m->x0.nnz, "input dropout, transposed");
@@ -250,8 +252,9 @@ void hg_hybonet_destroy(hg_hybonet *m)
     hg_csr_destroy(&m->x0t);
     hg_free(m->x0t_src);
     hg_free(m->gwt);
-    float *bufs[] = {m->x0_drop, m->x0t_drop, m->x0_dense, m->w0_pad, m->params, m->grads, m->m, m->v, m->cls_v, m->demb, m->g0,
-                     m->g1, m->wt, m->gw, m->logits, m->dlogits, m->pair_score};
+    float *bufs[] = {m->x0_drop, m->x0t_drop, m->x0_dense, m->w0_pad, m->params, m->grads, m->m,
+                     m->v, m->cls_v, m->demb, m->g0, m->g1, m->wt, m->gw, m->logits, m->dlogits,
+                     m->pair_score};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         hg_free(bufs[i]);
     memset(m, 0, sizeof *m);
@@ -289,9 +292,10 @@ void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed)
         const float *b = m->cfg.bias ? L->bias : NULL;
         uint64_t ds = dropout_seed_of(dropout_seed, l);
         if (l == 0 && m->x0_dense) {
-            for (int64_t i = 0; i < 16; i++)
-                for (int64_t j = 0; j < 16; j++)
-                    m->w0_pad[i * 16 + j] = j < L->din ? W[i * L->din + j] : 0.0f;
+            /* W^T, zero-padded to 16 x 16: w0_pad[j][o] = W[o][j] */
+            for (int64_t j = 0; j < 16; j++)
+                for (int64_t o = 0; o < 16; o++)
+                    m->w0_pad[j * 16 + o] = j < L->din ? W[o * L->din + j] : 0.0f;
             hg_k_lorentz_linear_forward(k, NULL, L->z, L->y, m->x0_dense, m->w0_pad, b, *L->scale,
                                         0, 0.0f, ds, n, 16, 16);
         } else if (l == 0) {
@@ -305,9 +309,10 @@ void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed)
             hg_k_lorentz_linear_forward_csr(k, L->z, L->y, m->x0.rowptr, m->x0.col, xv, m->wt, b,
                                             *L->scale, n, dim);
         } else {
+            transpose(m->wt, W, dim, L->din);
             hg_k_lorentz_linear_forward(k, layer_has_hd(m, p) ? L->hd : NULL, L->z, L->y,
-                                        m->layer[l - 1].out, W, b, *L->scale, m->cfg.act_relu, p,
-                                        ds, n, L->din, dim);
+                                        m->layer[l - 1].out, m->wt, b, *L->scale,
+                                        m->cfg.act_relu, p, ds, n, L->din, dim);
         }
         hg_k_lorentz_agg_forward(k, L->s, L->out, m->adj->rowptr, m->adj->col, m->adj->val, L->y,
                                  n, dim);
@@ -327,6 +332,7 @@ void hg_hybonet_backward(hg_hybonet *m, int train, uint64_t dropout_seed)
         hg_hybonet_layer *L = &m->layer[l];
         float *gb = m->cfg.bias ? L->gbias : NULL;
         if (l == 0 && m->x0_dense) {
+            /* no input gradient: the weight argument is not read */
             hg_k_lorentz_linear_backward(k, NULL, m->gwt, gb, L->gscale, at->rowptr, at->col,
                                          at->val, gS, L->z, m->x0_dense, m->x0_dense, m->w0_pad,
                                          NULL, *L->scale, 0, 0.0f, 0, n, 16, 16);

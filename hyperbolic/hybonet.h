@@ -59,7 +59,8 @@ typedef struct hg_hybonet {
     float *x0_dense;     /* (n x 16) x0 as a dense matrix, zero-padded to 16 columns, when the
                             first layer takes the dense 16-wide path (dim 16, at most 16 input
                             coordinates, no dropout); NULL otherwise */
-    float *w0_pad;       /* (16 x 16) the first layer's weight, zero-padded, for that path */
+    float *w0_pad;       /* (16 x 16) the first layer's weight transposed, zero-padded, for that
+                            path */
     hg_hybonet_layer layer[HG_HYBONET_MAX_LAYERS];
     float *emb;          /* (n x dim) final embeddings (= last layer's out) */
     float *demb;         /* (n x dim) dL/demb, filled by the losses */
@@ -71,9 +72,10 @@ typedef struct hg_hybonet {
     float *cls_bias, *gcls_bias;       /* (C) views */
     int64_t cls_offset;                /* offset of the Riemannian block in params */
     /* scratch, all (n x dim) unless noted */
-    float *g0, *g1;
-    float *wt;           /* (max din x dim) transposed first-layer weight */
-    double *gwt;         /* (max din x dim) transposed weight gradient, summed in double */
+    float *g0, *g1;      /* dL/dS of consecutive layers (backward) */
+    float *wt;           /* (max din x dim) the current layer's weight, transposed */
+    double *gwt;         /* (max(max din, 16) x dim) transposed weight gradient, summed in
+                            double */
     float *gw;           /* (dim x max din) weight gradient handed to sst/ */
     float *logits;       /* (n x C) */
     float *dlogits;      /* (n x C) scratch: logit gradients of the loss's rows, compacted */

@@ -111,21 +111,21 @@ void hg_k_lorentz_stabilize(const hg_kctx *k, float *x, float *m, int64_t n, int
  * One pass over the rows per kernel. Width d = 16 (every reference run) takes a vector path that
  * computes the per-row scalars (norms, sigmoid, square roots) of 16 rows at once; any other
  * width takes a scalar path with the same results up to float rounding. Widths up to
- * HG_LORENTZ_MAX_D. Row sums of d products stay in float (d eps relative, far below the float32
- * storage error of the inputs); sums over rows (parameter gradients) and over more than
- * HG_K_FLOAT_RUN neighbours accumulate in double. */
+ * HG_LORENTZ_MAX_D. Sums of up to HG_K_FLOAT_RUN terms stay in float (that many eps relative at
+ * most, below the float32 storage error of the inputs); longer ones (parameter gradients over
+ * the rows, hubs' neighbours, wide products) add their float runs into double. */
 
 /* Widest row the fused kernels and the Riemannian step take (dim is checked against it). */
 #define HG_LORENTZ_MAX_D 1024
 /* Longest run of terms summed in float before it is added into a double accumulator. */
 #define HG_K_FLOAT_RUN 64
 
-/* LorentzLinear with a dense input x (n x din), weight W (d x din), bias b (d, or NULL), log
- * scale s: hd (=) dropout(act(x)) with the element mask of hg_k_dropout over the n x din array
- * (act = ReLU when relu, else identity); z (=) hd W^T + b; y (=) head(z) as
+/* LorentzLinear with a dense input x (n x din), the transposed weight Wt = W^T (din x d), bias b
+ * (d, or NULL), log scale s: hd (=) dropout(act(x)) with the element mask of hg_k_dropout over
+ * the n x din array (act = ReLU when relu, else identity); z (=) hd Wt + b; y (=) head(z) as
  * hg_k_lorentz_linear_head_forward. hd may be NULL when !relu and p == 0 (x is then the input). */
 void hg_k_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
-                                 const float *W, const float *b, float s, int relu, float p,
+                                 const float *Wt, const float *b, float s, int relu, float p,
                                  uint64_t seed, int64_t n, int64_t din, int64_t d);
 /* The same with a sparse input X (CSR, n x din) and the transposed weight Wt (din x d):
  * z (=) X Wt + b, y (=) head(z). */

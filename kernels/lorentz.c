@@ -1,5 +1,7 @@
-/* lorentz.c - CPU reference kernels of the Lorentz model (curvature -1), DESIGN.md section 3.
- * Row-wise maps over n points of width d (coordinate 0 is time). Per-row arithmetic in double. */
+/* lorentz.c - CPU reference kernels of the Lorentz model (curvature -1), DESIGN.md section 3,
+ * and the fused HyboNet layer kernels built on them. Row-wise maps over n points of width d
+ * (coordinate 0 is time); per-row arithmetic in double on the generic-width paths, in float on
+ * the 16-wide ones (see below). */
 #include <math.h>
 #include <string.h>
 
@@ -21,8 +23,6 @@
 typedef float v16f __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 typedef int64_t v8l __attribute__((vector_size(64)));
-typedef uint64_t v8u __attribute__((vector_size(64)));
-typedef int32_t v8i __attribute__((vector_size(32)));
 typedef double v8d __attribute__((vector_size(64)));
 static const v16f SPACE16 = {0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 static const v16f ETA16 = {-1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
@@ -410,6 +410,24 @@ static inline int block_rows(int64_t i0, int64_t n) { return n - i0 < BLK ? (int
  * sc[b ^ 1] those of the one before. */
 #define FOR_BLOCKS_PIPELINED(i0, b, n) for (int64_t i0 = 0, b = 0; i0 < (n) + BLK; i0 += BLK, b ^= 1)
 
+/* <x, y>_L of d-vectors in 16-wide float chunks (a vector of partial sums, then a tree): the
+ * generic-width products of the decoders. */
+static inline float inner16(const float *restrict x, const float *restrict y, int64_t d)
+{
+    v16f acc = ZERO16;
+    int64_t j = 0;
+    if (d >= 16) {
+        acc = load16(x) * ETA16 * load16(y);
+        j = 16;
+    }
+    for (; j + 16 <= d; j += 16)
+        acc = vfma(load16(x + j), load16(y + j), acc);
+    float s = hsum16(acc);
+    for (; j < d; j++)
+        s += (j == 0 ? -x[j] : x[j]) * y[j];
+    return s;
+}
+
 static inline double inner(const float *restrict x, const float *restrict y, int64_t d)
 {
     double s = -(double)x[0] * y[0];
@@ -600,14 +618,6 @@ void hg_k_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *do
 
 /* ---- fused HyboNet layer kernels ---- */
 
-/* 16 x 16 transpose: t[k][o] = W[o][k]. */
-static inline void transpose16(v16f *t, const float *W)
-{
-    for (int k = 0; k < 16; k++)
-        for (int o = 0; o < 16; o++)
-            t[k][o] = W[o * 16 + k];
-}
-
 /* z row = b + sum_k h[k] wt[k] (two accumulators for a shorter dependency chain). */
 static inline v16f matvec16(const v16f *wt, const float *restrict h, v16f b)
 {
@@ -620,12 +630,13 @@ static inline v16f matvec16(const v16f *wt, const float *restrict h, v16f b)
 }
 
 static void linear_forward16(float *restrict hd, float *restrict z, float *restrict y,
-                             const float *restrict x, const float *restrict W,
+                             const float *restrict x, const float *restrict Wt,
                              const float *restrict b, float es, int relu, float p, uint64_t seed,
                              int64_t n)
 {
     v16f wt[16];
-    transpose16(wt, W);
+    for (int kk = 0; kk < 16; kk++)
+        wt[kk] = load16(Wt + kk * 16);
     const v16f bv = b ? load16(b) : ZERO16;
     const float *h = hd ? hd : x;
     head_fwd_sc sc[2];
@@ -665,42 +676,82 @@ static void linear_forward16(float *restrict hd, float *restrict z, float *restr
 }
 
 /* Scratch rows of the generic (d != 16) paths. */
+/* Largest weight (din x d floats) whose gradient partials the generic backward keeps on the
+ * stack. */
+#define HG_K_GW_FLOATS 4096
+
 typedef struct {
     double acc[HG_LORENTZ_MAX_D];
-    float a[HG_LORENTZ_MAX_D], b[HG_LORENTZ_MAX_D], c[HG_LORENTZ_MAX_D];
+    float f[HG_LORENTZ_MAX_D], a[HG_LORENTZ_MAX_D], b[2 * HG_LORENTZ_MAX_D], c[HG_LORENTZ_MAX_D];
 } row_scratch;
 
+/* out (d) = b (NULL: 0) + sum_{q < nterms} coef[q] X[row(q)] with row(q) = idx[q] (or q when idx
+ * is NULL), X rows of width d: float runs of HG_K_FLOAT_RUN terms (vectorisable over the row)
+ * added into double. The generic-width form of gather_row16 and of the 16 x 16 products. */
+static void axpy_rows(float *restrict out, const float *b, int64_t nterms, const float *coef,
+                      const int32_t *idx, const float *X, int64_t d, row_scratch *sc)
+{
+    if (nterms <= HG_K_FLOAT_RUN) { /* one run: straight into out */
+        for (int64_t o = 0; o < d; o++)
+            out[o] = b ? b[o] : 0.0f;
+        for (int64_t q = 0; q < nterms; q++) {
+            const float a = coef[q];
+            const float *x = X + (idx ? (int64_t)idx[q] : q) * d;
+            for (int64_t o = 0; o < d; o++)
+                out[o] += a * x[o];
+        }
+        return;
+    }
+    for (int64_t o = 0; o < d; o++) {
+        sc->acc[o] = b ? b[o] : 0.0;
+        sc->f[o] = 0.0f;
+    }
+    for (int64_t q0 = 0; q0 < nterms; q0 += HG_K_FLOAT_RUN) {
+        const int64_t q1 = q0 + HG_K_FLOAT_RUN < nterms ? q0 + HG_K_FLOAT_RUN : nterms;
+        for (int64_t q = q0; q < q1; q++) {
+            const float a = coef[q];
+            const float *x = X + (idx ? (int64_t)idx[q] : q) * d;
+            for (int64_t o = 0; o < d; o++)
+                sc->f[o] += a * x[o];
+        }
+        for (int64_t o = 0; o < d; o++) {
+            sc->acc[o] += sc->f[o];
+            sc->f[o] = 0.0f;
+        }
+    }
+    for (int64_t o = 0; o < d; o++)
+        out[o] = (float)sc->acc[o];
+}
+
 void hg_k_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
-                                 const float *W, const float *b, float s, int relu, float p,
+                                 const float *Wt, const float *b, float s, int relu, float p,
                                  uint64_t seed, int64_t n, int64_t din, int64_t d)
 {
     (void)k;
     const double es = exp((double)s);
     if (d == 16 && din == 16) {
-        linear_forward16(hd, z, y, x, W, b, (float)es, relu, p, seed, n);
+        linear_forward16(hd, z, y, x, Wt, b, (float)es, relu, p, seed, n);
         return;
     }
     if (d > HG_LORENTZ_MAX_D || din > HG_LORENTZ_MAX_D)
         return; /* the caller validates dim against this limit */
+    row_scratch scratch, *sc = &scratch;
     for (int64_t i = 0; i < n; i++) {
         const float *h = x + i * din;
         if (hd) {
+            hg_k_dropout_mask(sc->c, i * din, din, p, seed);
             for (int64_t j = 0; j < din; j++) {
                 float v = h[j];
                 if (relu)
                     v = v > 0.0f ? v : 0.0f;
-                hd[i * din + j] = v * hg_k_dropout_scale(i * din + j, p, seed);
+                hd[i * din + j] = v * sc->c[j];
             }
             h = hd + i * din;
         }
-        float *zi = z + i * d;
-        for (int64_t o = 0; o < d; o++) {
-            double acc = b ? b[o] : 0.0;
-            for (int64_t j = 0; j < din; j++)
-                acc += (double)h[j] * W[o * din + j];
-            zi[o] = (float)acc;
-        }
-        head_forward_row(y + i * d, zi, es, d);
+        axpy_rows(z + i * d, b, din, h, NULL, Wt, d, sc); /* b + sum_j h_j Wt_j */
+        if (i % BLK == BLK - 1 || i == n - 1) /* the heads of a block of rows together: their */
+            for (int64_t r = i / BLK * BLK; r <= i; r++) /* scalar chains then overlap */
+                head_forward_row(y + r * d, z + r * d, es, d);
     }
 }
 
@@ -738,15 +789,11 @@ void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const
         return;
     row_scratch scratch, *sc = &scratch;
     for (int64_t i = 0; i < n; i++) {
-        for (int64_t o = 0; o < d; o++)
-            sc->acc[o] = b ? b[o] : 0.0;
-        for (int64_t q = rowptr[i]; q < rowptr[i + 1]; q++)
-            for (int64_t o = 0; o < d; o++)
-                sc->acc[o] += (double)val[q] * Wt[(int64_t)col[q] * d + o];
-        float *zi = z + i * d;
-        for (int64_t o = 0; o < d; o++)
-            zi[o] = (float)sc->acc[o];
-        head_forward_row(y + i * d, zi, es, d);
+        axpy_rows(z + i * d, b, rowptr[i + 1] - rowptr[i], val + rowptr[i], col + rowptr[i], Wt,
+                  d, sc);
+        if (i % BLK == BLK - 1 || i == n - 1)
+            for (int64_t r = i / BLK * BLK; r <= i; r++)
+                head_forward_row(y + r * d, z + r * d, es, d);
     }
 }
 
@@ -786,15 +833,11 @@ void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int6
         return;
     row_scratch scratch, *sc = &scratch;
     for (int64_t i = 0; i < n; i++) {
-        for (int64_t j = 0; j < d; j++)
-            sc->acc[j] = 0.0;
-        for (int64_t q = rowptr[i]; q < rowptr[i + 1]; q++)
-            for (int64_t j = 0; j < d; j++)
-                sc->acc[j] += (double)val[q] * y[(int64_t)col[q] * d + j];
-        float *si = S + i * d;
-        for (int64_t j = 0; j < d; j++)
-            si[j] = (float)sc->acc[j];
-        centroid_forward_row(out + i * d, si, d);
+        axpy_rows(S + i * d, NULL, rowptr[i + 1] - rowptr[i], val + rowptr[i], col + rowptr[i], y,
+                  d, sc);
+        if (i % BLK == BLK - 1 || i == n - 1)
+            for (int64_t r = i / BLK * BLK; r <= i; r++)
+                centroid_forward_row(out + r * d, S + r * d, d);
     }
 }
 
@@ -960,30 +1003,45 @@ void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, floa
         return;
     row_scratch scratch, *sc = &scratch;
     double gsd = 0.0, gbd[HG_LORENTZ_MAX_D] = {0};
+    /* float partials of the weight gradient when they fit on the stack (width <= 64) */
+    float gf[HG_K_GW_FLOATS], *Gf = din * d <= HG_K_GW_FLOATS ? gf : NULL;
+    if (Gf)
+        memset(gf, 0, (size_t)(din * d) * sizeof *gf);
     memset(gWt, 0, (size_t)(din * d) * sizeof *gWt);
     for (int64_t i = 0; i < n; i++) {
-        for (int64_t j = 0; j < d; j++)
-            sc->acc[j] = 0.0;
-        for (int64_t q = t_rowptr[i]; q < t_rowptr[i + 1]; q++)
-            for (int64_t j = 0; j < d; j++)
-                sc->acc[j] += (double)t_val[q] * gS[(int64_t)t_col[q] * d + j];
         float *dy = sc->a, *dz = sc->b;
-        for (int64_t j = 0; j < d; j++)
-            dy[j] = (float)sc->acc[j];
+        axpy_rows(dy, NULL, t_rowptr[i + 1] - t_rowptr[i], t_val + t_rowptr[i],
+                  t_col + t_rowptr[i], gS, d, sc);
         gsd += head_backward_row(dz, dy, z + i * d, es, d);
         const float *h = hd + i * din;
-        for (int64_t o = 0; o < d; o++) {
+        for (int64_t o = 0; o < d; o++)
             gbd[o] += dz[o];
-            for (int64_t j = 0; j < din; j++)
-                gWt[j * d + o] += (double)h[j] * dz[o];
+        if (Gf) { /* rows of gWt (vectorisable): float runs of rows, flushed into double */
+            for (int64_t j = 0; j < din; j++) {
+                const float hj = h[j];
+                float *g = Gf + j * d;
+                for (int64_t o = 0; o < d; o++)
+                    g[o] += hj * dz[o];
+            }
+            if (i % HG_K_FLOAT_RUN == HG_K_FLOAT_RUN - 1 || i == n - 1)
+                for (int64_t q = 0; q < din * d; q++) {
+                    gWt[q] += Gf[q];
+                    Gf[q] = 0.0f;
+                }
+        } else {
+            for (int64_t j = 0; j < din; j++) {
+                const double hj = h[j];
+                double *g = gWt + j * d;
+                for (int64_t o = 0; o < d; o++)
+                    g[o] += hj * dz[o];
+            }
         }
         if (gx) {
-            float *dx = S_prev ? sc->c : gx + i * din;
+            float *dx = S_prev ? sc->c : gx + i * din, *mask = dz + d; /* dz: d of 2d floats */
+            axpy_rows(dx, NULL, d, dz, NULL, W, din, sc); /* dz W */
+            hg_k_dropout_mask(mask, i * din, din, p, seed);
             for (int64_t j = 0; j < din; j++) {
-                double acc = 0.0;
-                for (int64_t o = 0; o < d; o++)
-                    acc += (double)dz[o] * W[o * din + j];
-                float g = (float)acc * hg_k_dropout_scale(i * din + j, p, seed);
+                float g = dx[j] * mask[j];
                 dx[j] = relu && !(x[i * din + j] > 0.0f) ? 0.0f : g;
             }
             if (S_prev)
@@ -1054,14 +1112,9 @@ void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, 
     row_scratch scratch, *sc = &scratch;
     double gsd = 0.0, gbd[HG_LORENTZ_MAX_D] = {0};
     for (int64_t i = 0; i < n; i++) {
-        for (int64_t j = 0; j < d; j++)
-            sc->acc[j] = 0.0;
-        for (int64_t q = t_rowptr[i]; q < t_rowptr[i + 1]; q++)
-            for (int64_t j = 0; j < d; j++)
-                sc->acc[j] += (double)t_val[q] * gS[(int64_t)t_col[q] * d + j];
         float *dy = sc->a, *dzi = dz + i * d;
-        for (int64_t j = 0; j < d; j++)
-            dy[j] = (float)sc->acc[j];
+        axpy_rows(dy, NULL, t_rowptr[i + 1] - t_rowptr[i], t_val + t_rowptr[i],
+                  t_col + t_rowptr[i], gS, d, sc);
         gsd += head_backward_row(dzi, dy, z + i * d, es, d);
         for (int64_t o = 0; o < d; o++)
             gbd[o] += dzi[o];
@@ -1150,6 +1203,9 @@ double hg_k_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_ne
     (void)k;
     double loss = 0.0;
     if (d == 16) {
+        const v8l LANES8 = {0, 1, 2, 3, 4, 5, 6, 7};
+        const v8d md = {margin, margin, margin, margin, margin, margin, margin, margin};
+        v8d lossl = {0}, lossh = {0}; /* couple e adds to lane e mod 16 */
         for (int64_t e0 = 0; e0 < count; e0 += BLK) {
             const int nb = count - e0 < BLK ? (int)(count - e0) : BLK;
             v16f pp[BLK], pn[BLK];
@@ -1163,25 +1219,31 @@ double hg_k_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_ne
                 pn[r] = load16(X + (int64_t)b[0] * 16) * load16(X + (int64_t)b[1] * 16) * ETA16;
             }
             const v16f sp = 2.0f + 2.0f * rsum16(pp), sn = 2.0f + 2.0f * rsum16(pn);
-            float spa[BLK], sna[BLK];
-            store16(spa, sp);
-            store16(sna, sn);
-            memcpy(s_pos + e0, spa, (size_t)nb * sizeof *spa);
-            memcpy(s_neg + e0, sna, (size_t)nb * sizeof *sna);
+            store_first16(s_pos + e0, sp, nb);
+            store_first16(s_neg + e0, sn, nb);
+            /* hinges in double, lane-wise; the lanes past nb are masked off */
+            const v8d tl = md - __builtin_convertvector(SHUF(sp, sp, 0, 1, 2, 3, 4, 5, 6, 7), v8d) +
+                           __builtin_convertvector(SHUF(sn, sn, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
+            const v8d th = md -
+                           __builtin_convertvector(SHUF(sp, sp, 8, 9, 10, 11, 12, 13, 14, 15), v8d) +
+                           __builtin_convertvector(SHUF(sn, sn, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
+            const v8l al = (tl > 0.0) & (LANES8 < nb), ah = (th > 0.0) & (LANES8 + 8 < nb);
+            lossl += (v8d)((v8l)tl & al);
+            lossh += (v8d)((v8l)th & ah);
+            if (!dX)
+                continue;
             unsigned active = 0;
-            for (int r = 0; r < nb; r++) {
-                double t = (double)margin - spa[r] + sna[r];
-                active |= (unsigned)(t > 0.0) << r;
-                loss += t > 0.0 ? t : 0.0;
+            for (int r = 0; r < 8; r++)
+                active |= (unsigned)(al[r] & 1) << r | (unsigned)(ah[r] & 1) << (r + 8);
+            for (; active; active &= active - 1) {
+                const int64_t e = e0 + __builtin_ctz(active);
+                pair_grad16(dX, X, pos + 2 * e, -2.0f * w);
+                pair_grad16(dX, X, neg + 2 * e, 2.0f * w);
             }
-            if (dX)
-                for (; active; active &= active - 1) {
-                    const int64_t e = e0 + __builtin_ctz(active);
-                    pair_grad16(dX, X, pos + 2 * e, -2.0f * w);
-                    pair_grad16(dX, X, neg + 2 * e, 2.0f * w);
-                }
         }
-        return loss;
+        /* the lane sums, in a fixed order */
+        const v8d t = lossl + lossh;
+        return ((t[0] + t[4]) + (t[2] + t[6])) + ((t[1] + t[5]) + (t[3] + t[7]));
     }
     for (int64_t e = 0; e < count; e++) {
         const int32_t *a = pos + 2 * e, *b = neg + 2 * e;
@@ -1229,8 +1291,7 @@ void hg_k_lorentz_class_logits(const hg_kctx *k, float *logits, const float *X, 
     }
     for (int64_t i = 0; i < n; i++)
         for (int64_t c = 0; c < C; c++)
-            logits[i * C + c] =
-                (float)(2.0 + 2.0 * inner(X + i * d, P + c * d, d)) + (b ? b[c] : 0.0f);
+            logits[i * C + c] = 2.0f + 2.0f * inner16(X + i * d, P + c * d, d) + (b ? b[c] : 0.0f);
 }
 
 void hg_k_lorentz_class_logits_backward(const hg_kctx *k, float *dX, float *dP, float *db,

@@ -113,13 +113,9 @@ static int rank_binary(int64_t *npos, const char *who, const double *out, const 
 
 /* sklearn roc_auc_score (binary): trapezoid rule over the ROC points at distinct thresholds.
  * With integer counts, area * 2PN = sum_k (FP_k - FP_{k-1}) (TP_k + TP_{k-1}). */
-int hg_metric_roc_auc(double *out, const float *scores, const uint8_t *labels, int64_t n,
-                      int64_t *idx)
+static int roc_auc_ranked(double *out, const float *scores, const uint8_t *labels, int64_t n,
+                          const int64_t *idx, int64_t npos)
 {
-    int64_t npos = 0;
-    int rc = rank_binary(&npos, "hg_metric_roc_auc", out, scores, labels, n, idx);
-    if (rc != HG_OK)
-        return rc;
     int64_t nneg = n - npos;
     if (npos == 0 || nneg == 0)
         return HG_ERRORF(HG_EINVAL,
@@ -142,15 +138,19 @@ int hg_metric_roc_auc(double *out, const float *scores, const uint8_t *labels, i
     return HG_OK;
 }
 
-/* sklearn average_precision_score (binary): -sum(diff(recall) * precision[:-1]) over
- * precision_recall_curve, i.e. sum_k (R_k - R_{k-1}) P_k at distinct thresholds, descending. */
-int hg_metric_average_precision(double *out, const float *scores, const uint8_t *labels,
-                                int64_t n, int64_t *idx)
+int hg_metric_roc_auc(double *out, const float *scores, const uint8_t *labels, int64_t n,
+                      int64_t *idx)
 {
     int64_t npos = 0;
-    int rc = rank_binary(&npos, "hg_metric_average_precision", out, scores, labels, n, idx);
-    if (rc != HG_OK)
-        return rc;
+    int rc = rank_binary(&npos, "hg_metric_roc_auc", out, scores, labels, n, idx);
+    return rc != HG_OK ? rc : roc_auc_ranked(out, scores, labels, n, idx, npos);
+}
+
+/* sklearn average_precision_score (binary): -sum(diff(recall) * precision[:-1]) over
+ * precision_recall_curve, i.e. sum_k (R_k - R_{k-1}) P_k at distinct thresholds, descending. */
+static int average_precision_ranked(double *out, const float *scores, const uint8_t *labels,
+                                    int64_t n, const int64_t *idx, int64_t npos)
+{
     if (npos == 0)
         return HG_ERRORF(HG_EINVAL,
                          "hg_metric_average_precision: no positive label among %lld samples: "
@@ -170,4 +170,26 @@ int hg_metric_average_precision(double *out, const float *scores, const uint8_t 
     }
     *out = sum / (double)npos;
     return HG_OK;
+}
+
+int hg_metric_average_precision(double *out, const float *scores, const uint8_t *labels,
+                                int64_t n, int64_t *idx)
+{
+    int64_t npos = 0;
+    int rc = rank_binary(&npos, "hg_metric_average_precision", out, scores, labels, n, idx);
+    return rc != HG_OK ? rc : average_precision_ranked(out, scores, labels, n, idx, npos);
+}
+
+int hg_metric_roc_auc_ap(double *auc, double *ap, const float *scores, const uint8_t *labels,
+                         int64_t n, int64_t *idx)
+{
+    int64_t npos = 0;
+    int rc = rank_binary(&npos, "hg_metric_roc_auc_ap", auc, scores, labels, n, idx);
+    if (rc == HG_OK && !ap)
+        rc = HG_ERRORF(HG_EINVAL, "hg_metric_roc_auc_ap: NULL output");
+    if (rc == HG_OK)
+        rc = roc_auc_ranked(auc, scores, labels, n, idx, npos);
+    if (rc == HG_OK)
+        rc = average_precision_ranked(ap, scores, labels, n, idx, npos);
+    return rc;
 }

@@ -54,4 +54,9 @@ int hg_metric_roc_auc(double *out, const float *scores, const uint8_t *labels, i
 int hg_metric_average_precision(double *out, const float *scores, const uint8_t *labels,
                                 int64_t n, int64_t *idx);
 
+/* Both ranking metrics from one ranking (the sort dominates their cost): the same values as
+ * hg_metric_roc_auc and hg_metric_average_precision, the same errors. */
+int hg_metric_roc_auc_ap(double *auc, double *ap, const float *scores, const uint8_t *labels,
+                         int64_t n, int64_t *idx);
+
 #endif

@@ -127,6 +127,10 @@ static void check_rank_case(const float *s, const uint8_t *y, int64_t n, double 
                     (s[idx[k]] == s[idx[k + 1]] && idx[k] < idx[k + 1]));
     assert_int_equal(hg_metric_average_precision(&ap, s, y, n, idx), HG_OK);
     assert_close1(ap, want_ap, "average precision");
+    /* the combined call (one ranking) gives the same two values */
+    double auc2 = -1, ap2 = -1;
+    assert_int_equal(hg_metric_roc_auc_ap(&auc2, &ap2, s, y, n, idx), HG_OK);
+    assert_true(auc2 == auc && ap2 == ap);
 }
 
 static void test_auc_ap_distinct(void **state)

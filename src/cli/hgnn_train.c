@@ -41,7 +41,6 @@ typedef struct run {
     int64_t *rank_idx;   /* (2 * max eval pairs) */
     uint8_t *pair_label; /* (2 * max eval pairs) */
     int32_t *eval_pairs; /* (2 * 2 * max eval pairs) */
-    float *eval_score;   /* (2 * max eval pairs) */
     int32_t *train_neg;  /* (2 * n_train_pos) */
     /* best model */
     float *best_emb;     /* (n x dim) */
@@ -101,16 +100,12 @@ static int eval_lp(run *r, const int32_t *pos, const int32_t *neg, int64_t count
         out->roc_auc = out->ap = NAN;
         return HG_OK;
     }
+    /* the loss leaves the scores of the positives, then the negatives, in m->pair_score */
     out->loss = hg_hybonet_lp_loss(m, pos, neg, count, 0);
-    hg_hybonet_lp_scores(m, pos, count, r->eval_score);
-    hg_hybonet_lp_scores(m, neg, count, r->eval_score + count);
     for (int64_t e = 0; e < 2 * count; e++)
         r->pair_label[e] = e < count;
-    int rc = hg_metric_roc_auc(&out->roc_auc, r->eval_score, r->pair_label, 2 * count, r->rank_idx);
-    if (!rc)
-        rc = hg_metric_average_precision(&out->ap, r->eval_score, r->pair_label, 2 * count,
-                                         r->rank_idx);
-    return rc;
+    return hg_metric_roc_auc_ap(&out->roc_auc, &out->ap, m->pair_score, r->pair_label, 2 * count,
+                                r->rank_idx);
 }
 
 /* Evaluate the current model (no dropout) on val and, when asked, test. */
@@ -401,7 +396,6 @@ static int setup(run *r)
     r->pred = hg_calloc((size_t)d->n, sizeof *r->pred, "predictions");
     r->rank_idx = hg_calloc((size_t)neval, sizeof *r->rank_idx, "ranking workspace");
     r->pair_label = hg_calloc((size_t)neval, 1, "pair labels");
-    r->eval_score = hg_calloc((size_t)neval, sizeof(float), "pair scores");
     r->train_neg = hg_calloc((size_t)(2 * HG_MAX(d->n_train_pos, 1)), sizeof(int32_t), "negatives");
     r->best_emb = hg_calloc((size_t)(d->n * o->dim), sizeof(float), "best embeddings");
     r->snapshot = hg_calloc((size_t)r->snapshot_len, sizeof(float), "best parameters");
@@ -410,7 +404,7 @@ static int setup(run *r)
     for (int l = 0; l < m->cfg.nlayers; l++)
         max_w = HG_MAX(max_w, hg_linear_rows(m->layer[l].lin) * hg_linear_cols(m->layer[l].lin));
     r->prune_w = hg_calloc((size_t)max_w, sizeof(float), "pruned weight");
-    if (!r->pred || !r->rank_idx || !r->pair_label || !r->eval_score || !r->train_neg ||
+    if (!r->pred || !r->rank_idx || !r->pair_label || !r->train_neg ||
         !r->best_emb || !r->snapshot || !r->step_ms || !r->prune_w)
         rc = HG_ENOMEM;
 done:
@@ -421,7 +415,7 @@ static void run_destroy(run *r)
 {
     hg_hybonet_destroy(&r->model);
     hg_dataset_destroy(&r->data);
-    void *bufs[] = {r->pred, r->rank_idx, r->pair_label, r->eval_score, r->train_neg,
+    void *bufs[] = {r->pred, r->rank_idx, r->pair_label, r->train_neg,
                     r->best_emb, r->snapshot, r->step_ms, r->prune_w};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         hg_free(bufs[i]);
