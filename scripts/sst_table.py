@@ -66,6 +66,8 @@ def main():
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--quick", action="store_true", help="only the three settings of the issue")
     ap.add_argument("--extra", default="", help="options appended to every run")
+    ap.add_argument("--methods", default="full,lora,relora,sst",
+                    help="comma-separated subset of the methods to run")
     ap.add_argument("--outdir", default=os.path.join(ROOT, "scripts", "results"))
     ap.add_argument("--tag", default="sst_table", help="output file name stem")
     a = ap.parse_args()
@@ -73,10 +75,11 @@ def main():
         sys.exit("sst_table: %s not found; build first (scripts/setup.sh)" % a.bin)
     settings = QUICK if a.quick else SETTINGS
     extra = a.extra.split()
+    methods = [(m, r) for m, r in METHODS if m in a.methods.split(",")]
     jobs = []
     with cf.ThreadPoolExecutor(max_workers=a.jobs) as ex:
         for ds, task in settings:
-            for method, rank in METHODS:
+            for method, rank in methods:
                 for s in range(a.seeds):
                     seed = a.first_seed + s
                     fut = ex.submit(run_one, a.bin, ds, task, method, rank, seed, extra)
@@ -99,26 +102,26 @@ def main():
 
     head = "| setting | " + " | ".join(
         "full" if m == "full" else "%s r=%d" % ({"lora": "LoRA", "relora": "ReLoRA*",
-                                                 "sst": "SST"}[m], r) for m, r in METHODS) + " |"
+                                                 "sst": "SST"}[m], r) for m, r in methods) + " |"
     lines = ["Test metric (%%, mean ± std over %d seeds from %d), hgnn-train %s" %
              (a.seeds, a.first_seed, " ".join(extra) or "defaults"), "", head,
-             "|---" * (len(METHODS) + 1) + "|"]
+             "|---" * (len(methods) + 1) + "|"]
     for ds, task in settings:
         name = "%s %s %s" % (ds, task, "accuracy" if task == "nc" else "ROC AUC")
-        lines.append("| %s | " % name + " | ".join(fmt(vals(ds, task, m, r)) for m, r in METHODS)
+        lines.append("| %s | " % name + " | ".join(fmt(vals(ds, task, m, r)) for m, r in methods)
                      + " |")
         ref = REFERENCE.get((ds, task))
         if ref:
             lines.append("| (PyTorch reference) | " + " | ".join(
-                "%.1f" % ref[(m, r)] if (m, r) in ref else "-" for m, r in METHODS) + " |")
+                "%.1f" % ref[(m, r)] if (m, r) in ref else "-" for m, r in methods) + " |")
     lines.append("")
     lines.append("Trainable parameters / optimiser-state floats (first seed):")
     lines.append("")
     lines.append("| setting | " + " | ".join(h.strip() for h in head.split("|")[2:-1]) + " |")
-    lines.append("|---" * (len(METHODS) + 1) + "|")
+    lines.append("|---" * (len(methods) + 1) + "|")
     for ds, task in settings:
         cells = []
-        for m, rk in METHODS:
+        for m, rk in methods:
             rr = [r for k, r in results if k[:4] == (ds, task, m, rk)]
             cells.append("%d / %d" % (rr[0]["trainable_params"], rr[0]["optimizer_state_floats"])
                          if rr else "-")
@@ -134,7 +137,7 @@ def main():
           "| setting | method | " + " | ".join("K=%d" % k for k in PRUNE_K) + " | unpruned |",
           "|---|---" + "|---" * (len(PRUNE_K) + 1) + "|"]
     for ds, task in settings:
-        for m, rk in METHODS:
+        for m, rk in methods:
             if m not in ("full", "sst"):
                 continue
             rr = [r for k, r in results if k[:4] == (ds, task, m, rk)]
@@ -162,7 +165,7 @@ def main():
     fig, axes = plt.subplots(1, len(settings), figsize=(3.2 * len(settings), 3.4), squeeze=False)
     for ax, (ds, task) in zip(axes[0], settings):
         labels, means, errs = [], [], []
-        for m, rk in METHODS:
+        for m, rk in methods:
             v = vals(ds, task, m, rk)
             labels.append("full" if m == "full" else "%s\nr=%d" % (m, rk))
             means.append(statistics.mean(v))
