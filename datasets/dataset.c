@@ -1055,7 +1055,7 @@ int hg_dataset_load(hg_dataset *d, const hg_dataset_opts *o)
 
     /* features */
     if (o->use_feats) {
-        HG_CHECK(make_path(path, o->dir, "features.mtx"));
+        HG_CHECK(make_path(path, o->dir, o->features_file ? o->features_file : "features.mtx"));
         if (!file_exists(path)) {
             rc = HG_ERRORF(HG_EIO, "%s: not found: this dataset has no features; use --use-feats 0 "
                            "(identity features)", path);

@@ -52,6 +52,7 @@ typedef struct hg_dataset_opts {
     int augment_degree;    /* append one-hot(min(deg, 5)) (6 cols) and a constant 1 column
                               (Airport); deg counts neighbours in the (training) graph plus a
                               listed self-loop */
+    const char *features_file; /* feature file name inside dir; NULL = "features.mtx" */
     const char *split_file;/* NC: split file name inside dir ("split_hybonet.txt"); NULL or a
                               missing file: random split by val_prop/test_prop */
     double val_prop, test_prop; /* NC random split (DESIGN 3) or LP edge split (0.05 / 0.10) */

@@ -405,6 +405,12 @@ def convert_airport(name, src, out):
         os.path.join(out, "features.mtx"), feats,
         "%s features = columns 0..3 of node attribute 'feat' (%s, raw) from HazyResearch/hgcn "
         "data/%s/%s.p" % (name, feats.dtype, name, name))
+    # HGCN's link-prediction loader (return_label=False) keeps every column of 'feat'
+    write_features(
+        os.path.join(out, "features_lp.mtx"), feat,
+        "%s link-prediction features = all columns of node attribute 'feat' (%s, raw) from "
+        "HazyResearch/hgcn data/%s/%s.p (load_data_airport with return_label=False)"
+        % (name, feat.dtype, name, name))
     write_labels(out, labels)
     write_lines(os.path.join(out, "node_ids.txt"), (str(u) for u in order))
     return ("%d nodes, %d edges, %d self-loops, features %dx%d nnz %d (%s), %d classes"

@@ -72,6 +72,9 @@ check() {
         for got in "$out"/*; do
             f=$(basename "$got")
             if [ ! -e "$refdir/$f" ]; then
+                # files the project adds beyond ../shared/datasets (features_lp.mtx) are checked
+                # against the bundled copy only
+                [ "$refdir" = "$REF/$name" ] && [ -e "$BUNDLED/$name/$f" ] && continue
                 echo "FAIL: $name: produced $f, which $refdir does not have"
                 ok=0
             elif ! cmp -s "$got" "$refdir/$f"; then

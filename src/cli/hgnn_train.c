@@ -318,13 +318,22 @@ static int load(run *r)
     dopt.name = o->dataset;
     dopt.task = o->task;
     dopt.use_feats = o->use_feats;
+    dopt.features_file = o->features_file;
+    if (!dopt.features_file && o->task == HG_TASK_LP) { /* the LP loader's own features if any */
+        char p[4200];
+        snprintf(p, sizeof p, "%s/features_lp.mtx", r->data_dir);
+        if (stat(p, &st) == 0)
+            dopt.features_file = "features_lp.mtx";
+    }
     if (dopt.use_feats < 0) { /* auto: features when the file exists */
         char p[4200];
-        snprintf(p, sizeof p, "%s/features.mtx", r->data_dir);
+        snprintf(p, sizeof p, "%s/%s", r->data_dir,
+                 dopt.features_file ? dopt.features_file : "features.mtx");
         dopt.use_feats = stat(p, &st) == 0;
         if (!dopt.use_feats && !o->quiet)
-            fprintf(stderr, "hgnn-train: note: %s has no features.mtx: identity features "
-                            "(--use-feats 0)\n", r->data_dir);
+            fprintf(stderr, "hgnn-train: note: %s has no %s: identity features "
+                            "(--use-feats 0)\n", r->data_dir,
+                    dopt.features_file ? dopt.features_file : "features.mtx");
     }
     dopt.normalize_feats = o->normalize_feats;
     dopt.augment_degree = o->augment_degree;

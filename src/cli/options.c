@@ -59,6 +59,9 @@ void hg_train_options_usage(void)
         "  --task nc|lp            node classification or link prediction (default: nc, or lp\n"
         "                          for disease_lp)\n"
         "  --use-feats 0|1         0: identity features (default: 1 when features.mtx exists)\n"
+        "  --features-file NAME    feature file in the data dir (default features.mtx; for lp\n"
+        "                          features_lp.mtx when present: Airport's LP loader keeps a\n"
+        "                          fifth column)\n"
         "  --normalize-feats 0|1   row-normalise features\n"
         "  --degree-features 0|1   append one-hot(min(degree,5)) and a 1 column (airport: 1)\n"
         "  --split-file NAME       node split file in the data dir (default split_hybonet.txt,\n"
@@ -269,6 +272,8 @@ int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
             set |= SET_AUG;
         } else if (IS("--split-file"))
             o->split_file = val;
+        else if (IS("--features-file"))
+            o->features_file = val;
         else if (IS("--nc-split")) {
             if (!strcmp(val, "disjoint"))
                 o->nc_split_reference = 0;

@@ -28,6 +28,7 @@ typedef struct hg_train_options {
     int use_feats;         /* -1: auto (1 when features.mtx exists) */
     int normalize_feats, augment_degree;
     const char *split_file;
+    const char *features_file;
     int nc_split_reference;
     double val_prop, test_prop;
     hg_neg_pool neg_pool;
