@@ -262,6 +262,11 @@ void hg_hybonet_destroy(hg_hybonet *m)
 
 static uint64_t dropout_seed_of(uint64_t seed, int l) { return hg_rng_derive(seed, STREAM_DROPOUT + (uint64_t)l); }
 
+uint64_t hg_hybonet_dropout_seed(uint64_t dropout_seed, int l)
+{
+    return dropout_seed_of(dropout_seed, l);
+}
+
 /* W (dim x din) -> wt (din x dim) */
 static void transpose(float *dst, const float *src, int64_t rows, int64_t cols)
 {

@@ -65,7 +65,7 @@ typedef struct hg_hybonet {
     float *emb;          /* (n x dim) final embeddings (= last layer's out) */
     float *demb;         /* (n x dim) dL/demb, filled by the losses */
     /* ordinary parameters in one buffer per role: per layer bias (dim) and scale (1); decoder
-       class points (C x dim, Riemannian) and class biases (C) */
+       class biases (C), then the class points (C x dim, Riemannian, from cls_offset) */
     float *params, *grads, *m, *v;
     int64_t nparams;
     float *cls, *gcls, *cls_m, *cls_v; /* class points (C x dim): views; cls_v has one per point */
@@ -99,6 +99,11 @@ void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed);
 /* Backward from m->demb through every layer (same train/dropout_seed as the forward);
  * parameter gradients (+=). */
 void hg_hybonet_backward(hg_hybonet *m, int train, uint64_t dropout_seed);
+/* The seed of layer l's dropout mask in a forward/backward called with dropout_seed: element e
+ * of that layer's input is scaled by hg_k_dropout_scale(e, cfg.dropout, this seed), where e
+ * counts row-major over the n x din input for l > 0, and over the stored entries of the sparse
+ * input point m->x0 (its value array, in CSR order) for l = 0. */
+uint64_t hg_hybonet_dropout_seed(uint64_t dropout_seed, int l);
 
 /* Node classification: logits l_c(x) = 2 + 2<x, p_c>_L + b_c for every node (m->logits), margin
  * loss mean_{i in idx, c} relu(margin - l_{y_i} + l_c). want_grad: m->demb (=) and the decoder's
