@@ -18,11 +18,12 @@ typedef enum { HG_DEVICE_CPU = 0, HG_DEVICE_CUDA = 1 } hg_device;
 
 typedef struct hg_kctx {
     hg_device device;
-    int threads;  /* CPU threads for BLAS and the CSR kernels (>= 1) */
+    int threads;  /* CPU threads of our own parallel loops (>= 1); results never depend on it */
     void *device_state; /* backend-owned handles/streams/workspace; NULL on the CPU */
 } hg_kctx;
 
-/* Set the thread count of the BLAS library and of our own parallel loops. */
+/* Set the thread count of our own parallel loops. BLAS always runs on one thread: OpenBLAS's
+ * results depend on its thread count. */
 void hg_k_set_threads(hg_kctx *k, int threads);
 
 /* C = alpha * op(A) op(B) + beta * C, row-major; op(A) is M x K, op(B) is K x N.
