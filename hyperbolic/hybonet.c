@@ -227,8 +227,9 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
     m->max_pairs = max_pairs;
     m->pair_score = alloc_f(max_pairs, "pair scores");
     m->ws = alloc_f(hg_k_workspace_floats(n), "kernel workspace");
+    m->pair_ws = alloc_f(hg_k_pair_workspace_floats((max_pairs + 1) / 2), "pair workspace");
     if (!m->demb || !m->g0 || !m->g1 || !m->wt || !m->gwt || !m->gw || !m->logits ||
-        !m->dlogits || !m->pair_score || !m->ws)
+        !m->dlogits || !m->pair_score || !m->ws || !m->pair_ws)
         rc = HG_ENOMEM;
 done:
     hg_free(w_init);
@@ -255,7 +256,7 @@ void hg_hybonet_destroy(hg_hybonet *m)
     hg_free(m->gwt);
     float *bufs[] = {m->x0_drop, m->x0t_drop, m->x0_dense, m->w0_pad, m->params, m->grads, m->m,
                      m->v, m->cls_v, m->demb, m->g0, m->g1, m->wt, m->gw, m->logits, m->dlogits,
-                     m->pair_score, m->ws};
+                     m->pair_score, m->ws, m->pair_ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         hg_free(bufs[i]);
     memset(m, 0, sizeof *m);
@@ -436,7 +437,8 @@ double hg_hybonet_lp_loss(hg_hybonet *m, const int32_t *pos, const int32_t *neg,
         memset(m->demb, 0, (size_t)(m->cfg.n * m->cfg.dim) * sizeof(float));
     double hinge = hg_k_lorentz_pair_margin_loss(m->k, m->pair_score, m->pair_score + count,
                                                  want_grad ? m->demb : NULL, m->emb, pos, neg,
-                                                 count, margin, (float)w, m->cfg.dim);
+                                                 count, margin, (float)w, m->cfg.n, m->cfg.dim,
+                                                 m->pair_ws);
     return ((double)count * fmax((double)margin, 0.0) + hinge) * w;
 }
 

@@ -84,6 +84,8 @@ typedef struct hg_hybonet {
                             negatives */
     float *ws;           /* (hg_k_workspace_floats(n)) partial sums of the multi-threaded
                             kernels */
+    float *pair_ws;      /* (hg_k_pair_workspace_floats(max_pairs / 2)) hinges of the
+                            multi-threaded link-prediction loss */
     int64_t step;        /* optimiser steps taken */
 } hg_hybonet;
 

@@ -185,10 +185,13 @@ void hg_k_lorentz_pair_score_backward(const hg_kctx *k, float *dX, const float *
 /* Link-prediction margin loss over count couples (pos[e], neg[e]) of pairs of rows of X (n x d):
  * s_pos (=), s_neg (=) their scores (as hg_k_lorentz_pair_score); returns
  * sum_e relu(margin - s_pos[e] + s_neg[e]) (in double). dX (NULL: no gradient) (+=) w times the
- * gradient of that sum: for every active couple, in couple order, -w ds_pos/dX then w ds_neg/dX. */
+ * gradient of that sum: for every active couple, in couple order, -w ds_pos/dX then w ds_neg/dX.
+ * ws: hg_k_pair_workspace_floats(count) floats (the couples' hinges, for threads), or NULL. */
 double hg_k_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_neg, float *dX,
                                      const float *X, const int32_t *pos, const int32_t *neg,
-                                     int64_t count, float margin, float w, int64_t d);
+                                     int64_t count, float margin, float w, int64_t n, int64_t d,
+                                     float *ws);
+int64_t hg_k_pair_workspace_floats(int64_t count);
 
 /* Class logits l_ic = 2 + 2 <x_i, p_c>_L + b_c for n points X (n x d) and C points P (C x d),
  * b (C, or NULL): logits (=) (n x C). backward over the rows idx[0..nidx) given their logit

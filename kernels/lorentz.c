@@ -703,28 +703,48 @@ static inline void centroid_backward_row(float *restrict dS, const float *restri
         dS[j] = go[j] * rf + cf * si[j];
 }
 
+typedef struct {
+    float *dS;
+    const float *dout, *S;
+    int64_t n;
+} centroid_bwd_args;
+
+static void centroid_backward16(const centroid_bwd_args *a, int64_t r0, int64_t r1)
+{
+    float *restrict dS = a->dS;
+    const float *dout = a->dout, *S = a->S;
+    const int64_t n = a->n;
+    centroid_bwd_sc sc[2];
+    FOR_BLOCKS_PIPELINED_RANGE(i0, b, r0, r1) {
+        if (i0 < r1) {
+            const int nb = block_rows(i0, n);
+            v16f gob[BLK], sb[BLK];
+            for (int r = 0; r < BLK; r++) {
+                gob[r] = load_row16(dout, i0, r, nb);
+                sb[r] = load_row16(S, i0, r, nb);
+            }
+            centroid_bwd_scalars(&sc[b], gob, sb);
+        }
+        if (i0 > r0) {
+            const int64_t p0 = i0 - BLK;
+            centroid_bwd_out(dS + p0 * 16, dout + p0 * 16, S + p0 * 16, &sc[b ^ 1],
+                             block_rows(p0, n));
+        }
+    }
+}
+
+static void centroid_backward16_part(void *arg, int t, int T)
+{
+    const centroid_bwd_args *a = arg;
+    centroid_backward16(a, par_split(a->n, t, T, BLK, NULL), par_split(a->n, t + 1, T, BLK, NULL));
+}
+
 void hg_k_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *dout, const float *S,
                                     int64_t n, int64_t d)
 {
-    (void)k;
     if (d == 16) {
-        centroid_bwd_sc sc[2];
-        FOR_BLOCKS_PIPELINED(i0, b, n) {
-            if (i0 < n) {
-                const int nb = block_rows(i0, n);
-                v16f gob[BLK], sb[BLK];
-                for (int r = 0; r < BLK; r++) {
-                    gob[r] = load_row16(dout, i0, r, nb);
-                    sb[r] = load_row16(S, i0, r, nb);
-                }
-                centroid_bwd_scalars(&sc[b], gob, sb);
-            }
-            if (i0 > 0) {
-                const int64_t p0 = i0 - BLK;
-                centroid_bwd_out(dS + p0 * 16, dout + p0 * 16, S + p0 * 16, &sc[b ^ 1],
-                                 block_rows(p0, n));
-            }
-        }
+        centroid_bwd_args a = {dS, dout, S, n};
+        par_run(par_threads(k, n), centroid_backward16_part, &a);
         return;
     }
     for (int64_t i = 0; i < n; i++)
@@ -1485,51 +1505,132 @@ static inline void pair_grad16(float *restrict dX, const float *restrict X, cons
     store16(dX + v * 16, vfma(ce, xu, load16(dX + v * 16)));
 }
 
+int64_t hg_k_pair_workspace_floats(int64_t count)
+{
+    return (count + BLK - 1) / BLK * 32;
+}
+
+typedef struct {
+    float *s_pos, *s_neg, *dX;
+    const float *X;
+    const int32_t *pos, *neg;
+    int64_t count, n;
+    float margin, w;
+    double *hinge; /* (16 per block) the blocks' masked hinges, or NULL */
+    double loss;
+} pair_loss_args;
+
+/* Couples e0 .. e1 - 1 (e0 a multiple of BLK) of the 16-wide margin loss: scores, the hinges of
+ * each block into a->hinge (16 lanes, 0 where inactive) or, without it, into the running lane
+ * sums lossl/lossh and with dX the gradients of the active couples, in couple order. */
+static void pair_margin_loss16(pair_loss_args *a, int64_t e0, int64_t e1, v8d *lossl, v8d *lossh)
+{
+    const v8l LANES8 = {0, 1, 2, 3, 4, 5, 6, 7};
+    const double m = a->margin;
+    const v8d md = {m, m, m, m, m, m, m, m};
+    const float *X = a->X;
+    const int64_t count = a->count;
+    for (int64_t b0 = e0; b0 < e1; b0 += BLK) {
+        const int nb = count - b0 < BLK ? (int)(count - b0) : BLK;
+        v16f pp[BLK], pn[BLK];
+        for (int r = 0; r < BLK; r++) {
+            if (r >= nb) {
+                pp[r] = pn[r] = ZERO16;
+                continue;
+            }
+            const int32_t *pa = a->pos + 2 * (b0 + r), *pb = a->neg + 2 * (b0 + r);
+            pp[r] = load16(X + (int64_t)pa[0] * 16) * load16(X + (int64_t)pa[1] * 16) * ETA16;
+            pn[r] = load16(X + (int64_t)pb[0] * 16) * load16(X + (int64_t)pb[1] * 16) * ETA16;
+        }
+        const v16f sp = 2.0f + 2.0f * rsum16(pp), sn = 2.0f + 2.0f * rsum16(pn);
+        store_first16(a->s_pos + b0, sp, nb);
+        store_first16(a->s_neg + b0, sn, nb);
+        /* hinges in double, lane-wise; the lanes past nb are masked off */
+        const v8d tl = md - __builtin_convertvector(SHUF(sp, sp, 0, 1, 2, 3, 4, 5, 6, 7), v8d) +
+                       __builtin_convertvector(SHUF(sn, sn, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
+        const v8d th = md -
+                       __builtin_convertvector(SHUF(sp, sp, 8, 9, 10, 11, 12, 13, 14, 15), v8d) +
+                       __builtin_convertvector(SHUF(sn, sn, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
+        const v8l al = (tl > 0.0) & (LANES8 < nb), ah = (th > 0.0) & (LANES8 + 8 < nb);
+        if (a->hinge) {
+            store8d(a->hinge + b0, (v8d)((v8l)tl & al));
+            store8d(a->hinge + b0 + 8, (v8d)((v8l)th & ah));
+            continue;
+        }
+        *lossl += (v8d)((v8l)tl & al);
+        *lossh += (v8d)((v8l)th & ah);
+        if (!a->dX)
+            continue;
+        unsigned active = 0;
+        for (int r = 0; r < 8; r++)
+            active |= (unsigned)(al[r] & 1) << r | (unsigned)(ah[r] & 1) << (r + 8);
+        for (; active; active &= active - 1) {
+            const int64_t e = b0 + __builtin_ctz(active);
+            pair_grad16(a->dX, X, a->pos + 2 * e, -2.0f * a->w);
+            pair_grad16(a->dX, X, a->neg + 2 * e, 2.0f * a->w);
+        }
+    }
+}
+
+/* dX row u (+=) c eta X_v when r0 <= u < r1: one end of pair_grad16, for the rows one thread
+ * owns. */
+static inline void pair_grad16_rows(float *restrict dX, const float *restrict X, int64_t u,
+                                    int64_t v, float c, int64_t r0, int64_t r1)
+{
+    if (u >= r0 && u < r1)
+        store16(dX + u * 16, vfma(c * ETA16, load16(X + v * 16), load16(dX + u * 16)));
+}
+
+/* Thread t of T: the scores and hinges of its blocks; after a barrier, the loss (last thread) and
+ * the gradients of every active couple, in couple order, for its own range of rows of dX (each
+ * row then receives its terms in the one-thread order). */
+static void pair_margin_loss16_part(void *arg, int t, int T)
+{
+    pair_loss_args *a = arg;
+    const int64_t count = a->count;
+    pair_margin_loss16(a, par_split(count, t, T, BLK, NULL), par_split(count, t + 1, T, BLK, NULL),
+                       NULL, NULL);
+    par_barrier(T);
+    if (t == T - 1) {
+        v8d lossl = {0}, lossh = {0};
+        for (int64_t b0 = 0; b0 < count; b0 += BLK) {
+            lossl += load8d(a->hinge + b0);
+            lossh += load8d(a->hinge + b0 + 8);
+        }
+        const v8d s = lossl + lossh;
+        a->loss = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+    }
+    if (!a->dX)
+        return;
+    const int64_t r0 = par_split(a->n, t, T, BLK, NULL), r1 = par_split(a->n, t + 1, T, BLK, NULL);
+    const float cp = -2.0f * a->w, cn = 2.0f * a->w;
+    for (int64_t e = 0; e < count; e++) {
+        if (!(a->hinge[e] > 0.0)) /* inactive couples have a zero hinge */
+            continue;
+        const int32_t *p = a->pos + 2 * e, *q = a->neg + 2 * e;
+        pair_grad16_rows(a->dX, a->X, p[0], p[1], cp, r0, r1);
+        pair_grad16_rows(a->dX, a->X, p[1], p[0], cp, r0, r1);
+        pair_grad16_rows(a->dX, a->X, q[0], q[1], cn, r0, r1);
+        pair_grad16_rows(a->dX, a->X, q[1], q[0], cn, r0, r1);
+    }
+}
+
 double hg_k_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_neg, float *dX,
                                      const float *X, const int32_t *pos, const int32_t *neg,
-                                     int64_t count, float margin, float w, int64_t d)
+                                     int64_t count, float margin, float w, int64_t n, int64_t d,
+                                     float *ws)
 {
-    (void)k;
     double loss = 0.0;
     if (d == 16) {
-        const v8l LANES8 = {0, 1, 2, 3, 4, 5, 6, 7};
-        const v8d md = {margin, margin, margin, margin, margin, margin, margin, margin};
-        v8d lossl = {0}, lossh = {0}; /* couple e adds to lane e mod 16 */
-        for (int64_t e0 = 0; e0 < count; e0 += BLK) {
-            const int nb = count - e0 < BLK ? (int)(count - e0) : BLK;
-            v16f pp[BLK], pn[BLK];
-            for (int r = 0; r < BLK; r++) {
-                if (r >= nb) {
-                    pp[r] = pn[r] = ZERO16;
-                    continue;
-                }
-                const int32_t *a = pos + 2 * (e0 + r), *b = neg + 2 * (e0 + r);
-                pp[r] = load16(X + (int64_t)a[0] * 16) * load16(X + (int64_t)a[1] * 16) * ETA16;
-                pn[r] = load16(X + (int64_t)b[0] * 16) * load16(X + (int64_t)b[1] * 16) * ETA16;
-            }
-            const v16f sp = 2.0f + 2.0f * rsum16(pp), sn = 2.0f + 2.0f * rsum16(pn);
-            store_first16(s_pos + e0, sp, nb);
-            store_first16(s_neg + e0, sn, nb);
-            /* hinges in double, lane-wise; the lanes past nb are masked off */
-            const v8d tl = md - __builtin_convertvector(SHUF(sp, sp, 0, 1, 2, 3, 4, 5, 6, 7), v8d) +
-                           __builtin_convertvector(SHUF(sn, sn, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
-            const v8d th = md -
-                           __builtin_convertvector(SHUF(sp, sp, 8, 9, 10, 11, 12, 13, 14, 15), v8d) +
-                           __builtin_convertvector(SHUF(sn, sn, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
-            const v8l al = (tl > 0.0) & (LANES8 < nb), ah = (th > 0.0) & (LANES8 + 8 < nb);
-            lossl += (v8d)((v8l)tl & al);
-            lossh += (v8d)((v8l)th & ah);
-            if (!dX)
-                continue;
-            unsigned active = 0;
-            for (int r = 0; r < 8; r++)
-                active |= (unsigned)(al[r] & 1) << r | (unsigned)(ah[r] & 1) << (r + 8);
-            for (; active; active &= active - 1) {
-                const int64_t e = e0 + __builtin_ctz(active);
-                pair_grad16(dX, X, pos + 2 * e, -2.0f * w);
-                pair_grad16(dX, X, neg + 2 * e, 2.0f * w);
-            }
+        pair_loss_args a = {s_pos, s_neg, dX, X, pos, neg, count, n, margin, w, NULL, 0.0};
+        const int T = ws ? par_threads(k, count) : 1;
+        if (T > 1) {
+            a.hinge = (double *)(void *)ws;
+            par_run(T, pair_margin_loss16_part, &a);
+            return a.loss;
         }
+        v8d lossl = {0}, lossh = {0}; /* couple e adds to lane e mod 16 */
+        pair_margin_loss16(&a, 0, count, &lossl, &lossh);
         /* the lane sums, in a fixed order */
         const v8d t = lossl + lossh;
         return ((t[0] + t[4]) + (t[2] + t[6])) + ((t[1] + t[5]) + (t[3] + t[7]));
