@@ -226,8 +226,10 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
     m->dlogits = alloc_f(n * HG_MAX(C, 1), "logit gradient");
     m->max_pairs = max_pairs;
     m->pair_score = alloc_f(max_pairs, "pair scores");
+    m->ws = alloc_f(hg_k_workspace_floats(n), "kernel workspace");
+    m->pair_ws = alloc_f(hg_k_pair_workspace_floats((max_pairs + 1) / 2), "pair workspace");
     if (!m->demb || !m->g0 || !m->g1 || !m->wt || !m->gwt || !m->gw || !m->logits ||
-        !m->dlogits || !m->pair_score)
+        !m->dlogits || !m->pair_score || !m->ws || !m->pair_ws)
         rc = HG_ENOMEM;
 done:
     hg_free(w_init);
@@ -254,7 +256,7 @@ void hg_hybonet_destroy(hg_hybonet *m)
     hg_free(m->gwt);
     float *bufs[] = {m->x0_drop, m->x0t_drop, m->x0_dense, m->w0_pad, m->params, m->grads, m->m,
                      m->v, m->cls_v, m->demb, m->g0, m->g1, m->wt, m->gw, m->logits, m->dlogits,
-                     m->pair_score};
+                     m->pair_score, m->ws, m->pair_ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         hg_free(bufs[i]);
     memset(m, 0, sizeof *m);
@@ -340,7 +342,7 @@ void hg_hybonet_backward(hg_hybonet *m, int train, uint64_t dropout_seed)
             /* no input gradient: the weight argument is not read */
             hg_k_lorentz_linear_backward(k, NULL, m->gwt, gb, L->gscale, at->rowptr, at->col,
                                          at->val, gS, L->z, m->x0_dense, m->x0_dense, m->w0_pad,
-                                         NULL, *L->scale, 0, 0.0f, 0, n, 16, 16);
+                                         NULL, *L->scale, 0, 0.0f, 0, n, 16, 16, m->ws);
         } else if (l == 0) {
             const float *xtv = m->x0t.val;
             if (p > 0.0f) { /* the forward's dropped values, in transposed order */
@@ -350,14 +352,14 @@ void hg_hybonet_backward(hg_hybonet *m, int train, uint64_t dropout_seed)
             }
             hg_k_lorentz_linear_backward_csr(k, gSp, m->gwt, gb, L->gscale, at->rowptr, at->col,
                                              at->val, gS, L->z, m->x0t.rowptr, m->x0t.col, xtv,
-                                             *L->scale, n, L->din, dim);
+                                             *L->scale, n, L->din, dim, m->ws);
         } else {
             const float *x = m->layer[l - 1].out;
             hg_k_lorentz_linear_backward(k, gSp, m->gwt, gb, L->gscale, at->rowptr, at->col,
                                          at->val, gS, L->z, layer_has_hd(m, p) ? L->hd : x, x,
                                          hg_linear_weight(L->lin), m->layer[l - 1].s, *L->scale,
                                          m->cfg.act_relu, p, dropout_seed_of(dropout_seed, l), n,
-                                         L->din, dim);
+                                         L->din, dim, m->ws);
             float *t = gS;
             gS = gSp;
             gSp = t;
@@ -406,7 +408,7 @@ double hg_hybonet_nc_loss(hg_hybonet *m, const int64_t *idx, int64_t nidx, const
         memset(m->demb, 0, (size_t)(n * dim) * sizeof(float));
         hg_k_lorentz_class_logits_backward(m->k, m->demb, m->gcls,
                                            m->cfg.bias ? m->gcls_bias : NULL, m->dlogits, m->emb,
-                                           m->cls, idx, nidx, C, dim);
+                                           m->cls, idx, nidx, C, dim, m->ws);
     }
     return loss * w;
 }
@@ -440,7 +442,8 @@ double hg_hybonet_lp_loss(hg_hybonet *m, const int32_t *pos, const int32_t *neg,
         memset(m->demb, 0, (size_t)(m->cfg.n * m->cfg.dim) * sizeof(float));
     double hinge = hg_k_lorentz_pair_margin_loss(m->k, m->pair_score, m->pair_score + count,
                                                  want_grad ? m->demb : NULL, m->emb, pos, neg,
-                                                 count, margin, (float)w, m->cfg.dim);
+                                                 count, margin, (float)w, m->cfg.n, m->cfg.dim,
+                                                 m->pair_ws);
     return ((double)count * fmax((double)margin, 0.0) + hinge) * w;
 }
 

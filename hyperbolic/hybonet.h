@@ -82,6 +82,10 @@ typedef struct hg_hybonet {
     int64_t max_pairs;   /* capacity of the pair-score buffers */
     float *pair_score;   /* (max_pairs) scores of the last hg_hybonet_lp_loss: positives, then
                             negatives */
+    float *ws;           /* (hg_k_workspace_floats(n)) partial sums of the multi-threaded
+                            kernels */
+    float *pair_ws;      /* (hg_k_pair_workspace_floats(max_pairs / 2)) hinges of the
+                            multi-threaded link-prediction loss */
     int64_t step;        /* optimiser steps taken */
 } hg_hybonet;
 

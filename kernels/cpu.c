@@ -16,7 +16,10 @@ extern void openblas_set_num_threads(int num_threads);
 void hg_k_set_threads(hg_kctx *k, int threads)
 {
     k->threads = threads < 1 ? 1 : threads;
-    openblas_set_num_threads(k->threads);
+    /* OpenBLAS stays on one thread: its results depend on its thread count (an SST run differed
+       between 1 and 2 threads), its calls here are small, and an idle worker of its own would
+       compete with ours for the cores */
+    openblas_set_num_threads(1);
 #if HG_HAVE_OPENMP
     omp_set_num_threads(k->threads);
 #endif

@@ -18,11 +18,12 @@ typedef enum { HG_DEVICE_CPU = 0, HG_DEVICE_CUDA = 1 } hg_device;
 
 typedef struct hg_kctx {
     hg_device device;
-    int threads;  /* CPU threads for BLAS and the CSR kernels (>= 1) */
+    int threads;  /* CPU threads of our own parallel loops (>= 1); results never depend on it */
     void *device_state; /* backend-owned handles/streams/workspace; NULL on the CPU */
 } hg_kctx;
 
-/* Set the thread count of the BLAS library and of our own parallel loops. */
+/* Set the thread count of our own parallel loops. BLAS always runs on one thread: OpenBLAS's
+ * results depend on its thread count. */
 void hg_k_set_threads(hg_kctx *k, int threads);
 
 /* C = alpha * op(A) op(B) + beta * C, row-major; op(A) is M x K, op(B) is K x N.
@@ -120,6 +121,15 @@ void hg_k_lorentz_stabilize(const hg_kctx *k, float *x, float *m, int64_t n, int
 /* Longest run of terms summed in float before it is added into a double accumulator. */
 #define HG_K_FLOAT_RUN 64
 
+/* With kctx.threads > 1 the 16-wide kernels split their rows between threads; their results do
+ * not depend on the thread count. Those summing over rows (parameter gradients) then keep one
+ * slot of HG_K_CHUNK_FLOATS float partial sums per chunk of HG_K_CHUNK rows (the float runs
+ * above) in a workspace ws of hg_k_workspace_floats(rows) floats, owned by the caller and
+ * allocated once; ws NULL runs those kernels on one thread. */
+#define HG_K_CHUNK HG_K_FLOAT_RUN
+#define HG_K_CHUNK_FLOATS 288
+int64_t hg_k_workspace_floats(int64_t n);
+
 /* LorentzLinear with a dense input x (n x din), the transposed weight Wt = W^T (din x d), bias b
  * (d, or NULL), log scale s: hd (=) dropout(act(x)) with the element mask of hg_k_dropout over
  * the n x din array (act = ReLU when relu, else identity); z (=) hd Wt + b; y (=) head(z) as
@@ -146,22 +156,22 @@ void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int6
  *   gx (=) act'(x) * mask * (dz W) (n x din; NULL: not computed), with the forward's relu, p, seed;
  *   with S_prev (n x din, the previous layer's aggregate; NULL: none) gx (=) instead the centroid
  *   backward (hg_k_lorentz_centroid_backward) of that through S_prev: dL/dS_prev.
- * hd is the forward's hd (or x when that was NULL). */
+ * hd is the forward's hd (or x when that was NULL). ws: the workspace of n rows (above), or NULL. */
 void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, float *gb, float *gs,
                                   const int64_t *t_rowptr, const int32_t *t_col,
                                   const float *t_val, const float *gS, const float *z,
                                   const float *hd, const float *x, const float *W,
                                   const float *S_prev, float s, int relu, float p, uint64_t seed,
-                                  int64_t n, int64_t din, int64_t d);
+                                  int64_t n, int64_t din, int64_t d, float *ws);
 /* The same for the sparse-input layer, whose input X (n x din) is given transposed, Xt (CSR,
  * din x n): dz (=) (n x d, the head gradient, also scratch), gWt (=) Xt dz (din x d, double),
- * gb (+=), *gs (+=). No input gradient. */
+ * gb (+=), *gs (+=). No input gradient. ws: the workspace of n rows, or NULL. */
 void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, float *gb,
                                       float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                       const float *t_val, const float *gS, const float *z,
                                       const int64_t *xt_rowptr, const int32_t *xt_col,
                                       const float *xt_val, float s, int64_t n, int64_t din,
-                                      int64_t d);
+                                      int64_t d, float *ws);
 
 /* Pair scores s_e = 2 + 2 <x_u, x_v>_L = -d2(x_u, x_v) of count pairs (u, v) = pairs[2e],
  * pairs[2e + 1] (rows of X, n x d): out (=). backward: dX (+=) g_e ds_e/dX for every pair with
@@ -175,20 +185,24 @@ void hg_k_lorentz_pair_score_backward(const hg_kctx *k, float *dX, const float *
 /* Link-prediction margin loss over count couples (pos[e], neg[e]) of pairs of rows of X (n x d):
  * s_pos (=), s_neg (=) their scores (as hg_k_lorentz_pair_score); returns
  * sum_e relu(margin - s_pos[e] + s_neg[e]) (in double). dX (NULL: no gradient) (+=) w times the
- * gradient of that sum: for every active couple, in couple order, -w ds_pos/dX then w ds_neg/dX. */
+ * gradient of that sum: for every active couple, in couple order, -w ds_pos/dX then w ds_neg/dX.
+ * ws: hg_k_pair_workspace_floats(count) floats (the couples' hinges, for threads), or NULL. */
 double hg_k_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_neg, float *dX,
                                      const float *X, const int32_t *pos, const int32_t *neg,
-                                     int64_t count, float margin, float w, int64_t d);
+                                     int64_t count, float margin, float w, int64_t n, int64_t d,
+                                     float *ws);
+int64_t hg_k_pair_workspace_floats(int64_t count);
 
 /* Class logits l_ic = 2 + 2 <x_i, p_c>_L + b_c for n points X (n x d) and C points P (C x d),
  * b (C, or NULL): logits (=) (n x C). backward over the rows idx[0..nidx) given their logit
  * gradients dl (nidx x C, row a for point idx[a]): dX (+=) those rows, dP (+=), db (+=, NULL:
- * none). */
+ * none). The idx are distinct. ws: the workspace of nidx rows, or NULL. */
 void hg_k_lorentz_class_logits(const hg_kctx *k, float *logits, const float *X, const float *P,
                                const float *b, int64_t n, int64_t C, int64_t d);
 void hg_k_lorentz_class_logits_backward(const hg_kctx *k, float *dX, float *dP, float *db,
                                         const float *dl, const float *X, const float *P,
-                                        const int64_t *idx, int64_t nidx, int64_t C, int64_t d);
+                                        const int64_t *idx, int64_t nidx, int64_t C, int64_t d,
+                                        float *ws);
 
 /* ---- optimiser ---- */
 

@@ -7,6 +7,11 @@
 
 #include "kernels.h"
 
+#include "hg_config.h"
+#if HG_HAVE_OPENMP
+#include <omp.h>
+#endif
+
 #if defined(__AVX512F__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
@@ -409,6 +414,116 @@ static inline int block_rows(int64_t i0, int64_t n) { return n - i0 < BLK ? (int
  * the outputs of the block before it (when i0 > 0); sc[b] holds the scalars of the block at i0,
  * sc[b ^ 1] those of the one before. */
 #define FOR_BLOCKS_PIPELINED(i0, b, n) for (int64_t i0 = 0, b = 0; i0 < (n) + BLK; i0 += BLK, b ^= 1)
+/* The same over the rows r0 .. r1 - 1 (r0 a multiple of BLK): the scalars when i0 < r1, the
+ * outputs of the block at i0 - BLK when i0 > r0. */
+#define FOR_BLOCKS_PIPELINED_RANGE(i0, b, r0, r1)                                                  \
+    for (int64_t i0 = (r0), b = 0; i0 < (r1) + BLK; i0 += BLK, b ^= 1)
+
+/* ---- threads ----
+ * A multi-threaded kernel gives each thread one contiguous range of rows (kctx.threads of them,
+ * from one parallel region per call). A row's outputs are computed by the same code whatever
+ * range holds it. Sums over rows (parameter gradients, the scale's gradient) are taken per chunk
+ * of HG_K_CHUNK rows, the float runs the one-thread loop flushes into double at the same
+ * boundaries; with threads, each chunk's float partials go to its slot of the caller's workspace
+ * and are added in chunk order after a barrier. Both are the same additions in the same order, so
+ * the result does not depend on the thread count (and equals the one-thread result bit for bit). */
+
+/* Fewest rows a kernel splits between threads: below, starting them costs more than it saves. */
+#define PAR_MIN_ROWS 512
+/* Row cost in adjacency entries, for balancing gathers between threads by work. */
+#define PAR_ROW_COST 8
+/* Layout of a chunk's slot in the workspace: up to 16 rows of 16 float partials (weight gradient
+ * or class-point gradients), one row for the bias, then one value per block. */
+#define SLOT_BIAS 256
+#define SLOT_BLOCKS 272
+
+int64_t hg_k_workspace_floats(int64_t n)
+{
+    return (n + HG_K_CHUNK - 1) / HG_K_CHUNK * HG_K_CHUNK_FLOATS;
+}
+
+/* Threads for a kernel over n rows. */
+static int par_threads(const hg_kctx *k, int64_t n)
+{
+#if HG_HAVE_OPENMP
+    return k && k->threads > 1 && n >= PAR_MIN_ROWS ? k->threads : 1;
+#else
+    (void)k;
+    (void)n;
+    return 1;
+#endif
+}
+
+/* body(arg, t, T) on T threads (t = 0 .. T - 1), or on the caller alone when T is 1 (no OpenMP
+ * call at all: a one-thread step stays free of the runtime). */
+typedef void (*par_body)(void *arg, int t, int T);
+static void par_run(int T, par_body body, void *arg)
+{
+#if HG_HAVE_OPENMP
+    if (T > 1) {
+#pragma omp parallel num_threads(T)
+        body(arg, omp_get_thread_num(), omp_get_num_threads());
+        return;
+    }
+#endif
+    (void)T;
+    body(arg, 0, 1);
+}
+
+static inline void par_barrier(int T)
+{
+#if HG_HAVE_OPENMP
+    if (T > 1) {
+#pragma omp barrier
+    }
+#else
+    (void)T;
+#endif
+}
+
+/* Start of part t of T of n rows, cut at multiples of unit rows: equal rows, or with rowptr equal
+ * rows * PAR_ROW_COST + entries (parts may be empty). */
+static int64_t par_split(int64_t n, int t, int T, int64_t unit, const int64_t *rowptr)
+{
+    if (t <= 0)
+        return 0;
+    if (t >= T)
+        return n;
+    const int64_t units = (n + unit - 1) / unit;
+    if (!rowptr) {
+        const int64_t r = units * t / T * unit;
+        return r < n ? r : n;
+    }
+    const double target = (double)(rowptr[n] - rowptr[0] + PAR_ROW_COST * n) * t / T;
+    int64_t lo = 0, hi = units; /* the first unit boundary whose work reaches the target */
+    while (lo < hi) {
+        const int64_t mid = (lo + hi) / 2, r = mid * unit < n ? mid * unit : n;
+        if ((double)(rowptr[r] - rowptr[0] + PAR_ROW_COST * r) >= target)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo * unit < n ? lo * unit : n;
+}
+
+/* Slot of the chunk holding row i. */
+static inline float *chunk_slot(float *ws, int64_t i)
+{
+    return ws + i / HG_K_CHUNK * HG_K_CHUNK_FLOATS;
+}
+
+/* acc (16 doubles) = 0 + the float partials at offset off of every slot, in chunk order. */
+static void sum_slots16(double *restrict acc, const float *ws, int64_t nchunks, int off);
+
+/* sum in double, in order, of the per-block values of every slot (n rows): the one-thread loop's
+ * running sum of the blocks' values. */
+static double sum_slot_blocks(const float *ws, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t i0 = 0; i0 < n; i0 += BLK)
+        s += chunk_slot((float *)ws, i0)[SLOT_BLOCKS + i0 % HG_K_CHUNK / BLK];
+    return s;
+}
 
 /* <x, y>_L of d-vectors in 16-wide float chunks (a vector of partial sums, then a tree): the
  * generic-width products of the decoders. */
@@ -588,28 +703,48 @@ static inline void centroid_backward_row(float *restrict dS, const float *restri
         dS[j] = go[j] * rf + cf * si[j];
 }
 
+typedef struct {
+    float *dS;
+    const float *dout, *S;
+    int64_t n;
+} centroid_bwd_args;
+
+static void centroid_backward16(const centroid_bwd_args *a, int64_t r0, int64_t r1)
+{
+    float *restrict dS = a->dS;
+    const float *dout = a->dout, *S = a->S;
+    const int64_t n = a->n;
+    centroid_bwd_sc sc[2];
+    FOR_BLOCKS_PIPELINED_RANGE(i0, b, r0, r1) {
+        if (i0 < r1) {
+            const int nb = block_rows(i0, n);
+            v16f gob[BLK], sb[BLK];
+            for (int r = 0; r < BLK; r++) {
+                gob[r] = load_row16(dout, i0, r, nb);
+                sb[r] = load_row16(S, i0, r, nb);
+            }
+            centroid_bwd_scalars(&sc[b], gob, sb);
+        }
+        if (i0 > r0) {
+            const int64_t p0 = i0 - BLK;
+            centroid_bwd_out(dS + p0 * 16, dout + p0 * 16, S + p0 * 16, &sc[b ^ 1],
+                             block_rows(p0, n));
+        }
+    }
+}
+
+static void centroid_backward16_part(void *arg, int t, int T)
+{
+    const centroid_bwd_args *a = arg;
+    centroid_backward16(a, par_split(a->n, t, T, BLK, NULL), par_split(a->n, t + 1, T, BLK, NULL));
+}
+
 void hg_k_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *dout, const float *S,
                                     int64_t n, int64_t d)
 {
-    (void)k;
     if (d == 16) {
-        centroid_bwd_sc sc[2];
-        FOR_BLOCKS_PIPELINED(i0, b, n) {
-            if (i0 < n) {
-                const int nb = block_rows(i0, n);
-                v16f gob[BLK], sb[BLK];
-                for (int r = 0; r < BLK; r++) {
-                    gob[r] = load_row16(dout, i0, r, nb);
-                    sb[r] = load_row16(S, i0, r, nb);
-                }
-                centroid_bwd_scalars(&sc[b], gob, sb);
-            }
-            if (i0 > 0) {
-                const int64_t p0 = i0 - BLK;
-                centroid_bwd_out(dS + p0 * 16, dout + p0 * 16, S + p0 * 16, &sc[b ^ 1],
-                                 block_rows(p0, n));
-            }
-        }
+        centroid_bwd_args a = {dS, dout, S, n};
+        par_run(par_threads(k, n), centroid_backward16_part, &a);
         return;
     }
     for (int64_t i = 0; i < n; i++)
@@ -629,22 +764,35 @@ static inline v16f matvec16(const v16f *wt, const float *restrict h, v16f b)
     return a0 + a1;
 }
 
-static void linear_forward16(float *restrict hd, float *restrict z, float *restrict y,
-                             const float *restrict x, const float *restrict Wt,
-                             const float *restrict b, float es, int relu, float p, uint64_t seed,
-                             int64_t n)
+typedef struct {
+    float *hd, *z, *y;
+    const float *x, *Wt, *b;
+    float es, p;
+    int relu;
+    uint64_t seed;
+    int64_t n;
+} linear_fwd_args;
+
+/* Rows r0 .. r1 - 1 of the dense 16 x 16 LorentzLinear. */
+static void linear_forward16(const linear_fwd_args *a, int64_t r0, int64_t r1)
 {
+    float *restrict hd = a->hd, *restrict z = a->z, *restrict y = a->y;
+    const float *restrict x = a->x;
+    const float es = a->es, p = a->p;
+    const int relu = a->relu;
+    const uint64_t seed = a->seed;
+    const int64_t n = a->n;
     v16f wt[16];
     for (int kk = 0; kk < 16; kk++)
-        wt[kk] = load16(Wt + kk * 16);
-    const v16f bv = b ? load16(b) : ZERO16;
+        wt[kk] = load16(a->Wt + kk * 16);
+    const v16f bv = a->b ? load16(a->b) : ZERO16;
     const float *h = hd ? hd : x;
     head_fwd_sc sc[2];
-    FOR_BLOCKS_PIPELINED(i0, blk, n) {
-        if (i0 > 0)
+    FOR_BLOCKS_PIPELINED_RANGE(i0, blk, r0, r1) {
+        if (i0 > r0)
             head_fwd_out(y + (i0 - BLK) * 16, z + (i0 - BLK) * 16, &sc[blk ^ 1],
                          block_rows(i0 - BLK, n));
-        if (i0 >= n)
+        if (i0 >= r1)
             continue;
         const int nb = block_rows(i0, n);
         if (hd) /* the whole block first: the products below read hd back one float at a time,
@@ -673,6 +821,12 @@ static void linear_forward16(float *restrict hd, float *restrict z, float *restr
         }
         head_fwd_scalars(&sc[blk], zb, es);
     }
+}
+
+static void linear_forward16_part(void *arg, int t, int T)
+{
+    const linear_fwd_args *a = arg;
+    linear_forward16(a, par_split(a->n, t, T, BLK, NULL), par_split(a->n, t + 1, T, BLK, NULL));
 }
 
 /* Scratch rows of the generic (d != 16) paths. */
@@ -730,7 +884,8 @@ void hg_k_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y
     (void)k;
     const double es = exp((double)s);
     if (d == 16 && din == 16) {
-        linear_forward16(hd, z, y, x, Wt, b, (float)es, relu, p, seed, n);
+        linear_fwd_args a = {hd, z, y, x, Wt, b, (float)es, p, relu, seed, n};
+        par_run(par_threads(k, n), linear_forward16_part, &a);
         return;
     }
     if (d > HG_LORENTZ_MAX_D || din > HG_LORENTZ_MAX_D)
@@ -755,34 +910,62 @@ void hg_k_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y
     }
 }
 
+/* Arguments of the two kernels that gather rows through a CSR matrix A: the sparse-input
+ * LorentzLinear (out1 = z = A X + b, out2 = y = head(z)) and the aggregation (out1 = S = A X,
+ * out2 = centroid(S)). */
+typedef struct {
+    float *out1, *out2;
+    const int64_t *rowptr;
+    const int32_t *col;
+    const float *val, *X, *b;
+    float es;
+    int64_t n;
+} gather_args;
+
+static void linear_forward_csr16(const gather_args *a, int64_t r0, int64_t r1)
+{
+    float *restrict z = a->out1, *restrict y = a->out2;
+    const int64_t *rowptr = a->rowptr, n = a->n;
+    const int32_t *col = a->col;
+    const float *val = a->val, *Wt = a->X;
+    const v16f bv = a->b ? load16(a->b) : ZERO16;
+    head_fwd_sc sc[2];
+    FOR_BLOCKS_PIPELINED_RANGE(i0, blk, r0, r1) {
+        if (i0 > r0)
+            head_fwd_out(y + (i0 - BLK) * 16, z + (i0 - BLK) * 16, &sc[blk ^ 1],
+                         block_rows(i0 - BLK, n));
+        if (i0 >= r1)
+            continue;
+        const int nb = block_rows(i0, n);
+        v16f zb[BLK];
+        for (int r = 0; r < BLK; r++) {
+            if (r >= nb) {
+                zb[r] = ZERO16;
+                continue;
+            }
+            const int64_t i = i0 + r;
+            zb[r] = gather_row16(rowptr[i], rowptr[i + 1], col, val, Wt) + bv;
+            store16(z + i * 16, zb[r]);
+        }
+        head_fwd_scalars(&sc[blk], zb, a->es);
+    }
+}
+
+static void linear_forward_csr16_part(void *arg, int t, int T)
+{
+    const gather_args *a = arg;
+    linear_forward_csr16(a, par_split(a->n, t, T, BLK, a->rowptr),
+                         par_split(a->n, t + 1, T, BLK, a->rowptr));
+}
+
 void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const int64_t *rowptr,
                                      const int32_t *col, const float *val, const float *Wt,
                                      const float *b, float s, int64_t n, int64_t d)
 {
-    (void)k;
     const double es = exp((double)s);
     if (d == 16) {
-        const v16f bv = b ? load16(b) : ZERO16;
-        head_fwd_sc sc[2];
-        FOR_BLOCKS_PIPELINED(i0, blk, n) {
-            if (i0 > 0)
-                head_fwd_out(y + (i0 - BLK) * 16, z + (i0 - BLK) * 16, &sc[blk ^ 1],
-                             block_rows(i0 - BLK, n));
-            if (i0 >= n)
-                continue;
-            const int nb = block_rows(i0, n);
-            v16f zb[BLK];
-            for (int r = 0; r < BLK; r++) {
-                if (r >= nb) {
-                    zb[r] = ZERO16;
-                    continue;
-                }
-                const int64_t i = i0 + r;
-                zb[r] = gather_row16(rowptr[i], rowptr[i + 1], col, val, Wt) + bv;
-                store16(z + i * 16, zb[r]);
-            }
-            head_fwd_scalars(&sc[blk], zb, (float)es);
-        }
+        gather_args a = {z, y, rowptr, col, val, Wt, b, (float)es, n};
+        par_run(par_threads(k, n), linear_forward_csr16_part, &a);
         return;
     }
     if (d > HG_LORENTZ_MAX_D)
@@ -807,26 +990,39 @@ BLOCK_PHASE void gather_blk(float *restrict Y, const int64_t *rowptr, const int3
     }
 }
 
+static void agg_forward16(const gather_args *a, int64_t r0, int64_t r1)
+{
+    float *restrict S = a->out1, *restrict out = a->out2;
+    const int64_t n = a->n;
+    centroid_fwd_sc sc[2];
+    FOR_BLOCKS_PIPELINED_RANGE(i0, b, r0, r1) {
+        if (i0 > r0)
+            centroid_fwd_out(out + (i0 - BLK) * 16, S + (i0 - BLK) * 16, &sc[b ^ 1],
+                             block_rows(i0 - BLK, n));
+        if (i0 >= r1)
+            continue;
+        const int nb = block_rows(i0, n);
+        gather_blk(S, a->rowptr, a->col, a->val, a->X, i0, nb);
+        v16f sb[BLK];
+        for (int r = 0; r < BLK; r++)
+            sb[r] = load_row16(S, i0, r, nb);
+        centroid_fwd_scalars(&sc[b], sb);
+    }
+}
+
+static void agg_forward16_part(void *arg, int t, int T)
+{
+    const gather_args *a = arg;
+    agg_forward16(a, par_split(a->n, t, T, BLK, a->rowptr), par_split(a->n, t + 1, T, BLK, a->rowptr));
+}
+
 void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int64_t *rowptr,
                               const int32_t *col, const float *val, const float *y, int64_t n,
                               int64_t d)
 {
-    (void)k;
     if (d == 16) {
-        centroid_fwd_sc sc[2];
-        FOR_BLOCKS_PIPELINED(i0, b, n) {
-            if (i0 > 0)
-                centroid_fwd_out(out + (i0 - BLK) * 16, S + (i0 - BLK) * 16, &sc[b ^ 1],
-                                 block_rows(i0 - BLK, n));
-            if (i0 >= n)
-                continue;
-            const int nb = block_rows(i0, n);
-            gather_blk(S, rowptr, col, val, y, i0, nb);
-            v16f sb[BLK];
-            for (int r = 0; r < BLK; r++)
-                sb[r] = load_row16(S, i0, r, nb);
-            centroid_fwd_scalars(&sc[b], sb);
-        }
+        gather_args a = {S, out, rowptr, col, val, y, NULL, 0.0f, n};
+        par_run(par_threads(k, n), agg_forward16_part, &a);
         return;
     }
     if (d > HG_LORENTZ_MAX_D)
@@ -847,6 +1043,13 @@ static inline void flush16(double *restrict acc, v16f a)
     store8d(acc, load8d(acc) + __builtin_convertvector(SHUF(a, a, 0, 1, 2, 3, 4, 5, 6, 7), v8d));
     store8d(acc + 8,
             load8d(acc + 8) + __builtin_convertvector(SHUF(a, a, 8, 9, 10, 11, 12, 13, 14, 15), v8d));
+}
+
+static void sum_slots16(double *restrict acc, const float *ws, int64_t nchunks, int off)
+{
+    memset(acc, 0, 16 * sizeof *acc);
+    for (int64_t c = 0; c < nchunks; c++)
+        flush16(acc, load16(ws + c * HG_K_CHUNK_FLOATS + off));
 }
 
 /* dy rows of a block (At gS) and its z rows; returns nothing, fills dyb and zb (zero past nb). */
@@ -917,41 +1120,62 @@ static inline void input_grad_out_blk(float *restrict gx, const float (*gz)[16],
     centroid_bwd_out(gx + i0 * 16, dx[0], S_prev + i0 * 16, &sc, nb);
 }
 
-static void linear_backward16(float *restrict gx, double *restrict gWt, float *gb, float *gs,
-                              const int64_t *t_rowptr, const int32_t *t_col, const float *t_val,
-                              const float *gS, const float *z, const float *hd,
-                              const float *x, const float *W, const float *S_prev, float es,
-                              int relu, float p, uint64_t seed, int64_t n)
+typedef struct {
+    float *gx;
+    double *gWt;
+    const int64_t *t_rowptr;
+    const int32_t *t_col;
+    const float *t_val, *gS, *z, *hd, *x, *W, *S_prev;
+    float es, p;
+    int relu;
+    uint64_t seed;
+    int64_t n;
+    float *ws;        /* chunk slots (threads), or NULL */
+    double gbd[16];   /* the bias gradient, in double */
+    double gsd;       /* the scale gradient, in double */
+} linear_bwd_args;
+
+/* Rows r0 .. r1 - 1 (r0 a multiple of HG_K_CHUNK) of the 16 x 16 LorentzLinear backward. Each
+ * chunk's float partials of the weight and bias gradients and each block's part of the scale
+ * gradient go, with ws, to the chunk's slot; without, straight into a->gWt, a->gbd, a->gsd. */
+static void linear_backward16(linear_bwd_args *a, int64_t r0, int64_t r1, float *ws)
 {
+    float *restrict gx = a->gx;
+    const float *z = a->z, *hd = a->hd, *x = a->x, *S_prev = a->S_prev;
+    const float es = a->es, p = a->p;
+    const int relu = a->relu;
+    const uint64_t seed = a->seed;
+    const int64_t n = a->n;
     /* Gm[k][o]: float partial of sum_rows hd[k] dz[o], kept in memory between blocks and in
        registers within one (the phases of a block would not fit in 32 registers at once) */
     float Gm[16][16] __attribute__((aligned(64))) = {{0}};
     /* an aligned copy of W: its rows are read as vector operands, and a row straddling two cache
        lines costs two loads */
     float Wa[16][16] __attribute__((aligned(64)));
-    memcpy(Wa, W, sizeof Wa);
+    memcpy(Wa, a->W, sizeof Wa);
     float dyr[2][BLK][16] __attribute__((aligned(64))); /* dy rows of this block and the last */
     float gz[BLK][16] __attribute__((aligned(64)));     /* head gradients of the last block */
     head_bwd_sc sc[2];
     v16f gbp = ZERO16;
-    double gbd[16] = {0}, gsd = 0.0;
-    memset(gWt, 0, 256 * sizeof *gWt);
-    int blocks = 0;
-    FOR_BLOCKS_PIPELINED(i0, b, n) {
-        if (i0 < n) { /* this block: dy = At gS, the head's scalars */
+    FOR_BLOCKS_PIPELINED_RANGE(i0, b, r0, r1) {
+        if (i0 < r1) { /* this block: dy = At gS, the head's scalars */
             const int nb = block_rows(i0, n);
             v16f dyb[BLK], zb[BLK];
-            backward_inputs_blk(dyb, zb, t_rowptr, t_col, t_val, gS, z, i0, nb);
+            backward_inputs_blk(dyb, zb, a->t_rowptr, a->t_col, a->t_val, a->gS, z, i0, nb);
             for (int r = 0; r < BLK; r++)
                 store16(dyr[b][r], dyb[r]);
             head_bwd_scalars(&sc[b], dyb, zb, load_col0_16(z + i0 * 16, nb), es);
         }
-        if (i0 == 0)
+        if (i0 == r0)
             continue;
         /* the last block: dz, the parameter gradients, the input gradient */
         const int64_t p0 = i0 - BLK;
         const int nb = block_rows(p0, n);
-        gsd += head_bwd_out(gz[0], dyr[b ^ 1][0], z + p0 * 16, &sc[b ^ 1], nb);
+        const float gsb = head_bwd_out(gz[0], dyr[b ^ 1][0], z + p0 * 16, &sc[b ^ 1], nb);
+        if (ws)
+            chunk_slot(ws, p0)[SLOT_BLOCKS + p0 % HG_K_CHUNK / BLK] = gsb;
+        else
+            a->gsd += gsb;
         THROUGH_MEMORY(gz);
         {
             v16f G[16];
@@ -970,19 +1194,39 @@ static void linear_backward16(float *restrict gx, double *restrict gWt, float *g
         THROUGH_MEMORY(Gm);
         if (gx)
             input_grad_out_blk(gx, gz, Wa[0], x, S_prev, relu, p, seed, p0, nb);
-        if (++blocks == FLUSH_BLOCKS || p0 + BLK >= n) {
-            for (int kk = 0; kk < 16; kk++)
-                flush16(gWt + kk * 16, load16(Gm[kk]));
+        if ((p0 + BLK) % HG_K_CHUNK == 0 || p0 + BLK >= n) { /* the chunk's end */
+            if (ws) {
+                float *slot = chunk_slot(ws, p0);
+                memcpy(slot, Gm, sizeof Gm);
+                store16(slot + SLOT_BIAS, gbp);
+            } else {
+                for (int kk = 0; kk < 16; kk++)
+                    flush16(a->gWt + kk * 16, load16(Gm[kk]));
+                flush16(a->gbd, gbp);
+            }
             memset(Gm, 0, sizeof Gm);
-            flush16(gbd, gbp);
             gbp = ZERO16;
-            blocks = 0;
         }
     }
-    if (gb)
-        for (int j = 0; j < 16; j++)
-            gb[j] += (float)gbd[j];
-    *gs += (float)gsd;
+}
+
+/* Thread t of T: its rows into the slots, then (after all rows) its share of the sums over the
+ * slots: rows of gWt, and the bias and scale on the last thread. */
+static void linear_backward16_part(void *arg, int t, int T)
+{
+    linear_bwd_args *a = arg;
+    const int64_t n = a->n, nchunks = (n + HG_K_CHUNK - 1) / HG_K_CHUNK;
+    const int64_t r0 = par_split(n, t, T, HG_K_CHUNK, a->t_rowptr),
+                  r1 = par_split(n, t + 1, T, HG_K_CHUNK, a->t_rowptr);
+    if (r0 < r1)
+        linear_backward16(a, r0, r1, a->ws);
+    par_barrier(T);
+    for (int kk = 16 * t / T; kk < 16 * (t + 1) / T; kk++)
+        sum_slots16(a->gWt + kk * 16, a->ws, nchunks, kk * 16);
+    if (t == T - 1) {
+        sum_slots16(a->gbd, a->ws, nchunks, SLOT_BIAS);
+        a->gsd = sum_slot_blocks(a->ws, n);
+    }
 }
 
 void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, float *gb, float *gs,
@@ -990,13 +1234,23 @@ void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, floa
                                   const float *t_val, const float *gS, const float *z,
                                   const float *hd, const float *x, const float *W,
                                   const float *S_prev, float s, int relu, float p, uint64_t seed,
-                                  int64_t n, int64_t din, int64_t d)
+                                  int64_t n, int64_t din, int64_t d, float *ws)
 {
-    (void)k;
     const double es = exp((double)s);
     if (d == 16 && din == 16) {
-        linear_backward16(gx, gWt, gb, gs, t_rowptr, t_col, t_val, gS, z, hd, x, W, S_prev,
-                          (float)es, relu, p, seed, n);
+        linear_bwd_args a = {gx,   gWt,       t_rowptr, t_col, t_val, gS,   z,    hd, x, W,
+                             S_prev, (float)es, p,      relu,  seed,  n,    ws,   {0}, 0.0};
+        const int T = ws ? par_threads(k, n) : 1;
+        if (T > 1) {
+            par_run(T, linear_backward16_part, &a);
+        } else {
+            memset(gWt, 0, 256 * sizeof *gWt);
+            linear_backward16(&a, 0, n, NULL);
+        }
+        if (gb)
+            for (int j = 0; j < 16; j++)
+                gb[j] += (float)a.gbd[j];
+        *gs += (float)a.gsd;
         return;
     }
     if (d > HG_LORENTZ_MAX_D || din > HG_LORENTZ_MAX_D)
@@ -1054,57 +1308,112 @@ void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, floa
     *gs += (float)gsd;
 }
 
+typedef struct {
+    float *dz;
+    double *gWt;
+    const int64_t *t_rowptr, *xt_rowptr;
+    const int32_t *t_col, *xt_col;
+    const float *t_val, *gS, *z, *xt_val;
+    float es;
+    int64_t n, din;
+    float *ws;
+    double gbd[16], gsd;
+} linear_bwd_csr_args;
+
+/* Rows r0 .. r1 - 1 (r0 a multiple of HG_K_CHUNK) of the sparse-input layer's head backward:
+ * dz, and the bias and scale gradients (into the slots of ws, or straight into a->gbd, a->gsd). */
+static void linear_backward_csr16_rows(linear_bwd_csr_args *a, int64_t r0, int64_t r1, float *ws)
+{
+    float *restrict dz = a->dz;
+    const float *z = a->z;
+    const int64_t n = a->n;
+    v16f gbp = ZERO16;
+    float dyr[2][BLK][16] __attribute__((aligned(64)));
+    head_bwd_sc sc[2];
+    FOR_BLOCKS_PIPELINED_RANGE(i0, b, r0, r1) {
+        if (i0 < r1) {
+            const int nb = block_rows(i0, n);
+            v16f dyb[BLK], zb[BLK];
+            backward_inputs_blk(dyb, zb, a->t_rowptr, a->t_col, a->t_val, a->gS, z, i0, nb);
+            for (int r = 0; r < BLK; r++)
+                store16(dyr[b][r], dyb[r]);
+            head_bwd_scalars(&sc[b], dyb, zb, load_col0_16(z + i0 * 16, nb), a->es);
+        }
+        if (i0 == r0)
+            continue;
+        const int64_t p0 = i0 - BLK;
+        const int nb = block_rows(p0, n);
+        const float gsb = head_bwd_out(dz + p0 * 16, dyr[b ^ 1][0], z + p0 * 16, &sc[b ^ 1], nb);
+        if (ws)
+            chunk_slot(ws, p0)[SLOT_BLOCKS + p0 % HG_K_CHUNK / BLK] = gsb;
+        else
+            a->gsd += gsb;
+        for (int r = 0; r < nb; r++)
+            gbp += load16(dz + (p0 + r) * 16);
+        if ((p0 + BLK) % HG_K_CHUNK == 0 || p0 + BLK >= n) {
+            if (ws)
+                store16(chunk_slot(ws, p0) + SLOT_BIAS, gbp);
+            else
+                flush16(a->gbd, gbp);
+            gbp = ZERO16;
+        }
+    }
+}
+
+/* Rows c0 .. c1 - 1 of gWt: row c = sum over the rows i holding feature c of X_ic dz_i, a gather
+ * through Xt in float runs added in double. */
+static void linear_backward_csr16_weight(const linear_bwd_csr_args *a, int64_t c0, int64_t c1)
+{
+    for (int64_t c = c0; c < c1; c++) {
+        const int64_t p0 = a->xt_rowptr[c], p1 = a->xt_rowptr[c + 1];
+        double *w = a->gWt + c * 16;
+        memset(w, 0, 16 * sizeof *w);
+        for (int64_t q = p0; q < p1; q += HG_K_FLOAT_RUN)
+            flush16(w, gather_run16(q, q + HG_K_FLOAT_RUN < p1 ? q + HG_K_FLOAT_RUN : p1,
+                                    a->xt_col, a->xt_val, a->dz));
+    }
+}
+
+static void linear_backward_csr16_part(void *arg, int t, int T)
+{
+    linear_bwd_csr_args *a = arg;
+    const int64_t n = a->n, din = a->din;
+    const int64_t r0 = par_split(n, t, T, HG_K_CHUNK, a->t_rowptr),
+                  r1 = par_split(n, t + 1, T, HG_K_CHUNK, a->t_rowptr);
+    if (r0 < r1)
+        linear_backward_csr16_rows(a, r0, r1, a->ws);
+    par_barrier(T);
+    linear_backward_csr16_weight(a, par_split(din, t, T, 1, a->xt_rowptr),
+                                 par_split(din, t + 1, T, 1, a->xt_rowptr));
+    if (t == T - 1) {
+        const int64_t nchunks = (n + HG_K_CHUNK - 1) / HG_K_CHUNK;
+        sum_slots16(a->gbd, a->ws, nchunks, SLOT_BIAS);
+        a->gsd = sum_slot_blocks(a->ws, n);
+    }
+}
+
 void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, float *gb,
                                       float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                       const float *t_val, const float *gS, const float *z,
                                       const int64_t *xt_rowptr, const int32_t *xt_col,
                                       const float *xt_val, float s, int64_t n, int64_t din,
-                                      int64_t d)
+                                      int64_t d, float *ws)
 {
-    (void)k;
     const double es = exp((double)s);
     if (d == 16) {
-        v16f gbp = ZERO16;
-        double gbd[16] = {0}, gsd = 0.0;
-        float dyr[2][BLK][16] __attribute__((aligned(64)));
-        head_bwd_sc sc[2];
-        int blocks = 0;
-        FOR_BLOCKS_PIPELINED(i0, b, n) {
-            if (i0 < n) {
-                const int nb = block_rows(i0, n);
-                v16f dyb[BLK], zb[BLK];
-                backward_inputs_blk(dyb, zb, t_rowptr, t_col, t_val, gS, z, i0, nb);
-                for (int r = 0; r < BLK; r++)
-                    store16(dyr[b][r], dyb[r]);
-                head_bwd_scalars(&sc[b], dyb, zb, load_col0_16(z + i0 * 16, nb), (float)es);
-            }
-            if (i0 == 0)
-                continue;
-            const int64_t p0 = i0 - BLK;
-            const int nb = block_rows(p0, n);
-            gsd += head_bwd_out(dz + p0 * 16, dyr[b ^ 1][0], z + p0 * 16, &sc[b ^ 1], nb);
-            for (int r = 0; r < nb; r++)
-                gbp += load16(dz + (p0 + r) * 16);
-            if (++blocks == FLUSH_BLOCKS || p0 + BLK >= n) {
-                flush16(gbd, gbp);
-                gbp = ZERO16;
-                blocks = 0;
-            }
-        }
-        /* gWt row c = sum over the rows i holding feature c of X_ic dz_i: a gather through Xt,
-           in float runs added in double */
-        for (int64_t c = 0; c < din; c++) {
-            const int64_t p0 = xt_rowptr[c], p1 = xt_rowptr[c + 1];
-            double *w = gWt + c * 16;
-            memset(w, 0, 16 * sizeof *w);
-            for (int64_t q = p0; q < p1; q += HG_K_FLOAT_RUN)
-                flush16(w, gather_run16(q, q + HG_K_FLOAT_RUN < p1 ? q + HG_K_FLOAT_RUN : p1,
-                                        xt_col, xt_val, dz));
+        linear_bwd_csr_args a = {dz, gWt, t_rowptr, xt_rowptr, t_col, xt_col, t_val, gS, z,
+                                 xt_val, (float)es, n, din, ws, {0}, 0.0};
+        const int T = ws ? par_threads(k, n) : 1;
+        if (T > 1) {
+            par_run(T, linear_backward_csr16_part, &a);
+        } else {
+            linear_backward_csr16_rows(&a, 0, n, NULL);
+            linear_backward_csr16_weight(&a, 0, din);
         }
         if (gb)
             for (int j = 0; j < 16; j++)
-                gb[j] += (float)gbd[j];
-        *gs += (float)gsd;
+                gb[j] += (float)a.gbd[j];
+        *gs += (float)a.gsd;
         return;
     }
     if (d > HG_LORENTZ_MAX_D)
@@ -1196,51 +1505,132 @@ static inline void pair_grad16(float *restrict dX, const float *restrict X, cons
     store16(dX + v * 16, vfma(ce, xu, load16(dX + v * 16)));
 }
 
+int64_t hg_k_pair_workspace_floats(int64_t count)
+{
+    return (count + BLK - 1) / BLK * 32;
+}
+
+typedef struct {
+    float *s_pos, *s_neg, *dX;
+    const float *X;
+    const int32_t *pos, *neg;
+    int64_t count, n;
+    float margin, w;
+    double *hinge; /* (16 per block) the blocks' masked hinges, or NULL */
+    double loss;
+} pair_loss_args;
+
+/* Couples e0 .. e1 - 1 (e0 a multiple of BLK) of the 16-wide margin loss: scores, the hinges of
+ * each block into a->hinge (16 lanes, 0 where inactive) or, without it, into the running lane
+ * sums lossl/lossh and with dX the gradients of the active couples, in couple order. */
+static void pair_margin_loss16(pair_loss_args *a, int64_t e0, int64_t e1, v8d *lossl, v8d *lossh)
+{
+    const v8l LANES8 = {0, 1, 2, 3, 4, 5, 6, 7};
+    const double m = a->margin;
+    const v8d md = {m, m, m, m, m, m, m, m};
+    const float *X = a->X;
+    const int64_t count = a->count;
+    for (int64_t b0 = e0; b0 < e1; b0 += BLK) {
+        const int nb = count - b0 < BLK ? (int)(count - b0) : BLK;
+        v16f pp[BLK], pn[BLK];
+        for (int r = 0; r < BLK; r++) {
+            if (r >= nb) {
+                pp[r] = pn[r] = ZERO16;
+                continue;
+            }
+            const int32_t *pa = a->pos + 2 * (b0 + r), *pb = a->neg + 2 * (b0 + r);
+            pp[r] = load16(X + (int64_t)pa[0] * 16) * load16(X + (int64_t)pa[1] * 16) * ETA16;
+            pn[r] = load16(X + (int64_t)pb[0] * 16) * load16(X + (int64_t)pb[1] * 16) * ETA16;
+        }
+        const v16f sp = 2.0f + 2.0f * rsum16(pp), sn = 2.0f + 2.0f * rsum16(pn);
+        store_first16(a->s_pos + b0, sp, nb);
+        store_first16(a->s_neg + b0, sn, nb);
+        /* hinges in double, lane-wise; the lanes past nb are masked off */
+        const v8d tl = md - __builtin_convertvector(SHUF(sp, sp, 0, 1, 2, 3, 4, 5, 6, 7), v8d) +
+                       __builtin_convertvector(SHUF(sn, sn, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
+        const v8d th = md -
+                       __builtin_convertvector(SHUF(sp, sp, 8, 9, 10, 11, 12, 13, 14, 15), v8d) +
+                       __builtin_convertvector(SHUF(sn, sn, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
+        const v8l al = (tl > 0.0) & (LANES8 < nb), ah = (th > 0.0) & (LANES8 + 8 < nb);
+        if (a->hinge) {
+            store8d(a->hinge + b0, (v8d)((v8l)tl & al));
+            store8d(a->hinge + b0 + 8, (v8d)((v8l)th & ah));
+            continue;
+        }
+        *lossl += (v8d)((v8l)tl & al);
+        *lossh += (v8d)((v8l)th & ah);
+        if (!a->dX)
+            continue;
+        unsigned active = 0;
+        for (int r = 0; r < 8; r++)
+            active |= (unsigned)(al[r] & 1) << r | (unsigned)(ah[r] & 1) << (r + 8);
+        for (; active; active &= active - 1) {
+            const int64_t e = b0 + __builtin_ctz(active);
+            pair_grad16(a->dX, X, a->pos + 2 * e, -2.0f * a->w);
+            pair_grad16(a->dX, X, a->neg + 2 * e, 2.0f * a->w);
+        }
+    }
+}
+
+/* dX row u (+=) c eta X_v when r0 <= u < r1: one end of pair_grad16, for the rows one thread
+ * owns. */
+static inline void pair_grad16_rows(float *restrict dX, const float *restrict X, int64_t u,
+                                    int64_t v, float c, int64_t r0, int64_t r1)
+{
+    if (u >= r0 && u < r1)
+        store16(dX + u * 16, vfma(c * ETA16, load16(X + v * 16), load16(dX + u * 16)));
+}
+
+/* Thread t of T: the scores and hinges of its blocks; after a barrier, the loss (last thread) and
+ * the gradients of every active couple, in couple order, for its own range of rows of dX (each
+ * row then receives its terms in the one-thread order). */
+static void pair_margin_loss16_part(void *arg, int t, int T)
+{
+    pair_loss_args *a = arg;
+    const int64_t count = a->count;
+    pair_margin_loss16(a, par_split(count, t, T, BLK, NULL), par_split(count, t + 1, T, BLK, NULL),
+                       NULL, NULL);
+    par_barrier(T);
+    if (t == T - 1) {
+        v8d lossl = {0}, lossh = {0};
+        for (int64_t b0 = 0; b0 < count; b0 += BLK) {
+            lossl += load8d(a->hinge + b0);
+            lossh += load8d(a->hinge + b0 + 8);
+        }
+        const v8d s = lossl + lossh;
+        a->loss = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+    }
+    if (!a->dX)
+        return;
+    const int64_t r0 = par_split(a->n, t, T, BLK, NULL), r1 = par_split(a->n, t + 1, T, BLK, NULL);
+    const float cp = -2.0f * a->w, cn = 2.0f * a->w;
+    for (int64_t e = 0; e < count; e++) {
+        if (!(a->hinge[e] > 0.0)) /* inactive couples have a zero hinge */
+            continue;
+        const int32_t *p = a->pos + 2 * e, *q = a->neg + 2 * e;
+        pair_grad16_rows(a->dX, a->X, p[0], p[1], cp, r0, r1);
+        pair_grad16_rows(a->dX, a->X, p[1], p[0], cp, r0, r1);
+        pair_grad16_rows(a->dX, a->X, q[0], q[1], cn, r0, r1);
+        pair_grad16_rows(a->dX, a->X, q[1], q[0], cn, r0, r1);
+    }
+}
+
 double hg_k_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_neg, float *dX,
                                      const float *X, const int32_t *pos, const int32_t *neg,
-                                     int64_t count, float margin, float w, int64_t d)
+                                     int64_t count, float margin, float w, int64_t n, int64_t d,
+                                     float *ws)
 {
-    (void)k;
     double loss = 0.0;
     if (d == 16) {
-        const v8l LANES8 = {0, 1, 2, 3, 4, 5, 6, 7};
-        const v8d md = {margin, margin, margin, margin, margin, margin, margin, margin};
-        v8d lossl = {0}, lossh = {0}; /* couple e adds to lane e mod 16 */
-        for (int64_t e0 = 0; e0 < count; e0 += BLK) {
-            const int nb = count - e0 < BLK ? (int)(count - e0) : BLK;
-            v16f pp[BLK], pn[BLK];
-            for (int r = 0; r < BLK; r++) {
-                if (r >= nb) {
-                    pp[r] = pn[r] = ZERO16;
-                    continue;
-                }
-                const int32_t *a = pos + 2 * (e0 + r), *b = neg + 2 * (e0 + r);
-                pp[r] = load16(X + (int64_t)a[0] * 16) * load16(X + (int64_t)a[1] * 16) * ETA16;
-                pn[r] = load16(X + (int64_t)b[0] * 16) * load16(X + (int64_t)b[1] * 16) * ETA16;
-            }
-            const v16f sp = 2.0f + 2.0f * rsum16(pp), sn = 2.0f + 2.0f * rsum16(pn);
-            store_first16(s_pos + e0, sp, nb);
-            store_first16(s_neg + e0, sn, nb);
-            /* hinges in double, lane-wise; the lanes past nb are masked off */
-            const v8d tl = md - __builtin_convertvector(SHUF(sp, sp, 0, 1, 2, 3, 4, 5, 6, 7), v8d) +
-                           __builtin_convertvector(SHUF(sn, sn, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
-            const v8d th = md -
-                           __builtin_convertvector(SHUF(sp, sp, 8, 9, 10, 11, 12, 13, 14, 15), v8d) +
-                           __builtin_convertvector(SHUF(sn, sn, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
-            const v8l al = (tl > 0.0) & (LANES8 < nb), ah = (th > 0.0) & (LANES8 + 8 < nb);
-            lossl += (v8d)((v8l)tl & al);
-            lossh += (v8d)((v8l)th & ah);
-            if (!dX)
-                continue;
-            unsigned active = 0;
-            for (int r = 0; r < 8; r++)
-                active |= (unsigned)(al[r] & 1) << r | (unsigned)(ah[r] & 1) << (r + 8);
-            for (; active; active &= active - 1) {
-                const int64_t e = e0 + __builtin_ctz(active);
-                pair_grad16(dX, X, pos + 2 * e, -2.0f * w);
-                pair_grad16(dX, X, neg + 2 * e, 2.0f * w);
-            }
+        pair_loss_args a = {s_pos, s_neg, dX, X, pos, neg, count, n, margin, w, NULL, 0.0};
+        const int T = ws ? par_threads(k, count) : 1;
+        if (T > 1) {
+            a.hinge = (double *)(void *)ws;
+            par_run(T, pair_margin_loss16_part, &a);
+            return a.loss;
         }
+        v8d lossl = {0}, lossh = {0}; /* couple e adds to lane e mod 16 */
+        pair_margin_loss16(&a, 0, count, &lossl, &lossh);
         /* the lane sums, in a fixed order */
         const v8d t = lossl + lossh;
         return ((t[0] + t[4]) + (t[2] + t[6])) + ((t[1] + t[5]) + (t[3] + t[7]));
@@ -1269,24 +1659,46 @@ double hg_k_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_ne
     return loss;
 }
 
+typedef struct {
+    float *logits, *dX;
+    const float *X, *P, *b, *dl;
+    const int64_t *idx;
+    int64_t n, C;
+    float *ws;
+    double gpd[16][16], gbd[16];
+} class_args;
+
+/* Rows r0 .. r1 - 1 of the 16-wide class logits. */
+static void class_logits16(const class_args *a, int64_t r0, int64_t r1)
+{
+    const int64_t C = a->C;
+    /* pt[j][c] = 2 eta_j P[c][j]: row i's logits are 2 + b + sum_j x_ij pt[j] */
+    v16f pt[16];
+    float c0[16] = {0};
+    for (int j = 0; j < 16; j++) {
+        pt[j] = ZERO16;
+        for (int64_t c = 0; c < C; c++)
+            pt[j][c] = (j == 0 ? -2.0f : 2.0f) * a->P[c * 16 + j];
+    }
+    for (int64_t c = 0; c < C; c++)
+        c0[c] = 2.0f + (a->b ? a->b[c] : 0.0f);
+    const v16f base = load16(c0);
+    for (int64_t i = r0; i < r1; i++)
+        store_first16(a->logits + i * C, matvec16(pt, a->X + i * 16, ZERO16) + base, C);
+}
+
+static void class_logits16_part(void *arg, int t, int T)
+{
+    const class_args *a = arg;
+    class_logits16(a, par_split(a->n, t, T, BLK, NULL), par_split(a->n, t + 1, T, BLK, NULL));
+}
+
 void hg_k_lorentz_class_logits(const hg_kctx *k, float *logits, const float *X, const float *P,
                                const float *b, int64_t n, int64_t C, int64_t d)
 {
-    (void)k;
     if (d == 16 && C <= 16) {
-        /* pt[j][c] = 2 eta_j P[c][j]: row i's logits are 2 + b + sum_j x_ij pt[j] */
-        v16f pt[16];
-        float c0[16] = {0};
-        for (int j = 0; j < 16; j++) {
-            pt[j] = ZERO16;
-            for (int64_t c = 0; c < C; c++)
-                pt[j][c] = (j == 0 ? -2.0f : 2.0f) * P[c * 16 + j];
-        }
-        for (int64_t c = 0; c < C; c++)
-            c0[c] = 2.0f + (b ? b[c] : 0.0f);
-        const v16f base = load16(c0);
-        for (int64_t i = 0; i < n; i++)
-            store_first16(logits + i * C, matvec16(pt, X + i * 16, ZERO16) + base, C);
+        class_args a = {.logits = logits, .X = X, .P = P, .b = b, .n = n, .C = C};
+        par_run(par_threads(k, n), class_logits16_part, &a);
         return;
     }
     for (int64_t i = 0; i < n; i++)
@@ -1294,44 +1706,81 @@ void hg_k_lorentz_class_logits(const hg_kctx *k, float *logits, const float *X, 
             logits[i * C + c] = 2.0f + 2.0f * inner16(X + i * d, P + c * d, d) + (b ? b[c] : 0.0f);
 }
 
+/* Points r0 .. r1 - 1 (r0 a multiple of HG_K_CHUNK) of the 16-wide class-logit backward: dX rows,
+ * and each chunk's float partials of the class-point and bias gradients into its slot of ws, or
+ * straight into a->gpd, a->gbd. */
+static void class_logits_backward16(class_args *a, int64_t r0, int64_t r1, float *ws)
+{
+    const int64_t C = a->C, nidx = a->n;
+    float *restrict dX = a->dX;
+    v16f pe[16], gp[16]; /* pe[c] = 2 eta P[c]; gp[c]: float partial of dl_c x */
+    v16f gbp = ZERO16;
+    for (int64_t c = 0; c < 16; c++) {
+        pe[c] = c < C ? 2.0f * ETA16 * load16(a->P + c * 16) : ZERO16;
+        gp[c] = ZERO16;
+    }
+    for (int64_t i = r0; i < r1; i++) {
+        const float *g = a->dl + i * C;
+        const int64_t row = a->idx[i];
+        gbp += load_first16(g, C);
+        v16f acc = ZERO16;
+        const v16f xv = load16(a->X + row * 16);
+        for (int64_t c = 0; c < C; c++) {
+            acc = vfma(splat(g[c]), pe[c], acc);
+            gp[c] = vfma(splat(g[c]), xv, gp[c]);
+        }
+        store16(dX + row * 16, load16(dX + row * 16) + acc);
+        if ((i + 1) % HG_K_CHUNK == 0 || i + 1 == nidx) {
+            float *slot = ws ? chunk_slot(ws, i) : NULL;
+            for (int64_t c = 0; c < C; c++) {
+                if (slot)
+                    store16(slot + c * 16, gp[c]);
+                else
+                    flush16(a->gpd[c], gp[c]);
+                gp[c] = ZERO16;
+            }
+            if (slot)
+                store16(slot + SLOT_BIAS, gbp);
+            else
+                flush16(a->gbd, gbp);
+            gbp = ZERO16;
+        }
+    }
+}
+
+static void class_logits_backward16_part(void *arg, int t, int T)
+{
+    class_args *a = arg;
+    const int64_t n = a->n, nchunks = (n + HG_K_CHUNK - 1) / HG_K_CHUNK;
+    const int64_t r0 = par_split(n, t, T, HG_K_CHUNK, NULL),
+                  r1 = par_split(n, t + 1, T, HG_K_CHUNK, NULL);
+    if (r0 < r1)
+        class_logits_backward16(a, r0, r1, a->ws);
+    par_barrier(T);
+    for (int64_t c = a->C * t / T; c < a->C * (t + 1) / T; c++)
+        sum_slots16(a->gpd[c], a->ws, nchunks, (int)c * 16);
+    if (t == T - 1)
+        sum_slots16(a->gbd, a->ws, nchunks, SLOT_BIAS);
+}
+
 void hg_k_lorentz_class_logits_backward(const hg_kctx *k, float *dX, float *dP, float *db,
                                         const float *dl, const float *X, const float *P,
-                                        const int64_t *idx, int64_t nidx, int64_t C, int64_t d)
+                                        const int64_t *idx, int64_t nidx, int64_t C, int64_t d,
+                                        float *ws)
 {
-    (void)k;
     if (d == 16 && C <= 16) {
-        v16f pe[16], gp[16];       /* pe[c] = 2 eta P[c]; gp[c]: float partial of dl_c x */
-        double gpd[16][16] = {{0}}, gbd[16] = {0};
-        v16f gbp = ZERO16;
-        for (int64_t c = 0; c < 16; c++) {
-            pe[c] = c < C ? 2.0f * ETA16 * load16(P + c * 16) : ZERO16;
-            gp[c] = ZERO16;
-        }
-        for (int64_t a = 0; a < nidx; a++) {
-            const float *g = dl + a * C;
-            const float *xi = X + idx[a] * 16;
-            gbp += load_first16(g, C);
-            v16f acc = ZERO16;
-            const v16f xv = load16(xi);
-            for (int64_t c = 0; c < C; c++) {
-                acc = vfma(splat(g[c]), pe[c], acc);
-                gp[c] = vfma(splat(g[c]), xv, gp[c]);
-            }
-            store16(dX + idx[a] * 16, load16(dX + idx[a] * 16) + acc);
-            if ((a + 1) % HG_K_FLOAT_RUN == 0 || a + 1 == nidx) {
-                for (int64_t c = 0; c < C; c++) {
-                    flush16(gpd[c], gp[c]);
-                    gp[c] = ZERO16;
-                }
-                flush16(gbd, gbp);
-                gbp = ZERO16;
-            }
-        }
+        class_args a = {.dX = dX, .X = X, .P = P, .dl = dl, .idx = idx, .n = nidx, .C = C,
+                        .ws = ws};
+        const int T = ws ? par_threads(k, nidx) : 1;
+        if (T > 1)
+            par_run(T, class_logits_backward16_part, &a);
+        else
+            class_logits_backward16(&a, 0, nidx, NULL);
         for (int64_t c = 0; c < C; c++) {
             for (int j = 0; j < 16; j++)
-                dP[c * 16 + j] += (float)((j == 0 ? -2.0 : 2.0) * gpd[c][j]);
+                dP[c * 16 + j] += (float)((j == 0 ? -2.0 : 2.0) * a.gpd[c][j]);
             if (db)
-                db[c] += (float)gbd[c];
+                db[c] += (float)a.gbd[c];
         }
         return;
     }

@@ -118,6 +118,13 @@ if [ "$(strip "$TMP/r1")" = "$(strip "$TMP/r2")" ]; then ok "same seed, same JSO
     ko "same seed, same JSON"
     diff "$TMP/r1" "$TMP/r2" | tail -n 4
 fi
+"$BIN" --dataset cora --task nc --epochs 15 --quiet --threads 2 >"$TMP/r2t" 2>/dev/null
+if [ "$(strip "$TMP/r1" | grep -v '"threads"')" = "$(strip "$TMP/r2t" | grep -v '"threads"')" ]; then
+    ok "--threads 2, same JSON"
+else
+    ko "--threads 2, same JSON"
+    diff "$TMP/r1" "$TMP/r2t" | tail -n 4
+fi
 "$BIN" --dataset cora --task nc --epochs 15 --quiet --seed 7 >"$TMP/r3" 2>/dev/null
 if [ "$(json_field "$TMP/r3" val_f1)" != "$(json_field "$TMP/r1" val_f1)" ] ||
     [ "$(json_field "$TMP/r3" test_acc)" != "$(json_field "$TMP/r1" test_acc)" ]; then

@@ -810,6 +810,150 @@ static void test_determinism(void **state)
     free_graph(&g);
 }
 
+/* ---------------------------------------------------------------- threads */
+
+/* A graph large enough for the kernels to split rows between threads: TN nodes, each linked to
+ * a few random others and to one of TH hubs (hub rows longer than HG_K_FLOAT_RUN, so the double
+ * flush of long gathers runs), self loops, rows normalised; nf random sparse features per node. */
+#define TN 1500
+#define TH 5
+static void build_big_graph(hg_csr *adj, hg_csr *feat, int64_t nf, uint64_t seed)
+{
+    unsigned char *A = calloc((size_t)TN * TN, 1);
+    assert_non_null(A);
+    hg_rng r;
+    hg_rng_seed(&r, seed);
+    for (int64_t i = 0; i < TN; i++) {
+        A[i * TN + i] = 1;
+        const int64_t h = (int64_t)hg_rng_below(&r, TH);
+        A[i * TN + h] = A[h * TN + i] = 1;
+        for (int e = 0; e < 3; e++) {
+            const int64_t j = (int64_t)hg_rng_below(&r, TN);
+            A[i * TN + j] = A[j * TN + i] = 1;
+        }
+    }
+    int64_t nnz = 0;
+    for (int64_t q = 0; q < (int64_t)TN * TN; q++)
+        nnz += A[q];
+    assert_int_equal(hg_csr_alloc(adj, TN, TN, nnz), HG_OK);
+    int64_t p = 0;
+    for (int64_t i = 0; i < TN; i++) {
+        int64_t deg = 0;
+        for (int64_t j = 0; j < TN; j++)
+            deg += A[i * TN + j];
+        adj->rowptr[i] = p;
+        for (int64_t j = 0; j < TN; j++)
+            if (A[i * TN + j]) {
+                adj->col[p] = (int32_t)j;
+                adj->val[p++] = 1.0f / (float)deg;
+            }
+    }
+    adj->rowptr[TN] = p;
+    free(A);
+    const int64_t per_row = nf < 4 ? nf : 4;
+    assert_int_equal(hg_csr_alloc(feat, TN, nf, TN * per_row), HG_OK);
+    p = 0;
+    for (int64_t i = 0; i < TN; i++) {
+        feat->rowptr[i] = p;
+        const int64_t c0 = (int64_t)hg_rng_below(&r, (uint64_t)(nf - per_row + 1));
+        for (int64_t q = 0; q < per_row; q++) { /* distinct increasing columns */
+            feat->col[p] = (int32_t)(c0 + q);
+            feat->val[p++] = (float)(0.1 + 0.9 * hg_rng_uniform(&r));
+        }
+    }
+    feat->rowptr[TN] = p;
+}
+
+/* Training steps of the same model on 1, 2 and 3 threads give the same bits: losses, gradients,
+ * parameters, embeddings. nf > 15 or dropout takes the sparse first layer, else the dense one. */
+static void threads_case(int64_t nf, float dropout, int nc)
+{
+    hg_csr adj = {0}, feat = {0};
+    build_big_graph(&adj, &feat, nf, 99 + (uint64_t)nf);
+    hg_hybonet_config cfg = base_config(3, 16, nc ? GC : 0);
+    cfg.n = TN;
+    cfg.nfeat = nf;
+    cfg.act_relu = 1;
+    cfg.dropout = dropout;
+    int32_t *labels = malloc(TN * sizeof *labels), *pos = malloc(2 * TN * sizeof *pos),
+            *neg = malloc(2 * TN * sizeof *neg);
+    int64_t *train = malloc(TN * sizeof *train), ntrain = 0;
+    assert_true(labels && pos && neg && train);
+    hg_rng r;
+    hg_rng_seed(&r, 5);
+    for (int64_t i = 0; i < TN; i++) {
+        labels[i] = (int32_t)hg_rng_below(&r, GC);
+        if (i % 5 != 2)
+            train[ntrain++] = i;
+    }
+    const int64_t npairs = TN / 2;
+    for (int64_t e = 0; e < 2 * npairs; e++) {
+        pos[e] = adj.col[hg_rng_below(&r, (uint64_t)adj.nnz)];
+        neg[e] = (int32_t)hg_rng_below(&r, TN);
+    }
+    enum { NT = 3, STEPS = 4 };
+    hg_kctx ks[NT];
+    hg_hybonet ms[NT];
+    double losses[NT][STEPS];
+    for (int t = 0; t < NT; t++) {
+        ks[t] = (hg_kctx){HG_DEVICE_CPU, 1, NULL};
+        hg_k_set_threads(&ks[t], t + 1);
+        assert_int_equal(hg_hybonet_init(&ms[t], &ks[t], &cfg, &feat, &adj, 2 * npairs), HG_OK);
+        hg_hybonet *m = &ms[t];
+        assert_true(nf > 15 || dropout > 0.0f ? m->x0_dense == NULL : m->x0_dense != NULL);
+        for (int s = 0; s < STEPS; s++) {
+            hg_hybonet_zero_grad(m);
+            hg_hybonet_forward(m, 1, 40 + (uint64_t)s);
+            losses[t][s] = nc ? hg_hybonet_nc_loss(m, train, ntrain, labels, 1)
+                              : hg_hybonet_lp_loss(m, pos, neg, npairs, 1);
+            hg_hybonet_backward(m, 1, 40 + (uint64_t)s);
+            if (s + 1 < STEPS) /* the last step's gradients are compared below */
+                assert_int_equal(hg_hybonet_step(m, 0.02f, 10), HG_OK);
+        }
+    }
+    const size_t emb_bytes = (size_t)TN * 16 * sizeof(float);
+    for (int t = 1; t < NT; t++) {
+        assert_memory_equal(losses[0], losses[t], sizeof losses[0]);
+        assert_memory_equal(ms[0].emb, ms[t].emb, emb_bytes);
+        assert_memory_equal(ms[0].demb, ms[t].demb, emb_bytes);
+        assert_memory_equal(ms[0].params, ms[t].params, (size_t)ms[0].nparams * sizeof(float));
+        assert_memory_equal(ms[0].grads, ms[t].grads, (size_t)ms[0].nparams * sizeof(float));
+        for (int l = 0; l < cfg.nlayers; l++) {
+            int64_t count;
+            const float *w0 = layer_weight(&ms[0], l, &count);
+            const float *wt = layer_weight(&ms[t], l, &count);
+            assert_memory_equal(w0, wt, (size_t)count * sizeof(float));
+        }
+        assert_memory_equal(ms[0].gw, ms[t].gw, (size_t)(16 * ms[0].layer[0].din) * sizeof(float));
+    }
+    for (int t = 0; t < NT; t++)
+        hg_hybonet_destroy(&ms[t]);
+    free(labels);
+    free(pos);
+    free(neg);
+    free(train);
+    hg_csr_destroy(&adj);
+    hg_csr_destroy(&feat);
+}
+
+static void test_threads_nc_sparse_input(void **state)
+{
+    (void)state;
+    threads_case(40, 0.3f, 1);
+}
+
+static void test_threads_nc_dense_input(void **state)
+{
+    (void)state;
+    threads_case(11, 0.0f, 1);
+}
+
+static void test_threads_lp(void **state)
+{
+    (void)state;
+    threads_case(40, 0.0f, 0);
+}
+
 /* ---------------------------------------------------------------- optimiser */
 
 static void test_class_points_stay_on_manifold(void **state)
@@ -860,6 +1004,9 @@ int main(void)
         cmocka_unit_test(test_lp_grad),
         cmocka_unit_test(test_layers_on_manifold),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_threads_nc_sparse_input),
+        cmocka_unit_test(test_threads_nc_dense_input),
+        cmocka_unit_test(test_threads_lp),
         cmocka_unit_test(test_class_points_stay_on_manifold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
