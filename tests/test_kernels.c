@@ -1539,7 +1539,7 @@ static void test_fused_linear_backward(void **state)
             fill_nan(gx, n * din);
             hg_k_lorentz_linear_backward(&K, gx, gWt, bias ? gb : NULL, &gs, L.At.rowptr,
                                          L.At.col, L.At.val, L.gS, z, h, L.x, L.W, in.S_prev, L.s,
-                                         relu, p, seed, n, din, d);
+                                         relu, p, seed, n, din, d, NULL);
             check_param_grads(gWt, bias ? gb : NULL, gb0, gs, gs0, &R, din, d, cfg);
             assert_within(f2d(gx, n * din), f2d(R.gx, n * din), twice(R.E_gx, n * din), n * din,
                           din, sprev ? "fused gx vs centroid_backward(act'(x) mask (dz W))"
@@ -1552,7 +1552,7 @@ static void test_fused_linear_backward(void **state)
                 fill_nan_d(gWt, din * d);
                 hg_k_lorentz_linear_backward(&K, NULL, gWt, gb, &gs, L.At.rowptr, L.At.col,
                                              L.At.val, L.gS, z, h, L.x, L.W, NULL, L.s, relu, p,
-                                             seed, n, din, d);
+                                             seed, n, din, d, NULL);
                 check_param_grads(gWt, gb, gb0, gs, gs0, &R, din, d, cfg + 1000);
             }
             ta_free_all();
@@ -1623,7 +1623,7 @@ static void test_fused_linear_backward_csr(void **state)
         fill_nan_d(gWt, din * d);
         hg_k_lorentz_linear_backward_csr(&K, dz, gWt, bias ? gb : NULL, &gs, L.At.rowptr, L.At.col,
                                          L.At.val, L.gS, z, Xt.rowptr, Xt.col, Xt.val, L.s, n, din,
-                                         d);
+                                         d, NULL);
         assert_within(f2d(dz, n * d), f2d(R.dz, n * d), twice(R.E_dz, n * d), n * d, d,
                       "fused csr dz vs head_backward(At gS)", d);
         check_param_grads(gWt, bias ? gb : NULL, gb0, gs, gs0, &R, din, d, d);
@@ -1685,7 +1685,7 @@ static void test_fused_dense_first_layer(void **state)
     float gs = gs0, gsc = gs0;
     fill_nan_d(gWt, 16 * 16);
     hg_k_lorentz_linear_backward(&K, NULL, gWt, gb, &gs, L.At.rowptr, L.At.col, L.At.val, L.gS, z,
-                                 Xd, Xd, Wp, NULL, L.s, 0, 0.0f, 0, n, 16, 16);
+                                 Xd, Xd, Wp, NULL, L.s, 0, 0.0f, 0, n, 16, 16, NULL);
     check_param_grads(gWt, gb, gb0, gs, gs0, &R, 16, d, 0);
     for (int64_t j = DIN0; j < 16; j++) /* the padding rows: sums of exact zeros */
         for (int64_t o = 0; o < 16; o++)
@@ -1693,7 +1693,7 @@ static void test_fused_dense_first_layer(void **state)
     /* the sparse backward on the same z: the same gradients (rows < DIN0 of the padded gWt) */
     fill_nan_d(gWtc, DIN0 * 16);
     hg_k_lorentz_linear_backward_csr(&K, dzc, gWtc, gbc, &gsc, L.At.rowptr, L.At.col, L.At.val,
-                                     L.gS, z, Xt.rowptr, Xt.col, Xt.val, L.s, n, DIN0, d);
+                                     L.gS, z, Xt.rowptr, Xt.col, Xt.val, L.s, n, DIN0, d, NULL);
     assert_within(gWtc, gWt, twice(R.E_gWt, DIN0 * 16), DIN0 * 16, 16,
                   "csr gWt vs dense gWt", 0);
     {
@@ -1821,7 +1821,8 @@ static void test_fused_pair_margin_loss(void **state)
         fill_nan(sp, count);
         fill_nan(sn, count);
         const double loss =
-            hg_k_lorentz_pair_margin_loss(&K, sp, sn, dX, X, pos, neg, count, margin, wt, d);
+            hg_k_lorentz_pair_margin_loss(&K, sp, sn, dX, X, pos, neg, count, margin, wt, np, d,
+                                          NULL);
         /* scores as pair scores */
         double want[2 * PAIR_COUNT], tol[2 * PAIR_COUNT], got[2 * PAIR_COUNT];
         for (int64_t e = 0; e < count; e++) {
@@ -1860,7 +1861,8 @@ static void test_fused_pair_margin_loss(void **state)
         fill_nan(sp, count);
         fill_nan(sn, count);
         const double loss2 =
-            hg_k_lorentz_pair_margin_loss(&K, sp, sn, NULL, X, pos, neg, count, margin, wt, d);
+            hg_k_lorentz_pair_margin_loss(&K, sp, sn, NULL, X, pos, neg, count, margin, wt, np, d,
+                                          NULL);
         assert_within(&loss2, &lw, &ltol, 1, 1, "fused margin loss value (no gradient)", d);
         for (int64_t e = 0; e < count; e++) {
             got[e] = sp[e];
@@ -1918,7 +1920,7 @@ static void test_fused_class_logits(void **state)
         for (int64_t k = 0; k < C; k++)
             MB[k] = fabs(GB[k]);
         hg_k_lorentz_class_logits_backward(&K, dX, dP, with_db ? db : NULL, dl, X, P, idx, nidx,
-                                           C, d);
+                                           C, d, NULL);
         for (int64_t a = 0; a < nidx; a++)
             for (int64_t k = 0; k < C; k++) {
                 const double gk = dl[a * C + k];
