@@ -70,63 +70,10 @@ typedef struct {
 static void build_graph(graph *g)
 {
     static const int chords[][2] = {{0, 6}, {1, 4}, {2, 9}, {0, 3}, {5, 10}, {0, 9}, {4, 8}};
+    const hg_test_graph_spec spec = {GN, GF, GC, chords, (int)(sizeof chords / sizeof chords[0]),
+                                     EMPTY_A, EMPTY_B, 777, 0.45, 0.5f, 1};
     memset(g, 0, sizeof *g);
-    for (int i = 0; i < GN; i++)
-        g->A[i][(i + 1) % GN] = g->A[(i + 1) % GN][i] = 1;
-    for (size_t c = 0; c < sizeof chords / sizeof chords[0]; c++)
-        g->A[chords[c][0]][chords[c][1]] = g->A[chords[c][1]][chords[c][0]] = 1;
-    int64_t nnz = 0;
-    for (int i = 0; i < GN; i++)
-        for (int j = 0; j < GN; j++)
-            nnz += g->A[i][j] || i == j;
-    assert_int_equal(hg_csr_alloc(&g->adj, GN, GN, nnz), HG_OK);
-    int64_t p = 0;
-    for (int i = 0; i < GN; i++) {
-        int deg = 0;
-        for (int j = 0; j < GN; j++)
-            deg += g->A[i][j] || i == j;
-        g->adj.rowptr[i] = p;
-        for (int j = 0; j < GN; j++)
-            if (g->A[i][j] || i == j) {
-                g->adj.col[p] = j;
-                g->adj.val[p++] = 1.0f / (float)deg;
-            }
-    }
-    g->adj.rowptr[GN] = p;
-
-    hg_rng r;
-    hg_rng_seed(&r, 777);
-    float val[GN * GF];
-    int32_t col[GN * GF];
-    int64_t rowptr[GN + 1];
-    p = 0;
-    for (int i = 0; i < GN; i++) {
-        rowptr[i] = p;
-        if (i == EMPTY_A || i == EMPTY_B)
-            continue;
-        int64_t start = p;
-        for (int j = 0; j < GF; j++)
-            if (hg_rng_uniform(&r) < 0.45) {
-                col[p] = j;
-                val[p++] = (float)(0.1 + 0.9 * hg_rng_uniform(&r));
-            }
-        if (p == start) { /* at least one feature on the other rows */
-            col[p] = (int32_t)(i % GF);
-            val[p++] = 0.5f;
-        }
-    }
-    rowptr[GN] = p;
-    assert_int_equal(hg_csr_alloc(&g->feat, GN, GF, p), HG_OK);
-    memcpy(g->feat.rowptr, rowptr, sizeof rowptr);
-    memcpy(g->feat.col, col, (size_t)p * sizeof *col);
-    memcpy(g->feat.val, val, (size_t)p * sizeof *val);
-
-    g->ntrain = 0;
-    for (int i = 0; i < GN; i++) {
-        g->labels[i] = (int32_t)hg_rng_below(&r, GC);
-        if (i % 4 != 1)
-            g->train[g->ntrain++] = i;
-    }
+    hg_test_build_graph(&spec, &g->A[0][0], &g->adj, &g->feat, g->labels, g->train, &g->ntrain);
 }
 
 static void free_graph(graph *g)

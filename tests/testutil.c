@@ -3,8 +3,11 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "hg_config.h"
+#include "../src/csr.h"
+#include "../src/hg.h"
 #include "../src/rng.h"
 
 static void report_mismatch(double worst, size_t worst_i, double g, double w, size_t bad,
@@ -97,3 +100,61 @@ void hg_check_grad_(hg_test_scalar_fn f, void *ctx, float *theta, const double *
 }
 
 const char *hg_test_data_dir(void) { return HG_SOURCE_DATA_DIR; }
+
+void hg_test_build_graph(const hg_test_graph_spec *s, int *A, struct hg_csr *adj,
+                         struct hg_csr *feat, int32_t *labels, int64_t *train, int64_t *ntrain)
+{
+    const int n = s->n;
+    memset(A, 0, (size_t)n * (size_t)n * sizeof *A);
+    for (int i = 0; i < n; i++)
+        A[i * n + (i + 1) % n] = A[((i + 1) % n) * n + i] = 1;
+    for (int c = 0; c < s->nchords; c++)
+        A[s->chords[c][0] * n + s->chords[c][1]] = A[s->chords[c][1] * n + s->chords[c][0]] = 1;
+    int64_t nnz = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            nnz += A[i * n + j] || i == j;
+    assert_int_equal(hg_csr_alloc(adj, n, n, nnz), HG_OK);
+    int64_t p = 0;
+    for (int i = 0; i < n; i++) {
+        int deg = 0;
+        for (int j = 0; j < n; j++)
+            deg += A[i * n + j] || i == j;
+        adj->rowptr[i] = p;
+        for (int j = 0; j < n; j++)
+            if (A[i * n + j] || i == j) {
+                adj->col[p] = j;
+                adj->val[p++] = 1.0f / (float)deg;
+            }
+    }
+    adj->rowptr[n] = p;
+
+    hg_rng r;
+    hg_rng_seed(&r, s->seed);
+    assert_int_equal(hg_csr_alloc(feat, n, s->nfeat, (int64_t)n * s->nfeat), HG_OK);
+    p = 0;
+    for (int i = 0; i < n; i++) {
+        feat->rowptr[i] = p;
+        if (i == s->empty_a || i == s->empty_b)
+            continue;
+        int64_t start = p;
+        for (int j = 0; j < s->nfeat; j++)
+            if (hg_rng_uniform(&r) < s->density) {
+                feat->col[p] = j;
+                feat->val[p++] = (float)(0.1 + 0.9 * hg_rng_uniform(&r));
+            }
+        if (p == start) { /* at least one feature on the other rows */
+            feat->col[p] = (int32_t)(i % s->nfeat);
+            feat->val[p++] = s->fill;
+        }
+    }
+    feat->rowptr[n] = p;
+    feat->nnz = p; /* the arrays keep their n x nfeat capacity */
+
+    *ntrain = 0;
+    for (int i = 0; i < n; i++) {
+        labels[i] = (int32_t)hg_rng_below(&r, (uint64_t)s->nclasses);
+        if (i % 4 != s->skip_mod)
+            train[(*ntrain)++] = i;
+    }
+}

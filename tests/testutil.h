@@ -35,6 +35,26 @@ void hg_check_grad_(hg_test_scalar_fn f, void *ctx, float *theta, const double *
     hg_check_grad_((f), (ctx), (theta), (grad), (n), (max_checks), (h), (atol), (rtol), (what), \
                    __FILE__, __LINE__)
 
+/* A small graph for model tests: a ring of n nodes plus chords (irregular degrees, so A_hat is
+ * not symmetric), A (n x n ints, caller buffer) its 0/1 adjacency, adj = D^-1 (A + I) in CSR,
+ * sparse random features (n x nfeat) in [0.1, 1) with the given density, rows empty_a and
+ * empty_b empty and every other row with at least one feature (value `fill`), labels drawn in
+ * [0, nclasses) after the features from the same stream, and train = the nodes with
+ * i % 4 != skip_mod. */
+typedef struct hg_test_graph_spec {
+    int n, nfeat, nclasses;
+    const int (*chords)[2];
+    int nchords;
+    int empty_a, empty_b;
+    uint64_t seed;
+    double density;
+    float fill;
+    int skip_mod;
+} hg_test_graph_spec;
+struct hg_csr;
+void hg_test_build_graph(const hg_test_graph_spec *s, int *A, struct hg_csr *adj,
+                         struct hg_csr *feat, int32_t *labels, int64_t *train, int64_t *ntrain);
+
 /* Directory of the bundled datasets (source tree), and of test fixtures (build tree). */
 const char *hg_test_data_dir(void);
 
