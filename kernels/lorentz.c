@@ -958,6 +958,27 @@ static void linear_forward_csr16_part(void *arg, int t, int T)
                          par_split(a->n, t + 1, T, BLK, a->rowptr));
 }
 
+/* Any width (the 16-wide kernels have their own paths): acc (=) A X + b row by row, then
+ * out (=) the LorentzLinear head of acc (head != 0, log-scale factor es) or its centroid
+ * normalisation, a block of rows at a time so their scalar chains overlap. */
+static void gather_map_generic(float *acc, float *out, const int64_t *rowptr, const int32_t *col,
+                               const float *val, const float *X, const float *b, int64_t n,
+                               int64_t d, int head, double es)
+{
+    row_scratch scratch, *sc = &scratch;
+    for (int64_t i = 0; i < n; i++) {
+        axpy_rows(acc + i * d, b, rowptr[i + 1] - rowptr[i], val + rowptr[i], col + rowptr[i], X,
+                  d, sc);
+        if (i % BLK == BLK - 1 || i == n - 1)
+            for (int64_t r = i / BLK * BLK; r <= i; r++) {
+                if (head)
+                    head_forward_row(out + r * d, acc + r * d, es, d);
+                else
+                    centroid_forward_row(out + r * d, acc + r * d, d);
+            }
+    }
+}
+
 void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const int64_t *rowptr,
                                      const int32_t *col, const float *val, const float *Wt,
                                      const float *b, float s, int64_t n, int64_t d)
@@ -970,14 +991,7 @@ void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const
     }
     if (d > HG_LORENTZ_MAX_D)
         return;
-    row_scratch scratch, *sc = &scratch;
-    for (int64_t i = 0; i < n; i++) {
-        axpy_rows(z + i * d, b, rowptr[i + 1] - rowptr[i], val + rowptr[i], col + rowptr[i], Wt,
-                  d, sc);
-        if (i % BLK == BLK - 1 || i == n - 1)
-            for (int64_t r = i / BLK * BLK; r <= i; r++)
-                head_forward_row(y + r * d, z + r * d, es, d);
-    }
+    gather_map_generic(z, y, rowptr, col, val, Wt, b, n, d, 1, es);
 }
 
 /* Rows i0 .. i0 + nb - 1 of A X (16-wide) into Y. */
@@ -1027,14 +1041,7 @@ void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int6
     }
     if (d > HG_LORENTZ_MAX_D)
         return;
-    row_scratch scratch, *sc = &scratch;
-    for (int64_t i = 0; i < n; i++) {
-        axpy_rows(S + i * d, NULL, rowptr[i + 1] - rowptr[i], val + rowptr[i], col + rowptr[i], y,
-                  d, sc);
-        if (i % BLK == BLK - 1 || i == n - 1)
-            for (int64_t r = i / BLK * BLK; r <= i; r++)
-                centroid_forward_row(out + r * d, S + r * d, d);
-    }
+    gather_map_generic(S, out, rowptr, col, val, y, NULL, n, d, 0, 0.0);
 }
 
 /* Add a float partial sum of 16 lanes into a double accumulator of 16. */
