@@ -109,14 +109,7 @@ static hg_kctx K = {HG_DEVICE_CPU, 1, NULL};
 #define EMPTY_A 2 /* rows without features: their input point is (cosh 1e-4, 0) */
 #define EMPTY_B 9
 
-typedef struct {
-    int A[GN][GN];
-    hg_csr adj;  /* D^-1 (A + I), for the float model */
-    hg_csr feat;
-    int32_t labels[GN];
-    int64_t train[GN];
-    int64_t ntrain;
-} graph;
+typedef hg_test_graph graph;
 
 /* Ring plus chords (degrees 2..5, so A_hat is not symmetric), self loops, rows normalised; sparse
  * features in [0.1, 1) with two empty rows; random labels; 9 training nodes. */
@@ -125,15 +118,10 @@ static void build_graph(graph *g)
     static const int chords[][2] = {{0, 5}, {1, 7}, {3, 10}, {0, 8}, {4, 11}, {6, 9}, {2, 7}};
     const hg_test_graph_spec spec = {GN, GF, GC, chords, (int)(sizeof chords / sizeof chords[0]),
                                      EMPTY_A, EMPTY_B, 2024, 0.4, 0.6f, 3};
-    memset(g, 0, sizeof *g);
-    hg_test_build_graph(&spec, &g->A[0][0], &g->adj, &g->feat, g->labels, g->train, &g->ntrain);
+    hg_test_graph_build(g, &spec);
 }
 
-static void free_graph(graph *g)
-{
-    hg_csr_destroy(&g->adj);
-    hg_csr_destroy(&g->feat);
-}
+static void free_graph(graph *g) { hg_test_graph_destroy(g); }
 
 /* ---------------------------------------------------------------- double reference */
 

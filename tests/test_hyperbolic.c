@@ -55,14 +55,7 @@ static hg_kctx K = {HG_DEVICE_CPU, 1, NULL};
 #define EMPTY_A 3 /* nodes without features: their input point is the origin */
 #define EMPTY_B 8
 
-typedef struct {
-    hg_csr adj;  /* D^-1 (A + I) */
-    hg_csr feat; /* sparse features, rows EMPTY_A and EMPTY_B empty */
-    int A[GN][GN];
-    int32_t labels[GN];
-    int64_t train[GN];
-    int64_t ntrain;
-} graph;
+typedef hg_test_graph graph;
 
 /* A ring of GN nodes plus chords (node degrees 2..5, so A_hat is not symmetric and a backward
  * that used A_hat for A_hat^T would show), self loops added, rows normalised; sparse random
@@ -72,15 +65,10 @@ static void build_graph(graph *g)
     static const int chords[][2] = {{0, 6}, {1, 4}, {2, 9}, {0, 3}, {5, 10}, {0, 9}, {4, 8}};
     const hg_test_graph_spec spec = {GN, GF, GC, chords, (int)(sizeof chords / sizeof chords[0]),
                                      EMPTY_A, EMPTY_B, 777, 0.45, 0.5f, 1};
-    memset(g, 0, sizeof *g);
-    hg_test_build_graph(&spec, &g->A[0][0], &g->adj, &g->feat, g->labels, g->train, &g->ntrain);
+    hg_test_graph_build(g, &spec);
 }
 
-static void free_graph(graph *g)
-{
-    hg_csr_destroy(&g->adj);
-    hg_csr_destroy(&g->feat);
-}
+static void free_graph(graph *g) { hg_test_graph_destroy(g); }
 
 static hg_hybonet_config base_config(int nlayers, int dim, int nclasses)
 {

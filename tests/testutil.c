@@ -101,28 +101,31 @@ void hg_check_grad_(hg_test_scalar_fn f, void *ctx, float *theta, const double *
 
 const char *hg_test_data_dir(void) { return HG_SOURCE_DATA_DIR; }
 
-void hg_test_build_graph(const hg_test_graph_spec *s, int *A, struct hg_csr *adj,
-                         struct hg_csr *feat, int32_t *labels, int64_t *train, int64_t *ntrain)
+void hg_test_graph_build(hg_test_graph *g, const hg_test_graph_spec *s)
 {
     const int n = s->n;
-    memset(A, 0, (size_t)n * (size_t)n * sizeof *A);
+    assert_true(n <= HG_TEST_GRAPH_MAX);
+    memset(g, 0, sizeof *g);
+    hg_csr *adj = &g->adj, *feat = &g->feat;
+    int32_t *labels = g->labels;
+    int64_t *train = g->train, *ntrain = &g->ntrain;
     for (int i = 0; i < n; i++)
-        A[i * n + (i + 1) % n] = A[((i + 1) % n) * n + i] = 1;
+        g->A[i][(i + 1) % n] = g->A[((i + 1) % n)][i] = 1;
     for (int c = 0; c < s->nchords; c++)
-        A[s->chords[c][0] * n + s->chords[c][1]] = A[s->chords[c][1] * n + s->chords[c][0]] = 1;
+        g->A[s->chords[c][0]][s->chords[c][1]] = g->A[s->chords[c][1]][s->chords[c][0]] = 1;
     int64_t nnz = 0;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++)
-            nnz += A[i * n + j] || i == j;
+            nnz += g->A[i][j] || i == j;
     assert_int_equal(hg_csr_alloc(adj, n, n, nnz), HG_OK);
     int64_t p = 0;
     for (int i = 0; i < n; i++) {
         int deg = 0;
         for (int j = 0; j < n; j++)
-            deg += A[i * n + j] || i == j;
+            deg += g->A[i][j] || i == j;
         adj->rowptr[i] = p;
         for (int j = 0; j < n; j++)
-            if (A[i * n + j] || i == j) {
+            if (g->A[i][j] || i == j) {
                 adj->col[p] = j;
                 adj->val[p++] = 1.0f / (float)deg;
             }
@@ -157,4 +160,10 @@ void hg_test_build_graph(const hg_test_graph_spec *s, int *A, struct hg_csr *adj
         if (i % 4 != s->skip_mod)
             train[(*ntrain)++] = i;
     }
+}
+
+void hg_test_graph_destroy(hg_test_graph *g)
+{
+    hg_csr_destroy(&g->adj);
+    hg_csr_destroy(&g->feat);
 }

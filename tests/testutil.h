@@ -36,11 +36,11 @@ void hg_check_grad_(hg_test_scalar_fn f, void *ctx, float *theta, const double *
                    __FILE__, __LINE__)
 
 /* A small graph for model tests: a ring of n nodes plus chords (irregular degrees, so A_hat is
- * not symmetric), A (n x n ints, caller buffer) its 0/1 adjacency, adj = D^-1 (A + I) in CSR,
- * sparse random features (n x nfeat) in [0.1, 1) with the given density, rows empty_a and
- * empty_b empty and every other row with at least one feature (value `fill`), labels drawn in
- * [0, nclasses) after the features from the same stream, and train = the nodes with
- * i % 4 != skip_mod. */
+ * not symmetric), A its 0/1 adjacency, adj = D^-1 (A + I) in CSR, sparse random features
+ * (n x nfeat) in [0.1, 1) with the given density, rows empty_a and empty_b empty and every other
+ * row with at least one feature (value `fill`), labels drawn in [0, nclasses) after the features
+ * from the same stream, and train = the nodes with i % 4 != skip_mod. */
+#define HG_TEST_GRAPH_MAX 32
 typedef struct hg_test_graph_spec {
     int n, nfeat, nclasses;
     const int (*chords)[2];
@@ -51,9 +51,19 @@ typedef struct hg_test_graph_spec {
     float fill;
     int skip_mod;
 } hg_test_graph_spec;
-struct hg_csr;
-void hg_test_build_graph(const hg_test_graph_spec *s, int *A, struct hg_csr *adj,
-                         struct hg_csr *feat, int32_t *labels, int64_t *train, int64_t *ntrain);
+
+#include "../src/csr.h"
+typedef struct hg_test_graph {
+    int A[HG_TEST_GRAPH_MAX][HG_TEST_GRAPH_MAX]; /* (n x n) 0/1 adjacency, no self loops */
+    hg_csr adj;                                  /* D^-1 (A + I) */
+    hg_csr feat;                                 /* (n x nfeat) sparse features */
+    int32_t labels[HG_TEST_GRAPH_MAX];
+    int64_t train[HG_TEST_GRAPH_MAX];
+    int64_t ntrain;
+} hg_test_graph;
+/* n <= HG_TEST_GRAPH_MAX. */
+void hg_test_graph_build(hg_test_graph *g, const hg_test_graph_spec *s);
+void hg_test_graph_destroy(hg_test_graph *g);
 
 /* Directory of the bundled datasets (source tree), and of test fixtures (build tree). */
 const char *hg_test_data_dir(void);
