@@ -1,9 +1,15 @@
 /* kernels.h - the compute kernels every model op reduces to.
  *
  * This folder is a leaf: it includes nothing from src/, sst/, hyperbolic/ or datasets/.
- * Every kernel takes the kernel context first; the CPU versions below are the reference, and a
- * device backend (CUDA sources in kernels/, later) implements the same list behind the same names, selected
- * by hg_kctx.device inside kernels/, so model code never changes when a backend is added.
+ * Every kernel takes the kernel context first; a device backend (CUDA sources in kernels/,
+ * later) implements the same list behind the same names, selected by hg_kctx.device inside
+ * kernels/, so model code never changes when a backend is added.
+ *
+ * Two kinds: the per-op kernels (CSR products, dropout, ReLU, LorentzLinear head, centroid,
+ * expmap0, ...) are the readable reference of each operation, checked against finite
+ * differences and naive double code; the fused kernels the model calls (hg_k_lorentz_linear_*,
+ * _agg_forward, _pair_*, _class_logits*) compose them in one pass for speed and are tested
+ * against those compositions (tests/test_kernels.c).
  *
  * Layout: row-major float32 matrices; CSR matrices as (rowptr[nrows+1] int64, col[nnz] int32,
  * val[nnz] float). Long reductions accumulate in double. Outputs marked (=) are overwritten,

@@ -1875,7 +1875,7 @@ void hg_k_lorentz_logmap0(const hg_kctx *k, float *v, const float *x, int64_t n,
     for (int64_t i = 0; i < n; i++) {
         const float *xi = x + i * d;
         double sn = sqrt(spatial_sqnorm(xi, d));
-        double dist = acosh(fmax((double)xi[0], 1.0));
+        double dist = asinh(sn); /* = acosh(x0) on the manifold, without acosh's loss near 1 */
         double sc = sn > 0.0 ? dist / sn : 1.0;
         for (int64_t j = 0; j < ds; j++)
             v[i * ds + j] = (float)(xi[j + 1] * sc);
