@@ -12,55 +12,70 @@
 /* Seed streams: initialisation of layer l's weight, class points, dropout of layer l. */
 enum { STREAM_WEIGHT = 0, STREAM_CLASS = 100, STREAM_DROPOUT = 200, STREAM_LINEAR = 300 };
 
-/* Bytes every model buffer is aligned to: a 16-float row then fills one cache line, so a
- * gathered row is one load, not two. */
-#define HG_HYBONET_ALIGN 64
-
-/* Zeroed, HG_HYBONET_ALIGN-aligned buffer of count elements of size bytes; freed by hg_free. */
-static void *alloc_aligned(int64_t count, size_t size, const char *what)
+/* Zeroed buffer of count elements of size bytes in the model's memory (k's: host or device). */
+static void *alloc_k(const hg_kctx *k, int64_t count, size_t size, const char *what)
 {
-    size_t bytes = (size_t)(count > 0 ? count : 1) * size;
-    bytes = (bytes + HG_HYBONET_ALIGN - 1) / HG_HYBONET_ALIGN * HG_HYBONET_ALIGN;
-    void *p = aligned_alloc(HG_HYBONET_ALIGN, bytes);
-    if (!p) {
-        hg_error_set(HG_ENOMEM, "out of memory allocating %zu bytes for %s", bytes, what);
-        return NULL;
-    }
-    memset(p, 0, bytes);
-    return p;
+    return hg_k_alloc(k, (size_t)(count > 0 ? count : 1) * size, what);
 }
 
-static float *alloc_f(int64_t count, const char *what)
+static float *alloc_f(const hg_kctx *k, int64_t count, const char *what)
 {
-    return alloc_aligned(count, sizeof(float), what);
+    return alloc_k(k, count, sizeof(float), what);
+}
+
+/* dst: a copy of the host matrix src in k's memory. */
+static int csr_to_k(const hg_kctx *k, hg_csr *dst, const hg_csr *src, const char *what)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->nrows = src->nrows;
+    dst->ncols = src->ncols;
+    dst->nnz = src->nnz;
+    dst->rowptr = alloc_k(k, src->nrows + 1, sizeof(int64_t), what);
+    dst->col = alloc_k(k, src->nnz, sizeof(int32_t), what);
+    dst->val = alloc_f(k, src->nnz, what);
+    if (!dst->rowptr || !dst->col || !dst->val)
+        return HG_ENOMEM;
+    hg_k_upload(k, dst->rowptr, src->rowptr, (size_t)(src->nrows + 1) * sizeof(int64_t));
+    hg_k_upload(k, dst->col, src->col, (size_t)src->nnz * sizeof(int32_t));
+    hg_k_upload(k, dst->val, src->val, (size_t)src->nnz * sizeof(float));
+    return HG_OK;
+}
+
+static void csr_free_k(const hg_kctx *k, hg_csr *a)
+{
+    hg_k_free(k, a->rowptr);
+    hg_k_free(k, a->col);
+    hg_k_free(k, a->val);
+    memset(a, 0, sizeof *a);
 }
 
 /* expmap0 of each sparse feature row: the row's non-zeros are the spatial coordinates (zeros
  * stay zero), column 0 becomes the time coordinate. Reuses the dense kernel row by row. */
-static int build_input(hg_hybonet *m, const hg_csr *feat)
+static int build_input(hg_csr *x0, const hg_csr *feat)
 {
-    int rc = hg_csr_alloc(&m->x0, feat->nrows, feat->ncols + 1, feat->nnz + feat->nrows);
+    const hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL};
+    int rc = hg_csr_alloc(x0, feat->nrows, feat->ncols + 1, feat->nnz + feat->nrows);
     if (rc)
         return rc;
     int64_t maxrow = 0;
     for (int64_t i = 0; i < feat->nrows; i++)
         maxrow = HG_MAX(maxrow, feat->rowptr[i + 1] - feat->rowptr[i]);
-    float *row = alloc_f(maxrow + 1, "expmap0 row");
+    float *row = hg_calloc((size_t)maxrow + 1, sizeof *row, "expmap0 row");
     if (!row)
         return HG_ENOMEM;
     int64_t p = 0;
     for (int64_t i = 0; i < feat->nrows; i++) {
         int64_t a = feat->rowptr[i], b = feat->rowptr[i + 1];
-        hg_k_lorentz_expmap0_forward(m->k, row, feat->val + a, 1, b - a + 1);
-        m->x0.rowptr[i] = p;
-        m->x0.col[p] = 0;
-        m->x0.val[p++] = row[0];
+        hg_k_lorentz_expmap0_forward(&cpu, row, feat->val + a, 1, b - a + 1);
+        x0->rowptr[i] = p;
+        x0->col[p] = 0;
+        x0->val[p++] = row[0];
         for (int64_t q = a; q < b; q++) {
-            m->x0.col[p] = feat->col[q] + 1;
-            m->x0.val[p++] = row[q - a + 1];
+            x0->col[p] = feat->col[q] + 1;
+            x0->val[p++] = row[q - a + 1];
         }
     }
-    m->x0.rowptr[feat->nrows] = p;
+    x0->rowptr[feat->nrows] = p;
     hg_free(row);
     return HG_OK;
 }
@@ -95,11 +110,13 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
                     const hg_csr *feat, const hg_csr *adj, int64_t max_pairs)
 {
     int rc = HG_OK;
-    float *w_init = NULL;
+    /* host staging, freed before returning */
+    float *w_init = NULL, *hparams = NULL, *x0_dense = NULL;
+    hg_csr x0 = {0}, adj_t = {0}, x0t = {0};
+    int64_t *x0t_src = NULL;
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->k = k;
-    m->adj = adj;
     const int64_t n = cfg->n, dim = cfg->dim, C = cfg->nclasses;
     if (n < 1 || feat->nrows != n || adj->nrows != n || adj->ncols != n)
         return HG_ERRORF(HG_EINVAL, "hybonet: features (%lld rows) and adjacency (%lld x %lld) do "
@@ -113,26 +130,39 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
                          cfg->nlayers, HG_HYBONET_MAX_LAYERS);
     if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
         return HG_ERRORF(HG_EINVAL, "--dropout %g: must be in [0, 1)", cfg->dropout);
-    HG_CHECK(build_input(m, feat));
-    HG_CHECK(build_transpose(&m->adj_t, NULL, adj));
-    m->x0t_src = hg_calloc((size_t)HG_MAX(m->x0.nnz, 1), sizeof *m->x0t_src, "input transpose");
-    if (!m->x0t_src) {
+
+    /* graph structures, built on the host, then copied into the model's memory */
+    HG_CHECK(build_input(&x0, feat));
+    HG_CHECK(build_transpose(&adj_t, NULL, adj));
+    x0t_src = hg_calloc((size_t)HG_MAX(x0.nnz, 1), sizeof *x0t_src, "input transpose");
+    if (!x0t_src) {
         rc = HG_ENOMEM;
         goto done;
     }
-    HG_CHECK(build_transpose(&m->x0t, m->x0t_src, &m->x0));
-    m->x0_drop = alloc_f(m->x0.nnz, "input dropout");
-    m->x0t_drop = alloc_f(m->x0.nnz, "input dropout, transposed");
+    HG_CHECK(build_transpose(&x0t, x0t_src, &x0));
+    HG_CHECK(csr_to_k(k, &m->adj, adj, "adjacency"));
+    HG_CHECK(csr_to_k(k, &m->adj_t, &adj_t, "adjacency transpose"));
+    HG_CHECK(csr_to_k(k, &m->x0, &x0, "input points"));
+    HG_CHECK(csr_to_k(k, &m->x0t, &x0t, "input points transpose"));
+    m->x0t_src = alloc_k(k, x0.nnz, sizeof(int64_t), "input transpose");
+    m->x0_drop = alloc_f(k, x0.nnz, "input dropout");
+    m->x0t_drop = alloc_f(k, x0.nnz, "input dropout, transposed");
+    if (!m->x0t_src || !m->x0_drop || !m->x0t_drop) {
+        rc = HG_ENOMEM;
+        goto done;
+    }
+    hg_k_upload(k, m->x0t_src, x0t_src, (size_t)x0.nnz * sizeof(int64_t));
 
     /* ordinary parameters: per layer bias (dim) + scale (1), then class biases, class points */
     m->nparams = cfg->nlayers * (dim + 1) + C + C * dim;
     m->cls_offset = cfg->nlayers * (dim + 1) + C;
-    m->params = alloc_f(m->nparams, "parameters");
-    m->grads = alloc_f(m->nparams, "gradients");
-    m->m = alloc_f(m->nparams, "Adam m");
-    m->v = alloc_f(m->nparams, "Adam v");
-    m->cls_v = alloc_f(C, "Riemannian Adam v");
-    if (!m->x0_drop || !m->x0t_drop || !m->params || !m->grads || !m->m || !m->v || !m->cls_v) {
+    hparams = hg_calloc((size_t)m->nparams, sizeof *hparams, "initial parameters");
+    m->params = alloc_f(k, m->nparams, "parameters");
+    m->grads = alloc_f(k, m->nparams, "gradients");
+    m->m = alloc_f(k, m->nparams, "Adam m");
+    m->v = alloc_f(k, m->nparams, "Adam v");
+    m->cls_v = alloc_f(k, C, "Riemannian Adam v");
+    if (!hparams || !m->params || !m->grads || !m->m || !m->v || !m->cls_v) {
         rc = HG_ENOMEM;
         goto done;
     }
@@ -151,13 +181,13 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
         L->gbias = m->grads + l * (dim + 1);
         L->scale = L->bias + dim;
         L->gscale = L->gbias + dim;
-        *L->scale = logf(cfg->scale_init);
+        hparams[l * (dim + 1) + dim] = logf(cfg->scale_init);
         if (l > 0)
-            L->hd = alloc_f(n * dim, "layer dropout");
-        L->z = alloc_f(n * dim, "layer z");
-        L->y = alloc_f(n * dim, "layer y");
-        L->s = alloc_f(n * dim, "layer aggregate");
-        L->out = alloc_f(n * dim, "layer output");
+            L->hd = alloc_f(k, n * dim, "layer dropout");
+        L->z = alloc_f(k, n * dim, "layer z");
+        L->y = alloc_f(k, n * dim, "layer y");
+        L->s = alloc_f(k, n * dim, "layer aggregate");
+        L->out = alloc_f(k, n * dim, "layer output");
         if ((l > 0 && !L->hd) || !L->z || !L->y || !L->s || !L->out) {
             rc = HG_ENOMEM;
             goto done;
@@ -166,7 +196,7 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
     m->emb = m->layer[cfg->nlayers - 1].out;
 
     /* weights: uniform(+-1/sqrt(d_out)), column 0 (acting on the input time coordinate) = 0 */
-    w_init = alloc_f(dim * max_din, "initial weight");
+    w_init = hg_calloc((size_t)(dim * max_din), sizeof *w_init, "initial weight");
     if (!w_init) {
         rc = HG_ENOMEM;
         goto done;
@@ -188,7 +218,7 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
         hg_rng r;
         hg_rng_seed(&r, hg_rng_derive(cfg->seed, STREAM_CLASS));
         for (int64_t c = 0; c < C; c++) {
-            float *p = m->cls + c * dim;
+            float *p = hparams + m->cls_offset + c * dim;
             double nrm = 0.0;
             for (int64_t j = 1; j < dim; j++) {
                 p[j] = (float)hg_rng_normal(&r);
@@ -200,39 +230,49 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
             p[0] = (float)cosh(1.0);
         }
     }
+    hg_k_upload(k, m->params, hparams, (size_t)m->nparams * sizeof(float));
 
     /* a first layer with few input coordinates (Disease, Airport: 11 features) and no dropout
        runs as a dense 16 x 16 product: cheaper than gathering its near-dense rows */
     if (dim == 16 && m->layer[0].din <= 16 && cfg->dropout == 0.0f) {
-        m->x0_dense = alloc_f(n * 16, "dense input");
-        m->w0_pad = alloc_f(16 * 16, "padded first weight");
-        if (!m->x0_dense || !m->w0_pad) {
+        x0_dense = hg_calloc((size_t)(n * 16), sizeof *x0_dense, "dense input");
+        m->x0_dense = alloc_f(k, n * 16, "dense input");
+        m->w0_pad = alloc_f(k, 16 * 16, "padded first weight");
+        if (!x0_dense || !m->x0_dense || !m->w0_pad) {
             rc = HG_ENOMEM;
             goto done;
         }
         for (int64_t i = 0; i < n; i++)
-            for (int64_t p = m->x0.rowptr[i]; p < m->x0.rowptr[i + 1]; p++)
-                m->x0_dense[i * 16 + m->x0.col[p]] = m->x0.val[p];
+            for (int64_t p = x0.rowptr[i]; p < x0.rowptr[i + 1]; p++)
+                x0_dense[i * 16 + x0.col[p]] = x0.val[p];
+        hg_k_upload(k, m->x0_dense, x0_dense, (size_t)(n * 16) * sizeof(float));
     }
 
-    m->demb = alloc_f(n * dim, "embedding gradient");
-    m->g0 = alloc_f(n * dim, "scratch");
-    m->g1 = alloc_f(n * dim, "scratch");
-    m->wt = alloc_f(max_din * dim, "weight transpose");
+    m->demb = alloc_f(k, n * dim, "embedding gradient");
+    m->g0 = alloc_f(k, n * dim, "scratch");
+    m->g1 = alloc_f(k, n * dim, "scratch");
+    m->wt = alloc_f(k, max_din * dim, "weight transpose");
     /* (the dense first-layer path writes a full 16 x 16 block) */
-    m->gwt = alloc_aligned(HG_MAX(max_din, 16) * dim, sizeof(double), "weight gradient (double)");
-    m->gw = alloc_f(max_din * dim, "weight gradient");
-    m->logits = alloc_f(n * HG_MAX(C, 1), "logits");
-    m->dlogits = alloc_f(n * HG_MAX(C, 1), "logit gradient");
+    m->gwt = alloc_k(k, HG_MAX(max_din, 16) * dim, sizeof(double), "weight gradient (double)");
+    m->gw = alloc_f(k, max_din * dim, "weight gradient");
+    m->logits = alloc_f(k, n * HG_MAX(C, 1), "logits");
+    m->dlogits = alloc_f(k, n * HG_MAX(C, 1), "logit gradient");
+    m->pred = alloc_k(k, n, sizeof(int32_t), "predictions");
     m->max_pairs = max_pairs;
-    m->pair_score = alloc_f(max_pairs, "pair scores");
-    m->ws = alloc_f(hg_k_workspace_floats(n), "kernel workspace");
-    m->pair_ws = alloc_f(hg_k_pair_workspace_floats((max_pairs + 1) / 2), "pair workspace");
+    m->pair_score = alloc_f(k, max_pairs, "pair scores");
+    m->ws = alloc_f(k, hg_k_workspace_floats(n), "kernel workspace");
+    m->pair_ws = alloc_f(k, hg_k_pair_workspace_floats((max_pairs + 1) / 2), "pair workspace");
     if (!m->demb || !m->g0 || !m->g1 || !m->wt || !m->gwt || !m->gw || !m->logits ||
-        !m->dlogits || !m->pair_score || !m->ws || !m->pair_ws)
+        !m->dlogits || !m->pred || !m->pair_score || !m->ws || !m->pair_ws)
         rc = HG_ENOMEM;
 done:
     hg_free(w_init);
+    hg_free(hparams);
+    hg_free(x0_dense);
+    hg_free(x0t_src);
+    hg_csr_destroy(&x0);
+    hg_csr_destroy(&adj_t);
+    hg_csr_destroy(&x0t);
     if (rc)
         hg_hybonet_destroy(m);
     return rc;
@@ -240,25 +280,27 @@ done:
 
 void hg_hybonet_destroy(hg_hybonet *m)
 {
+    const hg_kctx *k = m->k;
+    if (!k) { /* zeroed */
+        memset(m, 0, sizeof *m);
+        return;
+    }
     for (int l = 0; l < HG_HYBONET_MAX_LAYERS; l++) {
         hg_hybonet_layer *L = &m->layer[l];
         hg_linear_free(L->lin);
-        hg_free(L->hd);
-        hg_free(L->z);
-        hg_free(L->y);
-        hg_free(L->s);
-        hg_free(L->out);
+        float *lb[] = {L->hd, L->z, L->y, L->s, L->out};
+        for (size_t i = 0; i < sizeof lb / sizeof lb[0]; i++)
+            hg_k_free(k, lb[i]);
     }
-    hg_csr_destroy(&m->x0);
-    hg_csr_destroy(&m->adj_t);
-    hg_csr_destroy(&m->x0t);
-    hg_free(m->x0t_src);
-    hg_free(m->gwt);
-    float *bufs[] = {m->x0_drop, m->x0t_drop, m->x0_dense, m->w0_pad, m->params, m->grads, m->m,
-                     m->v, m->cls_v, m->demb, m->g0, m->g1, m->wt, m->gw, m->logits, m->dlogits,
-                     m->pair_score, m->ws, m->pair_ws};
+    csr_free_k(k, &m->adj);
+    csr_free_k(k, &m->adj_t);
+    csr_free_k(k, &m->x0);
+    csr_free_k(k, &m->x0t);
+    void *bufs[] = {m->x0t_src, m->gwt, m->pred, m->x0_drop, m->x0t_drop, m->x0_dense, m->w0_pad,
+                    m->params, m->grads, m->m, m->v, m->cls_v, m->demb, m->g0, m->g1, m->wt,
+                    m->gw, m->logits, m->dlogits, m->pair_score, m->ws, m->pair_ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        hg_free(bufs[i]);
+        hg_k_free(k, bufs[i]);
     memset(m, 0, sizeof *m);
 }
 
@@ -269,24 +311,8 @@ uint64_t hg_hybonet_dropout_seed(uint64_t dropout_seed, int l)
     return dropout_seed_of(dropout_seed, l);
 }
 
-/* W (dim x din) -> wt (din x dim) */
-static void transpose(float *dst, const float *src, int64_t rows, int64_t cols)
-{
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++)
-            dst[j * rows + i] = src[i * cols + j];
-}
-
 /* Layers l > 0 keep act(input) after dropout in hd only when it differs from the input. */
 static int layer_has_hd(const hg_hybonet *m, float p) { return m->cfg.act_relu || p > 0.0f; }
-
-/* gw (dim x din) = gwt^T, rounded to float, for sst/. */
-static void weight_grad_to_float(float *gw, const double *gwt, int64_t din, int64_t dim)
-{
-    for (int64_t i = 0; i < dim; i++)
-        for (int64_t j = 0; j < din; j++)
-            gw[i * din + j] = (float)gwt[j * dim + i];
-}
 
 void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed)
 {
@@ -299,11 +325,9 @@ void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed)
         const float *b = m->cfg.bias ? L->bias : NULL;
         uint64_t ds = dropout_seed_of(dropout_seed, l);
         if (l == 0 && m->x0_dense) {
-            /* W^T, zero-padded to 16 x 16: w0_pad[j][o] = W[o][j] */
-            for (int64_t j = 0; j < 16; j++)
-                for (int64_t o = 0; o < 16; o++)
-                    m->w0_pad[j * 16 + o] = j < L->din ? W[o * L->din + j] : 0.0f;
-            hg_k_lorentz_linear_forward(k, NULL, L->z, L->y, m->x0_dense, m->w0_pad, b, *L->scale,
+            /* W^T, zero-padded to 16 x 16: w0_pad[j][o] = W[o][j] (rows j >= din stay 0) */
+            hg_k_transpose(k, m->w0_pad, W, 16, L->din);
+            hg_k_lorentz_linear_forward(k, NULL, L->z, L->y, m->x0_dense, m->w0_pad, b, L->scale,
                                         0, 0.0f, ds, n, 16, 16);
         } else if (l == 0) {
             /* sparse input: z = drop(x0) W^T + b as CSR x (W^T) */
@@ -312,16 +336,16 @@ void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed)
                 hg_k_dropout(k, m->x0_drop, m->x0.val, m->x0.nnz, p, ds);
                 xv = m->x0_drop;
             }
-            transpose(m->wt, W, dim, L->din);
+            hg_k_transpose(k, m->wt, W, dim, L->din);
             hg_k_lorentz_linear_forward_csr(k, L->z, L->y, m->x0.rowptr, m->x0.col, xv, m->wt, b,
-                                            *L->scale, n, dim);
+                                            L->scale, n, dim);
         } else {
-            transpose(m->wt, W, dim, L->din);
+            hg_k_transpose(k, m->wt, W, dim, L->din);
             hg_k_lorentz_linear_forward(k, layer_has_hd(m, p) ? L->hd : NULL, L->z, L->y,
-                                        m->layer[l - 1].out, m->wt, b, *L->scale,
+                                        m->layer[l - 1].out, m->wt, b, L->scale,
                                         m->cfg.act_relu, p, ds, n, L->din, dim);
         }
-        hg_k_lorentz_agg_forward(k, L->s, L->out, m->adj->rowptr, m->adj->col, m->adj->val, L->y,
+        hg_k_lorentz_agg_forward(k, L->s, L->out, m->adj.rowptr, m->adj.col, m->adj.val, L->y,
                                  n, dim);
     }
 }
@@ -342,29 +366,29 @@ void hg_hybonet_backward(hg_hybonet *m, int train, uint64_t dropout_seed)
             /* no input gradient: the weight argument is not read */
             hg_k_lorentz_linear_backward(k, NULL, m->gwt, gb, L->gscale, at->rowptr, at->col,
                                          at->val, gS, L->z, m->x0_dense, m->x0_dense, m->w0_pad,
-                                         NULL, *L->scale, 0, 0.0f, 0, n, 16, 16, m->ws);
+                                         NULL, L->scale, 0, 0.0f, 0, n, 16, 16, m->ws);
         } else if (l == 0) {
             const float *xtv = m->x0t.val;
             if (p > 0.0f) { /* the forward's dropped values, in transposed order */
-                for (int64_t q = 0; q < m->x0t.nnz; q++)
-                    m->x0t_drop[q] = m->x0_drop[m->x0t_src[q]];
+                hg_k_gather(k, m->x0t_drop, m->x0_drop, m->x0t_src, m->x0t.nnz);
                 xtv = m->x0t_drop;
             }
             hg_k_lorentz_linear_backward_csr(k, gSp, m->gwt, gb, L->gscale, at->rowptr, at->col,
                                              at->val, gS, L->z, m->x0t.rowptr, m->x0t.col, xtv,
-                                             *L->scale, n, L->din, dim, m->ws);
+                                             L->scale, n, L->din, dim, m->ws);
         } else {
             const float *x = m->layer[l - 1].out;
             hg_k_lorentz_linear_backward(k, gSp, m->gwt, gb, L->gscale, at->rowptr, at->col,
                                          at->val, gS, L->z, layer_has_hd(m, p) ? L->hd : x, x,
-                                         hg_linear_weight(L->lin), m->layer[l - 1].s, *L->scale,
+                                         hg_linear_weight(L->lin), m->layer[l - 1].s, L->scale,
                                          m->cfg.act_relu, p, dropout_seed_of(dropout_seed, l), n,
                                          L->din, dim, m->ws);
             float *t = gS;
             gS = gSp;
             gSp = t;
         }
-        weight_grad_to_float(m->gw, m->gwt, L->din, dim);
+        /* gw (dim x din) = gwt^T, rounded to float, for sst/ */
+        hg_k_transpose_d2f(k, m->gw, m->gwt, L->din, dim);
         hg_linear_accumulate_grad(L->lin, m->gw);
     }
 }
@@ -381,31 +405,12 @@ double hg_hybonet_nc_loss(hg_hybonet *m, const int64_t *idx, int64_t nidx, const
     const int64_t n = m->cfg.n, dim = m->cfg.dim, C = m->cfg.nclasses;
     const float margin = m->cfg.margin;
     hg_hybonet_nc_logits(m);
-    /* dlogits row a: the gradient of node idx[a]'s logits (compact, nidx x C). Branch-free: the
-       active hinges are data-dependent coin flips. Class y's own term is relu(margin), active
-       whenever margin > 0, with zero net gradient. */
+    /* dlogits row a: the gradient of node idx[a]'s logits (compact, nidx x C) */
     const double w = 1.0 / ((double)nidx * (double)C);
-    const float wf = (float)w;
-    double loss = 0.0;
-    for (int64_t a = 0; a < nidx; a++) {
-        int64_t i = idx[a];
-        const float *li = m->logits + i * C;
-        float *gi = m->dlogits + a * C;
-        int32_t y = labels[i];
-        float nactive = 0.0f;
-        for (int64_t c = 0; c < C; c++) {
-            double t = (double)margin - li[y] + li[c];
-            int active = t > 0.0;
-            loss += active ? t : 0.0;
-            nactive += (float)active;
-            if (want_grad)
-                gi[c] = active ? wf : 0.0f;
-        }
-        if (want_grad)
-            gi[y] -= nactive * wf;
-    }
+    double loss = hg_k_class_margin_loss(m->k, want_grad ? m->dlogits : NULL, m->logits, idx, nidx,
+                                         labels, C, margin, (float)w);
     if (want_grad) {
-        memset(m->demb, 0, (size_t)(n * dim) * sizeof(float));
+        hg_k_zero(m->k, m->demb, (size_t)(n * dim) * sizeof(float));
         hg_k_lorentz_class_logits_backward(m->k, m->demb, m->gcls,
                                            m->cfg.bias ? m->gcls_bias : NULL, m->dlogits, m->emb,
                                            m->cls, idx, nidx, C, dim, m->ws);
@@ -415,15 +420,7 @@ double hg_hybonet_nc_loss(hg_hybonet *m, const int64_t *idx, int64_t nidx, const
 
 void hg_hybonet_nc_predict(const hg_hybonet *m, const int64_t *idx, int64_t nidx, int32_t *pred)
 {
-    const int64_t C = m->cfg.nclasses;
-    for (int64_t a = 0; a < nidx; a++) {
-        const float *li = m->logits + idx[a] * C;
-        int32_t best = 0;
-        for (int64_t c = 1; c < C; c++)
-            if (li[c] > li[best])
-                best = (int32_t)c;
-        pred[a] = best;
-    }
+    hg_k_argmax_rows(m->k, pred, m->logits, idx, nidx, m->cfg.nclasses);
 }
 
 void hg_hybonet_lp_scores(const hg_hybonet *m, const int32_t *pairs, int64_t count, float *out)
@@ -439,7 +436,7 @@ double hg_hybonet_lp_loss(hg_hybonet *m, const int32_t *pos, const int32_t *neg,
        the first half is the constant relu(margin) */
     const double w = 1.0 / (2.0 * (double)count);
     if (want_grad)
-        memset(m->demb, 0, (size_t)(m->cfg.n * m->cfg.dim) * sizeof(float));
+        hg_k_zero(m->k, m->demb, (size_t)(m->cfg.n * m->cfg.dim) * sizeof(float));
     double hinge = hg_k_lorentz_pair_margin_loss(m->k, m->pair_score, m->pair_score + count,
                                                  want_grad ? m->demb : NULL, m->emb, pos, neg,
                                                  count, margin, (float)w, m->cfg.n, m->cfg.dim,
@@ -449,7 +446,7 @@ double hg_hybonet_lp_loss(hg_hybonet *m, const int32_t *pos, const int32_t *neg,
 
 void hg_hybonet_zero_grad(hg_hybonet *m)
 {
-    memset(m->grads, 0, (size_t)m->nparams * sizeof(float));
+    hg_k_zero(m->k, m->grads, (size_t)m->nparams * sizeof(float));
     for (int l = 0; l < m->cfg.nlayers; l++)
         hg_linear_zero_grad(m->layer[l].lin);
 }
@@ -516,22 +513,51 @@ int hg_hybonet_num_tensors(const hg_hybonet *m)
     return t;
 }
 
-void hg_hybonet_tensor(hg_hybonet *m, int i, char *name, size_t name_len, float **data,
-                       int64_t *count)
+/* Tensor i: (layer, index within the layer), or layer -1 for the ordinary parameter block. */
+static int tensor_locate(const hg_hybonet *m, int i, int *li)
 {
     for (int l = 0; l < m->cfg.nlayers; l++) {
         int nt = hg_linear_num_tensors(m->layer[l].lin);
         if (i < nt) {
-            const char *nm;
-            hg_linear_tensor(m->layer[l].lin, i, &nm, data, count);
-            snprintf(name, name_len, "layer%d.%s", l, nm);
-            return;
+            *li = i;
+            return l;
         }
         i -= nt;
     }
-    snprintf(name, name_len, "params");
-    *data = m->params;
-    *count = m->nparams;
+    *li = 0;
+    return -1;
+}
+
+void hg_hybonet_tensor_info(const hg_hybonet *m, int i, char *name, size_t name_len,
+                            int64_t *count)
+{
+    int li, l = tensor_locate(m, i, &li);
+    if (l < 0) {
+        snprintf(name, name_len, "params");
+        *count = m->nparams;
+        return;
+    }
+    const char *nm;
+    hg_linear_tensor(m->layer[l].lin, li, &nm, NULL, count);
+    snprintf(name, name_len, "layer%d.%s", l, nm);
+}
+
+void hg_hybonet_tensor_read(const hg_hybonet *m, int i, float *host_dst)
+{
+    int li, l = tensor_locate(m, i, &li);
+    if (l < 0)
+        hg_k_download(m->k, host_dst, m->params, (size_t)m->nparams * sizeof(float));
+    else
+        hg_linear_tensor_read(m->layer[l].lin, li, host_dst);
+}
+
+void hg_hybonet_tensor_write(hg_hybonet *m, int i, const float *host_src)
+{
+    int li, l = tensor_locate(m, i, &li);
+    if (l < 0)
+        hg_k_upload(m->k, m->params, host_src, (size_t)m->nparams * sizeof(float));
+    else
+        hg_linear_tensor_write(m->layer[l].lin, li, host_src);
 }
 
 void hg_hybonet_rematerialise(hg_hybonet *m)

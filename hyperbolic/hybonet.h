@@ -5,7 +5,13 @@
  *
  * The model owns every buffer it needs, sized in hg_hybonet_init(); forward, backward, losses and
  * the optimiser step allocate nothing. Parameter gradients accumulate (+=) until
- * hg_hybonet_zero_grad(); activations and their gradients are overwritten (=). */
+ * hg_hybonet_zero_grad(); activations and their gradients are overwritten (=).
+ *
+ * Memory: every array of the model, and every index, label or pair array passed to it, lives in
+ * the memory of its kernel context k (host memory on the CPU, device memory with --device cuda):
+ * nothing crosses to the host inside a training step but the loss and gradient-norm scalars.
+ * Host data goes in through hg_hybonet_init (features, adjacency) and hg_hybonet_tensor_write,
+ * and comes out through hg_k_download (emb, logits, pred, pair_score) and hg_hybonet_tensor_read. */
 #ifndef HG_HYBONET_H
 #define HG_HYBONET_H
 
@@ -49,7 +55,7 @@ typedef struct hg_hybonet_layer {
 typedef struct hg_hybonet {
     hg_hybonet_config cfg;
     const hg_kctx *k;
-    const hg_csr *adj;   /* (n x n) D^-1 (A + I), borrowed */
+    hg_csr adj;          /* (n x n) D^-1 (A + I), the model's copy */
     hg_csr adj_t;        /* (n x n) its transpose: the aggregation backward gathers rows */
     hg_csr x0;           /* (n x nfeat+1) expmap0 of the features, column 0 = time */
     float *x0_drop;      /* (nnz of x0) dropout applied to x0's values (when dropout > 0) */
@@ -78,6 +84,7 @@ typedef struct hg_hybonet {
                             double */
     float *gw;           /* (dim x max din) weight gradient handed to sst/ */
     float *logits;       /* (n x C) */
+    int32_t *pred;       /* (n) hg_hybonet_nc_predict's output buffer, for callers */
     float *dlogits;      /* (n x C) scratch: logit gradients of the loss's rows, compacted */
     int64_t max_pairs;   /* capacity of the pair-score buffers */
     float *pair_score;   /* (max_pairs) scores of the last hg_hybonet_lp_loss: positives, then
@@ -114,7 +121,8 @@ uint64_t hg_hybonet_dropout_seed(uint64_t dropout_seed, int l);
  * parameter gradients (+=). Returns the loss. */
 double hg_hybonet_nc_loss(hg_hybonet *m, const int64_t *idx, int64_t nidx, const int32_t *labels,
                           int want_grad);
-/* Arg-max class of each node in idx (after hg_hybonet_nc_loss or hg_hybonet_nc_logits). */
+/* Arg-max class of each node in idx (after hg_hybonet_nc_loss or hg_hybonet_nc_logits) into pred
+ * (nidx, k's memory; m->pred has room for n). */
 void hg_hybonet_nc_logits(hg_hybonet *m);
 void hg_hybonet_nc_predict(const hg_hybonet *m, const int64_t *idx, int64_t nidx, int32_t *pred);
 
@@ -138,11 +146,14 @@ int hg_hybonet_step(hg_hybonet *m, float lr, int stabilize);
 int64_t hg_hybonet_num_trainable(const hg_hybonet *m);
 int64_t hg_hybonet_state_floats(const hg_hybonet *m);
 
-/* Named persistent tensors (weights through sst/, then the ordinary parameters) for checkpoints. */
+/* Named persistent tensors (weights through sst/, then the ordinary parameters) for checkpoints:
+ * name and float count of tensor i; read copies it to host memory, write from host memory. */
 int hg_hybonet_num_tensors(const hg_hybonet *m);
-void hg_hybonet_tensor(hg_hybonet *m, int i, char *name, size_t name_len, float **data,
-                       int64_t *count);
-/* After loading tensors: rebuild the weights. */
+void hg_hybonet_tensor_info(const hg_hybonet *m, int i, char *name, size_t name_len,
+                            int64_t *count);
+void hg_hybonet_tensor_read(const hg_hybonet *m, int i, float *host_dst);
+void hg_hybonet_tensor_write(hg_hybonet *m, int i, const float *host_src);
+/* After writing tensors: rebuild the weights. */
 void hg_hybonet_rematerialise(hg_hybonet *m);
 
 #endif

@@ -2,10 +2,15 @@
 #include "kernels.h"
 
 #include <cblas.h>
+#include <lapacke.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../src/hg.h"
+#include "cuda.h"
 #include "hg_config.h"
 #if HG_HAVE_OPENMP
 #include <omp.h>
@@ -31,6 +36,7 @@ int hg_k_gemm(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, in
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc)
 {
+    HG_K_DEVICE(k, return hg_cu_gemm(k, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
     (void)k;
     if (!fits_int(M) || !fits_int(N) || !fits_int(K) || !fits_int(lda) || !fits_int(ldb) ||
         !fits_int(ldc))
@@ -93,6 +99,7 @@ static void spmm_generic(int64_t i0, int64_t i1, const int64_t *restrict rowptr,
 void hg_k_csr_spmm(const hg_kctx *k, int64_t nrows, const int64_t *rowptr, const int32_t *col,
                    const float *val, const float *X, int64_t d, float beta, float *Y)
 {
+    HG_K_DEVICE(k, hg_cu_csr_spmm(k, nrows, rowptr, col, val, X, d, beta, Y); return);
 #if HG_HAVE_OPENMP
     if (k->threads > 1 && rowptr[nrows] * d > 262144) {
         /* static row blocks: every row is computed the same way whatever the thread count */
@@ -118,6 +125,7 @@ void hg_k_csr_spmm(const hg_kctx *k, int64_t nrows, const int64_t *rowptr, const
 void hg_k_csr_spmm_t(const hg_kctx *k, int64_t nrows, const int64_t *rowptr, const int32_t *col,
                      const float *val, const float *X, int64_t d, float *Y)
 {
+    HG_K_CPU_ONLY(k, "hg_k_csr_spmm_t");
     (void)k; /* scatter: sequential, so the summation order (and the result) is fixed */
     if (d == 16) {
         for (int64_t i = 0; i < nrows; i++) {
@@ -178,6 +186,7 @@ void hg_k_dropout_mask(float *mask, int64_t i0, int64_t n, float p, uint64_t see
 
 void hg_k_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, float p, uint64_t seed)
 {
+    HG_K_DEVICE(k, hg_cu_dropout(k, out, in, n, p, seed); return);
     (void)k;
     if (p <= 0.0f) {
         if (out != in)
@@ -192,6 +201,7 @@ void hg_k_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, floa
 
 void hg_k_relu_forward(const hg_kctx *k, float *y, const float *x, int64_t n)
 {
+    HG_K_DEVICE(k, hg_cu_relu_forward(k, y, x, n); return);
     (void)k;
     for (int64_t i = 0; i < n; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
@@ -199,6 +209,7 @@ void hg_k_relu_forward(const hg_kctx *k, float *y, const float *x, int64_t n)
 
 void hg_k_relu_backward(const hg_kctx *k, float *dx, const float *dy, const float *x, int64_t n)
 {
+    HG_K_DEVICE(k, hg_cu_relu_backward(k, dx, dy, x, n); return);
     (void)k;
     for (int64_t i = 0; i < n; i++)
         dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
@@ -208,6 +219,7 @@ void hg_k_adam_step(const hg_kctx *k, float *p, const float *g, float *m, float 
                     float lr, float beta1, float beta2, float eps, float decoupled_wd, float l2_wd,
                     int64_t t)
 {
+    HG_K_DEVICE(k, hg_cu_adam_step(k, p, g, m, v, n, lr, beta1, beta2, eps, decoupled_wd, l2_wd, t); return);
     (void)k;
     const double bc1 = 1.0 - pow((double)beta1, (double)t);
     const double bc2 = 1.0 - pow((double)beta2, (double)t);
@@ -224,6 +236,7 @@ void hg_k_adam_step(const hg_kctx *k, float *p, const float *g, float *m, float 
 
 double hg_k_sqnorm(const hg_kctx *k, const float *x, int64_t n)
 {
+    HG_K_DEVICE(k, return hg_cu_sqnorm(k, x, n));
     (void)k;
     /* sixteen interleaved double partial sums (element i goes to sum i mod 16), added as a tree
        at the end: one dependent add per 16 elements instead of one per element; the order is
@@ -249,7 +262,294 @@ double hg_k_sqnorm(const hg_kctx *k, const float *x, int64_t n)
 
 void hg_k_scale(const hg_kctx *k, float *x, float a, int64_t n)
 {
+    HG_K_DEVICE(k, hg_cu_scale(k, x, a, n); return);
     (void)k;
     for (int64_t i = 0; i < n; i++)
         x[i] *= a;
+}
+
+/* ---------------------------------------------------------------- context and memory (CPU) */
+
+#if !HG_HAVE_CUDA
+int hg_k_cuda_available(void) { return 0; }
+#endif
+
+void hg_k_cpu_only_abort(const char *name)
+{
+    fprintf(stderr, "hgnn: internal error: %s is a CPU reference kernel, called with a device "
+            "context\n", name);
+    abort();
+}
+
+int hg_kctx_init(hg_kctx *k, hg_device device, int threads)
+{
+    memset(k, 0, sizeof *k);
+    k->device = HG_DEVICE_CPU;
+    hg_k_set_threads(k, threads);
+    if (device == HG_DEVICE_CPU)
+        return HG_OK;
+#if HG_HAVE_CUDA
+    return hg_cu_init(k);
+#else
+    return HG_ERRORF(HG_EUNSUPPORTED, "--device cuda: this hgnn was built without the CUDA backend "
+                     "(the CUDA toolkit was not found at configure time; see README, CUDA build)");
+#endif
+}
+
+void hg_kctx_destroy(hg_kctx *k)
+{
+#if HG_HAVE_CUDA
+    if (k->device == HG_DEVICE_CUDA)
+        hg_cu_destroy(k);
+#endif
+    k->device_state = NULL;
+    k->device = HG_DEVICE_CPU;
+}
+
+const char *hg_k_device_name(const hg_kctx *k)
+{
+    HG_K_DEVICE(k, return hg_cu_device_name(k));
+    return "cpu";
+}
+
+void *hg_k_alloc(const hg_kctx *k, size_t bytes, const char *what)
+{
+    HG_K_DEVICE(k, return hg_cu_alloc(k, bytes, what));
+    size_t b = (bytes > 0 ? bytes : 1);
+    b = (b + 63) / 64 * 64;
+    void *p = aligned_alloc(64, b);
+    if (!p) {
+        hg_error_set(HG_ENOMEM, "out of memory allocating %zu bytes for %s", b, what);
+        return NULL;
+    }
+    memset(p, 0, b);
+    return p;
+}
+
+void hg_k_free(const hg_kctx *k, void *p)
+{
+    HG_K_DEVICE(k, hg_cu_free(k, p); return);
+    free(p);
+}
+
+void hg_k_upload(const hg_kctx *k, void *dst, const void *src, size_t bytes)
+{
+    HG_K_DEVICE(k, hg_cu_memcpy(k, dst, src, bytes, HG_CU_H2D); return);
+    if (bytes)
+        memcpy(dst, src, bytes);
+}
+
+void hg_k_download(const hg_kctx *k, void *dst, const void *src, size_t bytes)
+{
+    HG_K_DEVICE(k, hg_cu_memcpy(k, dst, src, bytes, HG_CU_D2H); return);
+    if (bytes)
+        memcpy(dst, src, bytes);
+}
+
+void hg_k_copy(const hg_kctx *k, void *dst, const void *src, size_t bytes)
+{
+    HG_K_DEVICE(k, hg_cu_memcpy(k, dst, src, bytes, HG_CU_D2D); return);
+    if (bytes && dst != src)
+        memmove(dst, src, bytes);
+}
+
+void hg_k_zero(const hg_kctx *k, void *p, size_t bytes)
+{
+    HG_K_DEVICE(k, hg_cu_zero(k, p, bytes); return);
+    if (bytes)
+        memset(p, 0, bytes);
+}
+
+int hg_k_sync(const hg_kctx *k)
+{
+    HG_K_DEVICE(k, return hg_cu_sync(k));
+    return HG_OK;
+}
+
+/* ---------------------------------------------------------------- generic array ops */
+
+void hg_k_transpose(const hg_kctx *k, float *dst, const float *src, int64_t rows, int64_t cols)
+{
+    HG_K_DEVICE(k, hg_cu_transpose(k, dst, src, rows, cols); return);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            dst[j * rows + i] = src[i * cols + j];
+}
+
+void hg_k_transpose_d2f(const hg_kctx *k, float *dst, const double *src, int64_t rows,
+                        int64_t cols)
+{
+    HG_K_DEVICE(k, hg_cu_transpose_d2f(k, dst, src, rows, cols); return);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            dst[j * rows + i] = (float)src[i * cols + j];
+}
+
+void hg_k_gather(const hg_kctx *k, float *dst, const float *src, const int64_t *idx, int64_t n)
+{
+    HG_K_DEVICE(k, hg_cu_gather(k, dst, src, idx, n); return);
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = src[idx[i]];
+}
+
+void hg_k_axpy(const hg_kctx *k, float *y, float a, const float *x, int64_t n)
+{
+    HG_K_DEVICE(k, hg_cu_axpy(k, y, a, x, n); return);
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+void hg_k_scale_rows(const hg_kctx *k, float *dst, const float *s, const float *src, int64_t rows,
+                     int64_t cols)
+{
+    HG_K_DEVICE(k, hg_cu_scale_rows(k, dst, s, src, rows, cols); return);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            dst[i * cols + j] = s[i] * src[i * cols + j];
+}
+
+void hg_k_row_dots(const hg_kctx *k, float *out, const float *A, const float *B, int64_t rows,
+                   int64_t cols)
+{
+    HG_K_DEVICE(k, hg_cu_row_dots(k, out, A, B, rows, cols); return);
+    for (int64_t i = 0; i < rows; i++) {
+        double d = 0.0;
+        for (int64_t j = 0; j < cols; j++)
+            d += (double)A[i * cols + j] * B[i * cols + j];
+        out[i] += (float)d;
+    }
+}
+
+void hg_k_clamp_min(const hg_kctx *k, float *x, float lo, int64_t n)
+{
+    HG_K_DEVICE(k, hg_cu_clamp_min(k, x, lo, n); return);
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] < lo)
+            x[i] = lo;
+}
+
+void hg_k_normalize(const hg_kctx *k, float *x, int64_t n, double min_norm)
+{
+    HG_K_DEVICE(k, hg_cu_normalize(k, x, n, min_norm); return);
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    s = sqrt(s);
+    if (s > min_norm) {
+        const float inv = (float)(1.0 / s);
+        for (int64_t i = 0; i < n; i++)
+            x[i] *= inv;
+    }
+}
+
+int hg_k_all_finite(const hg_kctx *k, const float *x, int64_t n)
+{
+    HG_K_DEVICE(k, return hg_cu_all_finite(k, x, n));
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
+/* Thin SVD of the row-major m x n matrix in a (destroyed), read as W^T (n x m) column-major:
+ * W^T = V S U^T, so LAPACK's "U" (n x k, ldu n) is our Vt (k x n row-major) and its "VT"
+ * (k x m, ldvt k) is our U (m x k row-major). Returns LAPACK's info. */
+static lapack_int svd_thin(int64_t m, int64_t n, double *a, double *s, double *vt_rows,
+                           double *u_rowmajor, double *work, lapack_int lwork, lapack_int *iwork)
+{
+    const lapack_int kk = (lapack_int)HG_MIN(m, n);
+    return LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, 'S', (lapack_int)n, (lapack_int)m, a, (lapack_int)n,
+                               s, vt_rows, (lapack_int)n, u_rowmajor, kk, work, lwork, iwork);
+}
+
+/* Optimal dgesdd workspace (doubles) for an m x n thin SVD (query only; no array is read);
+ * -1 on failure. */
+static int64_t svd_lwork(int64_t m, int64_t n)
+{
+    double q = 0.0, dummy = 0.0;
+    lapack_int idummy = 0;
+    lapack_int info = svd_thin(m, n, &dummy, &dummy, &dummy, &dummy, &q, -1, &idummy);
+    if (info != 0 || !(q >= 1.0) || q > (double)INT_MAX)
+        return -1;
+    return (int64_t)q;
+}
+
+/* CPU workspace: a (m n), s (k), vt (k n), u (m k), iwork (8k lapack_int, as doubles), work. */
+int64_t hg_k_svd_workspace_bytes(const hg_kctx *k, int64_t m, int64_t n)
+{
+    HG_K_DEVICE(k, return hg_cu_svd_workspace_bytes(k, m, n));
+    const int64_t kk = HG_MIN(m, n), lwork = svd_lwork(m, n);
+    if (lwork < 0)
+        return -1;
+    const int64_t idoubles = (8 * kk * (int64_t)sizeof(lapack_int) + 7) / 8;
+    return (m * n + kk + kk * n + m * kk + idoubles + lwork) * (int64_t)sizeof(double);
+}
+
+int hg_k_svd(const hg_kctx *k, const float *W, float *Ut, float *sigma, float *Vt, int64_t m,
+             int64_t n, void *ws)
+{
+    HG_K_DEVICE(k, return hg_cu_svd(k, W, Ut, sigma, Vt, m, n, ws));
+    const int64_t kk = HG_MIN(m, n), lwork = svd_lwork(m, n);
+    if (lwork < 0)
+        return HG_ERRORF(HG_ELAPACK, "dgesdd workspace query for %lld x %lld failed",
+                         (long long)m, (long long)n);
+    double *a = ws, *s = a + m * n, *vrows = s + kk, *u = vrows + kk * n, *rest = u + m * kk;
+    lapack_int *iwork = (lapack_int *)rest;
+    double *work = rest + (8 * kk * (int64_t)sizeof(lapack_int) + 7) / 8;
+    for (int64_t i = 0; i < m * n; i++)
+        a[i] = W[i];
+    lapack_int info = svd_thin(m, n, a, s, vrows, u, work, (lapack_int)lwork, iwork);
+    if (info != 0)
+        return HG_ERRORF(HG_ELAPACK, "dgesdd of a %lld x %lld matrix failed (info %d)",
+                         (long long)m, (long long)n, (int)info);
+    for (int64_t i = 0; i < kk; i++) {
+        sigma[i] = (float)s[i];
+        for (int64_t a_ = 0; a_ < m; a_++)
+            Ut[i * m + a_] = (float)u[a_ * kk + i];
+        for (int64_t b = 0; b < n; b++)
+            Vt[i * n + b] = (float)vrows[i * n + b];
+    }
+    return HG_OK;
+}
+
+/* ---------------------------------------------------------------- decoder losses */
+
+double hg_k_class_margin_loss(const hg_kctx *k, float *dl, const float *logits,
+                              const int64_t *idx, int64_t nidx, const int32_t *labels, int64_t C,
+                              float margin, float w)
+{
+    HG_K_DEVICE(k, return hg_cu_class_margin_loss(k, dl, logits, idx, nidx, labels, C, margin, w));
+    /* Branch-free: the active hinges are data-dependent coin flips. Class y's own term is
+       relu(margin), active whenever margin > 0, with zero net gradient. */
+    double loss = 0.0;
+    for (int64_t a = 0; a < nidx; a++) {
+        const float *li = logits + idx[a] * C;
+        const int32_t y = labels[idx[a]];
+        float nactive = 0.0f;
+        for (int64_t c = 0; c < C; c++) {
+            double t = (double)margin - li[y] + li[c];
+            int active = t > 0.0;
+            loss += active ? t : 0.0;
+            nactive += (float)active;
+            if (dl)
+                dl[a * C + c] = active ? w : 0.0f;
+        }
+        if (dl)
+            dl[a * C + y] -= nactive * w;
+    }
+    return loss;
+}
+
+void hg_k_argmax_rows(const hg_kctx *k, int32_t *pred, const float *logits, const int64_t *idx,
+                      int64_t nidx, int64_t C)
+{
+    HG_K_DEVICE(k, hg_cu_argmax_rows(k, pred, logits, idx, nidx, C); return);
+    for (int64_t a = 0; a < nidx; a++) {
+        const float *li = logits + idx[a] * C;
+        int32_t best = 0;
+        for (int64_t c = 1; c < C; c++)
+            if (li[c] > li[best])
+                best = (int32_t)c;
+        pred[a] = best;
+    }
 }

@@ -1,6 +1,7 @@
 /* kernels.h - the compute kernels every model op reduces to.
  *
- * This folder is a leaf: it includes nothing from src/, sst/, hyperbolic/ or datasets/.
+ * This folder is a leaf: it includes nothing from sst/, hyperbolic/ or datasets/, and from src/
+ * only hg.h (status codes and error recording).
  * Every kernel takes the kernel context first; a device backend (CUDA sources in kernels/,
  * later) implements the same list behind the same names, selected by hg_kctx.device inside
  * kernels/, so model code never changes when a backend is added.
@@ -20,6 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum { HG_DEVICE_CPU = 0, HG_DEVICE_CUDA = 1 } hg_device;
 
 typedef struct hg_kctx {
@@ -31,6 +36,65 @@ typedef struct hg_kctx {
 /* Set the thread count of our own parallel loops. BLAS always runs on one thread: OpenBLAS's
  * results depend on its thread count. */
 void hg_k_set_threads(hg_kctx *k, int threads);
+
+/* ---- context and memory ----
+ * Every array a kernel reads or writes lives in the context's memory: host memory on the CPU,
+ * device memory with the CUDA backend (kernels/cuda.cu). Model code allocates through the context
+ * and moves data with upload/download only outside the training step (setup, evaluation,
+ * checkpoints). On the CUDA backend every call is ordered on the context's one stream; errors of
+ * asynchronous work are sticky and reported by the next hg_k_sync(). */
+
+/* A context for `device` with `threads` CPU threads. HG_EUNSUPPORTED (built without CUDA),
+ * HG_ECUDA (no device, or a handle could not be created), HG_ENOMEM. */
+int hg_kctx_init(hg_kctx *k, hg_device device, int threads);
+void hg_kctx_destroy(hg_kctx *k); /* safe on a zeroed or CPU context */
+/* 1 when this build has the CUDA backend and a CUDA device is present. */
+int hg_k_cuda_available(void);
+/* "cpu", or the GPU's name; valid while k lives. */
+const char *hg_k_device_name(const hg_kctx *k);
+
+/* Zeroed, 64-byte aligned block of k's memory; records HG_ENOMEM naming `what` on failure. */
+void *hg_k_alloc(const hg_kctx *k, size_t bytes, const char *what);
+void hg_k_free(const hg_kctx *k, void *p); /* NULL is fine */
+/* host -> k's memory, k's memory -> host (waits for pending work), and within k's memory. */
+void hg_k_upload(const hg_kctx *k, void *dst, const void *src, size_t bytes);
+void hg_k_download(const hg_kctx *k, void *dst, const void *src, size_t bytes);
+void hg_k_copy(const hg_kctx *k, void *dst, const void *src, size_t bytes);
+void hg_k_zero(const hg_kctx *k, void *p, size_t bytes);
+/* Wait for the context's pending work; HG_ECUDA (recorded) when any of it failed. */
+int hg_k_sync(const hg_kctx *k);
+
+/* ---- generic array ops (model and sst/ code never loops over k's memory itself) ---- */
+
+/* dst (cols x rows) (=) src (rows x cols)^T. */
+void hg_k_transpose(const hg_kctx *k, float *dst, const float *src, int64_t rows, int64_t cols);
+/* The same from double to float. */
+void hg_k_transpose_d2f(const hg_kctx *k, float *dst, const double *src, int64_t rows,
+                        int64_t cols);
+/* dst[i] (=) src[idx[i]], i < n. */
+void hg_k_gather(const hg_kctx *k, float *dst, const float *src, const int64_t *idx, int64_t n);
+/* y (+=) a x. */
+void hg_k_axpy(const hg_kctx *k, float *y, float a, const float *x, int64_t n);
+/* dst[i][j] (=) s[i] src[i][j] over rows x cols (in place allowed). */
+void hg_k_scale_rows(const hg_kctx *k, float *dst, const float *s, const float *src, int64_t rows,
+                     int64_t cols);
+/* out[i] (+=) sum_j A[i][j] B[i][j] (summed in double), i < rows. */
+void hg_k_row_dots(const hg_kctx *k, float *out, const float *A, const float *B, int64_t rows,
+                   int64_t cols);
+/* x[i] = max(x[i], lo) (a NaN stays NaN). */
+void hg_k_clamp_min(const hg_kctx *k, float *x, float lo, int64_t n);
+/* x /= |x| when |x| > min_norm (norm in double). */
+void hg_k_normalize(const hg_kctx *k, float *x, int64_t n, double min_norm);
+/* 1 when every one of the n floats is finite. */
+int hg_k_all_finite(const hg_kctx *k, const float *x, int64_t n);
+
+/* Thin SVD of W (m x n, row-major), k = min(m, n), in double: W = Ut^T diag(sigma) Vt with
+ * Ut (k x m) row i = U_i, sigma (k) descending, Vt (k x n) row i = V_i, all (=) in k's memory.
+ * ws: hg_k_svd_workspace_bytes(k, m, n) bytes of k's memory, allocated once.
+ * Returns HG_OK or HG_ELAPACK (recorded; outputs undefined). */
+int64_t hg_k_svd_workspace_bytes(const hg_kctx *k, int64_t m, int64_t n);
+int hg_k_svd(const hg_kctx *k, const float *W, float *Ut, float *sigma, float *Vt, int64_t m,
+             int64_t n, void *ws);
 
 /* C = alpha * op(A) op(B) + beta * C, row-major; op(A) is M x K, op(B) is K x N.
  * Returns 0, or -1 when a size does not fit the BLAS int (caller reports it). */
@@ -137,17 +201,17 @@ void hg_k_lorentz_stabilize(const hg_kctx *k, float *x, float *m, int64_t n, int
 int64_t hg_k_workspace_floats(int64_t n);
 
 /* LorentzLinear with a dense input x (n x din), the transposed weight Wt = W^T (din x d), bias b
- * (d, or NULL), log scale s: hd (=) dropout(act(x)) with the element mask of hg_k_dropout over
+ * (d, or NULL), log scale *s (one float in k's memory, like every array argument): hd (=) dropout(act(x)) with the element mask of hg_k_dropout over
  * the n x din array (act = ReLU when relu, else identity); z (=) hd Wt + b; y (=) head(z) as
  * hg_k_lorentz_linear_head_forward. hd may be NULL when !relu and p == 0 (x is then the input). */
 void hg_k_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
-                                 const float *Wt, const float *b, float s, int relu, float p,
+                                 const float *Wt, const float *b, const float *s, int relu, float p,
                                  uint64_t seed, int64_t n, int64_t din, int64_t d);
 /* The same with a sparse input X (CSR, n x din) and the transposed weight Wt (din x d):
  * z (=) X Wt + b, y (=) head(z). */
 void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const int64_t *rowptr,
                                      const int32_t *col, const float *val, const float *Wt,
-                                     const float *b, float s, int64_t n, int64_t d);
+                                     const float *b, const float *s, int64_t n, int64_t d);
 
 /* LorentzAgg: S (=) A y with A CSR (n x n), out (=) centroid(S) (hg_k_lorentz_centroid_forward). */
 void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int64_t *rowptr,
@@ -167,7 +231,7 @@ void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, floa
                                   const int64_t *t_rowptr, const int32_t *t_col,
                                   const float *t_val, const float *gS, const float *z,
                                   const float *hd, const float *x, const float *W,
-                                  const float *S_prev, float s, int relu, float p, uint64_t seed,
+                                  const float *S_prev, const float *s, int relu, float p, uint64_t seed,
                                   int64_t n, int64_t din, int64_t d, float *ws);
 /* The same for the sparse-input layer, whose input X (n x din) is given transposed, Xt (CSR,
  * din x n): dz (=) (n x d, the head gradient, also scratch), gWt (=) Xt dz (din x d, double),
@@ -176,7 +240,7 @@ void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, 
                                       float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                       const float *t_val, const float *gS, const float *z,
                                       const int64_t *xt_rowptr, const int32_t *xt_col,
-                                      const float *xt_val, float s, int64_t n, int64_t din,
+                                      const float *xt_val, const float *s, int64_t n, int64_t din,
                                       int64_t d, float *ws);
 
 /* Pair scores s_e = 2 + 2 <x_u, x_v>_L = -d2(x_u, x_v) of count pairs (u, v) = pairs[2e],
@@ -218,9 +282,23 @@ void hg_k_adam_step(const hg_kctx *k, float *p, const float *g, float *m, float 
                     float lr, float beta1, float beta2, float eps, float decoupled_wd, float l2_wd,
                     int64_t t);
 
+/* Node-classification margin loss over the rows idx[0..nidx) of logits (n x C) with labels
+ * (n, of every node): returns sum_{a, c} relu(margin - l_{idx[a], y} + l_{idx[a], c}) (double);
+ * with dl (NULL: none) dl row a (=) w times its gradient (nidx x C). */
+double hg_k_class_margin_loss(const hg_kctx *k, float *dl, const float *logits,
+                              const int64_t *idx, int64_t nidx, const int32_t *labels, int64_t C,
+                              float margin, float w);
+/* pred[a] (=) arg max_c logits[idx[a]][c] (the first on ties). */
+void hg_k_argmax_rows(const hg_kctx *k, int32_t *pred, const float *logits, const int64_t *idx,
+                      int64_t nidx, int64_t C);
+
 /* Sum of squares of n floats, in double. */
 double hg_k_sqnorm(const hg_kctx *k, const float *x, int64_t n);
 /* x *= a */
 void hg_k_scale(const hg_kctx *k, float *x, float a, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "cuda.h"
 
 #include "hg_config.h"
 #if HG_HAVE_OPENMP
@@ -577,6 +578,7 @@ static inline void head_forward_row(float *restrict yi, const float *restrict zi
 void hg_k_lorentz_linear_head_forward(const hg_kctx *k, float *y, const float *z, float s, int64_t n,
                                       int64_t d)
 {
+    HG_K_CPU_ONLY(k, "hg_k_lorentz_linear_head_forward");
     (void)k;
     const double es = exp((double)s);
     if (d == 16) {
@@ -625,6 +627,7 @@ static inline double head_backward_row(float *restrict gz, const float *restrict
 void hg_k_lorentz_linear_head_backward(const hg_kctx *k, float *dz, float *ds, const float *dy,
                                        const float *z, float s, int64_t n, int64_t d)
 {
+    HG_K_CPU_ONLY(k, "hg_k_lorentz_linear_head_backward");
     (void)k;
     const double es = exp((double)s);
     double gs = 0.0;
@@ -663,6 +666,7 @@ static inline void centroid_forward_row(float *restrict out, const float *restri
 
 void hg_k_lorentz_centroid_forward(const hg_kctx *k, float *out, const float *S, int64_t n, int64_t d)
 {
+    HG_K_CPU_ONLY(k, "hg_k_lorentz_centroid_forward");
     (void)k;
     if (d == 16) {
         centroid_fwd_sc sc[2];
@@ -742,6 +746,7 @@ static void centroid_backward16_part(void *arg, int t, int T)
 void hg_k_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *dout, const float *S,
                                     int64_t n, int64_t d)
 {
+    HG_K_DEVICE(k, hg_cu_lorentz_centroid_backward(k, dS, dout, S, n, d); return);
     if (d == 16) {
         centroid_bwd_args a = {dS, dout, S, n};
         par_run(par_threads(k, n), centroid_backward16_part, &a);
@@ -878,11 +883,12 @@ static void axpy_rows(float *restrict out, const float *b, int64_t nterms, const
 }
 
 void hg_k_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
-                                 const float *Wt, const float *b, float s, int relu, float p,
+                                 const float *Wt, const float *b, const float *s, int relu, float p,
                                  uint64_t seed, int64_t n, int64_t din, int64_t d)
 {
+    HG_K_DEVICE(k, hg_cu_lorentz_linear_forward(k, hd, z, y, x, Wt, b, s, relu, p, seed, n, din, d); return);
     (void)k;
-    const double es = exp((double)s);
+    const double es = exp((double)*s);
     if (d == 16 && din == 16) {
         linear_fwd_args a = {hd, z, y, x, Wt, b, (float)es, p, relu, seed, n};
         par_run(par_threads(k, n), linear_forward16_part, &a);
@@ -981,9 +987,10 @@ static void gather_map_generic(float *acc, float *out, const int64_t *rowptr, co
 
 void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const int64_t *rowptr,
                                      const int32_t *col, const float *val, const float *Wt,
-                                     const float *b, float s, int64_t n, int64_t d)
+                                     const float *b, const float *s, int64_t n, int64_t d)
 {
-    const double es = exp((double)s);
+    HG_K_DEVICE(k, hg_cu_lorentz_linear_forward_csr(k, z, y, rowptr, col, val, Wt, b, s, n, d); return);
+    const double es = exp((double)*s);
     if (d == 16) {
         gather_args a = {z, y, rowptr, col, val, Wt, b, (float)es, n};
         par_run(par_threads(k, n), linear_forward_csr16_part, &a);
@@ -1034,6 +1041,7 @@ void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int6
                               const int32_t *col, const float *val, const float *y, int64_t n,
                               int64_t d)
 {
+    HG_K_DEVICE(k, hg_cu_lorentz_agg_forward(k, S, out, rowptr, col, val, y, n, d); return);
     if (d == 16) {
         gather_args a = {S, out, rowptr, col, val, y, NULL, 0.0f, n};
         par_run(par_threads(k, n), agg_forward16_part, &a);
@@ -1240,10 +1248,11 @@ void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, floa
                                   const int64_t *t_rowptr, const int32_t *t_col,
                                   const float *t_val, const float *gS, const float *z,
                                   const float *hd, const float *x, const float *W,
-                                  const float *S_prev, float s, int relu, float p, uint64_t seed,
+                                  const float *S_prev, const float *s, int relu, float p, uint64_t seed,
                                   int64_t n, int64_t din, int64_t d, float *ws)
 {
-    const double es = exp((double)s);
+    HG_K_DEVICE(k, hg_cu_lorentz_linear_backward(k, gx, gWt, gb, gs, t_rowptr, t_col, t_val, gS, z, hd, x, W, S_prev, s, relu, p, seed, n, din, d); return);
+    const double es = exp((double)*s);
     if (d == 16 && din == 16) {
         linear_bwd_args a = {gx,   gWt,       t_rowptr, t_col, t_val, gS,   z,    hd, x, W,
                              S_prev, (float)es, p,      relu,  seed,  n,    ws,   {0}, 0.0};
@@ -1403,10 +1412,11 @@ void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, 
                                       float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                       const float *t_val, const float *gS, const float *z,
                                       const int64_t *xt_rowptr, const int32_t *xt_col,
-                                      const float *xt_val, float s, int64_t n, int64_t din,
+                                      const float *xt_val, const float *s, int64_t n, int64_t din,
                                       int64_t d, float *ws)
 {
-    const double es = exp((double)s);
+    HG_K_DEVICE(k, hg_cu_lorentz_linear_backward_csr(k, dz, gWt, gb, gs, t_rowptr, t_col, t_val, gS, z, xt_rowptr, xt_col, xt_val, s, n, din, d); return);
+    const double es = exp((double)*s);
     if (d == 16) {
         linear_bwd_csr_args a = {dz, gWt, t_rowptr, xt_rowptr, t_col, xt_col, t_val, gS, z,
                                  xt_val, (float)es, n, din, ws, {0}, 0.0};
@@ -1452,6 +1462,7 @@ void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, 
 void hg_k_lorentz_pair_score(const hg_kctx *k, float *out, const float *X, const int32_t *pairs,
                              int64_t count, int64_t d)
 {
+    HG_K_DEVICE(k, hg_cu_lorentz_pair_score(k, out, X, pairs, count, d); return);
     (void)k;
     if (d == 16) {
         for (int64_t e0 = 0; e0 < count; e0 += BLK) {
@@ -1480,6 +1491,7 @@ void hg_k_lorentz_pair_score_backward(const hg_kctx *k, float *dX, const float *
                                       const int32_t *pairs, const float *g, int64_t count,
                                       int64_t d)
 {
+    HG_K_DEVICE(k, hg_cu_lorentz_pair_score_backward(k, dX, X, pairs, g, count, d); return);
     (void)k;
     for (int64_t e = 0; e < count; e++) {
         if (g[e] == 0.0f)
@@ -1627,6 +1639,7 @@ double hg_k_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_ne
                                      int64_t count, float margin, float w, int64_t n, int64_t d,
                                      float *ws)
 {
+    HG_K_DEVICE(k, return hg_cu_lorentz_pair_margin_loss(k, s_pos, s_neg, dX, X, pos, neg, count, margin, w, n, d));
     double loss = 0.0;
     if (d == 16) {
         pair_loss_args a = {s_pos, s_neg, dX, X, pos, neg, count, n, margin, w, NULL, 0.0};
@@ -1703,6 +1716,7 @@ static void class_logits16_part(void *arg, int t, int T)
 void hg_k_lorentz_class_logits(const hg_kctx *k, float *logits, const float *X, const float *P,
                                const float *b, int64_t n, int64_t C, int64_t d)
 {
+    HG_K_DEVICE(k, hg_cu_lorentz_class_logits(k, logits, X, P, b, n, C, d); return);
     if (d == 16 && C <= 16) {
         class_args a = {.logits = logits, .X = X, .P = P, .b = b, .n = n, .C = C};
         par_run(par_threads(k, n), class_logits16_part, &a);
@@ -1775,6 +1789,7 @@ void hg_k_lorentz_class_logits_backward(const hg_kctx *k, float *dX, float *dP, 
                                         const int64_t *idx, int64_t nidx, int64_t C, int64_t d,
                                         float *ws)
 {
+    HG_K_DEVICE(k, hg_cu_lorentz_class_logits_backward(k, dX, dP, db, dl, X, P, idx, nidx, C, d); return);
     if (d == 16 && C <= 16) {
         class_args a = {.dX = dX, .X = X, .P = P, .dl = dl, .idx = idx, .n = nidx, .C = C,
                         .ws = ws};
@@ -1818,6 +1833,7 @@ void hg_k_lorentz_class_logits_backward(const hg_kctx *k, float *dX, float *dP, 
 
 void hg_k_lorentz_expmap0_forward(const hg_kctx *k, float *x, const float *v, int64_t n, int64_t d)
 {
+    HG_K_CPU_ONLY(k, "hg_k_lorentz_expmap0_forward");
     (void)k;
     const int64_t ds = d - 1;
     for (int64_t i = 0; i < n; i++) {
@@ -1838,6 +1854,7 @@ void hg_k_lorentz_expmap0_forward(const hg_kctx *k, float *x, const float *v, in
 void hg_k_lorentz_expmap0_backward(const hg_kctx *k, float *dv, const float *dx, const float *v,
                                    int64_t n, int64_t d)
 {
+    HG_K_CPU_ONLY(k, "hg_k_lorentz_expmap0_backward");
     (void)k;
     const int64_t ds = d - 1;
     for (int64_t i = 0; i < n; i++) {
@@ -1870,6 +1887,7 @@ void hg_k_lorentz_expmap0_backward(const hg_kctx *k, float *dv, const float *dx,
 
 void hg_k_lorentz_logmap0(const hg_kctx *k, float *v, const float *x, int64_t n, int64_t d)
 {
+    HG_K_CPU_ONLY(k, "hg_k_lorentz_logmap0");
     (void)k;
     const int64_t ds = d - 1;
     for (int64_t i = 0; i < n; i++) {
@@ -1884,6 +1902,7 @@ void hg_k_lorentz_logmap0(const hg_kctx *k, float *v, const float *x, int64_t n,
 
 void hg_k_lorentz_flip_time(const hg_kctx *k, float *out, const float *x, int64_t n, int64_t d)
 {
+    HG_K_CPU_ONLY(k, "hg_k_lorentz_flip_time");
     (void)k;
     for (int64_t i = 0; i < n; i++) {
         out[i * d] = -x[i * d];
@@ -1918,6 +1937,7 @@ void hg_k_lorentz_radam_step(const hg_kctx *k, float *x, const float *grad, floa
                              int64_t n, int64_t d, float lr, float beta1, float beta2, float eps,
                              int64_t t)
 {
+    HG_K_DEVICE(k, hg_cu_lorentz_radam_step(k, x, grad, m, v, n, d, lr, beta1, beta2, eps, t); return);
     (void)k;
     double X[HG_LORENTZ_RADAM_MAX_D], U[HG_LORENTZ_RADAM_MAX_D], M[HG_LORENTZ_RADAM_MAX_D],
         Y[HG_LORENTZ_RADAM_MAX_D];
@@ -1962,6 +1982,7 @@ void hg_k_lorentz_radam_step(const hg_kctx *k, float *x, const float *grad, floa
 
 void hg_k_lorentz_stabilize(const hg_kctx *k, float *x, float *m, int64_t n, int64_t d)
 {
+    HG_K_DEVICE(k, hg_cu_lorentz_stabilize(k, x, m, n, d); return);
     (void)k;
     double X[HG_LORENTZ_RADAM_MAX_D], M[HG_LORENTZ_RADAM_MAX_D];
     if (d > HG_LORENTZ_RADAM_MAX_D)

@@ -14,8 +14,12 @@
  *    at the s-th step (from 0) of every iteration / merge period.
  *  - Sampling draws sequentially without replacement (torch.multinomial semantics); `top` breaks
  *    ties by the lower index. The LoRA A draw and the SST draws share one stream seeded by `seed`.
- * SVDs are thin, in double (LAPACKE dgesdd), and called column-major on the row-major buffer (which
- * is W^T column-major), so LAPACKE makes no transposed copies and the training step never allocates. */
+ * Memory: every float array the kernels touch lives in the kernel context's memory and is only
+ * touched through kernels/kernels.h, so the same code runs on the CPU and on a CUDA context; host
+ * copies are made (into buffers allocated at create) only where host logic needs the values:
+ * sigma for the sampling at each iteration begin, LoRA's A drawn on the host then uploaded.
+ * SVDs are thin, in double (hg_k_svd: LAPACKE dgesdd on the CPU, cuSOLVER on CUDA), with their
+ * workspace allocated at create, so the training step never allocates. */
 #include "linear.h"
 
 #include <float.h>
@@ -23,8 +27,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <lapacke.h>
 
 #include "../src/hg.h"
 #include "../src/rng.h"
@@ -108,34 +110,13 @@ static int is_lora(const hg_linear *L)
 }
 
 /* torch.nn.init.kaiming_uniform_(A, a=sqrt(5)) on A (r x n): fan_in = n, gain = sqrt(2/(1+5)),
- * bound = gain * sqrt(3 / fan_in) = 1 / sqrt(n). */
+ * bound = gain * sqrt(3 / fan_in) = 1 / sqrt(n). Drawn on the host, then uploaded. */
 static void lora_init_A(hg_linear *L)
 {
     const double bound = 1.0 / sqrt((double)L->n);
     for (int64_t i = 0; i < L->r * L->n; i++)
-        L->A[i] = (float)((2.0 * hg_rng_uniform(&L->rng) - 1.0) * bound);
-}
-
-/* Thin SVD of the row-major m x n matrix in a (destroyed), read as W^T (n x m) column-major:
- * W^T = V S U^T, so LAPACK's "U" (n x k, ldu n) is our Vt (k x n row-major) and its "VT"
- * (k x m, ldvt k) is our U (m x k row-major). Returns LAPACK's info. */
-static lapack_int svd_thin(int64_t m, int64_t n, double *a, double *s, double *vt_rows,
-                           double *u_rowmajor, double *work, lapack_int lwork, lapack_int *iwork)
-{
-    const lapack_int k = (lapack_int)HG_MIN(m, n);
-    return LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, 'S', (lapack_int)n, (lapack_int)m, a, (lapack_int)n,
-                               s, vt_rows, (lapack_int)n, u_rowmajor, k, work, lwork, iwork);
-}
-
-/* Optimal dgesdd workspace for an m x n thin SVD (query only); -1 on failure. */
-static int64_t svd_lwork(int64_t m, int64_t n, double *a, double *s, double *u, double *vt,
-                         lapack_int *iwork)
-{
-    double q = 0.0;
-    lapack_int info = svd_thin(m, n, a, s, u, vt, &q, -1, iwork);
-    if (info != 0 || !(q >= 1.0) || q > (double)INT_MAX)
-        return -1;
-    return (int64_t)q;
+        L->A_host[i] = (float)((2.0 * hg_rng_uniform(&L->rng) - 1.0) * bound);
+    hg_k_upload(L->k, L->A, L->A_host, (size_t)(L->r * L->n) * sizeof(float));
 }
 
 /* ---------------------------------------------------------------- schedule state (checkpoints) */
@@ -280,14 +261,17 @@ void hg__sst_sample(hg_rng *rng, const float *sigma, int64_t k, int64_t r, hg_ss
     }
 }
 
-/* Start an SST iteration: draw S, fresh moments and gradients for the sampled vectors. */
+/* Start an SST iteration: draw S (from a host copy of sigma), fresh moments and gradients for the
+ * sampled vectors. */
 static void sst_begin_iteration(hg_linear *L)
 {
-    hg__sst_sample(&L->rng, L->sigma, L->kk, L->r, L->o.sampling, L->sel, L->wsamp);
-    const int64_t nvec = L->r * (L->m + L->n); /* gU, gV / mU, mV / vU, vV are contiguous */
-    memset(L->gU, 0, (size_t)nvec * sizeof(float));
-    memset(L->mU, 0, (size_t)nvec * sizeof(float));
-    memset(L->vU, 0, (size_t)nvec * sizeof(float));
+    hg_k_download(L->k, L->sigma_host, L->sigma, (size_t)L->kk * sizeof(float));
+    hg__sst_sample(&L->rng, L->sigma_host, L->kk, L->r, L->o.sampling, L->sel, L->wsamp);
+    /* gU, gV / mU, mV / vU, vV are contiguous runs */
+    const size_t nvec = (size_t)(L->r * (L->m + L->n));
+    hg_k_zero(L->k, L->gU, nvec * sizeof(float));
+    hg_k_zero(L->k, L->mU, nvec * sizeof(float));
+    hg_k_zero(L->k, L->vU, nvec * sizeof(float));
     L->t_vec = 0;
     L->in_iter = 0;
 }
@@ -297,34 +281,25 @@ static void materialise(hg_linear *L)
 {
     const int64_t m = L->m, n = L->n;
     if (is_lora(L)) {
-        memcpy(L->W, L->W0, (size_t)(m * n) * sizeof(float));
+        hg_k_copy(L->k, L->W, L->W0, (size_t)(m * n) * sizeof(float));
         gemm(L->k, 0, 0, m, n, L->r, L->scale, L->B, L->r, L->A, n, 1.0f, L->W, n);
     } else if (L->o.method == HG_LINEAR_SST) {
-        for (int64_t i = 0; i < L->kk; i++)
-            for (int64_t b = 0; b < n; b++)
-                L->P[i * n + b] = L->sigma[i] * L->Vt[i * n + b];
+        hg_k_scale_rows(L->k, L->P, L->sigma, L->Vt, L->kk, n);
         gemm(L->k, 1, 0, m, n, L->kk, 1.0f, L->Ut, m, L->P, n, 0.0f, L->W, n);
     }
 }
 
-/* [U, sigma, V] = thin SVD of Wsrc (m x n) into the triplets. HG_ELAPACK; triplets untouched then. */
+/* [U, sigma, V] = thin SVD of Wsrc (m x n, k's memory) into the triplets, through the scratch
+ * (svd_Ut, svd_sigma, P) so that a failed SVD leaves the triplets as they were. HG_ELAPACK. */
 static int sst_decompose(hg_linear *L, const float *Wsrc)
 {
     const int64_t m = L->m, n = L->n, k = L->kk;
-    for (int64_t i = 0; i < m * n; i++)
-        L->sa[i] = Wsrc[i];
-    lapack_int info = svd_thin(m, n, L->sa, L->ss, L->su, L->svt, L->swork, (lapack_int)L->slwork,
-                               L->siwork);
-    if (info != 0)
-        return HG_ERRORF(HG_ELAPACK, "sst: dgesdd of a %lld x %lld weight failed (info %d)",
-                         (long long)m, (long long)n, (int)info);
-    for (int64_t i = 0; i < k; i++) {
-        L->sigma[i] = (float)L->ss[i];
-        for (int64_t a = 0; a < m; a++)
-            L->Ut[i * m + a] = (float)L->svt[a * k + i];
-        for (int64_t b = 0; b < n; b++)
-            L->Vt[i * n + b] = (float)L->su[i * n + b];
-    }
+    int rc = hg_k_svd(L->k, Wsrc, L->svd_Ut, L->svd_sigma, L->P, m, n, L->svd_ws);
+    if (rc != HG_OK)
+        return rc; /* recorded by hg_k_svd, with the shape */
+    hg_k_copy(L->k, L->Ut, L->svd_Ut, (size_t)(k * m) * sizeof(float));
+    hg_k_copy(L->k, L->sigma, L->svd_sigma, (size_t)k * sizeof(float));
+    hg_k_copy(L->k, L->Vt, L->P, (size_t)(k * n) * sizeof(float));
     return HG_OK;
 }
 
@@ -333,15 +308,13 @@ static int sst_decompose(hg_linear *L, const float *Wsrc)
 int hg__linear_sst_round_end(hg_linear *L)
 {
     int rc = HG_OK;
-    for (int64_t i = 0; i < L->m * L->n; i++)
-        if (!isfinite(L->W[i])) { /* LAPACK's behaviour on NaN input is undefined */
-            rc = HG_ERRORF(HG_ENUMERIC, "sst: non-finite weight entry %lld at a round end (step %lld)",
-                           (long long)i, (long long)L->step);
-            break;
-        }
+    /* an SVD's behaviour on NaN input is undefined */
+    if (!hg_k_all_finite(L->k, L->W, L->m * L->n))
+        rc = HG_ERRORF(HG_ENUMERIC, "sst: non-finite %lld x %lld weight at a round end (step %lld)",
+                       (long long)L->m, (long long)L->n, (long long)L->step);
     if (rc == HG_OK)
         rc = sst_decompose(L, L->W); /* W is current: materialised before the schedule runs */
-    memset(L->buf_mom, 0, (size_t)(2 * L->ntrain) * sizeof(float));
+    hg_k_zero(L->k, L->buf_mom, (size_t)(2 * L->ntrain) * sizeof(float));
     L->t_main = 0;
     L->t_vec = 0;
     materialise(L);
@@ -435,46 +408,47 @@ int hg_linear_create(hg_linear **out, const hg_kctx *k, int64_t m, int64_t n, co
     L->T2 = o->iters_per_round > 0 ? o->iters_per_round : (kk + r - 1) / (r > 0 ? r : 1);
     hg_rng_seed(&L->rng, seed);
 
-    /* size table per role */
+    /* size table per role (k's memory); the work buffer holds W (LoRA, SST) and SST's scratch */
     int64_t nparam, nwork;
     const int64_t nsched = HG__SCHED_FLOATS_PER_WORD * sched_nwords(L);
     switch (meth) {
     case HG_LINEAR_FULL:
         nparam = mn;
         L->ntrain = mn;
-        nwork = nsched;
+        nwork = 0;
         break;
     case HG_LINEAR_LORA:
     case HG_LINEAR_RELORA:
         nparam = mn + r * (m + n);
         L->ntrain = r * (m + n);
-        nwork = mn + nsched;
+        nwork = mn;
         break;
     default: /* SST */
         nparam = kk * m + kk + kk * n;
         L->ntrain = kk + r * (m + n);
-        nwork = mn + kk * n + nsched;
+        nwork = mn + kk * n + kk * m + kk;
         break;
     }
-    L->buf_param = hg_calloc((size_t)nparam, sizeof(float), "linear parameters");
-    L->buf_grad = hg_calloc((size_t)L->ntrain, sizeof(float), "linear gradients");
-    L->buf_mom = hg_calloc((size_t)(2 * L->ntrain), sizeof(float), "linear Adam moments");
-    L->buf_work = hg_calloc((size_t)nwork, sizeof(float), "linear work buffer");
-    if (!L->buf_param || !L->buf_grad || !L->buf_mom || !L->buf_work) {
+    L->buf_param = hg_k_alloc(k, (size_t)nparam * sizeof(float), "linear parameters");
+    L->buf_grad = hg_k_alloc(k, (size_t)L->ntrain * sizeof(float), "linear gradients");
+    L->buf_mom = hg_k_alloc(k, (size_t)(2 * L->ntrain) * sizeof(float), "linear Adam moments");
+    if (nwork > 0)
+        L->buf_work = hg_k_alloc(k, (size_t)nwork * sizeof(float), "linear work buffer");
+    L->sched = hg_calloc((size_t)nsched, sizeof(float), "linear schedule state");
+    if (!L->buf_param || !L->buf_grad || !L->buf_mom || (nwork > 0 && !L->buf_work) || !L->sched) {
         rc = HG_ENOMEM;
         goto done;
     }
     float *mom_m = L->buf_mom, *mom_v = L->buf_mom + L->ntrain;
 
-    /* carve */
+    /* carve (the role buffers come zeroed) */
     switch (meth) {
     case HG_LINEAR_FULL:
         L->W = L->buf_param;
         L->gW = L->buf_grad;
         L->mW = mom_m;
         L->vW = mom_v;
-        L->sched = L->buf_work;
-        memcpy(L->W, W_init, (size_t)mn * sizeof(float));
+        hg_k_upload(k, L->W, W_init, (size_t)mn * sizeof(float));
         break;
     case HG_LINEAR_LORA:
     case HG_LINEAR_RELORA:
@@ -488,8 +462,12 @@ int hg_linear_create(hg_linear **out, const hg_kctx *k, int64_t m, int64_t n, co
         L->vA = mom_v;
         L->vB = mom_v + r * n;
         L->W = L->buf_work;
-        L->sched = L->W + mn;
-        memcpy(L->W0, W_init, (size_t)mn * sizeof(float));
+        L->A_host = hg_calloc((size_t)(r * n), sizeof(float), "LoRA A staging");
+        if (!L->A_host) {
+            rc = HG_ENOMEM;
+            goto done;
+        }
+        hg_k_upload(k, L->W0, W_init, (size_t)mn * sizeof(float));
         lora_init_A(L); /* B stays 0: W = W0 exactly */
         break;
     default: { /* SST */
@@ -507,30 +485,28 @@ int hg_linear_create(hg_linear **out, const hg_kctx *k, int64_t m, int64_t n, co
         L->vV = L->vU + r * m;
         L->W = L->buf_work;
         L->P = L->W + mn;
-        L->sched = L->P + kk * n;
+        L->svd_Ut = L->P + kk * n;
+        L->svd_sigma = L->svd_Ut + kk * m;
         L->sel = hg_calloc((size_t)r, sizeof *L->sel, "SST sampled indices");
         L->wsamp = hg_calloc((size_t)kk, sizeof *L->wsamp, "SST sampling weights");
-        L->sa = hg_calloc((size_t)(mn + kk + kk * n + m * kk), sizeof(double), "SST SVD buffers");
-        L->siwork = hg_calloc((size_t)(8 * kk), sizeof *L->siwork, "SST SVD integer workspace");
-        if (!L->sel || !L->wsamp || !L->sa || !L->siwork) {
+        L->sigma_host = hg_calloc((size_t)kk, sizeof *L->sigma_host, "SST sigma host copy");
+        if (!L->sel || !L->wsamp || !L->sigma_host) {
             rc = HG_ENOMEM;
             goto done;
         }
-        L->ss = L->sa + mn;
-        L->su = L->ss + kk;
-        L->svt = L->su + kk * n;
-        L->slwork = svd_lwork(m, n, L->sa, L->ss, L->su, L->svt, L->siwork);
-        if (L->slwork < 0) {
-            rc = HG_ERRORF(HG_ELAPACK, "sst: dgesdd workspace query for %lld x %lld failed",
+        const int64_t wsb = hg_k_svd_workspace_bytes(k, m, n);
+        if (wsb < 0) {
+            rc = HG_ERRORF(HG_ELAPACK, "sst: SVD workspace query for %lld x %lld failed",
                            (long long)m, (long long)n);
             goto done;
         }
-        L->swork = hg_calloc((size_t)L->slwork, sizeof(double), "SST SVD workspace");
-        if (!L->swork) {
+        L->svd_ws = hg_k_alloc(k, (size_t)wsb, "SST SVD workspace");
+        if (!L->svd_ws) {
             rc = HG_ENOMEM;
             goto done;
         }
-        HG_CHECK(sst_decompose(L, W_init));
+        hg_k_upload(k, L->W, W_init, (size_t)mn * sizeof(float)); /* overwritten by materialise */
+        HG_CHECK(sst_decompose(L, L->W));
         sst_begin_iteration(L);
         break;
     }
@@ -590,15 +566,16 @@ void hg_linear_free(hg_linear *L)
 {
     if (!L)
         return;
-    hg_free(L->buf_param);
-    hg_free(L->buf_grad);
-    hg_free(L->buf_mom);
-    hg_free(L->buf_work);
+    hg_k_free(L->k, L->buf_param);
+    hg_k_free(L->k, L->buf_grad);
+    hg_k_free(L->k, L->buf_mom);
+    hg_k_free(L->k, L->buf_work);
+    hg_k_free(L->k, L->svd_ws);
+    hg_free(L->sched);
     hg_free(L->sel);
     hg_free(L->wsamp);
-    hg_free(L->sa);
-    hg_free(L->siwork);
-    hg_free(L->swork);
+    hg_free(L->sigma_host);
+    hg_free(L->A_host);
     hg_free(L);
 }
 
@@ -608,14 +585,14 @@ const float *hg_linear_weight(const hg_linear *L) { return L->W; }
 
 void hg_linear_load_weight(hg_linear *L, const float *W)
 {
-    memcpy(L->W, W, (size_t)(L->m * L->n) * sizeof(float));
+    hg_k_upload(L->k, L->W, W, (size_t)(L->m * L->n) * sizeof(float));
 }
 
 /* ---------------------------------------------------------------- gradients */
 
 void hg_linear_zero_grad(hg_linear *L)
 {
-    memset(L->buf_grad, 0, (size_t)L->ntrain * sizeof(float));
+    hg_k_zero(L->k, L->buf_grad, (size_t)L->ntrain * sizeof(float));
 }
 
 void hg_linear_accumulate_grad(hg_linear *L, const float *G)
@@ -623,8 +600,7 @@ void hg_linear_accumulate_grad(hg_linear *L, const float *G)
     const int64_t m = L->m, n = L->n, r = L->r, kk = L->kk;
     switch (L->o.method) {
     case HG_LINEAR_FULL:
-        for (int64_t i = 0; i < m * n; i++)
-            L->gW[i] += G[i];
+        hg_k_axpy(L->k, L->gW, 1.0f, G, m * n);
         break;
     case HG_LINEAR_LORA:
     case HG_LINEAR_RELORA:
@@ -636,19 +612,10 @@ void hg_linear_accumulate_grad(hg_linear *L, const float *G)
         /* P = U^T G (k x n): row i is U_i^T G = (G^T U_i)^T, the enhanced gV_i, and
          * dsigma_i = U_i^T G V_i = P_i . V_i (DESIGN 4, exact gradient). */
         gemm(L->k, 0, 0, kk, n, m, 1.0f, L->Ut, m, G, n, 0.0f, L->P, n);
-        for (int64_t i = 0; i < kk; i++) {
-            const float *p = L->P + i * n, *v = L->Vt + i * n;
-            double d = 0.0;
-            for (int64_t b = 0; b < n; b++)
-                d += (double)p[b] * v[b];
-            L->gsigma[i] += (float)d;
-        }
+        hg_k_row_dots(L->k, L->gsigma, L->P, L->Vt, kk, n);
         for (int64_t j = 0; j < r; j++) {
             const int64_t i = L->sel[j];
-            const float *p = L->P + i * n;
-            float *gv = L->gV + j * n;
-            for (int64_t b = 0; b < n; b++)
-                gv[b] += p[b];
+            hg_k_axpy(L->k, L->gV + j * n, 1.0f, L->P + i * n, n);
             /* gU_j += G V_i (m x 1): the true dL/dU_i = sigma_i G V_i without sigma_i */
             gemm(L->k, 0, 1, m, 1, n, 1.0f, G, n, L->Vt + i * n, n, 1.0f, L->gU + j * m, 1);
         }
@@ -662,19 +629,6 @@ double hg_linear_grad_sqnorm(const hg_linear *L) { return hg_k_sqnorm(L->k, L->b
 void hg_linear_scale_grad(hg_linear *L, float a) { hg_k_scale(L->k, L->buf_grad, a, L->ntrain); }
 
 /* ---------------------------------------------------------------- the step */
-
-static void renorm_row(float *x, int64_t len)
-{
-    double s = 0.0;
-    for (int64_t i = 0; i < len; i++)
-        s += (double)x[i] * x[i];
-    s = sqrt(s);
-    if (s > HG_SST_RENORM_MIN_NORM) {
-        const float inv = (float)(1.0 / s);
-        for (int64_t i = 0; i < len; i++)
-            x[i] *= inv;
-    }
-}
 
 int hg_linear_step(hg_linear *L, float lr)
 {
@@ -704,9 +658,8 @@ int hg_linear_step(hg_linear *L, float lr)
         L->t_main++;
         hg_k_adam_step(L->k, L->sigma, L->gsigma, L->msigma, L->vsigma, kk, lr, o->beta1, o->beta2,
                        o->eps, wd_dec, wd_l2, L->t_main);
-        for (int64_t i = 0; i < kk; i++)
-            if (L->sigma[i] < 0.0f) /* clamp at 0 (DESIGN 4); a NaN stays visible to the caller */
-                L->sigma[i] = 0.0f;
+        /* clamp at 0 (DESIGN 4); a NaN stays visible to the caller */
+        hg_k_clamp_min(L->k, L->sigma, 0.0f, kk);
         /* the sampled vectors: enhanced gradients, warmed-up lr, no weight decay */
         const float f = hg__linear_lr_factor(L);
         L->t_vec++;
@@ -717,8 +670,8 @@ int hg_linear_step(hg_linear *L, float lr)
             hg_k_adam_step(L->k, L->Vt + i * n, L->gV + j * n, L->mV + j * n, L->vV + j * n, n,
                            lr * f, o->beta1, o->beta2, o->eps, 0.0f, 0.0f, L->t_vec);
             if (o->renorm) {
-                renorm_row(L->Ut + i * m, m);
-                renorm_row(L->Vt + i * n, n);
+                hg_k_normalize(L->k, L->Ut + i * m, m, HG_SST_RENORM_MIN_NORM);
+                hg_k_normalize(L->k, L->Vt + i * n, n, HG_SST_RENORM_MIN_NORM);
             }
         }
         break;
@@ -728,24 +681,31 @@ int hg_linear_step(hg_linear *L, float lr)
     L->in_iter++;
     materialise(L);
 
-    /* schedule hooks */
+    /* schedule hooks (timed: on a device the step's pending work is waited for first, and the
+     * hook's own at the end, which also reports a failure of either as HG_ECUDA) */
     if (o->method == HG_LINEAR_RELORA && L->in_iter >= o->steps_per_iter) {
         /* ReLoRA* merge: W0 += s B A (W unchanged), fresh A, B = 0, fresh Adam state, warm-up again */
+        (void)hg_k_sync(L->k); /* errors are sticky: the sync below reports them */
         double t0 = hg_now();
         gemm(L->k, 0, 0, m, n, r, L->scale, L->B, r, L->A, n, 1.0f, L->W0, n);
         lora_init_A(L);
-        memset(L->B, 0, (size_t)(m * r) * sizeof(float));
-        memset(L->buf_mom, 0, (size_t)(2 * L->ntrain) * sizeof(float));
+        hg_k_zero(L->k, L->B, (size_t)(m * r) * sizeof(float));
+        hg_k_zero(L->k, L->buf_mom, (size_t)(2 * L->ntrain) * sizeof(float));
         L->t_main = 0;
         L->in_iter = 0;
         materialise(L);
+        rc = hg_k_sync(L->k);
         L->n_merge++;
         L->reorth_seconds += hg_now() - t0;
     } else if (o->method == HG_LINEAR_SST && L->in_iter >= o->steps_per_iter) {
         if (++L->in_round >= L->T2) {
+            (void)hg_k_sync(L->k);
             double t0 = hg_now();
             L->in_round = 0;
             rc = hg__linear_sst_round_end(L); /* on failure the old triplets stay; report it */
+            const int rs = hg_k_sync(L->k);
+            if (rc == HG_OK)
+                rc = rs;
             L->n_reorth++;
             L->reorth_seconds += hg_now() - t0;
         }
@@ -782,6 +742,28 @@ void hg_linear_tensor(hg_linear *L, int i, const char **name, float **data, int6
         *count = ok ? L->tcount[i] : 0;
 }
 
+void hg_linear_tensor_read(const hg_linear *L, int i, float *host_dst)
+{
+    if (i < 0 || i >= L->ntens || !host_dst)
+        return;
+    const size_t bytes = (size_t)L->tcount[i] * sizeof(float);
+    if (L->tdata[i] == L->sched)
+        memcpy(host_dst, L->sched, bytes);
+    else
+        hg_k_download(L->k, host_dst, L->tdata[i], bytes);
+}
+
+void hg_linear_tensor_write(hg_linear *L, int i, const float *host_src)
+{
+    if (i < 0 || i >= L->ntens || !host_src)
+        return;
+    const size_t bytes = (size_t)L->tcount[i] * sizeof(float);
+    if (L->tdata[i] == L->sched)
+        memcpy(L->sched, host_src, bytes);
+    else
+        hg_k_upload(L->k, L->tdata[i], host_src, bytes);
+}
+
 void hg_linear_rematerialise(hg_linear *L)
 {
     sched_load(L);
@@ -795,15 +777,24 @@ int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out)
 {
     int rc = HG_OK;
     const int64_t m = L->m, n = L->n, kk = L->kk;
-    double *buf = NULL, *work = NULL;
-    lapack_int *iwork = NULL;
+    float *Ut = NULL, *sigma = NULL, *Vt = NULL, *Wh = NULL;
+    void *ws = NULL;
     unsigned char *taken = NULL;
+    hg_kctx cpu;
+    hg_kctx_init(&cpu, HG_DEVICE_CPU, 1); /* host products and SVD: W_out is host memory */
     if (keep < 0 || !W_out) {
         rc = HG_ERRORF(HG_EINVAL, "--prune-sigma: keep %lld must be >= 0", (long long)keep);
         goto done;
     }
     if (keep >= kk) {
-        memcpy(W_out, L->W, (size_t)(m * n) * sizeof(float));
+        hg_k_download(L->k, W_out, L->W, (size_t)(m * n) * sizeof(float));
+        goto done;
+    }
+    Ut = hg_calloc((size_t)(kk * m), sizeof *Ut, "pruning U");
+    sigma = hg_calloc((size_t)kk, sizeof *sigma, "pruning sigma");
+    Vt = hg_calloc((size_t)(kk * n), sizeof *Vt, "pruning V");
+    if (!Ut || !sigma || !Vt) {
+        rc = HG_ENOMEM;
         goto done;
     }
     memset(W_out, 0, (size_t)(m * n) * sizeof(float));
@@ -814,55 +805,50 @@ int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out)
             rc = HG_ENOMEM;
             goto done;
         }
+        hg_k_download(L->k, Ut, L->Ut, (size_t)(kk * m) * sizeof(float));
+        hg_k_download(L->k, sigma, L->sigma, (size_t)kk * sizeof(float));
+        hg_k_download(L->k, Vt, L->Vt, (size_t)(kk * n) * sizeof(float));
         for (int64_t q = 0; q < keep; q++) {
             int64_t best = -1;
             for (int64_t i = 0; i < kk; i++)
-                if (!taken[i] && (best < 0 || L->sigma[i] > L->sigma[best]))
+                if (!taken[i] && (best < 0 || sigma[i] > sigma[best]))
                     best = i;
             taken[best] = 1;
-            gemm(L->k, 1, 0, m, n, 1, L->sigma[best], L->Ut + best * m, m, L->Vt + best * n, n, 1.0f,
-                 W_out, n);
+            gemm(&cpu, 1, 0, m, n, 1, sigma[best], Ut + best * m, m, Vt + best * n, n, 1.0f, W_out,
+                 n);
         }
         goto done;
     }
-    /* other methods: thin SVD of the current W, rebuilt from the leading `keep` triplets */
-    buf = hg_calloc((size_t)(m * n + kk + kk * n + m * kk), sizeof(double), "pruning SVD buffers");
-    iwork = hg_calloc((size_t)(8 * kk), sizeof *iwork, "pruning SVD integer workspace");
-    if (!buf || !iwork) {
-        rc = HG_ENOMEM;
-        goto done;
-    }
-    double *a = buf, *s = a + m * n, *vrows = s + kk, *u = vrows + kk * n;
-    int64_t lwork = svd_lwork(m, n, a, s, vrows, u, iwork);
-    if (lwork < 0) {
-        rc = HG_ERRORF(HG_ELAPACK, "pruning: dgesdd workspace query for %lld x %lld failed",
+    /* other methods: thin SVD of the current W (on the host), rebuilt from the leading `keep`
+     * triplets in double */
+    const int64_t wsb = hg_k_svd_workspace_bytes(&cpu, m, n);
+    if (wsb < 0) {
+        rc = HG_ERRORF(HG_ELAPACK, "pruning: SVD workspace query for %lld x %lld failed",
                        (long long)m, (long long)n);
         goto done;
     }
-    work = hg_calloc((size_t)lwork, sizeof(double), "pruning SVD workspace");
-    if (!work) {
+    Wh = hg_calloc((size_t)(m * n), sizeof *Wh, "pruning weight copy");
+    ws = hg_calloc((size_t)wsb, 1, "pruning SVD workspace");
+    if (!Wh || !ws) {
         rc = HG_ENOMEM;
         goto done;
     }
-    for (int64_t i = 0; i < m * n; i++)
-        a[i] = L->W[i];
-    lapack_int info = svd_thin(m, n, a, s, vrows, u, work, (lapack_int)lwork, iwork);
-    if (info != 0) {
-        rc = HG_ERRORF(HG_ELAPACK, "pruning: dgesdd of a %lld x %lld weight failed (info %d)",
-                       (long long)m, (long long)n, (int)info);
-        goto done;
-    }
+    hg_k_download(L->k, Wh, L->W, (size_t)(m * n) * sizeof(float));
+    HG_CHECK(hg_k_svd(&cpu, Wh, Ut, sigma, Vt, m, n, ws));
     for (int64_t x = 0; x < m; x++)
         for (int64_t y = 0; y < n; y++) {
             double acc = 0.0;
             for (int64_t i = 0; i < keep; i++)
-                acc += s[i] * u[x * kk + i] * vrows[i * n + y];
+                acc += (double)sigma[i] * Ut[i * m + x] * Vt[i * n + y];
             W_out[x * n + y] = (float)acc;
         }
 done:
     hg_free(taken);
-    hg_free(buf);
-    hg_free(iwork);
-    hg_free(work);
+    hg_free(Ut);
+    hg_free(sigma);
+    hg_free(Vt);
+    hg_free(Wh);
+    hg_free(ws);
+    hg_kctx_destroy(&cpu);
     return rc;
 }

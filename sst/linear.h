@@ -7,7 +7,14 @@
  * parameters (full: W; LoRA: A, B; SST: sigma and the sampled U/V columns). Parameter gradients
  * accumulate (+=) until hg_linear_zero_grad(). hg_linear_step() applies one optimiser step and the
  * method's schedule (ReLoRA merges, SST iterations and rounds) and re-materialises W.
- * All buffers are allocated in hg_linear_init(); nothing allocates afterwards. */
+ * All buffers are allocated in hg_linear_create(); the training calls (zero_grad,
+ * accumulate_grad, grad_sqnorm, scale_grad, step) allocate nothing.
+ *
+ * Memory: the map keeps its arrays (weight, parameters, gradients, moments, scratch) in the memory
+ * of its kernel context k (host memory on the CPU, device memory with a CUDA context) and touches
+ * them only through kernels/kernels.h. Which side each pointer argument is on is stated per
+ * function below: the training calls take and return k's memory; setup, checkpoint and pruning
+ * calls take host memory and copy. */
 #ifndef HG_SST_LINEAR_H
 #define HG_SST_LINEAR_H
 
@@ -51,10 +58,10 @@ const char *hg_sst_sampling_name(hg_sst_sampling s);
 
 typedef struct hg_linear hg_linear; /* opaque; fields in sst/linear_internal.h (tests only) */
 
-/* Create a linear map of shape m x n starting from W_init (m x n, the standard initialisation
- * of the model; copied). SST takes its thin SVD (LAPACKE), LoRA freezes it as W0. seed drives
- * the method's own randomness (LoRA's A, SST's sampling). k is borrowed and must outlive the map.
- * *out is NULL on failure.
+/* Create a linear map of shape m x n starting from W_init (m x n, HOST memory, the standard
+ * initialisation of the model; copied into k's memory). SST takes its thin SVD (hg_k_svd), LoRA
+ * freezes it as W0. seed drives the method's own randomness (LoRA's A, SST's sampling). k is
+ * borrowed and must outlive the map. *out is NULL on failure.
  * Errors: HG_EINVAL (bad sizes/options), HG_ENOMEM, HG_ELAPACK. */
 int hg_linear_create(hg_linear **out, const hg_kctx *k, int64_t m, int64_t n, const float *W_init,
                      const hg_linear_opts *o, uint64_t seed);
@@ -62,17 +69,23 @@ void hg_linear_free(hg_linear *L); /* NULL is fine */
 
 int64_t hg_linear_rows(const hg_linear *L); /* m */
 int64_t hg_linear_cols(const hg_linear *L); /* n */
-const float *hg_linear_weight(const hg_linear *L); /* (m x n) current effective weight */
+/* (m x n) current effective weight, in k's memory (valid while L lives). */
+const float *hg_linear_weight(const hg_linear *L);
 
 void hg_linear_zero_grad(hg_linear *L);
-/* G (m x n) = dL/dW; converts and accumulates (+=) into the method's parameter gradients. */
+/* G (m x n, k's memory) = dL/dW; converts and accumulates (+=) into the method's parameter
+ * gradients. */
 void hg_linear_accumulate_grad(hg_linear *L, const float *G);
 /* Squared L2 norm of the trainable parameters' gradients (for global-norm clipping). */
 double hg_linear_grad_sqnorm(const hg_linear *L);
 void hg_linear_scale_grad(hg_linear *L, float a);
 /* One optimiser step with base learning rate lr (the method multiplies its own warm-up factor),
  * then the schedule hooks, then W is re-materialised. Errors: HG_ELAPACK (SST round SVD),
- * HG_ENUMERIC (non-finite W at an SST round end; the triplets are then left as they were). */
+ * HG_ENUMERIC (non-finite W at an SST round end); in both cases the triplets are left as they
+ * were (the moments restart all the same); HG_ECUDA (a failed device operation, reported at a
+ * merge or round end; otherwise by the context's next hg_k_sync). With a CUDA context the step
+ * is asynchronous except at the schedule's boundaries: an SST iteration start downloads sigma
+ * (for the sampling), merges and round ends wait for the device (to time them). */
 int hg_linear_step(hg_linear *L, float lr);
 
 /* Trainable parameter count at the current step, and optimiser-state floats (Adam moments). */
@@ -87,23 +100,30 @@ typedef struct hg_linear_stats {
 } hg_linear_stats;
 void hg_linear_get_stats(const hg_linear *L, hg_linear_stats *out);
 
-/* Persistent tensors (for checkpoints): i in [0, hg_linear_num_tensors). Loading a checkpoint
- * writes these and then calls hg_linear_rematerialise(). Names: full "W"; LoRA/ReLoRA "W0", "A"
- * (r x n), "B" (m x r); SST "Ut" (k x m, row i = U_i), "sigma" (k), "Vt" (k x n, row i = V_i); then
- * the Adam moments ("<name>.adam_m", ".adam_v"; SST: "sigma", "U_S", "V_S" for the r sampled
+/* Persistent tensors (for checkpoints): i in [0, hg_linear_num_tensors). hg_linear_tensor gives
+ * name, data and count (floats); data is in k's memory, except for "sched", which is host memory.
+ * hg_linear_tensor_read / _write copy tensor i (count floats) to / from host memory wherever it
+ * lives (an i out of range does nothing): host code uses them, not data. Loading a checkpoint
+ * writes the tensors and then calls hg_linear_rematerialise(). Names: full "W"; LoRA/ReLoRA "W0",
+ * "A" (r x n), "B" (m x r); SST "Ut" (k x m, row i = U_i), "sigma" (k), "Vt" (k x n, row i = V_i);
+ * then the Adam moments ("<name>.adam_m", ".adam_v"; SST: "sigma", "U_S", "V_S" for the r sampled
  * vectors) and "sched" (step counters, generator state, sampled indices as 16-bit integers in
  * floats), so that save, load and continue reproduce an uninterrupted run bit for bit. */
 int hg_linear_num_tensors(const hg_linear *L);
 void hg_linear_tensor(hg_linear *L, int i, const char **name, float **data, int64_t *count);
+void hg_linear_tensor_read(const hg_linear *L, int i, float *host_dst);
+void hg_linear_tensor_write(hg_linear *L, int i, const float *host_src);
 void hg_linear_rematerialise(hg_linear *L);
 
-/* Singular-value pruning for inference: write into W_out (m x n) the weight rebuilt from the
- * `keep` largest singular values (SST: its own triplets; other methods: SVD of the current W).
- * keep >= min(m, n) reproduces W. Errors: HG_ELAPACK, HG_ENOMEM. */
+/* Singular-value pruning for inference: write into W_out (m x n, HOST memory) the weight rebuilt
+ * from the `keep` largest singular values (SST: its own triplets; other methods: the float
+ * triplets of an SVD of the current W, on the host, summed in double). keep >= min(m, n) copies
+ * W. Allocates host temporaries (not for a training step). Errors: HG_EINVAL, HG_ELAPACK,
+ * HG_ENOMEM. */
 int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out);
-/* Overwrite the materialised weight with W (m x n), e.g. a pruned one, for inference. Full mode's
- * W is its parameter, so this changes it; the other methods' parameters are untouched and
- * hg_linear_rematerialise() restores their weight. */
+/* Overwrite the materialised weight with W (m x n, HOST memory; uploaded), e.g. a pruned one,
+ * for inference. Full mode's W is its parameter, so this changes it; the other methods'
+ * parameters are untouched and hg_linear_rematerialise() restores their weight. */
 void hg_linear_load_weight(hg_linear *L, const float *W);
 
 #endif

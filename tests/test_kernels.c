@@ -1199,7 +1199,7 @@ static float *run_linear_forward(const layer_data *L, float *z, float *y, int re
         fill_nan(hd, n * din);
     fill_nan(z, n * d);
     fill_nan(y, n * d);
-    hg_k_lorentz_linear_forward(&K, hd, z, y, L->x, L->Wt, b, L->s, relu, p, seed, n, din, d);
+    hg_k_lorentz_linear_forward(&K, hd, z, y, L->x, L->Wt, b, &L->s, relu, p, seed, n, din, d);
     return hd;
 }
 
@@ -1538,7 +1538,7 @@ static void test_fused_linear_backward(void **state)
             fill_nan_d(gWt, din * d);
             fill_nan(gx, n * din);
             hg_k_lorentz_linear_backward(&K, gx, gWt, bias ? gb : NULL, &gs, L.At.rowptr,
-                                         L.At.col, L.At.val, L.gS, z, h, L.x, L.W, in.S_prev, L.s,
+                                         L.At.col, L.At.val, L.gS, z, h, L.x, L.W, in.S_prev, &L.s,
                                          relu, p, seed, n, din, d, NULL);
             check_param_grads(gWt, bias ? gb : NULL, gb0, gs, gs0, &R, din, d, cfg);
             assert_within(f2d(gx, n * din), f2d(R.gx, n * din), twice(R.E_gx, n * din), n * din,
@@ -1551,7 +1551,7 @@ static void test_fused_linear_backward(void **state)
                 gs = gs0;
                 fill_nan_d(gWt, din * d);
                 hg_k_lorentz_linear_backward(&K, NULL, gWt, gb, &gs, L.At.rowptr, L.At.col,
-                                             L.At.val, L.gS, z, h, L.x, L.W, NULL, L.s, relu, p,
+                                             L.At.val, L.gS, z, h, L.x, L.W, NULL, &L.s, relu, p,
                                              seed, n, din, d, NULL);
                 check_param_grads(gWt, gb, gb0, gs, gs0, &R, din, d, cfg + 1000);
             }
@@ -1587,7 +1587,7 @@ static void test_fused_linear_forward_csr(void **state)
         float *z = tf(n * d), *y = tf(n * d);
         fill_nan(z, n * d);
         fill_nan(y, n * d);
-        hg_k_lorentz_linear_forward_csr(&K, z, y, X.rowptr, X.col, X.val, L.Wt, b, L.s, n, d);
+        hg_k_lorentz_linear_forward_csr(&K, z, y, X.rowptr, X.col, X.val, L.Wt, b, &L.s, n, d);
         /* z = X Wt + b against the dense product (the same sums: the zeros of X add exactly, so
          * the bound over din + 1 terms holds), y against head(z) */
         check_z_y(z, y, tcsr_dense(&X), L.Wt, b, L.s, n, din, d, d == 16, d);
@@ -1607,7 +1607,7 @@ static void test_fused_linear_backward_csr(void **state)
         const int bias = w != 1;
         float *z = tf(n * d), *y = tf(n * d);
         hg_k_lorentz_linear_forward_csr(&K, z, y, X.rowptr, X.col, X.val, L.Wt,
-                                        bias ? L.b : NULL, L.s, n, d);
+                                        bias ? L.b : NULL, &L.s, n, d);
         /* the reference chain with hd = X (dense) and no input gradient */
         bwd_in in = {n, din, d, 0, 0.0f, L.s, 0, &L.At, L.gS, z, tcsr_dense(&X), NULL, NULL, NULL};
         bwd_out R;
@@ -1622,7 +1622,7 @@ static void test_fused_linear_backward_csr(void **state)
         fill_nan(dz, n * d);
         fill_nan_d(gWt, din * d);
         hg_k_lorentz_linear_backward_csr(&K, dz, gWt, bias ? gb : NULL, &gs, L.At.rowptr, L.At.col,
-                                         L.At.val, L.gS, z, Xt.rowptr, Xt.col, Xt.val, L.s, n, din,
+                                         L.At.val, L.gS, z, Xt.rowptr, Xt.col, Xt.val, &L.s, n, din,
                                          d, NULL);
         assert_within(f2d(dz, n * d), f2d(R.dz, n * d), twice(R.E_dz, n * d), n * d, d,
                       "fused csr dz vs head_backward(At gS)", d);
@@ -1656,10 +1656,10 @@ static void test_fused_dense_first_layer(void **state)
     float *z = tf(n * d), *y = tf(n * d), *zc = tf(n * d), *yc = tf(n * d);
     fill_nan(z, n * d);
     fill_nan(y, n * d);
-    hg_k_lorentz_linear_forward(&K, NULL, z, y, Xd, Wp, L.b, L.s, 0, 0.0f, 99, n, 16, 16);
+    hg_k_lorentz_linear_forward(&K, NULL, z, y, Xd, Wp, L.b, &L.s, 0, 0.0f, 99, n, 16, 16);
     check_z_y(z, y, Xd, Wp, L.b, L.s, n, 16, d, 1, 0);
     /* the sparse path on the same input: both z within (16 + 1) u sum|terms| of the exact one */
-    hg_k_lorentz_linear_forward_csr(&K, zc, yc, X.rowptr, X.col, X.val, L.Wt, L.b, L.s, n, d);
+    hg_k_lorentz_linear_forward_csr(&K, zc, yc, X.rowptr, X.col, X.val, L.Wt, L.b, &L.s, n, d);
     {
         double *tol = td(n * d);
         for (int64_t i = 0; i < n; i++)
@@ -1685,7 +1685,7 @@ static void test_fused_dense_first_layer(void **state)
     float gs = gs0, gsc = gs0;
     fill_nan_d(gWt, 16 * 16);
     hg_k_lorentz_linear_backward(&K, NULL, gWt, gb, &gs, L.At.rowptr, L.At.col, L.At.val, L.gS, z,
-                                 Xd, Xd, Wp, NULL, L.s, 0, 0.0f, 0, n, 16, 16, NULL);
+                                 Xd, Xd, Wp, NULL, &L.s, 0, 0.0f, 0, n, 16, 16, NULL);
     check_param_grads(gWt, gb, gb0, gs, gs0, &R, 16, d, 0);
     for (int64_t j = DIN0; j < 16; j++) /* the padding rows: sums of exact zeros */
         for (int64_t o = 0; o < 16; o++)
@@ -1693,7 +1693,7 @@ static void test_fused_dense_first_layer(void **state)
     /* the sparse backward on the same z: the same gradients (rows < DIN0 of the padded gWt) */
     fill_nan_d(gWtc, DIN0 * 16);
     hg_k_lorentz_linear_backward_csr(&K, dzc, gWtc, gbc, &gsc, L.At.rowptr, L.At.col, L.At.val,
-                                     L.gS, z, Xt.rowptr, Xt.col, Xt.val, L.s, n, DIN0, d, NULL);
+                                     L.gS, z, Xt.rowptr, Xt.col, Xt.val, &L.s, n, DIN0, d, NULL);
     assert_within(gWtc, gWt, twice(R.E_gWt, DIN0 * 16), DIN0 * 16, 16,
                   "csr gWt vs dense gWt", 0);
     {

@@ -42,6 +42,13 @@ typedef struct run {
     uint8_t *pair_label; /* (2 * max eval pairs) */
     int32_t *eval_pairs; /* (2 * 2 * max eval pairs) */
     int32_t *train_neg;  /* (2 * n_train_pos) */
+    float *scores;       /* (2 * max eval pairs) pair scores brought back for the metrics */
+    /* the index, label and pair arrays in the model's memory (the host arrays on the CPU) */
+    const int64_t *k_idx_train, *k_idx_val, *k_idx_test;
+    const int32_t *k_labels, *k_train_pos, *k_val_pos, *k_val_neg, *k_test_pos, *k_test_neg;
+    int32_t *k_train_neg;
+    void *k_bufs[16];    /* the device copies among them, freed at the end */
+    int nk_bufs;
     /* best model */
     float *best_emb;     /* (n x dim) */
     float *prune_w;      /* (dim x max din) a pruned weight */
@@ -74,15 +81,17 @@ static double median(double *v, int64_t n)
 
 /* ---- evaluation ---- */
 
-static int eval_nc(run *r, const int64_t *idx, int64_t count, metrics *out)
+/* idx: host copy (labels), k_idx: the model's (the same array on the CPU). */
+static int eval_nc(run *r, const int64_t *idx, const int64_t *k_idx, int64_t count, metrics *out)
 {
     hg_hybonet *m = &r->model;
     if (count <= 0) {
         out->acc = out->f1 = NAN;
         return HG_OK;
     }
-    out->loss = hg_hybonet_nc_loss(m, idx, count, r->data.labels, 0);
-    hg_hybonet_nc_predict(m, idx, count, r->pred);
+    out->loss = hg_hybonet_nc_loss(m, k_idx, count, r->k_labels, 0);
+    hg_hybonet_nc_predict(m, k_idx, count, m->pred);
+    hg_k_download(&r->k, r->pred, m->pred, (size_t)count * sizeof(int32_t));
     /* labels of the evaluated nodes, gathered into the second half of the workspace */
     int32_t *lab = (int32_t *)r->rank_idx;
     for (int64_t a = 0; a < count; a++)
@@ -102,9 +111,10 @@ static int eval_lp(run *r, const int32_t *pos, const int32_t *neg, int64_t count
     }
     /* the loss leaves the scores of the positives, then the negatives, in m->pair_score */
     out->loss = hg_hybonet_lp_loss(m, pos, neg, count, 0);
+    hg_k_download(&r->k, r->scores, m->pair_score, (size_t)(2 * count) * sizeof(float));
     for (int64_t e = 0; e < 2 * count; e++)
         r->pair_label[e] = e < count;
-    return hg_metric_roc_auc_ap(&out->roc_auc, &out->ap, m->pair_score, r->pair_label, 2 * count,
+    return hg_metric_roc_auc_ap(&out->roc_auc, &out->ap, r->scores, r->pair_label, 2 * count,
                                 r->rank_idx);
 }
 
@@ -115,15 +125,16 @@ static int evaluate(run *r, metrics *val, metrics *test)
     hg_hybonet_forward(&r->model, 0, 0);
     int rc;
     if (r->o->task == HG_TASK_NC) {
-        rc = eval_nc(r, d->idx_val, d->n_val, val);
+        rc = eval_nc(r, d->idx_val, r->k_idx_val, d->n_val, val);
         if (!rc && test)
-            rc = eval_nc(r, d->idx_test, d->n_test, test);
+            rc = eval_nc(r, d->idx_test, r->k_idx_test, d->n_test, test);
     } else {
-        rc = eval_lp(r, d->val_pos, d->val_neg, d->n_val_pos, val);
+        rc = eval_lp(r, r->k_val_pos, r->k_val_neg, d->n_val_pos, val);
         if (!rc && test)
-            rc = eval_lp(r, d->test_pos, d->test_neg, d->n_test_pos, test);
+            rc = eval_lp(r, r->k_test_pos, r->k_test_neg, d->n_test_pos, test);
     }
-    return rc;
+    /* a failure of the device's asynchronous work surfaces here at the latest */
+    return rc ? rc : hg_k_sync(&r->k);
 }
 
 /* Model-selection score: val F1 (nc) or (AUC + AP) / 2 (lp), as HGCN's has_improved. */
@@ -145,13 +156,12 @@ static void snapshot_copy(run *r, int to_model)
     int64_t off = 0;
     for (int t = 0; t < hg_hybonet_num_tensors(m); t++) {
         char name[128];
-        float *data;
         int64_t count;
-        hg_hybonet_tensor(m, t, name, sizeof name, &data, &count);
+        hg_hybonet_tensor_info(m, t, name, sizeof name, &count);
         if (to_model)
-            memcpy(data, r->snapshot + off, (size_t)count * sizeof(float));
+            hg_hybonet_tensor_write(m, t, r->snapshot + off);
         else
-            memcpy(r->snapshot + off, data, (size_t)count * sizeof(float));
+            hg_hybonet_tensor_read(m, t, r->snapshot + off);
         off += count;
     }
 }
@@ -160,7 +170,8 @@ static void snapshot_copy(run *r, int to_model)
 static void snapshot_take(run *r)
 {
     snapshot_copy(r, 0);
-    memcpy(r->best_emb, r->model.emb, (size_t)(r->data.n * r->model.cfg.dim) * sizeof(float));
+    hg_k_download(&r->k, r->best_emb, r->model.emb,
+                  (size_t)(r->data.n * r->model.cfg.dim) * sizeof(float));
 }
 
 /* Load the best parameters (the snapshot) into the model. */
@@ -234,21 +245,25 @@ static void meta_json(const run *r, char *buf, size_t cap)
     hg_json_end(&j);
 }
 
-/* Name, pointer and size of every persistent tensor of the model; at most 64. */
+/* Name, size and place in the snapshot of every persistent tensor of the model; at most 64. */
 static int model_tensors(run *r, char names[][128], const char **np, float **dp, int64_t *counts)
 {
     hg_hybonet *m = &r->model;
     int nt = hg_hybonet_num_tensors(m);
     if (nt > 64)
         return HG_ERRORF(HG_EINVAL, "checkpoint: too many tensors (%d)", nt);
+    int64_t off = 0;
     for (int t = 0; t < nt; t++) {
-        hg_hybonet_tensor(m, t, names[t], 128, &dp[t], &counts[t]);
+        hg_hybonet_tensor_info(m, t, names[t], 128, &counts[t]);
         np[t] = names[t];
+        dp[t] = r->snapshot + off;
+        off += counts[t];
     }
     return HG_OK;
 }
 
-/* Load a checkpoint into the model (every tensor must be present with the same size). */
+/* Load a checkpoint into the model (every tensor must be present with the same size), through
+ * the snapshot buffer. */
 static int load_checkpoint(run *r, const char *path)
 {
     char names[64][128];
@@ -265,7 +280,7 @@ static int load_checkpoint(run *r, const char *path)
         return HG_ERRORF(rc, "--load: %s (was it saved by a run with the same dataset, task, "
                          "method, rank, dim and layers?)", why);
     }
-    hg_hybonet_rematerialise(&r->model);
+    snapshot_restore(r);
     return HG_OK;
 }
 
@@ -277,17 +292,14 @@ static int save_best(run *r)
     int nt = hg_hybonet_num_tensors(m);
     char names[64][128];
     const char *np[64];
-    float *live[64];
+    float *snap[64];
     const float *dp[64];
     int64_t counts[64];
-    int rc0 = model_tensors(r, names, np, live, counts);
+    int rc0 = model_tensors(r, names, np, snap, counts);
     if (rc0)
         return rc0;
-    int64_t off = 0;
-    for (int t = 0; t < nt; t++) {
-        dp[t] = r->snapshot + off;
-        off += counts[t];
-    }
+    for (int t = 0; t < nt; t++)
+        dp[t] = snap[t];
     meta_json(r, meta, sizeof meta);
     snprintf(path, sizeof path, "%s/checkpoint.bin", r->o->out_dir);
     int rc = hg_ckpt_write(path, nt, np, dp, counts, meta);
@@ -360,6 +372,26 @@ static int load(run *r)
     return hg_dataset_load(&r->data, &dopt);
 }
 
+/* host (n bytes) in the model's memory: the host array itself on the CPU, else a device copy
+ * (NULL for an empty or absent array; r->nk_bufs = -1 after a failed allocation). */
+static void *to_k(run *r, const void *host, size_t bytes)
+{
+    if (r->k.device == HG_DEVICE_CPU || !host || bytes == 0)
+        return (void *)host;
+    if (r->nk_bufs < 0 || r->nk_bufs >= (int)(sizeof r->k_bufs / sizeof r->k_bufs[0])) {
+        r->nk_bufs = -1;
+        return NULL;
+    }
+    void *p = hg_k_alloc(&r->k, bytes, "dataset arrays");
+    if (!p) {
+        r->nk_bufs = -1;
+        return NULL;
+    }
+    hg_k_upload(&r->k, p, host, bytes);
+    r->k_bufs[r->nk_bufs++] = p;
+    return p;
+}
+
 static int setup(run *r)
 {
     const hg_train_options *o = r->o;
@@ -396,9 +428,8 @@ static int setup(run *r)
     r->snapshot_len = 0;
     for (int t = 0; t < hg_hybonet_num_tensors(m); t++) {
         char name[128];
-        float *data;
         int64_t count;
-        hg_hybonet_tensor(m, t, name, sizeof name, &data, &count);
+        hg_hybonet_tensor_info(m, t, name, sizeof name, &count);
         r->snapshot_len += count;
     }
     int64_t neval = HG_MAX(2 * max_eval, d->n);
@@ -406,6 +437,7 @@ static int setup(run *r)
     r->rank_idx = hg_calloc((size_t)neval, sizeof *r->rank_idx, "ranking workspace");
     r->pair_label = hg_calloc((size_t)neval, 1, "pair labels");
     r->train_neg = hg_calloc((size_t)(2 * HG_MAX(d->n_train_pos, 1)), sizeof(int32_t), "negatives");
+    r->scores = hg_calloc((size_t)neval, sizeof *r->scores, "pair scores");
     r->best_emb = hg_calloc((size_t)(d->n * o->dim), sizeof(float), "best embeddings");
     r->snapshot = hg_calloc((size_t)r->snapshot_len, sizeof(float), "best parameters");
     r->step_ms = hg_calloc((size_t)HG_MAX(o->epochs, 1), sizeof(double), "step times");
@@ -413,8 +445,23 @@ static int setup(run *r)
     for (int l = 0; l < m->cfg.nlayers; l++)
         max_w = HG_MAX(max_w, hg_linear_rows(m->layer[l].lin) * hg_linear_cols(m->layer[l].lin));
     r->prune_w = hg_calloc((size_t)max_w, sizeof(float), "pruned weight");
-    if (!r->pred || !r->rank_idx || !r->pair_label || !r->train_neg ||
-        !r->best_emb || !r->snapshot || !r->step_ms || !r->prune_w)
+    if (!r->pred || !r->rank_idx || !r->pair_label || !r->train_neg || !r->scores ||
+        !r->best_emb || !r->snapshot || !r->step_ms || !r->prune_w) {
+        rc = HG_ENOMEM;
+        goto done;
+    }
+    /* the index, label and pair arrays in the model's memory */
+    r->k_idx_train = to_k(r, d->idx_train, (size_t)d->n_train * sizeof(int64_t));
+    r->k_idx_val = to_k(r, d->idx_val, (size_t)d->n_val * sizeof(int64_t));
+    r->k_idx_test = to_k(r, d->idx_test, (size_t)d->n_test * sizeof(int64_t));
+    r->k_labels = to_k(r, d->labels, (size_t)d->n * sizeof(int32_t));
+    r->k_train_pos = to_k(r, d->train_pos, (size_t)(2 * d->n_train_pos) * sizeof(int32_t));
+    r->k_val_pos = to_k(r, d->val_pos, (size_t)(2 * d->n_val_pos) * sizeof(int32_t));
+    r->k_val_neg = to_k(r, d->val_neg, (size_t)(2 * d->n_val_pos) * sizeof(int32_t));
+    r->k_test_pos = to_k(r, d->test_pos, (size_t)(2 * d->n_test_pos) * sizeof(int32_t));
+    r->k_test_neg = to_k(r, d->test_neg, (size_t)(2 * d->n_test_pos) * sizeof(int32_t));
+    r->k_train_neg = to_k(r, r->train_neg, (size_t)(2 * HG_MAX(d->n_train_pos, 1)) * sizeof(int32_t));
+    if (r->nk_bufs < 0)
         rc = HG_ENOMEM;
 done:
     return rc;
@@ -424,7 +471,10 @@ static void run_destroy(run *r)
 {
     hg_hybonet_destroy(&r->model);
     hg_dataset_destroy(&r->data);
-    void *bufs[] = {r->pred, r->rank_idx, r->pair_label, r->train_neg,
+    for (int i = 0; i < r->nk_bufs; i++)
+        hg_k_free(&r->k, r->k_bufs[i]);
+    hg_kctx_destroy(&r->k);
+    void *bufs[] = {r->pred, r->rank_idx, r->pair_label, r->train_neg, r->scores,
                     r->best_emb, r->snapshot, r->step_ms, r->prune_w};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         hg_free(bufs[i]);
@@ -464,12 +514,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "hgnn-train: %s\n", hg_last_error());
         return EXIT_INPUT;
     }
-    r.k.device = HG_DEVICE_CPU;
-    hg_k_set_threads(&r.k, o.threads);
     const int nc = o.task == HG_TASK_NC;
     int exit_code = EXIT_INPUT;
     double t_start = hg_now();
-    if ((rc = load(&r)) || (rc = setup(&r)))
+    if ((rc = hg_kctx_init(&r.k, strcmp(o.device, "cuda") == 0 ? HG_DEVICE_CUDA : HG_DEVICE_CPU,
+                           o.threads)) ||
+        (rc = load(&r)) || (rc = setup(&r)))
         goto fail;
     hg_hybonet *m = &r.model;
     hg_dataset *d = &r.data;
@@ -488,10 +538,10 @@ int main(int argc, char **argv)
     }
     if (!o.quiet)
         printf("hgnn-train: %s %s | %lld nodes, %lld edges, %lld features | method %s rank %d | "
-               "%lld trainable parameters\n",
+               "%lld trainable parameters | %s\n",
                r.name, nc ? "nc" : "lp", (long long)d->n, (long long)d->nedges,
                (long long)d->nfeat, hg_linear_method_name(o.linear.method), o.linear.rank,
-               (long long)hg_hybonet_num_trainable(m));
+               (long long)hg_hybonet_num_trainable(m), hg_k_device_name(&r.k));
 
     if (o.load && (rc = load_checkpoint(&r, o.load)))
         goto fail;
@@ -514,10 +564,13 @@ int main(int argc, char **argv)
         hg_hybonet_forward(m, 1, dseed);
         double loss;
         if (nc) {
-            loss = hg_hybonet_nc_loss(m, d->idx_train, d->n_train, d->labels, 1);
+            loss = hg_hybonet_nc_loss(m, r.k_idx_train, d->n_train, r.k_labels, 1);
         } else {
             hg_dataset_sample_negatives(d, &neg_rng, r.train_neg, d->n_train_pos);
-            loss = hg_hybonet_lp_loss(m, d->train_pos, r.train_neg, d->n_train_pos, 1);
+            if (r.k_train_neg != r.train_neg) /* the step's one input upload */
+                hg_k_upload(&r.k, r.k_train_neg, r.train_neg,
+                            (size_t)(2 * d->n_train_pos) * sizeof(int32_t));
+            loss = hg_hybonet_lp_loss(m, r.k_train_pos, r.k_train_neg, d->n_train_pos, 1);
         }
         if (!isfinite(loss)) {
             rc = HG_ERRORF(HG_ENUMERIC, "epoch %d: training loss is %g (diverged; try a smaller "
@@ -532,8 +585,8 @@ int main(int argc, char **argv)
         }
         if (o.grad_clip > 0.0f && gnorm > o.grad_clip)
             hg_hybonet_scale_grad(m, (float)(o.grad_clip / (gnorm + HG_CLIP_EPS)));
-        if ((rc = hg_hybonet_step(m, o.lr, o.stabilize)))
-            goto fail;
+        if ((rc = hg_hybonet_step(m, o.lr, o.stabilize)) || (rc = hg_k_sync(&r.k)))
+            goto fail; /* (the sync: the step's time includes the device's queued work) */
         double t1 = hg_now();
         r.step_ms[epoch - 1] = 1e3 * (t1 - t0);
         train_seconds += t1 - t0;
@@ -620,6 +673,7 @@ int main(int argc, char **argv)
     hg_json_add_double(&j, "epoch_ms", epoch_ms);
     hg_json_add_double(&j, "peak_rss_mib", peak_rss_mib());
     hg_json_add_int(&j, "threads", o.threads);
+    hg_json_add_str(&j, "device", hg_k_device_name(&r.k));
     hg_json_add_double(&j, "lr", o.lr);
     hg_json_add_double(&j, "dropout", o.dropout);
     hg_json_add_double(&j, "weight_decay", o.weight_decay);

@@ -1,0 +1,359 @@
+#!/usr/bin/python3
+"""bench_gpu.py - epoch time of hgnn-train on the CPU and the GPU, on every bundled dataset and on
+synthetic graphs of growing size, with the achieved memory bandwidth of the aggregation SpMM
+(issue 4).
+
+For every bundled setting (cora nc, pubmed nc, airport nc, disease_nc nc, cora lp, disease_lp lp,
+airport lp, pubmed lp) and for igraph G(n, m) graphs of 1e4, 3e4, 1e5, 3e5, 1e6 nodes (average
+degree 10, 100 binary features with 5 non-zeros per node, 5 classes; written by hgnn-gengraph into
+BUILD/bench-graphs/, reused when present; --quick stops at 1e5), hgnn-train runs a fixed number
+of epochs with early stopping off (--patience > --epochs) on --device cpu (--threads) and on
+--device cuda. The figure is hgnn-train's `epoch_ms`: the median time of one training step
+(forward, backward, optimiser step; evaluation excluded). When `--device cuda` does not work
+(no CUDA build or no device: hgnn-train exits non-zero) the GPU columns read "n/a (no CUDA
+device)" and a note quotes hgnn-train's message.
+
+For the synthetic graphs hgnn-bench-spmm times the aggregation Y = A X (A = D^-1 (A + I), X n x 16)
+and reports the effective bandwidth (rowptr + col + val + X once + Y once, over the median time:
+a lower bound on the traffic), as a fraction of the measured memcpy copy bandwidth on the CPU and
+of --gpu-peak-gbs on the GPU (default: the data-sheet HBM bandwidth of the detected GPU from a
+small table, else 3350 GB/s = H100 SXM). The cost growth is summarised by least-squares fits of
+ms/epoch against edges over the synthetic series (slope, intercept, R^2) and by the exponent of
+a log-log fit (1 = linear).
+
+Writes the Markdown to scripts/results/bench_gpu.md (--out) and the raw numbers with the machine
+description (CPU model, cores, GPU name) to the same path with .json.
+
+Usage: scripts/bench_gpu.py [--build build] [--threads N] [--epochs 30] [--repeat 1] [--quick]
+                            [--sizes 1e4,3e4,...] [--gpu-peak-gbs G] [--no-bundled] [--no-gpu]
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SETTINGS = [("cora", "nc"), ("pubmed", "nc"), ("airport", "nc"), ("disease_nc", "nc"),
+            ("cora", "lp"), ("disease_lp", "lp"), ("airport", "lp"), ("pubmed", "lp")]
+SIZES = [10000, 30000, 100000, 300000, 1000000]
+QUICK_MAX = 100000
+AVG_DEGREE, FEATURES, FEAT_NNZ, CLASSES, GRAPH_SEED = 10, 100, 5, 5, 1
+
+# Data-sheet memory bandwidth (GB/s) by GPU name (substring, first match); the default is H100 SXM.
+GPU_PEAK_GBS = [("H200", 4800), ("H100 NVL", 3900), ("H100 PCIe", 2000), ("H100", 3350),
+                ("A100-SXM4-80GB", 2039), ("A100 80GB PCIe", 1935), ("A100", 1555),
+                ("L40S", 864), ("L4", 300), ("A10", 600), ("V100", 900)]
+DEFAULT_GPU_PEAK_GBS = 3350
+NO_GPU = "n/a (no CUDA device)"
+
+
+def last_json(stdout):
+    """The JSON object on the last line of a program's stdout (hgnn-train's convention)."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def one_line(text):
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    return lines[-1] if lines else "(no message)"
+
+
+def run_train(binary, data_args, device, threads, epochs, repeat=1):
+    """hgnn-train for `epochs` epochs without early stopping: (result dict, None) or
+    (None, error line). With repeat > 1 the run with the smallest epoch_ms is kept (the least
+    disturbed by other processes on a shared machine); every run's epoch_ms is listed."""
+    best, runs = None, []
+    for _ in range(repeat):
+        res, err = run_train_once(binary, data_args, device, threads, epochs)
+        if err:
+            return None, err
+        runs.append(res["epoch_ms"])
+        if best is None or res["epoch_ms"] < best["epoch_ms"]:
+            best = res
+    best["epoch_ms_runs"] = runs
+    return best, None
+
+
+def run_train_once(binary, data_args, device, threads, epochs):
+    cmd = [binary] + data_args + ["--epochs", str(epochs), "--patience", str(epochs + 1),
+                                  "--device", device, "--threads", str(threads), "--quiet",
+                                  "--log-freq", "0"]
+    t0 = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return None, "%s (exit %d)" % (one_line(p.stderr), p.returncode)
+    res = last_json(p.stdout)
+    res["wall_seconds"] = time.time() - t0
+    res["command"] = " ".join(os.path.relpath(c, ROOT) if c == binary else c for c in cmd)
+    return res, None
+
+
+def run_spmm(binary, data_args, device, threads):
+    cmd = [binary] + data_args + ["--device", device, "--threads", str(threads), "--quiet"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return None, "%s (exit %d)" % (one_line(p.stderr), p.returncode)
+    return last_json(p.stdout), None
+
+
+def gen_graph(binary, cache, n):
+    d = os.path.join(cache, "er-n%d-d%d-f%d-k%d-c%d-s%d" % (n, AVG_DEGREE, FEATURES, FEAT_NNZ,
+                                                             CLASSES, GRAPH_SEED))
+    if os.path.exists(os.path.join(d, "README.md")):  # written last: the directory is complete
+        return d
+    cmd = [binary, "--out", d, "--nodes", str(n), "--avg-degree", str(AVG_DEGREE), "--model", "er",
+           "--features", str(FEATURES), "--feat-nnz", str(FEAT_NNZ), "--classes", str(CLASSES),
+           "--seed", str(GRAPH_SEED), "--quiet"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit("bench_gpu: %s failed: %s" % (" ".join(cmd), p.stderr.strip()))
+    return d
+
+
+def machine_info():
+    info = {"hostname": platform.node(), "cpu_cores": os.cpu_count(), "cpu_model": "unknown",
+            "os": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+            info["memory_gib"] = round(kb / 2 ** 20, 1)
+    except OSError:
+        pass
+    info["gpu_name"] = None
+    if shutil.which("nvidia-smi"):
+        p = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                            "--format=csv,noheader"], capture_output=True, text=True)
+        if p.returncode == 0 and p.stdout.strip():
+            parts = [s.strip() for s in p.stdout.strip().splitlines()[0].split(",")]
+            info["gpu_name"] = parts[0]
+            info["gpu_memory"] = parts[1] if len(parts) > 1 else None
+            info["gpu_driver"] = parts[2] if len(parts) > 2 else None
+    return info
+
+
+def fit_line(xs, ys):
+    """Least squares y = a + b x: (a, b, R^2)."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    b = sxy / sxx if sxx else 0.0
+    a = my - b * mx
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    ss_res = sum((y - a - b * x) ** 2 for x, y in zip(xs, ys))
+    return a, b, (1 - ss_res / ss_tot) if ss_tot else 1.0
+
+
+def growth(rows, key):
+    pts = [(r["edges"], r[key]["epoch_ms"]) for r in rows if r.get(key)]
+    if len(pts) < 3:
+        return None
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    a, b, r2 = fit_line(xs, ys)
+    la, lb, lr2 = fit_line([math.log(x) for x in xs], [math.log(y) for y in ys])
+    return {"intercept_ms": a, "ms_per_million_edges": b * 1e6, "r2": r2,
+            "loglog_exponent": lb, "loglog_r2": lr2, "points": len(pts)}
+
+
+def fmt_ms(res):
+    return "%.3f" % res["epoch_ms"] if res else None
+
+
+def cell(res, err, gpu_ok, fmt, short=False):
+    """A GPU cell: the figure, or why there is none (the error itself is in the JSON)."""
+    if res:
+        return fmt(res)
+    if not gpu_ok:
+        return "n/a" if short else NO_GPU
+    return "failed"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"),
+                    help="build directory with hgnn-train, hgnn-gengraph, hgnn-bench-spmm")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="CPU threads of hgnn-train and the CPU SpMM (default: all cores)")
+    ap.add_argument("--epochs", type=int, default=30, help="epochs per run, early stopping off")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per setting and device; the fastest epoch_ms is reported")
+    ap.add_argument("--quick", action="store_true", help="synthetic graphs up to 1e5 nodes")
+    ap.add_argument("--sizes", default=None, help="synthetic node counts, comma-separated")
+    ap.add_argument("--gpu-peak-gbs", type=float, default=None,
+                    help="GPU memory bandwidth for the SpMM fraction (default: by GPU name, "
+                         "else 3350 = H100 SXM)")
+    ap.add_argument("--no-bundled", action="store_true", help="only the synthetic series")
+    ap.add_argument("--no-gpu", action="store_true", help="do not try --device cuda")
+    ap.add_argument("--cache-dir", default=None, help="synthetic graphs (default BUILD/bench-graphs)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "scripts", "results", "bench_gpu.md"))
+    a = ap.parse_args()
+    train_bin = os.path.join(a.build, "hgnn-train")
+    gen_bin = os.path.join(a.build, "hgnn-gengraph")
+    spmm_bin = os.path.join(a.build, "hgnn-bench-spmm")
+    for b in (train_bin, gen_bin, spmm_bin):
+        if not os.access(b, os.X_OK):
+            sys.exit("bench_gpu: %s not found; build first (ninja -C %s)" % (b, a.build))
+    sizes = [int(float(s)) for s in a.sizes.split(",")] if a.sizes else \
+        [s for s in SIZES if not a.quick or s <= QUICK_MAX]
+    cache = a.cache_dir or os.path.join(a.build, "bench-graphs")
+    info = machine_info()
+    t_start = time.time()
+
+    # does --device cuda work at all? (one short run on the smallest dataset)
+    gpu_ok, gpu_note = False, "skipped (--no-gpu)"
+    if not a.no_gpu:
+        res, err = run_train(train_bin, ["--dataset", "disease_nc", "--task", "nc"], "cuda", 1, 2)
+        gpu_ok, gpu_note = res is not None, err
+    gpu_name = info["gpu_name"]
+    spmm_cache = {}
+
+    def spmm(key, data_args, device):
+        if (key, device) not in spmm_cache:
+            spmm_cache[(key, device)] = run_spmm(spmm_bin, data_args, device, a.threads)
+        return spmm_cache[(key, device)]
+
+    def measure(label, data_args, spmm_args):
+        row = {"setting": label}
+        row["cpu"], err = run_train(train_bin, data_args, "cpu", a.threads, a.epochs, a.repeat)
+        if err:
+            sys.exit("bench_gpu: hgnn-train %s on the CPU failed: %s" % (label, err))
+        row["gpu"], row["gpu_error"] = (run_train(train_bin, data_args, "cuda", a.threads, a.epochs,
+                                                  a.repeat) if gpu_ok else (None, gpu_note))
+        spmm_key = tuple(spmm_args)
+        row["spmm_cpu"], err = spmm(spmm_key, spmm_args, "cpu")
+        if err:
+            sys.exit("bench_gpu: hgnn-bench-spmm %s on the CPU failed: %s" % (label, err))
+        row["spmm_gpu"], row["spmm_gpu_error"] = (spmm(spmm_key, spmm_args, "cuda") if gpu_ok
+                                                  else (None, gpu_note))
+        row["nodes"], row["edges"] = row["spmm_cpu"]["nodes"], row["spmm_cpu"]["edges"]
+        row["nnz"] = row["spmm_cpu"]["nnz"]
+        print("  %-22s cpu %s ms%s (%.0f s so far)" % (
+            label, fmt_ms(row["cpu"]),
+            ", gpu %s ms" % fmt_ms(row["gpu"]) if row["gpu"] else "", time.time() - t_start),
+            file=sys.stderr)
+        return row
+
+    bundled = []
+    if not a.no_bundled:
+        for ds, task in SETTINGS:
+            bundled.append(measure("%s %s" % (ds, task), ["--dataset", ds, "--task", task],
+                                   ["--dataset", ds]))
+    synthetic = []
+    for n in sizes:
+        d = gen_graph(gen_bin, cache, n)
+        row = measure("er n=%g" % n, ["--data-dir", d, "--task", "nc"], ["--data-dir", d])
+        row["data_dir"] = os.path.relpath(d, ROOT) if d.startswith(ROOT + os.sep) else d
+        synthetic.append(row)
+
+    for r in bundled + synthetic:
+        if r["spmm_gpu"] and r["spmm_gpu"].get("device_name") and not gpu_name:
+            gpu_name = r["spmm_gpu"]["device_name"]
+    peak = a.gpu_peak_gbs
+    peak_src = "--gpu-peak-gbs"
+    if peak is None:
+        peak, peak_src = DEFAULT_GPU_PEAK_GBS, "default: H100 SXM data sheet"
+        for key, gbs in GPU_PEAK_GBS:
+            if gpu_name and key.lower() in gpu_name.lower():
+                peak, peak_src = gbs, "data sheet of %s" % key
+                break
+    for r in bundled + synthetic:
+        if r["spmm_gpu"]:
+            r["spmm_gpu"]["fraction_of_peak"] = r["spmm_gpu"]["gbs"] / peak
+    fits = {"cpu": growth(synthetic, "cpu"), "gpu": growth(synthetic, "gpu")}
+
+    def ratio(r):
+        if r["cpu"] and r["gpu"]:
+            x = r["cpu"]["epoch_ms"] / r["gpu"]["epoch_ms"]
+            return ("%.1fx" if x >= 1 else "%.2fx") % x
+        return "-"
+
+    def per_elem(res, r):  # ns per (node + edge) of one training step
+        return "%.1f" % (res["epoch_ms"] * 1e6 / (r["nodes"] + r["edges"]))
+
+    gpu_label = gpu_name or "none"
+    lines = []
+    lines.append("hgnn-train epoch time, CPU vs GPU: %s, %s (%d cores, %s threads used), GPU: %s; "
+                 "%d epochs per run, early stopping off%s; %s"
+                 % (info["hostname"], info["cpu_model"], info["cpu_cores"], a.threads, gpu_label,
+                    a.epochs, ", fastest of %d runs" % a.repeat if a.repeat > 1 else "",
+                    time.strftime("%Y-%m-%d")))
+    lines.append("")
+    lines.append("ms/epoch = hgnn-train's `epoch_ms`: median time of one training step (forward, "
+                 "backward, optimiser step; evaluation excluded). Reference hyperparameters for the "
+                 "bundled datasets; hgnn-train defaults (dim 16, 2 layers) for the synthetic ones.")
+    if not gpu_ok:
+        lines.append("")
+        lines.append("GPU columns: `build/hgnn-train --device cuda` failed here: %s" % gpu_note)
+    if bundled:
+        lines.append("")
+        lines.append("| setting | nodes | edges | CPU ms/epoch | GPU ms/epoch | CPU/GPU |")
+        lines.append("|---|---|---|---|---|---|")
+        for r in bundled:
+            lines.append("| %s | %d | %d | %s | %s | %s |" % (
+                r["setting"], r["nodes"], r["edges"], fmt_ms(r["cpu"]),
+                cell(r["gpu"], r["gpu_error"], gpu_ok, fmt_ms), ratio(r)))
+    if synthetic:
+        lines.append("")
+        lines.append("Synthetic graphs (`hgnn-gengraph --model er --avg-degree %d --features %d "
+                     "--feat-nnz %d --classes %d --seed %d`, task nc, random split):"
+                     % (AVG_DEGREE, FEATURES, FEAT_NNZ, CLASSES, GRAPH_SEED))
+        lines.append("")
+        lines.append("| nodes | edges | CPU ms/epoch | GPU ms/epoch | CPU/GPU | CPU ns/(n+m) | "
+                     "GPU ns/(n+m) | SpMM CPU ms | CPU GB/s (% of copy) | SpMM GPU ms | "
+                     "GPU GB/s (% of peak) |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in synthetic:
+            sc, sg = r["spmm_cpu"], r["spmm_gpu"]
+            lines.append("| %d | %d | %s | %s | %s | %s | %s | %.3f | %.1f (%.0f%%) | %s | %s |" % (
+                r["nodes"], r["edges"], fmt_ms(r["cpu"]),
+                cell(r["gpu"], r["gpu_error"], gpu_ok, fmt_ms), ratio(r), per_elem(r["cpu"], r),
+                cell(r["gpu"], r["gpu_error"], gpu_ok, lambda x: per_elem(x, r), True),
+                sc["ms"], sc["gbs"], 100 * sc["fraction"],
+                cell(sg, r["spmm_gpu_error"], gpu_ok, lambda x: "%.3f" % x["ms"], True),
+                cell(sg, r["spmm_gpu_error"], gpu_ok,
+                     lambda x: "%.1f (%.1f%%)" % (x["gbs"], 100 * x["fraction_of_peak"]))))
+        copy = synthetic[0]["spmm_cpu"]["copy_gbs"]
+        lines.append("")
+        lines.append("SpMM: Y = A X with A = D^-1 (A + I) (nnz = 2m + n), X n x 16, hg_k_csr_spmm, "
+                     "median of 21 repetitions; GB/s counts rowptr + col + val + X (each row once) "
+                     "+ Y: a lower bound on the traffic. CPU peak: measured memcpy copy bandwidth "
+                     "(%.1f GB/s, %d threads); GPU peak: %.0f GB/s (%s)."
+                     % (copy, a.threads, peak, peak_src))
+        for dev in ("cpu", "gpu"):
+            f = fits[dev]
+            if f:
+                lines.append("%s cost growth over the synthetic series: ms/epoch = %.3f + %.3f per "
+                             "million edges (R^2 %.4f); log-log exponent %.3f (1 = linear)."
+                             % (dev.upper(), f["intercept_ms"], f["ms_per_million_edges"], f["r2"],
+                                f["loglog_exponent"]))
+    lines.append("")
+    lines.append("Command: `scripts/bench_gpu.py%s` (%.0f s)." % (
+        "".join(" " + x for x in sys.argv[1:]), time.time() - t_start))
+    text = "\n".join(lines) + "\n"
+    print(text)
+
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write(text)
+    raw = {"machine": dict(info, gpu_name=gpu_name), "threads": a.threads, "epochs": a.epochs,
+           "gpu_available": gpu_ok, "gpu_note": None if gpu_ok else gpu_note,
+           "gpu_peak_gbs": peak, "gpu_peak_source": peak_src, "bundled": bundled,
+           "synthetic": synthetic, "fits": fits, "argv": sys.argv[1:],
+           "seconds": time.time() - t_start}
+    with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
+        json.dump(raw, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

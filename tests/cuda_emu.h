@@ -1,0 +1,107 @@
+/* cuda_emu.h - the part of the CUDA runtime the backend uses, emulated on the CPU, so that
+ * kernels/cuda.cu and kernels/cuda_lorentz.cu build with a C++ compiler and run their kernels
+ * (serially, block by block, thread by thread) on machines without a GPU. What it checks: every
+ * kernel's indexing, arithmetic, reductions and launch configuration, the backend's memory
+ * handling and its agreement with the CPU kernels. What it cannot: timing, races, and the
+ * library calls (cuBLAS, cuSPARSE, cuSOLVER), which tests/cuda_emu_lib.cpp replaces by the CPU
+ * kernels. Kernels must therefore not use shared memory, barriers, warp intrinsics or atomics
+ * (the backend's rule anyway: its reductions are two-pass and deterministic).
+ *
+ * Device memory is host memory from malloc: the noalloc test counts it like any allocation. */
+#ifndef HG_TESTS_CUDA_EMU_H
+#define HG_TESTS_CUDA_EMU_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __restrict__ __restrict
+#define __launch_bounds__(...)
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+/* The running "thread": set by the launcher (one emulated device, one host thread at a time). */
+extern dim3 hg_emu_thread_idx, hg_emu_block_idx, hg_emu_block_dim, hg_emu_grid_dim;
+#define threadIdx hg_emu_thread_idx
+#define blockIdx hg_emu_block_idx
+#define blockDim hg_emu_block_dim
+#define gridDim hg_emu_grid_dim
+
+/* HG_LAUNCH(kern, grid, block, k)(args...): every block, every thread, in order. */
+template <class F> struct hg_emu_launcher {
+    dim3 grid, block;
+    F f;
+    template <class... A> void operator()(A... a) const
+    {
+        hg_emu_grid_dim = grid;
+        hg_emu_block_dim = block;
+        for (unsigned b = 0; b < grid.x; b++)
+            for (unsigned t = 0; t < block.x; t++) {
+                hg_emu_block_idx = dim3(b);
+                hg_emu_thread_idx = dim3(t);
+                f(a...);
+            }
+    }
+};
+template <class F> hg_emu_launcher<F> hg_emu_launch(dim3 grid, dim3 block, F f)
+{
+    return hg_emu_launcher<F>{grid, block, f};
+}
+
+typedef enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorNoDevice = 100 } cudaError_t;
+typedef enum {
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3
+} cudaMemcpyKind;
+typedef struct hg_emu_stream *cudaStream_t;
+
+/* Emulated device memory: counted so that tests can assert that a training step allocates
+ * nothing on the device either. */
+extern int64_t hg_emu_device_allocs;
+
+static inline cudaError_t cudaMalloc(void **p, size_t bytes)
+{
+    *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
+    if (!*p)
+        return cudaErrorMemoryAllocation;
+    hg_emu_device_allocs++;
+    return cudaSuccess;
+}
+static inline cudaError_t cudaFree(void *p)
+{
+    free(p);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaMalloc(p, bytes); }
+static inline cudaError_t cudaFreeHost(void *p) { return cudaFree(p); }
+static inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind,
+                                          cudaStream_t)
+{
+    if (bytes)
+        memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t)
+{
+    if (bytes)
+        memset(p, v, bytes);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+static inline cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+static inline cudaError_t cudaPeekAtLastError(void) { return cudaSuccess; }
+static inline const char *cudaGetErrorString(cudaError_t e)
+{
+    return e == cudaSuccess ? "no error" : "emulated CUDA error";
+}
+
+#endif

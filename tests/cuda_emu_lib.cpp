@@ -1,0 +1,76 @@
+/* cuda_emu_lib.cpp - the emulated backend's stand-in for kernels/cuda_lib.cu: the context
+ * without a GPU, and the library calls (cuBLAS, cuSPARSE, cuSOLVER) done by the CPU kernels on
+ * the emulated device memory (which is host memory). See tests/cuda_emu.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/cuda_common.h"
+
+static const hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL};
+
+int hg_k_cuda_available(void) { return 1; }
+
+int hg_cu_init(hg_kctx *k)
+{
+    hg_cu_state *st = (hg_cu_state *)calloc(1, sizeof *st);
+    double *host = (double *)calloc(16, sizeof *host);
+    if (!st || !host) {
+        free(st);
+        free(host);
+        return hg_error_set(HG_ENOMEM, "out of memory allocating the emulated CUDA context");
+    }
+    st->host = host;
+    snprintf(st->name, sizeof st->name, "emulated CUDA device (CPU)");
+    k->device_state = st;
+    k->device = HG_DEVICE_CUDA;
+    return HG_OK;
+}
+
+void hg_cu_destroy(hg_kctx *k)
+{
+    hg_cu_state *st = hg_cu_st(k);
+    if (!st)
+        return;
+    free(st->scratch);
+    free(st->host);
+    free(st);
+    k->device_state = NULL;
+    k->device = HG_DEVICE_CPU;
+}
+
+const char *hg_cu_device_name(const hg_kctx *k) { return hg_cu_st(k)->name; }
+
+int hg_cu_gemm(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, int64_t K,
+               float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+               float *C, int64_t ldc)
+{
+    (void)k;
+    return hg_k_gemm(&cpu, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void hg_cu_csr_spmm(const hg_kctx *k, int64_t nrows, const int64_t *rowptr, const int32_t *col,
+                    const float *val, const float *X, int64_t d, float beta, float *Y)
+{
+    (void)k;
+    hg_k_csr_spmm(&cpu, nrows, rowptr, col, val, X, d, beta, Y);
+}
+
+void hg_cu_forget_matrix(const hg_kctx *k, const void *p)
+{
+    (void)k;
+    (void)p;
+}
+
+int64_t hg_cu_svd_workspace_bytes(const hg_kctx *k, int64_t m, int64_t n)
+{
+    (void)k;
+    return hg_k_svd_workspace_bytes(&cpu, m, n);
+}
+
+int hg_cu_svd(const hg_kctx *k, const float *W, float *Ut, float *sigma, float *Vt, int64_t m,
+              int64_t n, void *ws)
+{
+    (void)k;
+    return hg_k_svd(&cpu, W, Ut, sigma, Vt, m, n, ws);
+}

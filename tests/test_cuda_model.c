@@ -1,0 +1,470 @@
+/* test_cuda_model.c - sst/linear.c on a CUDA context against the same code on the CPU.
+ * Suite: cuda (real backend, skipped without a device) and cuda_emu (the CUDA sources compiled
+ * for the CPU emulation, tests/cuda_emu.h). Oracle: the CPU run of the same map (same W_init,
+ * seed, options and gradient sequence), itself checked by tests/test_sst.c.
+ *
+ * What it covers: hg_linear keeps every float array in its context's memory and touches it only
+ * through kernels.h (in emulation device memory is host memory, so a stray host access would not
+ * crash there: the parity is what shows the device paths compute the right thing), the four
+ * methods through their schedules (SST iteration boundaries and round ends with their SVD,
+ * ReLoRA* merges, LoRA's A redrawn on the host and uploaded), the host/device contracts of
+ * create (host W_init), accumulate_grad (G in k's memory), load_weight and pruned_weight (host),
+ * the checkpoint tensors (hg_linear_tensor_read/_write, across devices too), and that a step
+ * allocates no device memory. In emulation the SVD runs on the CPU's LAPACK path, so SST parity
+ * there checks the logic around it, not cuSOLVER. */
+#include "testutil.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/cuda.h"
+#include "../kernels/kernels.h"
+#include "../src/hg.h"
+#include "../sst/linear.h"
+
+static hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL};
+static hg_kctx gpu;
+static int have_gpu;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    have_gpu = hg_kctx_init(&gpu, HG_DEVICE_CUDA, 1) == HG_OK;
+    if (have_gpu)
+        print_message("device: %s\n", hg_k_device_name(&gpu));
+    else
+        print_message("no CUDA context (%s): the tests skip\n", hg_last_error());
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (have_gpu)
+        hg_kctx_destroy(&gpu);
+    return 0;
+}
+
+#define NEED_GPU()      \
+    do {                \
+        if (!have_gpu)  \
+            skip();     \
+    } while (0)
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Parity bound, normwise: max |W_cuda - W_cpu| <= PARITY_RTOL * max |W_cpu|.
+ * The two runs differ only by float rounding: GEMM summation order (cuBLAS; ~K eps relative per
+ * product, K <= 24 here), the order of the double reductions (row dots, norms, squared norms:
+ * ~1 ulp after rounding to float), Adam's arithmetic (a few ulps per update) and the SVD at a round
+ * end (cuSOLVER against LAPACK: both within (k + 3) eps sigma_max of W, test_sst.c's rebuild
+ * bound, ~2e-6 relative for k = 12). Adam does not amplify them: its update m / (sqrt(v) + eps)
+ * is invariant to the scale of the gradient, so a relative gradient perturbation d moves an
+ * update by ~d lr (the gradients here are O(1), never near the eps floor). Summed over the
+ * N = 24 steps of lr = 0.01 on |W| ~ 0.3 that stays below ~1e-5 relative; 1e-4 leaves a 10x
+ * margin. The sampling of SST draws from a host copy of sigma: the same indices unless a draw
+ * lands within rounding of a boundary (probability ~1e-6 per draw), checked exactly through the
+ * schedule tensor. In emulation the differences are rounding of the C++ kernels against the C
+ * ones (both sides use the same BLAS and LAPACK), far below the bound. */
+#define PARITY_RTOL 1e-4
+
+static hg_linear_opts opts_for(hg_linear_method meth)
+{
+    hg_linear_opts o;
+    hg_linear_opts_default(&o);
+    o.method = meth;
+    o.rank = 3;
+    o.steps_per_iter = 4;  /* SST iteration / ReLoRA* merge every 4 steps */
+    o.warmup = 2;
+    o.iters_per_round = 2; /* SST round end (SVD) every 8 steps */
+    o.weight_decay = 0.01f;
+    return o;
+}
+
+static hg_linear *make(const hg_kctx *k, const hg_linear_opts *o, int64_t m, int64_t n,
+                       const float *W, uint64_t seed)
+{
+    hg_linear *L = NULL;
+    int rc = hg_linear_create(&L, k, m, n, W, o, seed);
+    if (rc != HG_OK)
+        fail_msg("hg_linear_create(%s, %lld x %lld, %s): %s: %s",
+                 hg_linear_method_name(o->method), (long long)m, (long long)n,
+                 k->device == HG_DEVICE_CUDA ? "cuda" : "cpu", hg_strerror(rc), hg_last_error());
+    return L;
+}
+
+static float *host_floats(int64_t n)
+{
+    float *x = calloc((size_t)(n > 0 ? n : 1), sizeof *x);
+    assert_non_null(x);
+    return x;
+}
+
+static float *dev_floats(int64_t n)
+{
+    float *x = hg_k_alloc(&gpu, (size_t)n * sizeof *x, "test buffer");
+    assert_non_null(x);
+    return x;
+}
+
+static double max_abs(const float *x, int64_t n)
+{
+    double w = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        w = fmax(w, fabs((double)x[i]));
+    return w;
+}
+
+static double max_abs_diff(const float *x, const float *y, int64_t n)
+{
+    double w = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        w = fmax(w, fabs((double)x[i] - y[i]));
+    return w;
+}
+
+/* Largest normwise difference seen by assert_normwise since the last report. */
+static double worst_seen;
+
+/* Fails unless max |got - want| <= rtol * max |want| (NaN fails). */
+static void assert_normwise(const float *got, const float *want, int64_t n, double rtol,
+                            const char *what, int step)
+{
+    const double d = max_abs_diff(got, want, n), scale = max_abs(want, n);
+    if (scale > 0.0)
+        worst_seen = fmax(worst_seen, d / scale);
+    if (!(d <= rtol * scale))
+        fail_msg("%s (step %d): max |cuda - cpu| = %.3g > %.1g * %.3g", what, step, d, rtol, scale);
+}
+
+/* The device map's weight, downloaded into host (m x n). */
+static void weight_host(const hg_linear *L, float *host)
+{
+    hg_k_download(&gpu, host, hg_linear_weight(L),
+                  (size_t)(hg_linear_rows(L) * hg_linear_cols(L)) * sizeof(float));
+}
+
+static int tensor_index(hg_linear *L, const char *name, int64_t *count)
+{
+    for (int i = 0; i < hg_linear_num_tensors(L); i++) {
+        const char *nm;
+        int64_t c;
+        hg_linear_tensor(L, i, &nm, NULL, &c);
+        if (strcmp(nm, name) == 0) {
+            if (count)
+                *count = c;
+            return i;
+        }
+    }
+    fail_msg("no tensor %s", name);
+    return -1;
+}
+
+/* One training step of both maps with the same gradient G (host; uploaded to dG for the device
+ * one), clipped to norm 1 through grad_sqnorm / scale_grad as the model does. */
+static void step_both(hg_linear *Lc, hg_linear *Lg, const float *G, float *dG, int64_t mn,
+                      float lr, int step)
+{
+    hg_k_upload(&gpu, dG, G, (size_t)mn * sizeof(float));
+    hg_linear_zero_grad(Lc);
+    hg_linear_zero_grad(Lg);
+    hg_linear_accumulate_grad(Lc, G);
+    hg_linear_accumulate_grad(Lg, dG);
+    const double sc = hg_linear_grad_sqnorm(Lc), sg = hg_linear_grad_sqnorm(Lg);
+    if (!(fabs(sg - sc) <= 1e-5 * sc))
+        fail_msg("step %d: gradient squared norm cuda %.9g, cpu %.9g", step, sg, sc);
+    if (sc > 1.0) {
+        hg_linear_scale_grad(Lc, (float)(1.0 / sqrt(sc)));
+        hg_linear_scale_grad(Lg, (float)(1.0 / sqrt(sc)));
+    }
+    const int rc = hg_linear_step(Lc, lr), rg = hg_linear_step(Lg, lr);
+    if (rc != HG_OK || rg != HG_OK)
+        fail_msg("step %d: hg_linear_step cpu %d, cuda %d: %s", step, rc, rg, hg_last_error());
+}
+
+/* ---------------------------------------------------------------- step parity */
+
+enum { NSTEPS = 24 }; /* 6 SST iterations, 3 round ends; 6 ReLoRA* merges */
+
+static void parity(hg_linear_method meth, hg_sst_sampling rule, int64_t m, int64_t n)
+{
+    const int64_t mn = m * n;
+    const float lr = 0.01f;
+    hg_linear_opts o = opts_for(meth);
+    o.sampling = rule;
+    worst_seen = 0.0;
+    float *W = host_floats(mn), *G = host_floats(mn), *Wg = host_floats(mn);
+    float *ta = NULL, *tb = NULL;
+    float *dG = dev_floats(mn);
+    const float b = (float)(1.0 / sqrt((double)n));
+    hg_test_fill_uniform(W, (size_t)mn, -b, b, 1000 + (uint64_t)m);
+    hg_linear *Lc = make(&cpu, &o, m, n, W, 42), *Lg = make(&gpu, &o, m, n, W, 42);
+
+    /* create: W_init in host memory, the same starting function */
+    weight_host(Lg, Wg);
+    assert_normwise(Wg, hg_linear_weight(Lc), mn, PARITY_RTOL, "initial W", 0);
+    if (meth != HG_LINEAR_SST) /* copies and B = 0: exact */
+        assert_memory_equal(Wg, hg_linear_weight(Lc), (size_t)mn * sizeof(float));
+
+    int64_t allocs1 = 0;
+    for (int s = 0; s < NSTEPS; s++) {
+        hg_test_fill_uniform(G, (size_t)mn, -1.0f, 1.0f, 5000 + (uint64_t)s);
+        step_both(Lc, Lg, G, dG, mn, lr, s);
+        weight_host(Lg, Wg);
+        assert_normwise(Wg, hg_linear_weight(Lc), mn, PARITY_RTOL, "W", s);
+        if (s == 0) /* the first step may size the backend's own scratch */
+            allocs1 = hg_cu_num_allocs(&gpu);
+    }
+    /* no device allocation in a later step, round ends (SVD) and merges included */
+    assert_int_equal(hg_cu_num_allocs(&gpu), allocs1);
+    assert_int_equal(hg_k_sync(&gpu), HG_OK);
+
+    hg_linear_stats sc, sg;
+    hg_linear_get_stats(Lc, &sc);
+    hg_linear_get_stats(Lg, &sg);
+    assert_int_equal(sg.reorths, sc.reorths);
+    assert_int_equal(sg.merges, sc.merges);
+    if (meth == HG_LINEAR_SST)
+        assert_int_equal(sc.reorths, NSTEPS / 8);
+    if (meth == HG_LINEAR_RELORA)
+        assert_int_equal(sc.merges, NSTEPS / 4);
+
+    /* the whole state, read through the host interface. The schedule (counters, generator,
+     * sampled indices) must match exactly. SST's singular vectors are defined up to a joint sign
+     * of (U_i, V_i), which cuSOLVER and LAPACK may choose differently, and so are their moments:
+     * only the sign-free tensors are compared there. */
+    assert_int_equal(hg_linear_num_tensors(Lg), hg_linear_num_tensors(Lc));
+    for (int i = 0; i < hg_linear_num_tensors(Lc); i++) {
+        const char *nc, *ng;
+        int64_t cc, cg;
+        hg_linear_tensor(Lc, i, &nc, NULL, &cc);
+        hg_linear_tensor(Lg, i, &ng, NULL, &cg);
+        assert_string_equal(ng, nc);
+        assert_int_equal(cg, cc);
+        free(ta);
+        free(tb);
+        ta = host_floats(cc);
+        tb = host_floats(cc);
+        hg_linear_tensor_read(Lc, i, ta);
+        hg_linear_tensor_read(Lg, i, tb);
+        if (strcmp(nc, "sched") == 0)
+            assert_memory_equal(tb, ta, (size_t)cc * sizeof(float));
+        else if (meth != HG_LINEAR_SST || strncmp(nc, "sigma", 5) == 0)
+            assert_normwise(tb, ta, cc, PARITY_RTOL, nc, NSTEPS);
+    }
+
+    /* pruning: W_out in host memory, on both devices the same rebuild */
+    const int64_t kk = m < n ? m : n;
+    float *Pc = host_floats(mn), *Pg = host_floats(mn);
+    for (int64_t keep = 0; keep <= kk; keep += 2) {
+        assert_int_equal(hg_linear_pruned_weight(Lc, keep, Pc), HG_OK);
+        assert_int_equal(hg_linear_pruned_weight(Lg, keep, Pg), HG_OK);
+        if (keep == 0) {
+            assert_true(max_abs(Pg, mn) == 0.0);
+            continue;
+        }
+        assert_normwise(Pg, Pc, mn, PARITY_RTOL, "pruned weight", (int)keep);
+    }
+    assert_int_equal(hg_linear_pruned_weight(Lg, kk, Pg), HG_OK); /* keep = k: W itself */
+    weight_host(Lg, Wg);
+    assert_memory_equal(Pg, Wg, (size_t)mn * sizeof(float));
+
+    /* load_weight: host memory in, the device weight out bit for bit; rematerialise restores */
+    assert_int_equal(hg_linear_pruned_weight(Lg, 1, Pg), HG_OK);
+    hg_linear_load_weight(Lg, Pg);
+    weight_host(Lg, Wg);
+    assert_memory_equal(Wg, Pg, (size_t)mn * sizeof(float));
+    if (meth != HG_LINEAR_FULL) {
+        hg_linear_rematerialise(Lg);
+        weight_host(Lg, Wg);
+        assert_normwise(Wg, hg_linear_weight(Lc), mn, PARITY_RTOL, "W rematerialised", NSTEPS);
+    }
+
+    print_message("%s%s%s %lld x %lld: largest normwise difference %.2g (bound %.0e)\n",
+                  hg_linear_method_name(meth), meth == HG_LINEAR_SST ? " " : "",
+                  meth == HG_LINEAR_SST ? hg_sst_sampling_name(rule) : "", (long long)m,
+                  (long long)n, worst_seen, PARITY_RTOL);
+    hg_linear_free(Lc);
+    hg_linear_free(Lg);
+    hg_k_free(&gpu, dG);
+    free(Pc);
+    free(Pg);
+    free(ta);
+    free(tb);
+    free(Wg);
+    free(G);
+    free(W);
+}
+
+/* Two shapes: wide (m < n, like every HyboNet layer) and tall (the SVD of the transpose). */
+static void test_parity_full(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    parity(HG_LINEAR_FULL, HG_SST_SAMPLE_SIGMA, 12, 20);
+    parity(HG_LINEAR_FULL, HG_SST_SAMPLE_SIGMA, 20, 9);
+}
+
+static void test_parity_lora(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    parity(HG_LINEAR_LORA, HG_SST_SAMPLE_SIGMA, 12, 20);
+    parity(HG_LINEAR_LORA, HG_SST_SAMPLE_SIGMA, 20, 9);
+}
+
+static void test_parity_relora(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    parity(HG_LINEAR_RELORA, HG_SST_SAMPLE_SIGMA, 12, 20);
+    parity(HG_LINEAR_RELORA, HG_SST_SAMPLE_SIGMA, 20, 9);
+}
+
+static void test_parity_sst(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    parity(HG_LINEAR_SST, HG_SST_SAMPLE_SIGMA, 12, 20);
+    parity(HG_LINEAR_SST, HG_SST_SAMPLE_SIGMA, 20, 9);
+    parity(HG_LINEAR_SST, HG_SST_SAMPLE_MIXED, 12, 20);
+    parity(HG_LINEAR_SST, HG_SST_SAMPLE_TOP, 20, 9);
+}
+
+/* ---------------------------------------------------------------- checkpoint tensors */
+
+/* On the device: every tensor read, overwritten from the host, read back exactly; the original
+ * written back restores the map bit for bit. */
+static void test_tensor_roundtrip(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    const int64_t m = 10, n = 14, mn = m * n;
+    float *W = host_floats(mn), *G = host_floats(mn);
+    float *W1 = host_floats(mn), *W2 = host_floats(mn);
+    float *dG = dev_floats(mn);
+    hg_test_fill_uniform(W, (size_t)mn, -0.3f, 0.3f, 7);
+    for (int meth = HG_LINEAR_FULL; meth <= HG_LINEAR_SST; meth++) {
+        hg_linear_opts o = opts_for((hg_linear_method)meth);
+        hg_linear *L = make(&gpu, &o, m, n, W, 3);
+        for (int s = 0; s < 5; s++) { /* moments and schedule away from their initial values */
+            hg_test_fill_uniform(G, (size_t)mn, -1.0f, 1.0f, 70 + (uint64_t)s);
+            hg_k_upload(&gpu, dG, G, (size_t)mn * sizeof(float));
+            hg_linear_zero_grad(L);
+            hg_linear_accumulate_grad(L, dG);
+            assert_int_equal(hg_linear_step(L, 0.01f), HG_OK);
+        }
+        weight_host(L, W1);
+        const int nt = hg_linear_num_tensors(L);
+        float *saved[16];
+        assert_true(nt <= 16);
+        for (int i = 0; i < nt; i++) {
+            const char *nm;
+            float *data;
+            int64_t c;
+            hg_linear_tensor(L, i, &nm, &data, &c);
+            assert_non_null(data);
+            saved[i] = host_floats(c);
+            float *pat = host_floats(c), *back = host_floats(c);
+            hg_linear_tensor_read(L, i, saved[i]);
+            hg_test_fill_uniform(pat, (size_t)c, -2.0f, 2.0f, 900 + (uint64_t)i);
+            hg_linear_tensor_write(L, i, pat);
+            hg_linear_tensor_read(L, i, back);
+            if (memcmp(back, pat, (size_t)c * sizeof(float)) != 0)
+                fail_msg("%s: tensor %s does not read back what was written",
+                         hg_linear_method_name((hg_linear_method)meth), nm);
+            free(pat);
+            free(back);
+        }
+        /* everything written back (parameters, moments, schedule) restores the map */
+        for (int i = 0; i < nt; i++)
+            hg_linear_tensor_write(L, i, saved[i]);
+        hg_linear_rematerialise(L);
+        weight_host(L, W2);
+        assert_memory_equal(W2, W1, (size_t)mn * sizeof(float));
+        for (int i = 0; i < nt; i++)
+            free(saved[i]);
+        /* out of range: nothing happens */
+        hg_linear_tensor_read(L, nt, W2);
+        hg_linear_tensor_write(L, -1, W2);
+        hg_linear_free(L);
+    }
+    hg_k_free(&gpu, dG);
+    free(W2);
+    free(W1);
+    free(G);
+    free(W);
+}
+
+/* A checkpoint moved across devices: trained on the CPU, loaded into a device map (different
+ * seed and start), both continued with the same gradients across iteration, round and merge
+ * boundaries: the device one follows the CPU run (the schedule exactly, W within the bound). */
+static void test_checkpoint_cpu_to_device(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    const int64_t m = 9, n = 13, mn = m * n;
+    float *W = host_floats(mn), *W2 = host_floats(mn), *G = host_floats(mn), *Wg = host_floats(mn);
+    float *dG = dev_floats(mn);
+    hg_test_fill_uniform(W, (size_t)mn, -0.3f, 0.3f, 11);
+    hg_test_fill_uniform(W2, (size_t)mn, -0.3f, 0.3f, 12);
+    for (int meth = HG_LINEAR_FULL; meth <= HG_LINEAR_SST; meth++) {
+        hg_linear_opts o = opts_for((hg_linear_method)meth);
+        hg_linear *Lc = make(&cpu, &o, m, n, W, 1), *Lg = make(&gpu, &o, m, n, W2, 99);
+        for (int s = 0; s < 7; s++) {
+            hg_test_fill_uniform(G, (size_t)mn, -1.0f, 1.0f, 300 + (uint64_t)s);
+            hg_linear_zero_grad(Lc);
+            hg_linear_accumulate_grad(Lc, G);
+            assert_int_equal(hg_linear_step(Lc, 0.02f), HG_OK);
+        }
+        for (int i = 0; i < hg_linear_num_tensors(Lc); i++) {
+            int64_t c;
+            const char *nm;
+            hg_linear_tensor(Lc, i, &nm, NULL, &c);
+            float *t = host_floats(c);
+            hg_linear_tensor_read(Lc, i, t);
+            hg_linear_tensor_write(Lg, tensor_index(Lg, nm, NULL), t);
+            free(t);
+        }
+        hg_linear_rematerialise(Lg);
+        weight_host(Lg, Wg);
+        assert_normwise(Wg, hg_linear_weight(Lc), mn, PARITY_RTOL, "W after loading", 0);
+        for (int s = 0; s < 10; s++) {
+            hg_test_fill_uniform(G, (size_t)mn, -1.0f, 1.0f, 400 + (uint64_t)s);
+            step_both(Lc, Lg, G, dG, mn, 0.02f, s);
+            weight_host(Lg, Wg);
+            assert_normwise(Wg, hg_linear_weight(Lc), mn, PARITY_RTOL, "W after loading", s);
+        }
+        int64_t cs;
+        const int is = tensor_index(Lc, "sched", &cs);
+        float *a = host_floats(cs), *bb = host_floats(cs);
+        hg_linear_tensor_read(Lc, is, a);
+        hg_linear_tensor_read(Lg, tensor_index(Lg, "sched", NULL), bb);
+        assert_memory_equal(bb, a, (size_t)cs * sizeof(float));
+        free(a);
+        free(bb);
+        hg_linear_free(Lc);
+        hg_linear_free(Lg);
+    }
+    hg_k_free(&gpu, dG);
+    free(Wg);
+    free(G);
+    free(W2);
+    free(W);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parity_full),
+        cmocka_unit_test(test_parity_lora),
+        cmocka_unit_test(test_parity_relora),
+        cmocka_unit_test(test_parity_sst),
+        cmocka_unit_test(test_tensor_roundtrip),
+        cmocka_unit_test(test_checkpoint_cpu_to_device),
+    };
+    return cmocka_run_group_tests_name("cuda_model", tests, group_setup, group_teardown);
+}
