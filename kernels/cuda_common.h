@@ -55,7 +55,8 @@ int hg_cu_check(const hg_kctx *k, cudaError_t e, const char *what);
 /* Check the last launch. */
 #define HG_CU_LAUNCHED(k, what) hg_cu_check((k), cudaGetLastError(), (what))
 
-/* Device scratch of at least `bytes`, valid until the next hg_cu_* call that asks for scratch.
+/* Device scratch of at least `bytes`, valid until the next hg_cu_* call that asks for scratch
+ * (the library wrappers hg_cu_gemm, hg_cu_csr_spmm and hg_cu_svd never do).
  * It grows (a device allocation) only when a call needs more than any before: in the first
  * training step. NULL (error recorded) when that allocation fails. */
 void *hg_cu_scratch(const hg_kctx *k, size_t bytes);

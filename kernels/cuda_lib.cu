@@ -279,14 +279,18 @@ static csr_entry *find_matrix(const hg_kctx *k, int64_t nrows, const int64_t *ro
     }
     int64_t ncols = 1;
     if (nnz > 0) {
+        /* a block of its own, not the shared scratch: the caller may hold data there */
         const int64_t nch = nnz < 1024 ? nnz : 1024;
-        int32_t *part = (int32_t *)hg_cu_scratch(k, (size_t)nch * sizeof(int32_t));
-        if (!part)
+        int32_t *part = NULL;
+        if (hg_cu_check(k, cudaMalloc((void **)&part, (size_t)nch * sizeof(int32_t)),
+                        "cudaMalloc (CSR columns)"))
             return NULL;
+        st->nallocs++;
         HG_LAUNCH(max_col_pass1, hg_cu_blocks(nch), HG_CU_BLOCK, k)(part, col, nnz, nch);
         HG_LAUNCH(max_col_pass2, 1, 1, k)(part, nch);
         int32_t mc = 0;
         hg_cu_memcpy(k, &mc, part, sizeof mc, HG_CU_D2H);
+        cudaFree(part);
         ncols = (int64_t)mc + 1;
     }
     if (hg_cu_check(k, cudaMalloc((void **)&e->rowptr32, (size_t)(nrows + 1) * sizeof(int32_t)),

@@ -105,7 +105,8 @@ __device__ static inline void lz_centroid_backward_row(float *dS, const float *g
 /* ---- row-wise kernels ---- */
 
 /* LorentzLinear head, one row per thread (lorentz.c head_forward_row): z (+=) b (NULL: none),
- * then y (=) [t, z_{1:} f], t = sigmoid(z0) e^s + 1.1, f = sqrt((t^2 - 1) / max(|z_{1:}|^2, 1e-8)). */
+ * then y (=) [t, z_{1:} f], t = sigmoid(z0) e^s + 1.1,
+ * f = sqrt((t^2 - 1) / max(|z_{1:}|^2, 1e-8)). */
 __global__ static void k_head_forward(float *y, float *z, const float *b, const float *s,
                                       int64_t n, int64_t d)
 {
@@ -369,8 +370,10 @@ __global__ static void k_pair_hinge(float *s_pos, float *s_neg, double *hinge, f
 {
     LZ_FOR(e, count) {
         const int32_t *a = pos + 2 * e, *b = neg + 2 * e;
-        const float sp = (float)(2.0 + 2.0 * lz_inner(X + (int64_t)a[0] * d, X + (int64_t)a[1] * d, d));
-        const float sn = (float)(2.0 + 2.0 * lz_inner(X + (int64_t)b[0] * d, X + (int64_t)b[1] * d, d));
+        const float *xa = X + (int64_t)a[0] * d, *xb = X + (int64_t)a[1] * d;
+        const float *xc = X + (int64_t)b[0] * d, *xd = X + (int64_t)b[1] * d;
+        const float sp = (float)(2.0 + 2.0 * lz_inner(xa, xb, d));
+        const float sn = (float)(2.0 + 2.0 * lz_inner(xc, xd, d));
         s_pos[e] = sp;
         s_neg[e] = sn;
         const double t = (double)margin - sp + sn;
@@ -599,7 +602,7 @@ void hg_cu_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, flo
     double *gsr = LZ_AT(base, o_gsr, double), *part = LZ_AT(base, o_part, double);
     double *sums = LZ_AT(base, o_sums, double), *tmp = LZ_AT(base, o_tmp, double);
 
-    /* dy = At gS, then dz = head backward (in place) */
+    /* dy = At gS, then dz = head backward (in place); hg_cu_csr_spmm uses no scratch */
     hg_cu_csr_spmm(k, n, t_rowptr, t_col, t_val, gS, d, 0.0f, dz);
     LZ_LAUNCH(k_head_backward, n, k)(dz, gsr, z, s, n, d);
     HG_CU_LAUNCHED(k, "lorentz_linear_backward (head)");

@@ -438,7 +438,7 @@ static void test_checkpoint_cpu_to_device(void **state)
             weight_host(Lg, Wg);
             assert_normwise(Wg, hg_linear_weight(Lc), mn, PARITY_RTOL, "W after loading", s);
         }
-        int64_t cs;
+        int64_t cs = 0;
         const int is = tensor_index(Lc, "sched", &cs);
         float *a = host_floats(cs), *bb = host_floats(cs);
         hg_linear_tensor_read(Lc, is, a);
