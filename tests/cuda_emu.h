@@ -7,7 +7,7 @@
  * kernels. Kernels must therefore not use shared memory, barriers, warp intrinsics or atomics
  * (the backend's rule anyway: its reductions are two-pass and deterministic).
  *
- * Device memory is host memory from malloc: the noalloc test counts it like any allocation. */
+ * Device memory is host address space that only the emulated device may touch (cuda_emu.cpp). */
 #ifndef HG_TESTS_CUDA_EMU_H
 #define HG_TESTS_CUDA_EMU_H
 
@@ -15,6 +15,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Device memory is inaccessible outside launches, copies and library calls (tests/cuda_emu.cpp):
+ * host code that reads it crashes, as with a real GPU. */
+extern "C" {
+void hg_emu_open(void);
+void hg_emu_close(void);
+void *hg_emu_dev_alloc(size_t bytes);
+void hg_emu_dev_free(void *p);
+}
 
 #define __global__
 #define __device__
@@ -41,6 +50,7 @@ template <class F> struct hg_emu_launcher {
     F f;
     template <class... A> void operator()(A... a) const
     {
+        hg_emu_open();
         hg_emu_grid_dim = grid;
         hg_emu_block_dim = block;
         for (unsigned b = 0; b < grid.x; b++)
@@ -49,6 +59,7 @@ template <class F> struct hg_emu_launcher {
                 hg_emu_thread_idx = dim3(t);
                 f(a...);
             }
+        hg_emu_close();
     }
 };
 template <class F> hg_emu_launcher<F> hg_emu_launch(dim3 grid, dim3 block, F f)
@@ -70,7 +81,7 @@ extern int64_t hg_emu_device_allocs;
 
 static inline cudaError_t cudaMalloc(void **p, size_t bytes)
 {
-    *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
+    *p = hg_emu_dev_alloc(bytes);
     if (!*p)
         return cudaErrorMemoryAllocation;
     hg_emu_device_allocs++;
@@ -78,22 +89,26 @@ static inline cudaError_t cudaMalloc(void **p, size_t bytes)
 }
 static inline cudaError_t cudaFree(void *p)
 {
-    free(p);
+    hg_emu_dev_free(p);
     return cudaSuccess;
 }
-static inline cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaMalloc(p, bytes); }
-static inline cudaError_t cudaFreeHost(void *p) { return cudaFree(p); }
+static inline cudaError_t cudaMallocHost(void **p, size_t bytes) { *p = aligned_alloc(256, (bytes + 255) / 256 * 256); return *p ? cudaSuccess : cudaErrorMemoryAllocation; }
+static inline cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
 static inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind,
                                           cudaStream_t)
 {
+    hg_emu_open();
     if (bytes)
         memmove(dst, src, bytes);
+    hg_emu_close();
     return cudaSuccess;
 }
 static inline cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t)
 {
+    hg_emu_open();
     if (bytes)
         memset(p, v, bytes);
+    hg_emu_close();
     return cudaSuccess;
 }
 static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }

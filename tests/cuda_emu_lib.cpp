@@ -1,3 +1,6 @@
+extern "C" {
+#include "../kernels/kernels.h"
+}
 /* cuda_emu_lib.cpp - the emulated backend's stand-in for kernels/cuda_lib.cu: the context
  * without a GPU, and the library calls (cuBLAS, cuSPARSE, cuSOLVER) done by the CPU kernels on
  * the emulated device memory (which is host memory). See tests/cuda_emu.h. */
@@ -32,7 +35,7 @@ void hg_cu_destroy(hg_kctx *k)
     hg_cu_state *st = hg_cu_st(k);
     if (!st)
         return;
-    free(st->scratch);
+    cudaFree(st->scratch);
     free(st->host);
     free(st);
     k->device_state = NULL;
@@ -46,14 +49,19 @@ int hg_cu_gemm(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, i
                float *C, int64_t ldc)
 {
     (void)k;
-    return hg_k_gemm(&cpu, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    hg_emu_open();
+    int r_ = hg_k_gemm(&cpu, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    hg_emu_close();
+    return r_;
 }
 
 void hg_cu_csr_spmm(const hg_kctx *k, int64_t nrows, const int64_t *rowptr, const int32_t *col,
                     const float *val, const float *X, int64_t d, float beta, float *Y)
 {
     (void)k;
+    hg_emu_open();
     hg_k_csr_spmm(&cpu, nrows, rowptr, col, val, X, d, beta, Y);
+    hg_emu_close();
 }
 
 void hg_cu_forget_matrix(const hg_kctx *k, const void *p)
@@ -72,5 +80,8 @@ int hg_cu_svd(const hg_kctx *k, const float *W, float *Ut, float *sigma, float *
               int64_t n, void *ws)
 {
     (void)k;
-    return hg_k_svd(&cpu, W, Ut, sigma, Vt, m, n, ws);
+    hg_emu_open();
+    int r_ = hg_k_svd(&cpu, W, Ut, sigma, Vt, m, n, ws);
+    hg_emu_close();
+    return r_;
 }

@@ -191,8 +191,9 @@ if [ -n "$EMU" ]; then
     # device run is deterministic.
     "$BIN" --dataset cora --task nc --quiet --out "$TMP/oc_cpu" >"$TMP/c_cpu" 2>&1
     "$EMU" --dataset cora --task nc --quiet --device cuda --out "$TMP/oc_gpu" >"$TMP/c_gpu" 2>"$TMP/e_gpu"
-    "$EMU" --dataset cora --task nc --epochs 30 --quiet --device cuda >"$TMP/c_gpu2" 2>&1
-    "$EMU" --dataset cora --task nc --epochs 30 --quiet --device cuda >"$TMP/c_gpu3" 2>&1
+    # (HG_EMU_GUARD=1: device memory is unreadable by host code, tests/cuda_emu.cpp)
+    HG_EMU_GUARD=1 "$EMU" --dataset cora --task nc --epochs 30 --quiet --device cuda >"$TMP/c_gpu2" 2>&1
+    HG_EMU_GUARD=1 "$EMU" --dataset cora --task nc --epochs 30 --quiet --device cuda >"$TMP/c_gpu3" 2>&1
     a=$(json_field "$TMP/c_cpu" test_acc) b=$(json_field "$TMP/c_gpu" test_acc)
     drift=$(paste -d, "$TMP/oc_cpu/log.csv" "$TMP/oc_gpu/log.csv" | awk -F, 'NR > 1 && NR <= 21 {
         d = ($2 - $9) / $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "%.1e", m }')
@@ -216,9 +217,10 @@ if [ -n "$EMU" ]; then
     # every low-rank method on the device, with its schedule (SST rounds, ReLoRA merges) and a
     # checkpoint round trip: --load CKPT --epochs 0 reproduces the best epoch's metrics
     for m in lora relora sst; do
-        "$EMU" --dataset airport --task lp --method $m --rank 1 --epochs 60 --sst-steps 5 \
-            --device cuda --quiet --out "$TMP/o_$m" >"$TMP/m_$m" 2>"$TMP/e_$m" &&
-        "$EMU" --dataset airport --task lp --method $m --rank 1 --epochs 0 --device cuda --quiet \
+        HG_EMU_GUARD=1 "$EMU" --dataset airport --task lp --method $m --rank 1 --epochs 60 \
+            --sst-steps 5 --device cuda --quiet --out "$TMP/o_$m" >"$TMP/m_$m" 2>"$TMP/e_$m" &&
+        HG_EMU_GUARD=1 "$EMU" --dataset airport --task lp --method $m --rank 1 --epochs 0 \
+            --device cuda --quiet --prune-sigma 1 \
             --load "$TMP/o_$m/checkpoint.bin" >"$TMP/m2_$m" 2>>"$TMP/e_$m" &&
         [ "$(json_field "$TMP/m_$m" test_roc_auc)" = "$(json_field "$TMP/m2_$m" test_roc_auc)" ] &&
             ok "$m on the (emulated) GPU, checkpoint round trip ($(json_field "$TMP/m_$m" test_roc_auc))" ||

@@ -56,6 +56,7 @@
 
 static hg_kctx CPU, GPU;
 static int have_gpu;
+static int verbose; /* TEST_CUDA_VERBOSE set: print each comparison's worst |diff| / tol */
 
 #define REQUIRE_GPU()      \
     do {                   \
@@ -344,15 +345,17 @@ static void expect_within_(const char *label, const char *what, const double *go
         if (isnan(got[i]) && isnan(want[i]))
             continue;
         const double err = fabs(got[i] - want[i]);
-        if (err <= tol[i])
-            continue;
-        bad++;
-        const double r = isnan(err) ? INFINITY : tol[i] > 0.0 ? err / tol[i] : INFINITY;
-        if (r > worst_r || worst < 0) {
+        const double r = isnan(err) ? INFINITY : err == 0.0 ? 0.0 : tol[i] > 0.0 ? err / tol[i] : INFINITY;
+        if (r > worst_r) {
             worst_r = r;
             worst = i;
         }
+        if (!(err <= tol[i]))
+            bad++;
     }
+    if (verbose && worst >= 0) /* how close to its tolerance each comparison comes */
+        printf("test_cuda: %s: %s: worst |diff| / tol = %.3g at [%lld] (gpu %.9g cpu %.9g)\n",
+               label, what, worst_r, (long long)worst, got[worst], want[worst]);
     if (bad) {
         const int64_t w = width > 0 ? width : 1;
         fail_msg("%s:%d: %s: %s: %lld of %lld elements out of tolerance; worst [%lld] (row "
@@ -423,8 +426,6 @@ static double *tol_rel(const double *want, int64_t n, double kappa)
         t[i] = kappa * U32 * fabs(want[i]);
     return t;
 }
-
-static double *tol_zero(int64_t n) { return td(n); }
 
 /* ------------------------------------------------------------------------------------------ */
 /* input builders (test_kernels.c's) */
@@ -2376,7 +2377,7 @@ static void radam_mags(double *mx, double *mm, double *mv, const float *x, const
                        const float *m, float v, const radam_par *p)
 {
     const int64_t d = p->d;
-    double X[FMAXD], U[FMAXD], M[FMAXD], Y[FMAXD];
+    double X[FMAXD] = {0}, U[FMAXD] = {0}, M[FMAXD] = {0}, Y[FMAXD] = {0};
     const double bc1 = 1.0 - pow((double)p->b1, (double)p->t);
     const double bc2 = 1.0 - pow((double)p->b2, (double)p->t);
     for (int64_t j = 0; j < d; j++) {
@@ -2541,6 +2542,7 @@ static void test_stabilize(void **state)
 static int group_setup(void **state)
 {
     (void)state;
+    verbose = getenv("TEST_CUDA_VERBOSE") != NULL;
     if (hg_kctx_init(&CPU, HG_DEVICE_CPU, 1) != HG_OK)
         return -1;
     int rc = hg_kctx_init(&GPU, HG_DEVICE_CUDA, 1);
