@@ -1,4 +1,5 @@
-/* test_cuda_model.c - sst/linear.c on a CUDA context against the same code on the CPU.
+/* test_cuda_model.c - sst/linear.c and the whole HyboNet training step on a CUDA context
+ * against the same code on the CPU.
  * Suite: cuda (real backend, skipped without a device) and cuda_emu (the CUDA sources compiled
  * for the CPU emulation, tests/cuda_emu.h). Oracle: the CPU run of the same map (same W_init,
  * seed, options and gradient sequence), itself checked by tests/test_sst.c.
@@ -24,6 +25,7 @@
 #include "../kernels/kernels.h"
 #include "../src/hg.h"
 #include "../sst/linear.h"
+#include "../hyperbolic/hybonet.h"
 
 static hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL};
 static hg_kctx gpu;
@@ -456,6 +458,149 @@ static void test_checkpoint_cpu_to_device(void **state)
     free(W);
 }
 
+/* ---------------------------------------------------------------- the whole model step */
+
+/* k's copy of n host bytes (the host array itself on the CPU). */
+static void *to_ctx(const hg_kctx *k, const void *host, size_t bytes)
+{
+    if (k->device == HG_DEVICE_CPU)
+        return (void *)host;
+    void *p = hg_k_alloc(k, bytes, "test array");
+    assert_non_null(p);
+    hg_k_upload(k, p, host, bytes);
+    return p;
+}
+
+static void free_ctx(const hg_kctx *k, void *p)
+{
+    if (k->device != HG_DEVICE_CPU)
+        hg_k_free(k, p);
+}
+
+/* HyboNet on both devices, same seeds: 6 training steps (dropout, ReLU, biases, gradient
+ * clipping's scale, Riemannian Adam with stabilisation, the method's schedule), comparing the
+ * loss and gradient norm of every step, then the embeddings and every checkpoint tensor; steps
+ * after the first make no device allocation. Bound: as PARITY_RTOL above, for an O(1) loss and
+ * parameters after few steps; the layers add O(n d) float sums (n = 24, d = 16), 1e-4 still
+ * leaves a wide margin over the ~1e-6 seen. */
+static void hybonet_parity(int lp, hg_linear_method meth)
+{
+    NEED_GPU();
+    enum { N = 24, F = 9, C = 3, STEPS = 6, NPAIR = 10 };
+    static const int chords[][2] = {{0, 6}, {1, 4}, {2, 9}, {0, 3}, {5, 10}, {0, 9}, {4, 8},
+                                    {12, 20}, {7, 15}};
+    const hg_test_graph_spec spec = {N, F, C, chords, (int)(sizeof chords / sizeof chords[0]),
+                                     2, 17, 4242, 0.45, 0.5f, 1};
+    hg_test_graph g;
+    hg_test_graph_build(&g, &spec);
+    hg_hybonet_config c = {0};
+    c.n = N;
+    c.nfeat = F;
+    c.dim = 16;
+    c.nlayers = 2;
+    c.nclasses = lp ? 0 : C;
+    c.dropout = 0.3f;
+    c.act_relu = 1;
+    c.bias = 1;
+    c.margin = lp ? 2.0f : 1.0f;
+    c.scale_init = 10.0f;
+    c.linear = opts_for(meth);
+    c.seed = 99;
+    hg_hybonet mc, mg;
+    assert_int_equal(hg_hybonet_init(&mc, &cpu, &c, &g.feat, &g.adj, 2 * NPAIR), HG_OK);
+    assert_int_equal(hg_hybonet_init(&mg, &gpu, &c, &g.feat, &g.adj, 2 * NPAIR), HG_OK);
+    int32_t pos[2 * NPAIR], neg[2 * NPAIR];
+    for (int e = 0; e < NPAIR; e++) {
+        pos[2 * e] = e;
+        pos[2 * e + 1] = (e + 1) % N;
+        neg[2 * e] = (3 * e) % N;
+        neg[2 * e + 1] = (7 * e + 5) % N;
+    }
+    int64_t *idx_g = to_ctx(&gpu, g.train, (size_t)g.ntrain * sizeof(int64_t));
+    int32_t *lab_g = to_ctx(&gpu, g.labels, N * sizeof(int32_t));
+    int32_t *pos_g = to_ctx(&gpu, pos, sizeof pos), *neg_g = to_ctx(&gpu, neg, sizeof neg);
+    int64_t allocs = -1;
+    for (int t = 1; t <= STEPS; t++) {
+        double loss[2], gn[2];
+        hg_hybonet *ms[2] = {&mc, &mg};
+        for (int dv = 0; dv < 2; dv++) {
+            hg_hybonet *m = ms[dv];
+            const uint64_t seed = 1000 + (uint64_t)t;
+            hg_hybonet_zero_grad(m);
+            hg_hybonet_forward(m, 1, seed);
+            loss[dv] = lp ? hg_hybonet_lp_loss(m, dv ? pos_g : pos, dv ? neg_g : neg, NPAIR, 1)
+                          : hg_hybonet_nc_loss(m, dv ? idx_g : g.train, g.ntrain,
+                                               dv ? lab_g : g.labels, 1);
+            hg_hybonet_backward(m, 1, seed);
+            gn[dv] = hg_hybonet_grad_norm(m);
+            hg_hybonet_scale_grad(m, 0.5f);
+            assert_int_equal(hg_hybonet_step(m, 0.01f, 2), HG_OK);
+        }
+        assert_int_equal(hg_k_sync(&gpu), HG_OK);
+        if (fabs(loss[1] - loss[0]) > PARITY_RTOL * fabs(loss[0]) ||
+            fabs(gn[1] - gn[0]) > PARITY_RTOL * gn[0])
+            fail_msg("step %d: loss %.9g (device) vs %.9g (cpu), grad norm %.9g vs %.9g", t,
+                     loss[1], loss[0], gn[1], gn[0]);
+        if (t == 1)
+            allocs = hg_cu_num_allocs(&gpu);
+        else if (hg_cu_num_allocs(&gpu) != allocs)
+            fail_msg("step %d made %lld device allocations", t,
+                     (long long)(hg_cu_num_allocs(&gpu) - allocs));
+    }
+    /* evaluation forward, embeddings and every persistent tensor */
+    hg_hybonet_forward(&mc, 0, 0);
+    hg_hybonet_forward(&mg, 0, 0);
+    float *e = host_floats(N * 16);
+    hg_k_download(&gpu, e, mg.emb, N * 16 * sizeof(float));
+    hg_assert_allclose_f(e, mc.emb, N * 16, 1e-4, 1e-4, "embeddings");
+    free(e);
+    for (int i = 0; i < hg_hybonet_num_tensors(&mc); i++) {
+        char name[128];
+        int64_t cnt;
+        hg_hybonet_tensor_info(&mc, i, name, sizeof name, &cnt);
+        float *a = host_floats(cnt), *b = host_floats(cnt);
+        hg_hybonet_tensor_read(&mc, i, a);
+        hg_hybonet_tensor_read(&mg, i, b);
+        if (strcmp(name + strlen(name) - 5, "sched") == 0)
+            assert_memory_equal(a, b, (size_t)cnt * sizeof(float));
+        else
+            hg_assert_allclose_f(b, a, (size_t)cnt, 1e-4, 1e-4, name);
+        free(a);
+        free(b);
+    }
+    free_ctx(&gpu, idx_g);
+    free_ctx(&gpu, lab_g);
+    free_ctx(&gpu, pos_g);
+    free_ctx(&gpu, neg_g);
+    hg_hybonet_destroy(&mc);
+    hg_hybonet_destroy(&mg);
+    hg_test_graph_destroy(&g);
+}
+
+static void test_hybonet_nc_full(void **state)
+{
+    (void)state;
+    hybonet_parity(0, HG_LINEAR_FULL);
+}
+
+static void test_hybonet_nc_sst(void **state)
+{
+    (void)state;
+    hybonet_parity(0, HG_LINEAR_SST);
+}
+
+static void test_hybonet_lp_full(void **state)
+{
+    (void)state;
+    hybonet_parity(1, HG_LINEAR_FULL);
+}
+
+static void test_hybonet_lp_relora(void **state)
+{
+    (void)state;
+    hybonet_parity(1, HG_LINEAR_RELORA);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -465,6 +610,10 @@ int main(void)
         cmocka_unit_test(test_parity_sst),
         cmocka_unit_test(test_tensor_roundtrip),
         cmocka_unit_test(test_checkpoint_cpu_to_device),
+        cmocka_unit_test(test_hybonet_nc_full),
+        cmocka_unit_test(test_hybonet_nc_sst),
+        cmocka_unit_test(test_hybonet_lp_full),
+        cmocka_unit_test(test_hybonet_lp_relora),
     };
     return cmocka_run_group_tests_name("cuda_model", tests, group_setup, group_teardown);
 }
