@@ -33,7 +33,13 @@
  *  - The fused backward kernels return no intermediate: their bound is the first-order error
  *    chain E of test_kernels.c (bwd_reference), each stage with the float path's kappa at width
  *    d (>= the CPU's on either path). CPU and GPU are each within E of the exact result:
- *    tol = 2E. */
+ *    tol = 2E.
+ *  - The steps that run in double (Adam's bias corrections, the Riemannian step, stabilisation,
+ *    SVD) differ by their final float roundings; their tolerances allow a float evaluation of
+ *    their d-term inner products as well (see each test).
+ * Every bound is derived for its kernel next to its check. On failure: the count, the worst
+ * element (index, row, column, both values, |diff|, tol). TEST_CUDA_VERBOSE=1 prints every
+ * comparison's worst |diff| / tol (how close to its bound each comes). */
 #include "testutil.h"
 
 #include <float.h>
@@ -192,7 +198,6 @@ static int op_arg(op *o, int type, int role, int64_t n, const void *init)
 #define D(o, i) ((double *)(o)->a[i].dev)
 #define I32(o, i) ((int32_t *)(o)->a[i].dev)
 #define I64(o, i) ((int64_t *)(o)->a[i].dev)
-#define FO(o, i) ((i) < 0 ? NULL : F(o, i)) /* an optional argument (-1: NULL) */
 
 static size_t arg_bytes(const hg_kctx *k, const op *o, const arg *a)
 {
@@ -345,7 +350,10 @@ static void expect_within_(const char *label, const char *what, const double *go
         if (isnan(got[i]) && isnan(want[i]))
             continue;
         const double err = fabs(got[i] - want[i]);
-        const double r = isnan(err) ? INFINITY : err == 0.0 ? 0.0 : tol[i] > 0.0 ? err / tol[i] : INFINITY;
+        const double r = isnan(err)    ? INFINITY
+                         : err == 0.0  ? 0.0
+                         : tol[i] > 0.0 ? err / tol[i]
+                                        : INFINITY;
         if (r > worst_r) {
             worst_r = r;
             worst = i;
@@ -526,7 +534,7 @@ static int arg_csr(op *o, const tcsr *a)
     return i;
 }
 
-#define FMAXD 128 /* widest row in these tests */
+#define FMAXD HG_LORENTZ_MAX_D /* widest row in these tests */
 
 /* A point of the hyperboloid (double): expmap0 of a random direction at distance r. */
 static void random_point(double *x, int64_t d, double r, hg_rng *g)
@@ -632,7 +640,8 @@ static void test_gemm(void **state)
                 double *tol = td(M * p.ldc);
                 for (int64_t i = 0; i < M; i++)
                     for (int64_t j = 0; j < N; j++) {
-                        double mag = p.beta == 0.0f ? 0.0 : fabs((double)p.beta * C0[i * p.ldc + j]);
+                        double mag =
+                            p.beta == 0.0f ? 0.0 : fabs((double)p.beta * C0[i * p.ldc + j]);
                         for (int64_t q = 0; q < K; q++) {
                             const double a = ta ? A[q * p.lda + i] : A[i * p.lda + q];
                             const double b = tb ? B[j * p.ldb + q] : B[q * p.ldb + j];
@@ -1115,7 +1124,8 @@ static void test_all_finite(void **state)
     for (int c = 0; c < 5; c++)
         for (int small = 0; small < 2; small++) {
             const int mark = ta_mark();
-            const int64_t len = small ? 1 : n, at = small ? (cases[c].at >= 0 ? 0 : -1) : cases[c].at;
+            const int64_t len = small ? 1 : n;
+            const int64_t at = small ? (cases[c].at >= 0 ? 0 : -1) : cases[c].at;
             const vec_par p = {len, 0.0f, 0.0};
             float *x = uniform(len, -1e30f, 1e30f, 480 + (uint64_t)c);
             if (at >= 0)
@@ -1185,7 +1195,7 @@ static void test_transpose_gather(void **state)
         double *srcd = td(rc_);
         hg_rng g;
         hg_rng_seed(&g, 510 + (uint64_t)s);
-        for (int64_t i = 0; i < rc_; i++) /* doubles that need rounding, some beyond float's range */
+        for (int64_t i = 0; i < rc_; i++) /* doubles that need rounding, some beyond float range */
             srcd[i] = i % 97 == 3 ? 1e300 : 1e3 * hg_rng_normal(&g);
         op o;
         res rc, rg;
@@ -1387,7 +1397,10 @@ static void test_class_margin_loss_argmax(void **state)
 /* Relative error (units of u) of a LorentzLinear head output: the CPU's path (test_kernels.c:
  * 2 generic, 64 on the 16-wide float path) plus the GPU's, allowed the float path at any width
  * (its one d-term sum |z_sp|^2 replaces the 16-term one: 48 + d). */
-static double head_kappa(int64_t d, int cpu_vec) { return (cpu_vec ? 64.0 : 2.0) + 48.0 + (double)d; }
+static double head_kappa(int64_t d, int cpu_vec)
+{
+    return (cpu_vec ? 64.0 : 2.0) + 48.0 + (double)d;
+}
 
 /* The same for the centroid, rho = |S|_E^2 / max(|<S,S>_L|, 1e-8): CPU 2 or 8.5 rho + 3; GPU
  * float at width d: (d + 1) / 2 rho + 3. */
@@ -1463,6 +1476,9 @@ static void test_centroid_backward(void **state)
         const int64_t n = p.n, d = p.d;
         float *S = tf(n * d), *dout = uniform(n * d, -1.0f, 1.0f, 700 + (uint64_t)w);
         random_aggregates(S, n, d, 710 + (uint64_t)w); /* every 9th row 0: the clamp */
+        for (int64_t i = 4; i < n; i += 9) /* |<S,S>_L| ~ 1e-10: the clamp with S != 0 */
+            for (int64_t j = 0; j < d; j++)
+                S[i * d + j] *= 1e-5f;
         op o;
         op_init(&o, centroid_bwd_fn, &p, "centroid_backward(d=%lld)", (long long)d);
         op_arg(&o, T_F32, ARG_IN, n * d, dout);
@@ -1506,9 +1522,8 @@ typedef struct {
     float s;
 } layer_data;
 
-static void layer_setup(layer_data *L, int64_t din, int64_t d, uint64_t seed)
+static void layer_setup_n(layer_data *L, int64_t n, int64_t din, int64_t d, uint64_t seed)
 {
-    const int64_t n = LIN_N;
     static const int64_t hubs[] = {5, 60}; /* rows/columns of 74 entries > HG_K_FLOAT_RUN */
     L->n = n;
     L->din = din;
@@ -1532,19 +1547,37 @@ static void layer_setup(layer_data *L, int64_t din, int64_t d, uint64_t seed)
     L->s = 0.7f;
 }
 
+static void layer_setup(layer_data *L, int64_t din, int64_t d, uint64_t seed)
+{
+    layer_setup_n(L, LIN_N, din, d, seed);
+}
+
+/* A bias whose spatial part has |b_sp|^2 = 2.5e-9 < 1e-8: the rows of z equal to it (zero rows
+ * of the input: empty aggregates, empty rows of a sparse X) take the head's clamp with a nonzero
+ * z_sp, where the clamp's value matters. */
+static float *clamp_bias(int64_t d)
+{
+    float *b = tf(d);
+    b[0] = 0.3f;
+    b[1] = 3e-5f;
+    b[d > 3 ? 3 : 2] = -4e-5f;
+    return b;
+}
+
 /* (din, d): the CPU's 16 x 16 path, din != 16 at d = 16, d != 16 at din = 16, both other */
 static const struct {
     int64_t din, d;
 } lin_cfgs[] = {{16, 16}, {7, 16}, {16, 24}, {40, 5}, {72, 72}};
 #define NLIN_CFGS ((int)(sizeof lin_cfgs / sizeof lin_cfgs[0]))
 
-/* forward variants: relu, p, bias, whether hd is given */
+/* forward variants: relu, p, bias (0 NULL, 1 random, 2 clamp_bias), whether hd is given */
 static const struct {
     int relu;
     float p;
     int bias, hd;
-} fwd_vars[] = {{0, 0.0f, 1, 0}, {1, 0.0f, 0, 1}, {0, 0.5f, 1, 1}, {1, 0.5f, 1, 1}, {0, 0.0f, 1, 1}};
-#define NFWD_VARS 5
+} fwd_vars[] = {{0, 0.0f, 1, 0}, {1, 0.0f, 0, 1}, {0, 0.5f, 1, 1}, {1, 0.5f, 1, 1}, {0, 0.0f, 1, 1},
+                {1, 0.0f, 2, 1}};
+#define NFWD_VARS 6
 
 typedef struct {
     int64_t n, din, d;
@@ -1589,6 +1622,8 @@ static void test_linear_forward(void **state)
                                fwd_vars[v].p, 800 + (uint64_t)(10 * c + v)};
             layer_data L;
             layer_setup(&L, din, d, 1000 + 10 * (uint64_t)c);
+            if (fwd_vars[v].bias == 2)
+                L.b = clamp_bias(d);
             op o;
             op_init(&o, linear_fwd_fn, &p,
                     "lorentz_linear_forward(din=%lld, d=%lld, relu=%d, p=%g, bias=%d, hd=%s)",
@@ -1645,14 +1680,16 @@ static void test_linear_forward_csr(void **state)
     REQUIRE_GPU();
     static const int64_t widths[] = {16, 5, 24};
     for (int w = 0; w < 3; w++)
-        for (int bias = 0; bias < 2; bias++) {
+        for (int bias = 0; bias < 3; bias++) { /* NULL, random, clamp_bias */
             const int mark = ta_mark();
             const int64_t n = LIN_N, d = widths[w], din = CSR_DIN;
-            const csr_par p = {n, d, bias};
+            const csr_par p = {n, d, bias > 0};
             layer_data L;
             tcsr X, Xt;
             layer_setup(&L, din, d, 3000 + 10 * (uint64_t)w);
             csr_input(&X, &Xt, 3005 + 10 * (uint64_t)w);
+            if (bias == 2)
+                L.b = clamp_bias(d);
             op o;
             op_init(&o, linear_fwd_csr_fn, &p, "lorentz_linear_forward_csr(d=%lld, bias=%d)",
                     (long long)d, bias);
@@ -1692,6 +1729,8 @@ static void test_agg_forward(void **state)
         const int64_t n = p.n, d = p.d;
         tcsr A;
         tcsr_random(&A, n, n, 0.08, hubs, 2, 9, 0.05f, 1.0f, 900 + (uint64_t)w);
+        for (int64_t q = A.rowptr[13]; q < A.rowptr[14]; q++) /* S_13 tiny: the centroid's clamp */
+            A.val[q] *= 1e-5f;
         float *y = tf(n * d);
         random_points(y, n, d, 2.0, 910 + (uint64_t)w); /* head outputs lie on the hyperboloid */
         op o;
@@ -1893,6 +1932,16 @@ static void check_gb_gs(const op *o, int igb, int igs, const res *rg, const res 
     expect_scalar(o, gsg, gsc, 2.0 * B->E_gs + 2.0 * U32 * (fabs((double)gs0) + fabs(gsc)), "gs");
 }
 
+/* Rows 4, 13, 22, ... of z (an input of the backward kernels) set to clamp_bias: the head's
+ * clamp with a nonzero z_sp (the rows i % 9 == 8 are zero without a bias: the clamp with
+ * z_sp = 0). */
+static void set_clamp_rows(float *z, int64_t n, int64_t d)
+{
+    const float *cb = clamp_bias(d);
+    for (int64_t i = 4; i < n; i += 9)
+        memcpy(z + i * d, cb, (size_t)d * sizeof *z);
+}
+
 /* ---- LorentzLinear backward (dense input) ---- */
 
 /* variants: relu, p, input gradient (0 none, 1 plain, 2 through S_prev), bias gradient */
@@ -1921,6 +1970,58 @@ static void linear_bwd_fn(const hg_kctx *k, op *o)
                                  p->relu, p->p, p->seed, p->n, p->din, p->d, NULL);
 }
 
+/* One case of the dense backward: n rows, variant v of bwd_vars. */
+static void linear_backward_case(int64_t n, int64_t din, int64_t d, int v, uint64_t seed,
+                                 uint64_t setup_seed)
+{
+    const lbwd_par p = {n, din, d, bwd_vars[v].relu, bwd_vars[v].gx, bwd_vars[v].gb,
+                        bwd_vars[v].p, seed};
+    layer_data L;
+    layer_setup_n(&L, n, din, d, setup_seed);
+    /* the forward's z and hd on the CPU (hd = x when the forward takes x itself); without a
+     * bias the zero rows of x (empty aggregates) give z = 0: the head's clamp with z_sp = 0 */
+    const int with_hd = p.relu || p.p > 0.0f;
+    float *z = tf(n * d), *y = tf(n * d), *hd = with_hd ? tf(n * din) : NULL;
+    hg_k_lorentz_linear_forward(&CPU, hd, z, y, L.x, L.Wt, p.gb ? L.b : NULL, &L.s, p.relu, p.p,
+                                p.seed, n, din, d);
+    set_clamp_rows(z, n, d);
+    const float *h = hd ? hd : L.x;
+    float *gb0 = uniform(d, -1.0f, 1.0f, p.seed + 1), gs0 = 0.375f;
+    op o;
+    op_init(&o, linear_bwd_fn, &p,
+            "lorentz_linear_backward(n=%lld, din=%lld, d=%lld, relu=%d, p=%g, gx=%s, gb=%s)",
+            (long long)n, (long long)din, (long long)d, p.relu, (double)p.p,
+            p.gx == 0 ? "NULL" : p.gx == 1 ? "plain" : "through S_prev", p.gb ? "given" : "NULL");
+    arg_csr(&o, &L.At);
+    op_arg(&o, T_F32, ARG_IN, n * d, L.gS);
+    op_arg(&o, T_F32, ARG_IN, n * d, z);
+    op_arg(&o, T_F32, ARG_IN, n * din, h);
+    op_arg(&o, T_F32, ARG_IN, n * din, L.x);
+    op_arg(&o, T_F32, ARG_IN, d * din, L.W);
+    op_arg(&o, T_F32, ARG_IN, n * din, L.S_prev);
+    op_arg(&o, T_F32, ARG_IN, 1, &L.s);
+    const int igx = op_arg(&o, T_F32, ARG_OUT, n * din, NULL);
+    const int igW = op_arg(&o, T_F64, ARG_OUT, din * d, NULL);
+    const int igb = op_arg(&o, T_F32, ARG_OUT, d, gb0);
+    const int igs = op_arg(&o, T_F32, ARG_OUT, 1, &gs0);
+    res rc, rg;
+    run_both(&o, &rc, &rg);
+
+    const bwd_in in = {n, din, d, p.relu, p.p, L.s, p.seed, &L.At, L.gS, z, h, L.x,
+                       p.gx ? L.W : NULL, p.gx == 2 ? L.S_prev : NULL};
+    bwd_bound B;
+    bwd_bounds(&B, &in);
+    expect_arg_within(&o, igW, &rg, &rc, twice(B.E_gWt, din * d), d, "gWt");
+    check_gb_gs(&o, p.gb ? igb : -1, igs, &rg, &rc, gb0, gs0, &B, d);
+    if (!p.gb)
+        expect_arg_bits(&o, igb, &rg, &rc, "gb buffer (gb NULL: untouched)");
+    if (p.gx)
+        expect_arg_within(&o, igx, &rg, &rc, twice(B.E_gx, n * din), din,
+                          p.gx == 2 ? "gx (through S_prev)" : "gx");
+    else
+        expect_arg_bits(&o, igx, &rg, &rc, "gx buffer (gx NULL: untouched)");
+}
+
 static void test_linear_backward(void **state)
 {
     (void)state;
@@ -1928,56 +2029,19 @@ static void test_linear_backward(void **state)
     for (int c = 0; c < NLIN_CFGS; c++)
         for (int v = 0; v < NBWD_VARS; v++) {
             const int mark = ta_mark();
-            const int64_t din = lin_cfgs[c].din, d = lin_cfgs[c].d, n = LIN_N;
-            const lbwd_par p = {n, din, d, bwd_vars[v].relu, bwd_vars[v].gx, bwd_vars[v].gb,
-                                bwd_vars[v].p, 1100 + (uint64_t)(10 * c + v)};
-            layer_data L;
-            layer_setup(&L, din, d, 2000 + 10 * (uint64_t)c);
-            /* the forward's z and hd on the CPU (hd = x when the forward takes x itself);
-             * without a bias the zero rows of x (empty aggregates) give z = 0: the head's
-             * clamp |z_sp|^2 < 1e-8 */
-            const int with_hd = p.relu || p.p > 0.0f;
-            float *z = tf(n * d), *y = tf(n * d), *hd = with_hd ? tf(n * din) : NULL;
-            hg_k_lorentz_linear_forward(&CPU, hd, z, y, L.x, L.Wt, p.gb ? L.b : NULL, &L.s, p.relu,
-                                        p.p, p.seed, n, din, d);
-            const float *h = hd ? hd : L.x;
-            float *gb0 = uniform(d, -1.0f, 1.0f, p.seed + 1), gs0 = 0.375f;
-            op o;
-            op_init(&o, linear_bwd_fn, &p,
-                    "lorentz_linear_backward(din=%lld, d=%lld, relu=%d, p=%g, gx=%s, gb=%s)",
-                    (long long)din, (long long)d, p.relu, (double)p.p,
-                    p.gx == 0 ? "NULL" : p.gx == 1 ? "plain" : "through S_prev",
-                    p.gb ? "given" : "NULL");
-            arg_csr(&o, &L.At);
-            op_arg(&o, T_F32, ARG_IN, n * d, L.gS);
-            op_arg(&o, T_F32, ARG_IN, n * d, z);
-            op_arg(&o, T_F32, ARG_IN, n * din, h);
-            op_arg(&o, T_F32, ARG_IN, n * din, L.x);
-            op_arg(&o, T_F32, ARG_IN, d * din, L.W);
-            op_arg(&o, T_F32, ARG_IN, n * din, L.S_prev);
-            op_arg(&o, T_F32, ARG_IN, 1, &L.s);
-            const int igx = op_arg(&o, T_F32, ARG_OUT, n * din, NULL);
-            const int igW = op_arg(&o, T_F64, ARG_OUT, din * d, NULL);
-            const int igb = op_arg(&o, T_F32, ARG_OUT, d, gb0);
-            const int igs = op_arg(&o, T_F32, ARG_OUT, 1, &gs0);
-            res rc, rg;
-            run_both(&o, &rc, &rg);
-
-            const bwd_in in = {n, din, d, p.relu, p.p, L.s, p.seed, &L.At, L.gS, z, h, L.x,
-                               p.gx ? L.W : NULL, p.gx == 2 ? L.S_prev : NULL};
-            bwd_bound B;
-            bwd_bounds(&B, &in);
-            expect_arg_within(&o, igW, &rg, &rc, twice(B.E_gWt, din * d), d, "gWt");
-            check_gb_gs(&o, p.gb ? igb : -1, igs, &rg, &rc, gb0, gs0, &B, d);
-            if (!p.gb)
-                expect_arg_bits(&o, igb, &rg, &rc, "gb buffer (gb NULL: untouched)");
-            if (p.gx)
-                expect_arg_within(&o, igx, &rg, &rc, twice(B.E_gx, n * din), din,
-                                  p.gx == 2 ? "gx (through S_prev)" : "gx");
-            else
-                expect_arg_bits(&o, igx, &rg, &rc, "gx buffer (gx NULL: untouched)");
+            linear_backward_case(LIN_N, lin_cfgs[c].din, lin_cfgs[c].d, v,
+                                 1100 + (uint64_t)(10 * c + v), 2000 + 10 * (uint64_t)c);
             ta_release(mark);
         }
+}
+
+/* A wide layer (1024 x 1024, the widest dim) over 520 rows: the GPU's weight-gradient partial
+ * table is capped, so its row chunks hold several float runs (the other cases: one run). */
+static void test_linear_backward_wide(void **state)
+{
+    (void)state;
+    REQUIRE_GPU();
+    linear_backward_case(520, HG_LORENTZ_MAX_D, HG_LORENTZ_MAX_D, 3, 1190, 2090);
 }
 
 /* ---- LorentzLinear backward (sparse input) ---- */
@@ -2013,6 +2077,7 @@ static void test_linear_backward_csr(void **state)
             float *z = tf(n * d), *y = tf(n * d); /* no bias: the empty rows of X clamp */
             hg_k_lorentz_linear_forward_csr(&CPU, z, y, X.rowptr, X.col, X.val, L.Wt,
                                             gb ? L.b : NULL, &L.s, n, d);
+            set_clamp_rows(z, n, d);
             float *gb0 = uniform(d, -1.0f, 1.0f, 4100 + (uint64_t)w), gs0 = -0.625f;
             op o;
             op_init(&o, linear_bwd_csr_fn, &p, "lorentz_linear_backward_csr(d=%lld, gb=%s)",
@@ -2178,13 +2243,15 @@ static void test_pair_margin_loss(void **state)
     (void)state;
     REQUIRE_GPU();
     static const int64_t widths[] = {16, 5, 24};
+    /* PAIR_COUNT couples, and 37: few enough for a single segment of the GPU's row scan */
     for (int w = 0; w < 3; w++)
-        for (int with_dx = 0; with_dx < 2; with_dx++) {
-            const int mark = ta_mark();
-            const int64_t d = widths[w], np = PAIR_NPTS, count = PAIR_COUNT;
+        for (int v = 0; v < 4; v++) {
+            const int mark = ta_mark(), with_dx = v & 1;
+            const int64_t d = widths[w], np = PAIR_NPTS, count = v & 2 ? 37 : PAIR_COUNT;
             const pair_par p = {count, d, np, 2.0f, 1.0f / (2.0f * (float)count), with_dx};
             float *X = tf(np * d);
-            int32_t *pos = ta_alloc(2 * count, sizeof *pos), *neg = ta_alloc(2 * count, sizeof *neg);
+            int32_t *pos = ta_alloc(2 * count, sizeof *pos);
+            int32_t *neg = ta_alloc(2 * count, sizeof *neg);
             random_points(X, np, d, 1.5, 1300 + (uint64_t)w);
             random_pairs(pos, count, 1310 + (uint64_t)w, 0);
             random_pairs(neg, count, 1320 + (uint64_t)w, 0);
@@ -2207,8 +2274,8 @@ static void test_pair_margin_loss(void **state)
             assert_true(active > 0 && active < count); /* both branches of the hinge */
             float *dX0 = uniform(np * d, -1.0f, 1.0f, 1340 + (uint64_t)w);
             op o;
-            op_init(&o, pair_margin_fn, &p, "lorentz_pair_margin_loss(d=%lld, dX %s)",
-                    (long long)d, with_dx ? "given" : "NULL");
+            op_init(&o, pair_margin_fn, &p, "lorentz_pair_margin_loss(d=%lld, count=%lld, dX %s)",
+                    (long long)d, (long long)count, with_dx ? "given" : "NULL");
             op_arg(&o, T_F32, ARG_IN, np * d, X);
             op_arg(&o, T_I32, ARG_IN, 2 * count, pos);
             op_arg(&o, T_I32, ARG_IN, 2 * count, neg);
@@ -2528,7 +2595,8 @@ static void test_stabilize(void **state)
                     sxm += fabs((double)xc[i * d + j] * m[i * d + j]);
                 for (int64_t j = 0; j < d; j++)
                     tm[i * d + j] = 2.0 * (double)(d + 4) * U32 *
-                                    (fabs((double)m[i * d + j]) + sxm * fabs((double)xc[i * d + j]));
+                                    (fabs((double)m[i * d + j]) +
+                                     sxm * fabs((double)xc[i * d + j]));
             }
             expect_arg_within(&o, ix, &rg, &rc, tx, d, "x");
             if (with_m)
@@ -2537,6 +2605,86 @@ static void test_stabilize(void **state)
                 expect_arg_bits(&o, im, &rg, &rc, "m buffer (m NULL: untouched)");
             ta_release(mark);
         }
+}
+
+/* ---- empty sizes: no rows, pairs or loss rows ---- */
+
+static void test_empty(void **state)
+{
+    (void)state;
+    REQUIRE_GPU();
+    static const int64_t widths[] = {16, 5};
+    for (int w = 0; w < 2; w++) {
+        const int mark = ta_mark();
+        const int64_t d = widths[w], din = d;
+        op o;
+        res rc, rg;
+        /* dense backward over 0 rows: gWt (=) 0 (an empty sum), gb and gs unchanged */
+        const lbwd_par pb = {0, din, d, 1, 1, 1, 0.5f, 7};
+        tcsr At = {0, 0, 0, ta_alloc(1, sizeof(int64_t)), ta_alloc(1, sizeof(int32_t)), tf(1)};
+        float *gb0 = uniform(d, -1.0f, 1.0f, 1700), gs0 = 0.25f, s = 0.7f;
+        float *W = uniform(d * din, -0.5f, 0.5f, 1701);
+        op_init(&o, linear_bwd_fn, &pb, "lorentz_linear_backward(n=0, d=%lld)", (long long)d);
+        arg_csr(&o, &At);
+        for (int i = 0; i < 4; i++) /* gS, z, hd, x */
+            op_arg(&o, T_F32, ARG_IN, 0, NULL);
+        op_arg(&o, T_F32, ARG_IN, d * din, W);
+        op_arg(&o, T_F32, ARG_IN, 0, NULL); /* S_prev */
+        op_arg(&o, T_F32, ARG_IN, 1, &s);
+        op_arg(&o, T_F32, ARG_OUT, 0, NULL); /* gx */
+        const int igW = op_arg(&o, T_F64, ARG_OUT, din * d, NULL);
+        const int igb = op_arg(&o, T_F32, ARG_OUT, d, gb0);
+        const int igs = op_arg(&o, T_F32, ARG_OUT, 1, &gs0);
+        run_both(&o, &rc, &rg);
+        expect_arg_bits(&o, igW, &rg, &rc, "gWt");
+        expect_arg_bits(&o, igb, &rg, &rc, "gb");
+        expect_arg_bits(&o, igs, &rg, &rc, "gs");
+
+        /* class logits backward over 0 rows: dX, dP, db unchanged */
+        const int64_t n = 9, C = 3;
+        const cls_par pc = {n, C, d, 0, 1, 1};
+        float *X = tf(n * d), *P = tf(C * d);
+        random_points(X, n, d, 1.0, 1702);
+        random_points(P, C, d, 1.0, 1703);
+        op_init(&o, class_logits_bwd_fn, &pc, "lorentz_class_logits_backward(nidx=0, d=%lld)",
+                (long long)d);
+        op_arg(&o, T_F32, ARG_IN, 0, NULL);
+        op_arg(&o, T_F32, ARG_IN, n * d, X);
+        op_arg(&o, T_F32, ARG_IN, C * d, P);
+        op_arg(&o, T_I64, ARG_IN, 0, NULL);
+        const int idX = op_arg(&o, T_F32, ARG_OUT, n * d, uniform(n * d, -1.0f, 1.0f, 1704));
+        const int idP = op_arg(&o, T_F32, ARG_OUT, C * d, uniform(C * d, -1.0f, 1.0f, 1705));
+        const int idb = op_arg(&o, T_F32, ARG_OUT, C, uniform(C, -1.0f, 1.0f, 1706));
+        run_both(&o, &rc, &rg);
+        expect_arg_bits(&o, idX, &rg, &rc, "dX");
+        expect_arg_bits(&o, idP, &rg, &rc, "dP");
+        expect_arg_bits(&o, idb, &rg, &rc, "db");
+
+        /* margin losses over 0 couples / 0 rows: 0, dX unchanged */
+        const pair_par pp = {0, d, n, 2.0f, 1.0f, 1};
+        op_init(&o, pair_margin_fn, &pp, "lorentz_pair_margin_loss(count=0, d=%lld)",
+                (long long)d);
+        op_arg(&o, T_F32, ARG_IN, n * d, X);
+        op_arg(&o, T_I32, ARG_IN, 0, NULL);
+        op_arg(&o, T_I32, ARG_IN, 0, NULL);
+        op_arg(&o, T_F32, ARG_OUT, 0, NULL);
+        op_arg(&o, T_F32, ARG_OUT, 0, NULL);
+        const int idX2 = op_arg(&o, T_F32, ARG_OUT, n * d, uniform(n * d, -1.0f, 1.0f, 1707));
+        run_both(&o, &rc, &rg);
+        assert_true(rc.ret == 0.0 && rg.ret == 0.0);
+        expect_arg_bits(&o, idX2, &rg, &rc, "dX");
+
+        const cml_par pm = {0, C, 1.0f, 1.0f, 1};
+        int32_t labels[9] = {0};
+        op_init(&o, cml_fn, &pm, "class_margin_loss(nidx=0)");
+        op_arg(&o, T_F32, ARG_IN, n * C, uniform(n * C, -1.0f, 1.0f, 1708));
+        op_arg(&o, T_I64, ARG_IN, 0, NULL);
+        op_arg(&o, T_I32, ARG_IN, n, labels);
+        op_arg(&o, T_F32, ARG_OUT, 0, NULL);
+        run_both(&o, &rc, &rg);
+        assert_true(rc.ret == 0.0 && rg.ret == 0.0);
+        ta_release(mark);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2567,36 +2715,38 @@ static int group_teardown(void **state)
     return 0;
 }
 
-#define T(f) cmocka_unit_test_teardown(f, teardown)
+#define CUDA_TEST(f) cmocka_unit_test_teardown(f, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_gemm),
-        T(test_csr_spmm),
-        T(test_svd),
-        T(test_dropout),
-        T(test_relu),
-        T(test_adam),
-        T(test_sqnorm_scale),
-        T(test_axpy),
-        T(test_normalize),
-        T(test_all_finite),
-        T(test_transpose_gather),
-        T(test_scale_rows_row_dots),
-        T(test_clamp_min),
-        T(test_class_margin_loss_argmax),
-        T(test_centroid_backward),
-        T(test_linear_forward),
-        T(test_linear_forward_csr),
-        T(test_agg_forward),
-        T(test_linear_backward),
-        T(test_linear_backward_csr),
-        T(test_pair_score),
-        T(test_pair_margin_loss),
-        T(test_class_logits),
-        T(test_radam_step),
-        T(test_stabilize),
+        CUDA_TEST(test_gemm),
+        CUDA_TEST(test_csr_spmm),
+        CUDA_TEST(test_svd),
+        CUDA_TEST(test_dropout),
+        CUDA_TEST(test_relu),
+        CUDA_TEST(test_adam),
+        CUDA_TEST(test_sqnorm_scale),
+        CUDA_TEST(test_axpy),
+        CUDA_TEST(test_normalize),
+        CUDA_TEST(test_all_finite),
+        CUDA_TEST(test_transpose_gather),
+        CUDA_TEST(test_scale_rows_row_dots),
+        CUDA_TEST(test_clamp_min),
+        CUDA_TEST(test_class_margin_loss_argmax),
+        CUDA_TEST(test_centroid_backward),
+        CUDA_TEST(test_linear_forward),
+        CUDA_TEST(test_linear_forward_csr),
+        CUDA_TEST(test_agg_forward),
+        CUDA_TEST(test_linear_backward),
+        CUDA_TEST(test_linear_backward_wide),
+        CUDA_TEST(test_linear_backward_csr),
+        CUDA_TEST(test_pair_score),
+        CUDA_TEST(test_pair_margin_loss),
+        CUDA_TEST(test_class_logits),
+        CUDA_TEST(test_radam_step),
+        CUDA_TEST(test_stabilize),
+        CUDA_TEST(test_empty),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
     /* every test skipped (no GPU): meson's SKIP */
