@@ -11,10 +11,11 @@
  * inputs must come back unchanged. Outputs documented (=) start as NaN (a slot left unwritten
  * fails); (+=) ones start at random values.
  *
- * Inputs are built as in tests/test_kernels.c: points on the hyperboloid (expmap0 of random
- * directions), aggregates as positive combinations of points (timelike; every 9th row empty),
- * CSR matrices with empty rows, empty columns and hub rows/columns longer than HG_K_FLOAT_RUN,
- * 83 rows (5 blocks of 16 and a partial one), widths 16 (the CPU's vector paths) and others.
+ * Inputs are built as in tests/test_kernels.c, by the same builders (testutil.h): points on the
+ * hyperboloid (expmap0 of random directions), aggregates as positive combinations of points
+ * (timelike; every 9th row empty), CSR matrices with empty rows, empty columns and hub
+ * rows/columns longer than HG_K_FLOAT_RUN, 83 rows (5 blocks of 16 and a partial one), widths 16
+ * (the CPU's vector paths) and others.
  *
  * Tolerances. u = 2^-24 (unit roundoff of float32), ud = 2^-53 (double). tol_i is per element.
  *  - Exact ops (copies, gathers, transposes, dropout, relu, clamp, one multiply per element, the
@@ -71,32 +72,13 @@ static int verbose; /* TEST_CUDA_VERBOSE set: print each comparison's worst |dif
     } while (0)
 
 /* ------------------------------------------------------------------------------------------ */
-/* host scratch of the running test, freed by the teardown (also after a failure) */
+/* host scratch of the running test (testutil.h), freed by the teardown (also after a failure);
+ * the iterations of a test's loops free theirs with hg_test_mark / hg_test_release */
 
-static void **ta_ptr;
-static int ta_n, ta_cap;
-
-static void *ta_alloc(int64_t count, size_t size)
-{
-    if (ta_n == ta_cap) {
-        ta_cap = ta_cap ? 2 * ta_cap : 256;
-        ta_ptr = realloc(ta_ptr, (size_t)ta_cap * sizeof *ta_ptr);
-        assert_non_null(ta_ptr);
-    }
-    void *p = calloc((size_t)(count > 0 ? count : 1), size);
-    assert_non_null(p);
-    ta_ptr[ta_n++] = p;
-    return p;
-}
-/* Scratch allocated after a mark is freed by ta_release (the iterations of a test's loops). */
-static int ta_mark(void) { return ta_n; }
-static void ta_release(int mark)
-{
-    while (ta_n > mark)
-        free(ta_ptr[--ta_n]);
-}
-static float *tf(int64_t n) { return ta_alloc(n, sizeof(float)); }
-static double *td(int64_t n) { return ta_alloc(n, sizeof(double)); }
+#define tf hg_test_floats
+#define td hg_test_doubles
+#define f2d hg_test_f2d
+#define uniform hg_test_uniform
 
 /* device (or CPU-context) blocks of the running op, freed by run_op or the teardown */
 #define DEV_MAX 64
@@ -117,16 +99,8 @@ static int teardown(void **state)
 {
     (void)state;
     dev_free_all();
-    for (int i = 0; i < ta_n; i++)
-        free(ta_ptr[i]);
-    ta_n = 0;
+    hg_test_free_all();
     return 0;
-}
-
-static void fill_nan(float *x, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        x[i] = NAN;
 }
 
 static float *fcopy(const float *x, int64_t n)
@@ -221,7 +195,7 @@ static void upload_args(const hg_kctx *k, op *o)
         if (a->init) {
             hg_k_upload(k, a->dev, a->init, b);
         } else {
-            void *nan = ta_alloc((int64_t)b, 1);
+            void *nan = hg_test_alloc((int64_t)b, 1);
             memset(nan, 0xff, b);
             hg_k_upload(k, a->dev, nan, b);
         }
@@ -287,7 +261,7 @@ static void run_op(const hg_kctx *k, op *o, res *r)
     r->ret = o->ret;
     for (int i = 0; i < o->na; i++) {
         const size_t b = arg_bytes(k, o, &o->a[i]);
-        r->h[i] = ta_alloc((int64_t)(b ? b : 1), 1);
+        r->h[i] = hg_test_alloc((int64_t)(b ? b : 1), 1);
         if (o->a[i].role != ARG_SCRATCH)
             hg_k_download(k, r->h[i], o->a[i].dev, b);
     }
@@ -306,7 +280,7 @@ static void run_op(const hg_kctx *k, op *o, res *r)
             const arg *a = &o->a[i];
             if (a->role == ARG_SCRATCH)
                 continue;
-            void *h2 = ta_alloc(a->n, type_size(a->type));
+            void *h2 = hg_test_alloc(a->n, type_size(a->type));
             hg_k_download(k, h2, a->dev, arg_bytes(k, o, a));
             int64_t cnt;
             int64_t j = first_diff(a, r->h[i], h2, &cnt);
@@ -385,13 +359,6 @@ static double *as_d(const op *o, const res *r, int i)
         x[j] = elem(a, r->h[i], j);
     return x;
 }
-static double *f2d(const float *x, int64_t n)
-{
-    double *r = td(n);
-    for (int64_t i = 0; i < n; i++)
-        r[i] = x[i];
-    return r;
-}
 
 /* Output i of the GPU within tol of the CPU's. */
 static void expect_arg_within_(const op *o, int i, const res *rg, const res *rc, const double *tol,
@@ -436,97 +403,10 @@ static double *tol_rel(const double *want, int64_t n, double kappa)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* input builders (test_kernels.c's) */
-
-typedef struct {
-    int64_t nrows, ncols, nnz;
-    int64_t *rowptr;
-    int32_t *col;
-    float *val;
-} tcsr;
-
-static int in_list(int64_t v, const int64_t *l, int nl)
-{
-    for (int k = 0; k < nl; k++)
-        if (l[k] == v)
-            return 1;
-    return 0;
-}
-
-/* Entry (i, j) present with probability dens, always when i or j is in hubs, never when
- * i % emod == emod - 1 (an empty row) or j % emod == emod - 2 (an empty column); values uniform
- * in [lo, hi). */
-static void tcsr_random(tcsr *a, int64_t nrows, int64_t ncols, double dens, const int64_t *hubs,
-                        int nhubs, int64_t emod, float lo, float hi, uint64_t seed)
-{
-    hg_rng g;
-    hg_rng_seed(&g, seed);
-    a->nrows = nrows;
-    a->ncols = ncols;
-    a->rowptr = ta_alloc(nrows + 1, sizeof *a->rowptr);
-    a->col = ta_alloc(nrows * ncols, sizeof *a->col);
-    a->val = tf(nrows * ncols);
-    int64_t p = 0;
-    for (int64_t i = 0; i < nrows; i++) {
-        a->rowptr[i] = p;
-        for (int64_t j = 0; j < ncols; j++) {
-            double u = hg_rng_uniform(&g);
-            float v = lo + (hi - lo) * (float)hg_rng_uniform(&g);
-            if (i % emod == emod - 1 || j % emod == emod - 2)
-                continue;
-            if (in_list(i, hubs, nhubs) || in_list(j, hubs, nhubs) || u < dens) {
-                a->col[p] = (int32_t)j;
-                a->val[p++] = v;
-            }
-        }
-    }
-    a->rowptr[nrows] = p;
-    a->nnz = p;
-}
-
-/* t = a^T, entries of each row in increasing source row (as hybonet.c builds it). */
-static void tcsr_transpose(tcsr *t, const tcsr *a)
-{
-    t->nrows = a->ncols;
-    t->ncols = a->nrows;
-    t->nnz = a->nnz;
-    t->rowptr = ta_alloc(a->ncols + 1, sizeof *t->rowptr);
-    t->col = ta_alloc(a->nnz, sizeof *t->col);
-    t->val = tf(a->nnz);
-    int64_t *next = ta_alloc(a->ncols, sizeof *next);
-    for (int64_t p = 0; p < a->nnz; p++)
-        t->rowptr[a->col[p] + 1]++;
-    for (int64_t j = 0; j < a->ncols; j++) {
-        t->rowptr[j + 1] += t->rowptr[j];
-        next[j] = t->rowptr[j];
-    }
-    for (int64_t i = 0; i < a->nrows; i++)
-        for (int64_t p = a->rowptr[i]; p < a->rowptr[i + 1]; p++) {
-            int64_t q = next[a->col[p]]++;
-            t->col[q] = (int32_t)i;
-            t->val[q] = a->val[p];
-        }
-}
-
-static float *tcsr_dense(const tcsr *a)
-{
-    float *D = tf(a->nrows * a->ncols);
-    for (int64_t i = 0; i < a->nrows; i++)
-        for (int64_t p = a->rowptr[i]; p < a->rowptr[i + 1]; p++)
-            D[i * a->ncols + a->col[p]] = a->val[p];
-    return D;
-}
-
-static int64_t tcsr_maxrow(const tcsr *a)
-{
-    int64_t m = 0;
-    for (int64_t i = 0; i < a->nrows; i++)
-        m = a->rowptr[i + 1] - a->rowptr[i] > m ? a->rowptr[i + 1] - a->rowptr[i] : m;
-    return m;
-}
+/* input builders: testutil.h's (shared with test_kernels.c) */
 
 /* The CSR's three arrays as op arguments; returns the index of rowptr (col, val follow). */
-static int arg_csr(op *o, const tcsr *a)
+static int arg_csr(op *o, const hg_test_csr *a)
 {
     int i = op_arg(o, T_I64, ARG_IN, a->nrows + 1, a->rowptr);
     op_arg(o, T_I32, ARG_IN, a->nnz, a->col);
@@ -535,60 +415,6 @@ static int arg_csr(op *o, const tcsr *a)
 }
 
 #define FMAXD HG_LORENTZ_MAX_D /* widest row in these tests */
-
-/* A point of the hyperboloid (double): expmap0 of a random direction at distance r. */
-static void random_point(double *x, int64_t d, double r, hg_rng *g)
-{
-    double nrm = 0.0;
-    for (int64_t j = 1; j < d; j++) {
-        x[j] = hg_rng_normal(g);
-        nrm += x[j] * x[j];
-    }
-    nrm = sqrt(nrm);
-    for (int64_t j = 1; j < d; j++)
-        x[j] = x[j] / nrm * sinh(r);
-    x[0] = cosh(r);
-}
-
-/* n points of the hyperboloid (rounded to float) at distance <= rmax from the origin. */
-static void random_points(float *X, int64_t n, int64_t d, double rmax, uint64_t seed)
-{
-    double x[FMAXD];
-    hg_rng g;
-    hg_rng_seed(&g, seed);
-    for (int64_t i = 0; i < n; i++) {
-        random_point(x, d, rmax * hg_rng_uniform(&g), &g);
-        for (int64_t j = 0; j < d; j++)
-            X[i * d + j] = (float)x[j];
-    }
-}
-
-/* Aggregates as the model's S: positive combinations of 3 points (timelike), every 9th row
- * zero (an empty aggregation row: the centroid's clamp). */
-static void random_aggregates(float *S, int64_t n, int64_t d, uint64_t seed)
-{
-    double x[FMAXD];
-    hg_rng g;
-    hg_rng_seed(&g, seed);
-    for (int64_t i = 0; i < n; i++) {
-        double acc[FMAXD] = {0};
-        for (int k = 0; k < 3 && i % 9 != 8; k++) {
-            random_point(x, d, 1.5 * hg_rng_uniform(&g), &g);
-            double w = 0.2 + 1.3 * hg_rng_uniform(&g);
-            for (int64_t j = 0; j < d; j++)
-                acc[j] += w * x[j];
-        }
-        for (int64_t j = 0; j < d; j++)
-            S[i * d + j] = (float)acc[j];
-    }
-}
-
-static float *uniform(int64_t n, float lo, float hi, uint64_t seed)
-{
-    float *x = tf(n);
-    hg_test_fill_uniform(x, (size_t)n, lo, hi, seed);
-    return x;
-}
 
 /* ========================================================================================== */
 /* library-backed kernels: gemm, csr_spmm, svd */
@@ -625,7 +451,7 @@ static void test_gemm(void **state)
                 float *C0 = uniform(M * p.ldc, -1.0f, 1.0f, sd + 2);
                 if (p.beta == 0.0f) /* beta = 0 overwrites (NaN must not propagate) */
                     for (int64_t i = 0; i < M; i++)
-                        fill_nan(C0 + i * p.ldc, N);
+                        hg_test_fill_nan(C0 + i * p.ldc, N);
                 op o;
                 op_init(&o, gemm_fn, &p, "gemm(transA=%d, transB=%d, beta=%g)", ta, tb,
                         (double)p.beta);
@@ -683,15 +509,15 @@ static void test_csr_spmm(void **state)
     const int64_t nr = 83, nc = 70;
     for (int w = 0; w < 3; w++)
         for (int bi = 0; bi < 3; bi++) {
-            const int mark = ta_mark();
+            const int mark = hg_test_mark();
             const int64_t d = widths[w];
             const spmm_par p = {nr, d, betas[bi]};
-            tcsr A;
-            tcsr_random(&A, nr, nc, 0.08, hubs, 2, 9, -1.0f, 1.0f, 200 + (uint64_t)w);
+            hg_test_csr A;
+            hg_test_csr_random(&A, nr, nc, 0.08, hubs, 2, 9, -1.0f, 1.0f, 200 + (uint64_t)w);
             float *X = uniform(nc * d, -1.0f, 1.0f, 210 + (uint64_t)w);
             float *Y0 = uniform(nr * d, -1.0f, 1.0f, 220 + (uint64_t)w);
             if (p.beta == 0.0f)
-                fill_nan(Y0, nr * d); /* beta = 0 overwrites */
+                hg_test_fill_nan(Y0, nr * d); /* beta = 0 overwrites */
             op o;
             op_init(&o, spmm_fn, &p, "csr_spmm(d=%lld, beta=%g)", (long long)d, (double)p.beta);
             arg_csr(&o, &A);
@@ -711,7 +537,7 @@ static void test_csr_spmm(void **state)
                 }
             }
             expect_arg_within(&o, iY, &rg, &rc, tol, d, "Y");
-            ta_release(mark);
+            hg_test_release(mark);
         }
 }
 
@@ -737,7 +563,7 @@ static void test_svd(void **state)
     REQUIRE_GPU();
     static const int64_t shapes[][2] = {{12, 7}, {7, 12}, {16, 16}, {64, 16}};
     for (int s = 0; s < 4; s++) {
-        const int mark = ta_mark();
+        const int mark = hg_test_mark();
         const svd_par p = {shapes[s][0], shapes[s][1]};
         const int64_t m = p.m, n = p.n, kk = m < n ? m : n, mn = m > n ? m : n;
         float *W = uniform(m * n, -1.0f, 1.0f, 300 + (uint64_t)s);
@@ -815,7 +641,7 @@ static void test_svd(void **state)
         }
         expect_within(o.label, "Ut rows (up to sign)", ug, uc, tu, kk * m, m);
         expect_within(o.label, "Vt rows (same sign as Ut's)", vg, vc, tv, kk * n, n);
-        ta_release(mark);
+        hg_test_release(mark);
     }
 }
 
@@ -849,7 +675,7 @@ static void test_dropout(void **state)
     for (int pi = 0; pi < 3; pi++)
         for (int si = 0; si < 2; si++)
             for (int inplace = 0; inplace < 2; inplace++) {
-                const int mark = ta_mark();
+                const int mark = hg_test_mark();
                 const dropout_par p = {n, ps[pi], seeds[si], inplace};
                 op o;
                 op_init(&o, dropout_fn, &p, "dropout(p=%g, seed=%llu%s)", (double)p.p,
@@ -865,7 +691,7 @@ static void test_dropout(void **state)
                 run_both(&o, &rc, &rg);
                 /* the same hash of (seed, i), the same multiply: the same bits */
                 expect_arg_bits(&o, iout, &rg, &rc, "out");
-                ta_release(mark);
+                hg_test_release(mark);
             }
 }
 
@@ -894,7 +720,7 @@ static void test_relu(void **state)
         x[100 * i + 7] = special[i];
     for (int bwd = 0; bwd < 2; bwd++)
         for (int inplace = 0; inplace < 2; inplace++) {
-            const int mark = ta_mark();
+            const int mark = hg_test_mark();
             const relu_par p = {n, bwd, inplace};
             op o;
             op_init(&o, relu_fn, &p, "relu_%s(%s)", bwd ? "backward" : "forward",
@@ -913,7 +739,7 @@ static void test_relu(void **state)
             res rc, rg;
             run_both(&o, &rc, &rg);
             expect_arg_bits(&o, iout, &rg, &rc, bwd ? "dx" : "y");
-            ta_release(mark);
+            hg_test_release(mark);
         }
 }
 
@@ -939,7 +765,7 @@ static void test_adam(void **state)
     /* (decoupled_wd, l2_wd): Adam, AdamW, Adam with L2 weight decay */
     static const float wds[3][2] = {{0.0f, 0.0f}, {0.1f, 0.0f}, {0.0f, 0.1f}};
     for (int variant = 0; variant < 3; variant++) {
-        const int mark = ta_mark();
+        const int mark = hg_test_mark();
         const adam_par p = {n, T, 1e-2f, 0.9f, 0.999f, 1e-8f, wds[variant][0], wds[variant][1]};
         float *p0 = uniform(n, -2.0f, 2.0f, 420), *G = tf(T * n);
         for (int64_t t = 0; t < T; t++) {
@@ -988,7 +814,7 @@ static void test_adam(void **state)
         expect_arg_within(&o, iv, &rg, &rc, tv, n, "v");
         if (variant == 0)
             assert_true(((float *)rg.h[ip])[0] == p0[0]);
-        ta_release(mark);
+        hg_test_release(mark);
     }
 }
 
@@ -1032,7 +858,7 @@ static void test_sqnorm_scale(void **state)
     (void)state;
     REQUIRE_GPU();
     for (int s = 0; s < NVEC; s++) {
-        const int mark = ta_mark();
+        const int mark = hg_test_mark();
         const vec_par p = {vec_sizes[s], 0.37f, 0.0};
         float *x = uniform(p.n, -2.0f, 2.0f, 440 + (uint64_t)s);
         op o;
@@ -1047,7 +873,7 @@ static void test_sqnorm_scale(void **state)
         const int ix = op_arg(&o, T_F32, ARG_OUT, p.n, x);
         run_both(&o, &rc, &rg);
         expect_arg_bits(&o, ix, &rg, &rc, "x * a"); /* one multiply */
-        ta_release(mark);
+        hg_test_release(mark);
     }
     /* n = 0: 0, nothing read */
     float *x = hg_k_alloc(&GPU, 64, "sqnorm n = 0");
@@ -1062,7 +888,7 @@ static void test_axpy(void **state)
     (void)state;
     REQUIRE_GPU();
     for (int s = 0; s < NVEC; s++) {
-        const int mark = ta_mark();
+        const int mark = hg_test_mark();
         const vec_par p = {vec_sizes[s], -0.75f, 0.0};
         float *y = uniform(p.n, -1.0f, 1.0f, 450 + (uint64_t)s);
         float *x = uniform(p.n, -1.0f, 1.0f, 460 + (uint64_t)s);
@@ -1077,7 +903,7 @@ static void test_axpy(void **state)
         for (int64_t i = 0; i < p.n; i++)
             tol[i] = 4.0 * U32 * (fabs((double)y[i]) + fabs((double)p.a * x[i]));
         expect_arg_within(&o, iy, &rg, &rc, tol, p.n, "y");
-        ta_release(mark);
+        hg_test_release(mark);
     }
 }
 
@@ -1086,7 +912,7 @@ static void test_normalize(void **state)
     (void)state;
     REQUIRE_GPU();
     for (int s = 0; s < NVEC + 2; s++) {
-        const int mark = ta_mark();
+        const int mark = hg_test_mark();
         /* s < NVEC: normalised (the norm in double in any order, inv = 1/|x| rounded to float: at
          * most one float ulp apart, then one multiply: within 2u |x_i| on each side);
          * NVEC: |x| ~ 3e-8 <= min_norm: untouched; NVEC + 1: min_norm 0 */
@@ -1107,7 +933,7 @@ static void test_normalize(void **state)
         } else {
             expect_arg_within(&o, ix, &rg, &rc, tol_rel(as_d(&o, &rc, ix), n, 4.0), n, "x / |x|");
         }
-        ta_release(mark);
+        hg_test_release(mark);
     }
 }
 
@@ -1123,7 +949,7 @@ static void test_all_finite(void **state)
     } cases[] = {{-1, 0.0f}, {0, NAN}, {100002, INFINITY}, {50001, -INFINITY}, {70000, NAN}};
     for (int c = 0; c < 5; c++)
         for (int small = 0; small < 2; small++) {
-            const int mark = ta_mark();
+            const int mark = hg_test_mark();
             const int64_t len = small ? 1 : n;
             const int64_t at = small ? (cases[c].at >= 0 ? 0 : -1) : cases[c].at;
             const vec_par p = {len, 0.0f, 0.0};
@@ -1138,7 +964,7 @@ static void test_all_finite(void **state)
             run_both(&o, &rc, &rg);
             assert_true(rc.ret == (at < 0 ? 1.0 : 0.0));
             expect_scalar(&o, rg.ret, rc.ret, 0.0, "all finite");
-            ta_release(mark);
+            hg_test_release(mark);
         }
 }
 
@@ -1188,7 +1014,7 @@ static void test_transpose_gather(void **state)
     (void)state;
     REQUIRE_GPU();
     for (int s = 0; s < 4; s++) {
-        const int mark = ta_mark();
+        const int mark = hg_test_mark();
         const mat_par p = {mat_shapes[s][0], mat_shapes[s][1], 0.0f, 0};
         const int64_t rc_ = p.rows * p.cols;
         float *src = uniform(rc_, -1.0f, 1.0f, 500 + (uint64_t)s);
@@ -1212,13 +1038,13 @@ static void test_transpose_gather(void **state)
         iout = op_arg(&o, T_F32, ARG_OUT, rc_, NULL);
         run_both(&o, &rc, &rg);
         expect_arg_bits(&o, iout, &rg, &rc, "dst"); /* one correctly rounded conversion */
-        ta_release(mark);
+        hg_test_release(mark);
     }
     /* gather with repeated and out-of-order indices */
     const int64_t nsrc = 1000, n = 777;
     const mat_par p = {n, 1, 0.0f, 0};
     float *src = uniform(nsrc, -1.0f, 1.0f, 520);
-    int64_t *idx = ta_alloc(n, sizeof *idx);
+    int64_t *idx = hg_test_alloc(n, sizeof *idx);
     hg_rng g;
     hg_rng_seed(&g, 521);
     for (int64_t i = 0; i < n; i++)
@@ -1240,7 +1066,7 @@ static void test_scale_rows_row_dots(void **state)
     REQUIRE_GPU();
     for (int s = 0; s < 4; s++)
         for (int inplace = 0; inplace < 2; inplace++) {
-            const int mark = ta_mark();
+            const int mark = hg_test_mark();
             const mat_par p = {mat_shapes[s][0], mat_shapes[s][1], 0.0f, inplace};
             const int64_t n = p.rows * p.cols;
             float *sv = uniform(p.rows, -2.0f, 2.0f, 530 + (uint64_t)s);
@@ -1256,7 +1082,7 @@ static void test_scale_rows_row_dots(void **state)
             run_both(&o, &rc, &rg);
             expect_arg_bits(&o, iout, &rg, &rc, "dst"); /* one multiply */
             if (inplace) {
-                ta_release(mark);
+                hg_test_release(mark);
                 continue;
             }
 
@@ -1278,7 +1104,7 @@ static void test_scale_rows_row_dots(void **state)
                 tol[i] = 4.0 * U32 * mag;
             }
             expect_arg_within(&o, iout, &rg, &rc, tol, 1, "out");
-            ta_release(mark);
+            hg_test_release(mark);
         }
 }
 
@@ -1329,8 +1155,8 @@ static void test_class_margin_loss_argmax(void **state)
     REQUIRE_GPU();
     const int64_t n = 300, C = 7, nidx = 250; /* nidx > HG_K_FLOAT_RUN: several chunks */
     float *logits = uniform(n * C, -3.0f, 3.0f, 600);
-    int32_t *labels = ta_alloc(n, sizeof *labels);
-    int64_t *idx = ta_alloc(n, sizeof *idx);
+    int32_t *labels = hg_test_alloc(n, sizeof *labels);
+    int64_t *idx = hg_test_alloc(n, sizeof *idx);
     hg_rng g;
     hg_rng_seed(&g, 601);
     for (int64_t i = 0; i < n; i++) {
@@ -1374,7 +1200,7 @@ static void test_class_margin_loss_argmax(void **state)
         }
 
         const cml_par pa = {n, C, 0.0f, 0.0f, 0};
-        int64_t *all = ta_alloc(n, sizeof *all);
+        int64_t *all = hg_test_alloc(n, sizeof *all);
         for (int64_t i = 0; i < n; i++)
             all[i] = with_dl ? idx[i] : i;
         op_init(&o, argmax_fn, &pa, "argmax_rows(%s)", with_dl ? "shuffled" : "in order");
@@ -1471,11 +1297,11 @@ static void test_centroid_backward(void **state)
     REQUIRE_GPU();
     static const int64_t widths[] = {16, 5, 24};
     for (int w = 0; w < 3; w++) {
-        const int mark = ta_mark();
+        const int mark = hg_test_mark();
         const nd_par p = {LIN_N, widths[w]};
         const int64_t n = p.n, d = p.d;
         float *S = tf(n * d), *dout = uniform(n * d, -1.0f, 1.0f, 700 + (uint64_t)w);
-        random_aggregates(S, n, d, 710 + (uint64_t)w); /* every 9th row 0: the clamp */
+        hg_test_random_aggregates(S, n, d, 710 + (uint64_t)w); /* every 9th row 0: the clamp */
         for (int64_t i = 4; i < n; i += 9) /* |<S,S>_L| ~ 1e-10: the clamp with S != 0 */
             for (int64_t j = 0; j < d; j++)
                 S[i * d + j] *= 1e-5f;
@@ -1507,49 +1333,16 @@ static void test_centroid_backward(void **state)
                                               2.0 * drdm * SM * fabs((double)Si[j]));
         }
         expect_arg_within(&o, idS, &rg, &rc, tol, d, "dS");
-        ta_release(mark);
+        hg_test_release(mark);
     }
 }
 
 /* ---- LorentzLinear (dense input) ---- */
 
-typedef struct {
-    int64_t n, din, d;
-    tcsr A, At;        /* aggregation (n x n) and its transpose */
-    float *S_prev, *x; /* n x din: the previous layer's aggregate, x = centroid(S_prev) */
-    float *W, *Wt, *b; /* d x din, din x d, d */
-    float *gS;         /* n x d */
-    float s;
-} layer_data;
-
-static void layer_setup_n(layer_data *L, int64_t n, int64_t din, int64_t d, uint64_t seed)
+/* A layer of LIN_N rows (testutil.h). */
+static void layer_setup(hg_test_layer *L, int64_t din, int64_t d, uint64_t seed)
 {
-    static const int64_t hubs[] = {5, 60}; /* rows/columns of 74 entries > HG_K_FLOAT_RUN */
-    L->n = n;
-    L->din = din;
-    L->d = d;
-    tcsr_random(&L->A, n, n, 0.08, hubs, 2, 9, 0.05f, 1.0f, seed);
-    tcsr_transpose(&L->At, &L->A);
-    assert_true(tcsr_maxrow(&L->A) > HG_K_FLOAT_RUN && tcsr_maxrow(&L->At) > HG_K_FLOAT_RUN);
-    L->S_prev = tf(n * din);
-    random_aggregates(L->S_prev, n, din, seed + 1);
-    L->x = tf(n * din);
-    hg_k_lorentz_centroid_forward(&CPU, L->x, L->S_prev, n, din);
-    L->W = tf(d * din);
-    L->Wt = tf(din * d);
-    const float bound = 1.0f / sqrtf((float)din);
-    hg_test_fill_uniform(L->W, (size_t)(d * din), -bound, bound, seed + 2);
-    for (int64_t o = 0; o < d; o++)
-        for (int64_t j = 0; j < din; j++)
-            L->Wt[j * d + o] = L->W[o * din + j];
-    L->b = uniform(d, -0.5f, 0.5f, seed + 3);
-    L->gS = uniform(n * d, -1.0f, 1.0f, seed + 4);
-    L->s = 0.7f;
-}
-
-static void layer_setup(layer_data *L, int64_t din, int64_t d, uint64_t seed)
-{
-    layer_setup_n(L, LIN_N, din, d, seed);
+    hg_test_layer_setup(L, &CPU, LIN_N, din, d, seed);
 }
 
 /* A bias whose spatial part has |b_sp|^2 = 2.5e-9 < 1e-8: the rows of z equal to it (zero rows
@@ -1595,32 +1388,17 @@ static void linear_fwd_fn(const hg_kctx *k, op *o)
                                 p->din, p->d);
 }
 
-/* z = h Wt + b: float dots of din + 1 terms: tol 2 (din + 2) u sum|terms| (h the stage input) */
-static double *z_tol(const float *h, const float *Wt, const float *b, int64_t n, int64_t din,
-                     int64_t d)
-{
-    double *tol = td(n * d);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t o = 0; o < d; o++) {
-            double mag = b ? fabs((double)b[o]) : 0.0;
-            for (int64_t j = 0; j < din; j++)
-                mag += fabs((double)h[i * din + j] * Wt[j * d + o]);
-            tol[i * d + o] = 2.0 * (double)(din + 2) * U32 * mag;
-        }
-    return tol;
-}
-
 static void test_linear_forward(void **state)
 {
     (void)state;
     REQUIRE_GPU();
     for (int c = 0; c < NLIN_CFGS; c++)
         for (int v = 0; v < NFWD_VARS; v++) {
-            const int mark = ta_mark();
+            const int mark = hg_test_mark();
             const int64_t din = lin_cfgs[c].din, d = lin_cfgs[c].d, n = LIN_N;
             const lin_par p = {n, din, d, fwd_vars[v].relu, fwd_vars[v].hd, fwd_vars[v].bias,
                                fwd_vars[v].p, 800 + (uint64_t)(10 * c + v)};
-            layer_data L;
+            hg_test_layer L;
             layer_setup(&L, din, d, 1000 + 10 * (uint64_t)c);
             if (fwd_vars[v].bias == 2)
                 L.b = clamp_bias(d);
@@ -1641,11 +1419,13 @@ static void test_linear_forward(void **state)
             /* hd: the same mask value times the same activation: bitwise */
             expect_arg_bits(&o, ihd, &rg, &rc, p.has_hd ? "hd" : "hd (NULL: untouched)");
             const float *h = p.has_hd ? rc.h[ihd] : L.x;
-            expect_arg_within(&o, iz, &rg, &rc, z_tol(h, L.Wt, p.has_b ? L.b : NULL, n, din, d),
-                              d, "z");
+            /* z = h Wt + b on the stage input h: float dots of din + 1 terms */
+            expect_arg_within(&o, iz, &rg, &rc,
+                              hg_test_linear_tol(h, L.Wt, p.has_b ? L.b : NULL, n, din, d), d,
+                              "z");
             check_head_stage(&o, rg.h[iy], rg.h[iz], L.s, n, d, d == 16 && din == 16,
                              "y vs head(gpu z)");
-            ta_release(mark);
+            hg_test_release(mark);
         }
 }
 
@@ -1666,14 +1446,6 @@ static void linear_fwd_csr_fn(const hg_kctx *k, op *o)
                                     p->has_b ? F(o, 4) : NULL, F(o, 5), p->n, p->d);
 }
 
-static void csr_input(tcsr *X, tcsr *Xt, uint64_t seed)
-{
-    static const int64_t hubs[] = {0, 40}; /* column 0: the time coordinate, in every row */
-    tcsr_random(X, LIN_N, CSR_DIN, 0.15, hubs, 2, 9, -1.0f, 1.0f, seed);
-    tcsr_transpose(Xt, X);
-    assert_true(tcsr_maxrow(X) > HG_K_FLOAT_RUN && tcsr_maxrow(Xt) > HG_K_FLOAT_RUN);
-}
-
 static void test_linear_forward_csr(void **state)
 {
     (void)state;
@@ -1681,13 +1453,13 @@ static void test_linear_forward_csr(void **state)
     static const int64_t widths[] = {16, 5, 24};
     for (int w = 0; w < 3; w++)
         for (int bias = 0; bias < 3; bias++) { /* NULL, random, clamp_bias */
-            const int mark = ta_mark();
+            const int mark = hg_test_mark();
             const int64_t n = LIN_N, d = widths[w], din = CSR_DIN;
             const csr_par p = {n, d, bias > 0};
-            layer_data L;
-            tcsr X, Xt;
+            hg_test_layer L;
+            hg_test_csr X, Xt;
             layer_setup(&L, din, d, 3000 + 10 * (uint64_t)w);
-            csr_input(&X, &Xt, 3005 + 10 * (uint64_t)w);
+            hg_test_csr_input(&X, &Xt, LIN_N, CSR_DIN, 3005 + 10 * (uint64_t)w);
             if (bias == 2)
                 L.b = clamp_bias(d);
             op o;
@@ -1702,10 +1474,11 @@ static void test_linear_forward_csr(void **state)
             res rc, rg;
             run_both(&o, &rc, &rg);
             /* the dense bound over din + 1 terms holds (the zeros of X add exactly) */
+            const float *Xd = hg_test_csr_dense(&X);
             expect_arg_within(&o, iz, &rg, &rc,
-                              z_tol(tcsr_dense(&X), L.Wt, bias ? L.b : NULL, n, din, d), d, "z");
+                              hg_test_linear_tol(Xd, L.Wt, bias ? L.b : NULL, n, din, d), d, "z");
             check_head_stage(&o, rg.h[iy], rg.h[iz], L.s, n, d, d == 16, "y vs head(gpu z)");
-            ta_release(mark);
+            hg_test_release(mark);
         }
 }
 
@@ -1724,15 +1497,16 @@ static void test_agg_forward(void **state)
     static const int64_t widths[] = {16, 5, 24, 72};
     static const int64_t hubs[] = {5, 60};
     for (int w = 0; w < 4; w++) {
-        const int mark = ta_mark();
+        const int mark = hg_test_mark();
         const nd_par p = {LIN_N, widths[w]};
         const int64_t n = p.n, d = p.d;
-        tcsr A;
-        tcsr_random(&A, n, n, 0.08, hubs, 2, 9, 0.05f, 1.0f, 900 + (uint64_t)w);
+        hg_test_csr A;
+        hg_test_csr_random(&A, n, n, 0.08, hubs, 2, 9, 0.05f, 1.0f, 900 + (uint64_t)w);
         for (int64_t q = A.rowptr[13]; q < A.rowptr[14]; q++) /* S_13 tiny: the centroid's clamp */
             A.val[q] *= 1e-5f;
         float *y = tf(n * d);
-        random_points(y, n, d, 2.0, 910 + (uint64_t)w); /* head outputs lie on the hyperboloid */
+        /* head outputs lie on the hyperboloid */
+        hg_test_random_points(y, n, d, 2.0, 910 + (uint64_t)w);
         op o;
         op_init(&o, agg_fwd_fn, &p, "lorentz_agg_forward(d=%lld)", (long long)d);
         arg_csr(&o, &A);
@@ -1742,66 +1516,17 @@ static void test_agg_forward(void **state)
         res rc, rg;
         run_both(&o, &rc, &rg);
         /* S = A y: float sums of k_i terms: 2 (k_i + 1) u sum|terms| */
-        double *tol = td(n * d);
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t c = 0; c < d; c++) {
-                double mag = 0.0;
-                for (int64_t q = A.rowptr[i]; q < A.rowptr[i + 1]; q++)
-                    mag += fabs((double)A.val[q] * y[(int64_t)A.col[q] * d + c]);
-                tol[i * d + c] = 2.0 * (double)(A.rowptr[i + 1] - A.rowptr[i] + 1) * U32 * mag;
-            }
-        expect_arg_within(&o, iS, &rg, &rc, tol, d, "S");
+        expect_arg_within(&o, iS, &rg, &rc, hg_test_csr_spmm_tol(&A, y, d), d, "S");
         check_centroid_stage(&o, rg.h[iout], rg.h[iS], n, d, "out vs centroid(gpu S)");
-        ta_release(mark);
+        hg_test_release(mark);
     }
 }
 
 /* ---- backward: the first-order error bound of the chain (test_kernels.c's bwd_reference) ---- */
 
-/* The head map's Jacobian coefficients of one row, in double (mirror of the head):
- *   dz0 = (dy0 + a dfdt) K,  dz_j = f dy_j + 2 a dfdq z_j,  ds += (dy0 + a dfdt) ses,
- * a = sum_{j >= 1} dy_j z_j. */
-typedef struct {
-    double f, K, dfdt, dfdq, ses;
-} head_jac;
-
-static head_jac head_jac_of(const float *z, float s, int64_t d)
-{
-    head_jac h;
-    const double es = exp((double)s), sg = 1.0 / (1.0 + exp(-(double)z[0]));
-    const double t = sg * es + HG_LORENTZ_LINEAR_TIME_OFFSET;
-    double q = 0.0;
-    for (int64_t j = 1; j < d; j++)
-        q += (double)z[j] * z[j];
-    const int clamped = q < HG_LORENTZ_LINEAR_MIN_SQNORM;
-    if (clamped)
-        q = HG_LORENTZ_LINEAR_MIN_SQNORM;
-    h.f = sqrt((t * t - 1.0) / q);
-    h.dfdt = t / (q * h.f);
-    h.dfdq = clamped ? 0.0 : -0.5 * h.f / q;
-    h.ses = sg * es;
-    h.K = h.ses * (1.0 - sg);
-    return h;
-}
-
-typedef struct {
-    int64_t n, din, d;
-    int relu;
-    float p, s;
-    uint64_t seed;
-    const tcsr *At;
-    const float *gS, *z, *hd, *x;
-    const float *W;      /* d x din; NULL: no input gradient */
-    const float *S_prev; /* n x din or NULL */
-} bwd_in;
-
-typedef struct {
-    double *E_dz, *E_gWt, *E_gb, E_gs, *E_gx; /* first-order bounds of |result - exact| */
-} bwd_bound;
-
-/* The running error bound E of every result of the backward chain (see test_kernels.c for the
- * derivation). Stage roundings kappa_s (units of u), the float path's at width d (which bounds
- * the CPU's generic double path too):
+/* The running error bound E of every result of the backward chain (hg_test_bwd_bounds; see
+ * test_kernels.c for the derivation). Stage roundings kappa_s (units of u), the float path's at
+ * width d (which bounds the CPU's generic double path too):
  *   dy = At gS: float sums of k_i terms: k_i + 1.
  *   head backward: a = sum of d products (d); t, t^2 - 1, f, dfdt, dfdq as the 16-wide path
  *     (test_kernels.c): dz0: 204 + d + 5 e^max(z0,0); dz_j: 84 + d; ds: dz0's plus two float sums
@@ -1809,127 +1534,33 @@ typedef struct {
  *   gWt = hd^T dz, gb: float sums of n rows: n + 1.
  *   dx = (dz W) * mask * act': a dot of d terms and one multiply: d + 2.
  *   centroid backward through S_prev at width din: (2 din - 2) rho + din + 14. */
-static void bwd_bounds(bwd_bound *o, const bwd_in *in)
+static double gpu_head_time(int64_t d, float z0)
 {
-    const int64_t n = in->n, din = in->din, d = in->d;
-    const tcsr *At = in->At;
-    const float *z = in->z;
-    o->E_dz = td(n * d);
-    o->E_gWt = td(din * d);
-    o->E_gb = td(d);
-    o->E_gx = NULL;
-    double *Mdz = td(n * d), Mdy[FMAXD], Edy[FMAXD];
-    o->E_gs = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const int64_t k_i = At->rowptr[i + 1] - At->rowptr[i];
-        for (int64_t c = 0; c < d; c++) {
-            double m = 0.0;
-            for (int64_t q = At->rowptr[i]; q < At->rowptr[i + 1]; q++)
-                m += fabs((double)At->val[q] * in->gS[(int64_t)At->col[q] * d + c]);
-            Mdy[c] = m;
-            Edy[c] = (double)(k_i + 1) * U32 * m;
-        }
-        const float *zi = z + i * d;
-        const head_jac h = head_jac_of(zi, in->s, d);
-        const double kap = 204.0 + (double)d + 5.0 * exp(fmax((double)zi[0], 0.0));
-        const double kap_sp = 84.0 + (double)d;
-        double AM = 0.0, AE = 0.0;
-        for (int64_t j = 1; j < d; j++) {
-            AM += fabs((double)zi[j]) * Mdy[j];
-            AE += fabs((double)zi[j]) * Edy[j];
-        }
-        const double m0 = Mdy[0] + AM * h.dfdt, e0 = Edy[0] + AE * h.dfdt;
-        Mdz[i * d] = m0 * h.K;
-        o->E_dz[i * d] = e0 * h.K + kap * U32 * Mdz[i * d];
-        for (int64_t j = 1; j < d; j++) {
-            const double cz = 2.0 * fabs(h.dfdq) * fabs((double)zi[j]);
-            Mdz[i * d + j] = Mdy[j] * h.f + AM * cz;
-            o->E_dz[i * d + j] = Edy[j] * h.f + AE * cz + kap_sp * U32 * Mdz[i * d + j];
-        }
-        o->E_gs += e0 * h.ses + (kap + 2.0 * HG_K_FLOAT_RUN) * U32 * m0 * h.ses;
-    }
-    for (int64_t j = 0; j < din; j++)
-        for (int64_t c = 0; c < d; c++) {
-            double m = 0.0, e = 0.0;
-            for (int64_t i = 0; i < n; i++) {
-                const double a = fabs((double)in->hd[i * din + j]);
-                m += a * Mdz[i * d + c];
-                e += a * o->E_dz[i * d + c];
-            }
-            o->E_gWt[j * d + c] = e + (double)(n + 1) * U32 * m;
-        }
-    for (int64_t c = 0; c < d; c++) {
-        double m = 0.0, e = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            m += Mdz[i * d + c];
-            e += o->E_dz[i * d + c];
-        }
-        o->E_gb[c] = e + (double)(n + 1) * U32 * m;
-    }
-    if (!in->W)
-        return;
-    o->E_gx = td(n * din);
-    double Mdx[FMAXD], Edx[FMAXD];
-    for (int64_t i = 0; i < n; i++) {
-        for (int64_t j = 0; j < din; j++) {
-            const double rm = in->relu && !(in->x[i * din + j] > 0.0f)
-                                  ? 0.0
-                                  : (double)hg_k_dropout_scale(i * din + j, in->p, in->seed);
-            double m = 0.0, e = 0.0;
-            for (int64_t c = 0; c < d; c++) {
-                const double a = fabs((double)in->W[c * din + j]);
-                m += Mdz[i * d + c] * a;
-                e += o->E_dz[i * d + c] * a;
-            }
-            Mdx[j] = rm * m;
-            Edx[j] = rm * e + (double)(d + 2) * U32 * rm * m;
-        }
-        if (!in->S_prev) {
-            memcpy(o->E_gx + i * din, Edx, (size_t)din * sizeof *Edx);
-            continue;
-        }
-        /* dS_j = r dout_j + 2 dr/dm (dout . S) eta_j S_j */
-        const float *Si = in->S_prev + i * din;
-        const double mnk = fabs(lorentz_inner_d(Si, Si, din));
-        const int clamped = mnk < HG_LORENTZ_CENTROID_MIN;
-        const double cc = clamped ? HG_LORENTZ_CENTROID_MIN : mnk, r = 1.0 / sqrt(cc);
-        const double drdm = clamped ? 0.0 : 0.5 * r / cc, rho = sqnorm_e(Si, din) / cc;
-        const double kap = (2.0 * (double)din - 2.0) * rho + (double)din + 14.0;
-        double SM = 0.0, SE = 0.0;
-        for (int64_t j = 0; j < din; j++) {
-            SM += fabs((double)Si[j]) * Mdx[j];
-            SE += fabs((double)Si[j]) * Edx[j];
-        }
-        for (int64_t j = 0; j < din; j++) {
-            const double cs = 2.0 * drdm * fabs((double)Si[j]);
-            const double m = r * Mdx[j] + cs * SM;
-            o->E_gx[i * din + j] = r * Edx[j] + cs * SE + kap * U32 * m;
-        }
-    }
+    return 204.0 + (double)d + 5.0 * exp(fmax((double)z0, 0.0));
 }
-
-static double *twice(const double *E, int64_t n)
+static double gpu_head_space(int64_t d) { return 84.0 + (double)d; }
+static double gpu_centroid(const float *S, int64_t din, double c)
 {
-    double *t = td(n);
-    for (int64_t i = 0; i < n; i++)
-        t[i] = 2.0 * E[i];
-    return t;
+    const double rho = sqnorm_e(S, din) / c;
+    return (2.0 * (double)din - 2.0) * rho + (double)din + 14.0;
 }
+static const hg_test_bwd_kappa gpu_kappa = {gpu_head_time, gpu_head_space,
+                                            2.0 * HG_K_FLOAT_RUN, gpu_centroid};
 
 /* gb (+=, from gb0) and gs (+=, from gs0): 2E plus the rounding of the accumulation on each
  * side (u of the result). igb < 0: gb NULL (must stay untouched). */
 static void check_gb_gs(const op *o, int igb, int igs, const res *rg, const res *rc,
-                        const float *gb0, float gs0, const bwd_bound *B, int64_t d)
+                        const float *gb0, float gs0, const hg_test_bwd_bound *B, int64_t d)
 {
     if (igb >= 0) {
         double *tol = td(d);
         const float *gbc = rc->h[igb];
         for (int64_t c = 0; c < d; c++)
-            tol[c] = 2.0 * B->E_gb[c] + 2.0 * U32 * (fabs((double)gb0[c]) + fabs((double)gbc[c]));
+            tol[c] = 2.0 * B->gb[c] + 2.0 * U32 * (fabs((double)gb0[c]) + fabs((double)gbc[c]));
         expect_arg_within(o, igb, rg, rc, tol, d, "gb");
     }
     const double gsc = *(const float *)rc->h[igs], gsg = *(const float *)rg->h[igs];
-    expect_scalar(o, gsg, gsc, 2.0 * B->E_gs + 2.0 * U32 * (fabs((double)gs0) + fabs(gsc)), "gs");
+    expect_scalar(o, gsg, gsc, 2.0 * B->gs + 2.0 * U32 * (fabs((double)gs0) + fabs(gsc)), "gs");
 }
 
 /* Rows 4, 13, 22, ... of z (an input of the backward kernels) set to clamp_bias: the head's
@@ -1976,8 +1607,8 @@ static void linear_backward_case(int64_t n, int64_t din, int64_t d, int v, uint6
 {
     const lbwd_par p = {n, din, d, bwd_vars[v].relu, bwd_vars[v].gx, bwd_vars[v].gb,
                         bwd_vars[v].p, seed};
-    layer_data L;
-    layer_setup_n(&L, n, din, d, setup_seed);
+    hg_test_layer L;
+    hg_test_layer_setup(&L, &CPU, n, din, d, setup_seed);
     /* the forward's z and hd on the CPU (hd = x when the forward takes x itself); without a
      * bias the zero rows of x (empty aggregates) give z = 0: the head's clamp with z_sp = 0 */
     const int with_hd = p.relu || p.p > 0.0f;
@@ -2007,16 +1638,16 @@ static void linear_backward_case(int64_t n, int64_t din, int64_t d, int v, uint6
     res rc, rg;
     run_both(&o, &rc, &rg);
 
-    const bwd_in in = {n, din, d, p.relu, p.p, L.s, p.seed, &L.At, L.gS, z, h, L.x,
-                       p.gx ? L.W : NULL, p.gx == 2 ? L.S_prev : NULL};
-    bwd_bound B;
-    bwd_bounds(&B, &in);
-    expect_arg_within(&o, igW, &rg, &rc, twice(B.E_gWt, din * d), d, "gWt");
+    const hg_test_bwd_in in = {n, din, d, p.relu, p.p, L.s, p.seed, &L.At, L.gS, z, h, L.x,
+                               p.gx ? L.W : NULL, p.gx == 2 ? L.S_prev : NULL};
+    hg_test_bwd_bound B;
+    hg_test_bwd_bounds(&B, &in, &gpu_kappa);
+    expect_arg_within(&o, igW, &rg, &rc, hg_test_twice(B.gWt, din * d), d, "gWt");
     check_gb_gs(&o, p.gb ? igb : -1, igs, &rg, &rc, gb0, gs0, &B, d);
     if (!p.gb)
         expect_arg_bits(&o, igb, &rg, &rc, "gb buffer (gb NULL: untouched)");
     if (p.gx)
-        expect_arg_within(&o, igx, &rg, &rc, twice(B.E_gx, n * din), din,
+        expect_arg_within(&o, igx, &rg, &rc, hg_test_twice(B.gx, n * din), din,
                           p.gx == 2 ? "gx (through S_prev)" : "gx");
     else
         expect_arg_bits(&o, igx, &rg, &rc, "gx buffer (gx NULL: untouched)");
@@ -2028,10 +1659,10 @@ static void test_linear_backward(void **state)
     REQUIRE_GPU();
     for (int c = 0; c < NLIN_CFGS; c++)
         for (int v = 0; v < NBWD_VARS; v++) {
-            const int mark = ta_mark();
+            const int mark = hg_test_mark();
             linear_backward_case(LIN_N, lin_cfgs[c].din, lin_cfgs[c].d, v,
                                  1100 + (uint64_t)(10 * c + v), 2000 + 10 * (uint64_t)c);
-            ta_release(mark);
+            hg_test_release(mark);
         }
 }
 
@@ -2067,13 +1698,13 @@ static void test_linear_backward_csr(void **state)
     static const int64_t widths[] = {16, 5, 24};
     for (int w = 0; w < 3; w++)
         for (int gb = 0; gb < 2; gb++) {
-            const int mark = ta_mark();
+            const int mark = hg_test_mark();
             const int64_t n = LIN_N, d = widths[w], din = CSR_DIN;
             const lbwd_csr_par p = {n, din, d, gb};
-            layer_data L;
-            tcsr X, Xt;
+            hg_test_layer L;
+            hg_test_csr X, Xt;
             layer_setup(&L, din, d, 4000 + 10 * (uint64_t)w);
-            csr_input(&X, &Xt, 4005 + 10 * (uint64_t)w);
+            hg_test_csr_input(&X, &Xt, LIN_N, CSR_DIN, 4005 + 10 * (uint64_t)w);
             float *z = tf(n * d), *y = tf(n * d); /* no bias: the empty rows of X clamp */
             hg_k_lorentz_linear_forward_csr(&CPU, z, y, X.rowptr, X.col, X.val, L.Wt,
                                             gb ? L.b : NULL, &L.s, n, d);
@@ -2093,16 +1724,16 @@ static void test_linear_backward_csr(void **state)
             const int igs = op_arg(&o, T_F32, ARG_OUT, 1, &gs0);
             res rc, rg;
             run_both(&o, &rc, &rg);
-            const bwd_in in = {n, din, d, 0, 0.0f, L.s, 0, &L.At, L.gS, z, tcsr_dense(&X), NULL,
-                               NULL, NULL};
-            bwd_bound B;
-            bwd_bounds(&B, &in);
-            expect_arg_within(&o, idz, &rg, &rc, twice(B.E_dz, n * d), d, "dz");
-            expect_arg_within(&o, igW, &rg, &rc, twice(B.E_gWt, din * d), d, "gWt");
+            const hg_test_bwd_in in = {n, din, d, 0, 0.0f, L.s, 0, &L.At, L.gS, z,
+                                       hg_test_csr_dense(&X), NULL, NULL, NULL};
+            hg_test_bwd_bound B;
+            hg_test_bwd_bounds(&B, &in, &gpu_kappa);
+            expect_arg_within(&o, idz, &rg, &rc, hg_test_twice(B.dz, n * d), d, "dz");
+            expect_arg_within(&o, igW, &rg, &rc, hg_test_twice(B.gWt, din * d), d, "gWt");
             check_gb_gs(&o, gb ? igb : -1, igs, &rg, &rc, gb0, gs0, &B, d);
             if (!gb)
                 expect_arg_bits(&o, igb, &rg, &rc, "gb buffer (gb NULL: untouched)");
-            ta_release(mark);
+            hg_test_release(mark);
         }
 }
 
@@ -2110,17 +1741,6 @@ static void test_linear_backward_csr(void **state)
  * A score 2 + 2 <x, y>_L of width d: d float products summed, times 2, plus 2 and the store:
  * within (d + 3) u (2 + 2 sum |x_j y_j|) on each side. A gradient element accumulated (+=) from
  * m terms onto its start value: within (m + 2) u (|start| + sum |terms|) on each side. */
-
-static double score_d(const float *x, const float *y, int64_t d, double *mag)
-{
-    double s = -(double)x[0] * y[0], m = fabs((double)x[0] * y[0]);
-    for (int64_t j = 1; j < d; j++) {
-        s += (double)x[j] * y[j];
-        m += fabs((double)x[j] * y[j]);
-    }
-    *mag = 2.0 + 2.0 * m;
-    return 2.0 + 2.0 * s;
-}
 
 /* Magnitudes M and term counts cnt of dX rows u, v += c d<x_u, x_v>_L / dX. */
 static void pair_mag(double *M, int64_t *cnt, const float *X, int32_t u, int32_t v, double c,
@@ -2137,21 +1757,6 @@ static void pair_mag(double *M, int64_t *cnt, const float *X, int32_t u, int32_t
 #define PAIR_NPTS 40
 #define PAIR_COUNT 200 /* every point in ~10 pairs: repeated ids, rows written by many pairs */
 #define NAN_ROW (PAIR_NPTS - 1)
-
-/* Random pairs of points < PAIR_NPTS - 1, a point with itself at pair 1; with nan_every, one
- * end of every nan_every-th pair is NAN_ROW. */
-static void random_pairs(int32_t *pairs, int64_t count, uint64_t seed, int nan_every)
-{
-    hg_rng g;
-    hg_rng_seed(&g, seed);
-    for (int64_t e = 0; e < count; e++) {
-        pairs[2 * e] = (int32_t)hg_rng_below(&g, PAIR_NPTS - 1);
-        pairs[2 * e + 1] = (int32_t)hg_rng_below(&g, PAIR_NPTS - 1);
-        if (nan_every && e % nan_every == nan_every - 1)
-            pairs[2 * e + (e & 1)] = NAN_ROW;
-    }
-    pairs[2] = pairs[3];
-}
 
 typedef struct {
     int64_t count, d, n;
@@ -2176,13 +1781,13 @@ static void test_pair_score(void **state)
     REQUIRE_GPU();
     static const int64_t widths[] = {16, 5, 24};
     for (int w = 0; w < 3; w++) {
-        const int mark = ta_mark();
+        const int mark = hg_test_mark();
         const int64_t d = widths[w], np = PAIR_NPTS, count = PAIR_COUNT;
         const pair_par p = {count, d, np, 0.0f, 0.0f, 0};
         float *X = tf(np * d);
-        int32_t *pairs = ta_alloc(2 * count, sizeof *pairs);
-        random_points(X, np, d, 2.0, 1200 + (uint64_t)w);
-        random_pairs(pairs, count, 1210 + (uint64_t)w, 5);
+        int32_t *pairs = hg_test_alloc(2 * count, sizeof *pairs);
+        hg_test_random_points(X, np, d, 2.0, 1200 + (uint64_t)w);
+        hg_test_random_pairs(pairs, count, PAIR_NPTS, 1210 + (uint64_t)w, 5);
         op o;
         res rc, rg;
         op_init(&o, pair_score_fn, &p, "lorentz_pair_score(d=%lld)", (long long)d);
@@ -2193,7 +1798,7 @@ static void test_pair_score(void **state)
         double *tol = td(count);
         for (int64_t e = 0; e < count; e++) {
             double mag;
-            score_d(X + pairs[2 * e] * d, X + pairs[2 * e + 1] * d, d, &mag);
+            hg_test_score(X + pairs[2 * e] * d, X + pairs[2 * e + 1] * d, d, &mag);
             tol[e] = 2.0 * (double)(d + 3) * U32 * mag;
         }
         expect_arg_within(&o, iout, &rg, &rc, tol, 1, "scores");
@@ -2205,7 +1810,7 @@ static void test_pair_score(void **state)
             if (e % 5 == 4 || e % 7 == 0)
                 g[e] = 0.0f;
         float *Xn = fcopy(X, np * d);
-        fill_nan(Xn + NAN_ROW * d, d);
+        hg_test_fill_nan(Xn + NAN_ROW * d, d);
         float *dX0 = uniform(np * d, -1.0f, 1.0f, 1230 + (uint64_t)w);
         op_init(&o, pair_score_bwd_fn, &p, "lorentz_pair_score_backward(d=%lld)", (long long)d);
         op_arg(&o, T_F32, ARG_IN, np * d, Xn);
@@ -2214,7 +1819,7 @@ static void test_pair_score(void **state)
         const int idX = op_arg(&o, T_F32, ARG_OUT, np * d, dX0);
         run_both(&o, &rc, &rg);
         double *M = td(np * d), *T = td(np * d);
-        int64_t *cnt = ta_alloc(np, sizeof *cnt);
+        int64_t *cnt = hg_test_alloc(np, sizeof *cnt);
         for (int64_t i = 0; i < np * d; i++)
             M[i] = fabs((double)dX0[i]);
         for (int64_t e = 0; e < count; e++)
@@ -2225,7 +1830,7 @@ static void test_pair_score(void **state)
         expect_arg_within(&o, idX, &rg, &rc, T, d, "dX");
         for (int64_t j = 0; j < d; j++) /* the NaN row's start values, untouched */
             assert_true(((float *)rg.h[idX])[NAN_ROW * d + j] == dX0[NAN_ROW * d + j]);
-        ta_release(mark);
+        hg_test_release(mark);
     }
 }
 
@@ -2246,15 +1851,15 @@ static void test_pair_margin_loss(void **state)
     /* PAIR_COUNT couples, and 37: few enough for a single segment of the GPU's row scan */
     for (int w = 0; w < 3; w++)
         for (int v = 0; v < 4; v++) {
-            const int mark = ta_mark(), with_dx = v & 1;
+            const int mark = hg_test_mark(), with_dx = v & 1;
             const int64_t d = widths[w], np = PAIR_NPTS, count = v & 2 ? 37 : PAIR_COUNT;
             const pair_par p = {count, d, np, 2.0f, 1.0f / (2.0f * (float)count), with_dx};
             float *X = tf(np * d);
-            int32_t *pos = ta_alloc(2 * count, sizeof *pos);
-            int32_t *neg = ta_alloc(2 * count, sizeof *neg);
-            random_points(X, np, d, 1.5, 1300 + (uint64_t)w);
-            random_pairs(pos, count, 1310 + (uint64_t)w, 0);
-            random_pairs(neg, count, 1320 + (uint64_t)w, 0);
+            int32_t *pos = hg_test_alloc(2 * count, sizeof *pos);
+            int32_t *neg = hg_test_alloc(2 * count, sizeof *neg);
+            hg_test_random_points(X, np, d, 1.5, 1300 + (uint64_t)w);
+            hg_test_random_pairs(pos, count, PAIR_NPTS, 1310 + (uint64_t)w, 0);
+            hg_test_random_pairs(neg, count, PAIR_NPTS, 1320 + (uint64_t)w, 0);
             /* keep every hinge margin - s_pos + s_neg away from 0 (1e-3 >> the scores' rounding
              * differences), so that both sides take the same branches: redraw such negatives */
             hg_rng g;
@@ -2263,8 +1868,9 @@ static void test_pair_margin_loss(void **state)
             for (int64_t e = 0; e < count; e++) {
                 double m1, m2, t;
                 for (;;) {
-                    t = p.margin - score_d(X + pos[2 * e] * d, X + pos[2 * e + 1] * d, d, &m1) +
-                        score_d(X + neg[2 * e] * d, X + neg[2 * e + 1] * d, d, &m2);
+                    t = p.margin -
+                        hg_test_score(X + pos[2 * e] * d, X + pos[2 * e + 1] * d, d, &m1) +
+                        hg_test_score(X + neg[2 * e] * d, X + neg[2 * e + 1] * d, d, &m2);
                     if (fabs(t) > 1e-3)
                         break;
                     neg[2 * e] = (int32_t)hg_rng_below(&g, PAIR_NPTS);
@@ -2285,15 +1891,15 @@ static void test_pair_margin_loss(void **state)
             res rc, rg;
             run_both(&o, &rc, &rg);
             double *tp = td(count), *tn = td(count), *M = td(np * d), *T = td(np * d);
-            int64_t *cnt = ta_alloc(np, sizeof *cnt);
+            int64_t *cnt = hg_test_alloc(np, sizeof *cnt);
             double ltol = 0.0, lmag = 0.0;
             const float *sp = rc.h[isp], *sn = rc.h[isn];
             for (int64_t i = 0; i < np * d; i++)
                 M[i] = fabs((double)dX0[i]);
             for (int64_t e = 0; e < count; e++) {
                 double mp, mn;
-                score_d(X + pos[2 * e] * d, X + pos[2 * e + 1] * d, d, &mp);
-                score_d(X + neg[2 * e] * d, X + neg[2 * e + 1] * d, d, &mn);
+                hg_test_score(X + pos[2 * e] * d, X + pos[2 * e + 1] * d, d, &mp);
+                hg_test_score(X + neg[2 * e] * d, X + neg[2 * e + 1] * d, d, &mn);
                 tp[e] = 2.0 * (double)(d + 3) * U32 * mp;
                 tn[e] = 2.0 * (double)(d + 3) * U32 * mn;
                 if (!((double)p.margin - sp[e] + sn[e] > 0.0))
@@ -2315,7 +1921,7 @@ static void test_pair_margin_loss(void **state)
             } else {
                 expect_arg_bits(&o, idX, &rg, &rc, "dX buffer (dX NULL: untouched)");
             }
-            ta_release(mark);
+            hg_test_release(mark);
         }
 }
 
@@ -2345,12 +1951,12 @@ static void test_class_logits(void **state)
     /* (d, C): the CPU's 16-wide path needs C <= 16 */
     static const int64_t cfgs[][2] = {{16, 7}, {16, 16}, {16, 20}, {5, 7}, {24, 3}};
     for (int c = 0; c < 5; c++) {
-        const int mark = ta_mark();
+        const int mark = hg_test_mark();
         const int64_t d = cfgs[c][0], C = cfgs[c][1], n = LIN_N, nidx = 70;
         const cls_par p = {n, C, d, nidx, c != 1, c != 2};
         float *X = tf(n * d), *P = tf(C * d), *b = uniform(C, -0.5f, 0.5f, 1420 + (uint64_t)c);
-        random_points(X, n, d, 2.0, 1400 + (uint64_t)c);
-        random_points(P, C, d, 1.0, 1410 + (uint64_t)c);
+        hg_test_random_points(X, n, d, 2.0, 1400 + (uint64_t)c);
+        hg_test_random_points(P, C, d, 1.0, 1410 + (uint64_t)c);
         op o;
         res rc, rg;
         op_init(&o, class_logits_fn, &p, "lorentz_class_logits(d=%lld, C=%lld, b %s)",
@@ -2364,18 +1970,13 @@ static void test_class_logits(void **state)
         for (int64_t i = 0; i < n; i++)
             for (int64_t k = 0; k < C; k++) {
                 double mag;
-                score_d(X + i * d, P + k * d, d, &mag);
+                hg_test_score(X + i * d, P + k * d, d, &mag);
                 tol[i * C + k] = 2.0 * (double)(d + 4) * U32 * (mag + fabs((double)b[k]));
             }
         expect_arg_within(&o, il, &rg, &rc, tol, C, "logits");
 
         /* backward over nidx distinct rows in shuffled order (nidx > HG_K_FLOAT_RUN) */
-        int64_t *idx = ta_alloc(n, sizeof *idx);
-        for (int64_t i = 0; i < n; i++)
-            idx[i] = i;
-        hg_rng g;
-        hg_rng_seed(&g, 1430 + (uint64_t)c);
-        hg_rng_shuffle_i64(&g, idx, n);
+        int64_t *idx = hg_test_shuffled_rows(n, 1430 + (uint64_t)c);
         float *dl = uniform(nidx * C, -1.0f, 1.0f, 1440 + (uint64_t)c);
         for (int64_t q = 0; q < nidx * C; q += 3)
             dl[q] = 0.0f;
@@ -2420,7 +2021,7 @@ static void test_class_logits(void **state)
             expect_arg_within(&o, idb, &rg, &rc, MB, C, "db");
         else
             expect_arg_bits(&o, idb, &rg, &rc, "db buffer (db NULL: untouched)");
-        ta_release(mark);
+        hg_test_release(mark);
     }
 }
 
@@ -2497,7 +2098,7 @@ static void test_radam_step(void **state)
     static const int64_t widths[] = {16, 5};
     for (int w = 0; w < 2; w++)
         for (int warm = 0; warm < 2; warm++) {
-            const int mark = ta_mark();
+            const int mark = hg_test_mark();
             const int64_t n = 37, d = widths[w], T0 = warm ? 6 : 0;
             const radam_par p = {n, d, T0 + 1, 1e-2f, 0.9f, 0.999f, 1e-8f, 1};
             float *x = tf(n * d), *m = tf(n * d), *v = tf(n), *grad = tf(n * d);
@@ -2505,7 +2106,7 @@ static void test_radam_step(void **state)
             hg_rng_seed(&g, 1500 + (uint64_t)(2 * w + warm));
             double xd[FMAXD];
             for (int64_t i = 0; i < n; i++) {
-                random_point(xd, d, 0.2 + 2.5 * hg_rng_uniform(&g), &g);
+                hg_test_random_point(xd, d, 0.2 + 2.5 * hg_rng_uniform(&g), &g);
                 for (int64_t j = 0; j < d; j++)
                     x[i * d + j] = (float)xd[j];
             }
@@ -2545,7 +2146,7 @@ static void test_radam_step(void **state)
             expect_arg_within(&o, ix, &rg, &rc, tx, d, "x");
             expect_arg_within(&o, im, &rg, &rc, tm, d, "m");
             expect_arg_within(&o, iv, &rg, &rc, tv, 1, "v");
-            ta_release(mark);
+            hg_test_release(mark);
         }
 }
 
@@ -2562,7 +2163,7 @@ static void test_stabilize(void **state)
     static const int64_t widths[] = {16, 5};
     for (int w = 0; w < 2; w++)
         for (int with_m = 0; with_m < 2; with_m++) {
-            const int mark = ta_mark();
+            const int mark = hg_test_mark();
             const int64_t n = 37, d = widths[w];
             const radam_par p = {n, d, 0, 0.0f, 0.0f, 0.0f, 0.0f, with_m};
             float *x = tf(n * d), *m = tf(n * d);
@@ -2570,7 +2171,7 @@ static void test_stabilize(void **state)
             hg_rng_seed(&g, 1600 + (uint64_t)w);
             double xd[FMAXD];
             for (int64_t i = 0; i < n; i++) {
-                random_point(xd, d, 0.5 + 2.0 * hg_rng_uniform(&g), &g);
+                hg_test_random_point(xd, d, 0.5 + 2.0 * hg_rng_uniform(&g), &g);
                 for (int64_t j = 0; j < d; j++) { /* off the manifold by 1e-2, m not tangent */
                     x[i * d + j] = (float)(xd[j] * (1.0 + 1e-2 * (2.0 * hg_rng_uniform(&g) - 1.0)));
                     m[i * d + j] = (float)hg_rng_normal(&g);
@@ -2603,7 +2204,7 @@ static void test_stabilize(void **state)
                 expect_arg_within(&o, im, &rg, &rc, tm, d, "m");
             else
                 expect_arg_bits(&o, im, &rg, &rc, "m buffer (m NULL: untouched)");
-            ta_release(mark);
+            hg_test_release(mark);
         }
 }
 
@@ -2615,13 +2216,14 @@ static void test_empty(void **state)
     REQUIRE_GPU();
     static const int64_t widths[] = {16, 5};
     for (int w = 0; w < 2; w++) {
-        const int mark = ta_mark();
+        const int mark = hg_test_mark();
         const int64_t d = widths[w], din = d;
         op o;
         res rc, rg;
         /* dense backward over 0 rows: gWt (=) 0 (an empty sum), gb and gs unchanged */
         const lbwd_par pb = {0, din, d, 1, 1, 1, 0.5f, 7};
-        tcsr At = {0, 0, 0, ta_alloc(1, sizeof(int64_t)), ta_alloc(1, sizeof(int32_t)), tf(1)};
+        hg_test_csr At = {0, 0, 0, hg_test_alloc(1, sizeof(int64_t)),
+                          hg_test_alloc(1, sizeof(int32_t)), tf(1)};
         float *gb0 = uniform(d, -1.0f, 1.0f, 1700), gs0 = 0.25f, s = 0.7f;
         float *W = uniform(d * din, -0.5f, 0.5f, 1701);
         op_init(&o, linear_bwd_fn, &pb, "lorentz_linear_backward(n=0, d=%lld)", (long long)d);
@@ -2644,8 +2246,8 @@ static void test_empty(void **state)
         const int64_t n = 9, C = 3;
         const cls_par pc = {n, C, d, 0, 1, 1};
         float *X = tf(n * d), *P = tf(C * d);
-        random_points(X, n, d, 1.0, 1702);
-        random_points(P, C, d, 1.0, 1703);
+        hg_test_random_points(X, n, d, 1.0, 1702);
+        hg_test_random_points(P, C, d, 1.0, 1703);
         op_init(&o, class_logits_bwd_fn, &pc, "lorentz_class_logits_backward(nidx=0, d=%lld)",
                 (long long)d);
         op_arg(&o, T_F32, ARG_IN, 0, NULL);
@@ -2683,7 +2285,7 @@ static void test_empty(void **state)
         op_arg(&o, T_F32, ARG_OUT, 0, NULL);
         run_both(&o, &rc, &rg);
         assert_true(rc.ret == 0.0 && rg.ret == 0.0);
-        ta_release(mark);
+        hg_test_release(mark);
     }
 }
 
@@ -2711,7 +2313,6 @@ static int group_teardown(void **state)
     if (have_gpu)
         hg_kctx_destroy(&GPU);
     hg_kctx_destroy(&CPU);
-    free(ta_ptr);
     return 0;
 }
 

@@ -112,22 +112,6 @@ static float *dev_floats(int64_t n)
     return x;
 }
 
-static double max_abs(const float *x, int64_t n)
-{
-    double w = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        w = fmax(w, fabs((double)x[i]));
-    return w;
-}
-
-static double max_abs_diff(const float *x, const float *y, int64_t n)
-{
-    double w = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        w = fmax(w, fabs((double)x[i] - y[i]));
-    return w;
-}
-
 /* Largest normwise difference seen by assert_normwise since the last report. */
 static double worst_seen;
 
@@ -135,7 +119,7 @@ static double worst_seen;
 static void assert_normwise(const float *got, const float *want, int64_t n, double rtol,
                             const char *what, int step)
 {
-    const double d = max_abs_diff(got, want, n), scale = max_abs(want, n);
+    const double d = hg_test_max_abs_diff(got, want, n), scale = hg_test_max_abs(want, n);
     if (scale > 0.0)
         worst_seen = fmax(worst_seen, d / scale);
     if (!(d <= rtol * scale))
@@ -265,7 +249,7 @@ static void parity(hg_linear_method meth, hg_sst_sampling rule, int64_t m, int64
         assert_int_equal(hg_linear_pruned_weight(Lc, keep, Pc), HG_OK);
         assert_int_equal(hg_linear_pruned_weight(Lg, keep, Pg), HG_OK);
         if (keep == 0) {
-            assert_true(max_abs(Pg, mn) == 0.0);
+            assert_true(hg_test_max_abs(Pg, mn) == 0.0);
             continue;
         }
         assert_normwise(Pg, Pc, mn, PARITY_RTOL, "pruned weight", (int)keep);

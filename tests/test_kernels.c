@@ -48,6 +48,11 @@ static const int64_t test_widths[] = {5, 16};
 
 static hg_kctx K = {HG_DEVICE_CPU, 1, NULL};
 
+/* shorthands for the test scratch (testutil.h) */
+#define tf hg_test_floats
+#define td hg_test_doubles
+#define f2d hg_test_f2d
+
 static float *fbuf(size_t n) { float *p = calloc(n ? n : 1, sizeof(float)); assert_non_null(p); return p; }
 
 static void to_double(double *dst, const float *src, size_t n)
@@ -74,20 +79,6 @@ static double abs_dot(const float *R, const float *y, size_t a, size_t b)
 }
 
 static double sqnorm_e(const float *x, int64_t d) { return hg_k_sqnorm(&K, x, d); }
-
-/* A point of the hyperboloid (double): expmap0 of a random direction at distance r. */
-static void random_point(double *x, int64_t d, double r, hg_rng *g)
-{
-    double nrm = 0.0;
-    for (int64_t j = 1; j < d; j++) {
-        x[j] = hg_rng_normal(g);
-        nrm += x[j] * x[j];
-    }
-    nrm = sqrt(nrm);
-    for (int64_t j = 1; j < d; j++)
-        x[j] = x[j] / nrm * sinh(r);
-    x[0] = cosh(r);
-}
 
 /* |<x,x>_L + 1| <= c u |x|_E^2 and x0 > 0 for n rows (see the header). */
 static void assert_on_manifold(const float *x, int64_t n, int64_t d, double c, const char *what)
@@ -249,7 +240,7 @@ static void test_centroid(void **state)
         for (int64_t i = 0; i < n; i++) {
             double acc[MAXD] = {0}, x[MAXD];
             for (int k = 0; k < 3; k++) {
-                random_point(x, d, 1.5 * hg_rng_uniform(&g), &g);
+                hg_test_random_point(x, d, 1.5 * hg_rng_uniform(&g), &g);
                 double wk = 0.2 + 1.3 * hg_rng_uniform(&g);
                 for (int64_t j = 0; j < d; j++)
                     acc[j] += wk * x[j];
@@ -741,7 +732,7 @@ static void test_radam_random_grads(void **state)
     hg_rng r;
     hg_rng_seed(&r, 201);
     for (int i = 0; i < N; i++) {
-        random_point(xd, D, 0.5 + i, &r);
+        hg_test_random_point(xd, D, 0.5 + i, &r);
         for (int j = 0; j < D; j++)
             x[i * D + j] = (float)xd[j];
     }
@@ -785,10 +776,10 @@ static void test_radam_minimises_distance(void **state)
     hg_rng r;
     hg_rng_seed(&r, 301);
     for (int i = 0; i < N; i++) {
-        random_point(xd, D, 1.0 + 0.5 * i, &r);
+        hg_test_random_point(xd, D, 1.0 + 0.5 * i, &r);
         for (int j = 0; j < D; j++)
             x[i * D + j] = (float)xd[j];
-        random_point(xd, D, 0.5 * i, &r);
+        hg_test_random_point(xd, D, 0.5 * i, &r);
         for (int j = 0; j < D; j++)
             tgt[i * D + j] = (float)xd[j];
     }
@@ -834,7 +825,7 @@ static void test_stabilize(void **state)
     hg_rng r;
     hg_rng_seed(&r, 401);
     for (int i = 0; i < N; i++) {
-        random_point(xd, D, 0.5 + 1.5 * i, &r);
+        hg_test_random_point(xd, D, 0.5 + 1.5 * i, &r);
         for (int j = 0; j < D; j++) {
             /* off the manifold by a relative 1e-2, m an arbitrary (non-tangent) vector */
             x[i * D + j] = (float)(xd[j] * (1.0 + 1e-2 * (2.0 * hg_rng_uniform(&r) - 1.0)));
@@ -892,48 +883,10 @@ static void test_stabilize(void **state)
  *     E_out = |J| E_in + kappa_s u |J| M_in along the magnitude chain M_out = |J| M_in, M_0 = |gS|.
  *     Fused kernel and reference are both within E of the exact result: allow 2 E. */
 
-#define FMAXD 128 /* widest row in these tests */
-
-/* scratch owned by the running test, freed at its end */
-#define TA_MAX 512
-static void *ta_ptr[TA_MAX];
-static int ta_n;
-
-static void *ta_alloc(int64_t count, size_t size)
-{
-    void *p = calloc(count > 0 ? (size_t)count : 1, size);
-    assert_non_null(p);
-    assert_true(ta_n < TA_MAX);
-    ta_ptr[ta_n++] = p;
-    return p;
-}
-
-static float *tf(int64_t n) { return ta_alloc(n, sizeof(float)); }
-static double *td(int64_t n) { return ta_alloc(n, sizeof(double)); }
-
-static void ta_free_all(void)
-{
-    while (ta_n > 0)
-        free(ta_ptr[--ta_n]);
-}
-
-static void fill_nan(float *x, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        x[i] = NAN;
-}
-
 static void fill_nan_d(double *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         x[i] = NAN;
-}
-
-static double *f2d(const float *x, int64_t n)
-{
-    double *r = td(n);
-    to_double(r, x, (size_t)n);
-    return r;
 }
 
 /* |got - want| <= tol elementwise (NaN fails); prints the first mismatches with row/column. */
@@ -958,127 +911,6 @@ static void assert_within_(const double *got, const double *want, const double *
 }
 #define assert_within(got, want, tol, n, width, what, cfg) \
     assert_within_((got), (want), (tol), (n), (width), (what), (cfg), __FILE__, __LINE__)
-
-/* CSR matrix of a test, arrays from ta_alloc. */
-typedef struct {
-    int64_t nrows, ncols, nnz;
-    int64_t *rowptr;
-    int32_t *col;
-    float *val;
-} tcsr;
-
-static int in_list(int64_t v, const int64_t *l, int nl)
-{
-    for (int k = 0; k < nl; k++)
-        if (l[k] == v)
-            return 1;
-    return 0;
-}
-
-/* Entry (i, j) is present with probability dens, always when i or j is in hubs (a hub row or
- * column), never when i % emod == emod - 1 (an empty row) or j % emod == emod - 2 (an empty
- * column); values uniform in [lo, hi). */
-static void tcsr_random(tcsr *a, int64_t nrows, int64_t ncols, double dens, const int64_t *hubs,
-                        int nhubs, int64_t emod, float lo, float hi, uint64_t seed)
-{
-    hg_rng g;
-    hg_rng_seed(&g, seed);
-    a->nrows = nrows;
-    a->ncols = ncols;
-    a->rowptr = ta_alloc(nrows + 1, sizeof *a->rowptr);
-    a->col = ta_alloc(nrows * ncols, sizeof *a->col);
-    a->val = tf(nrows * ncols);
-    int64_t p = 0;
-    for (int64_t i = 0; i < nrows; i++) {
-        a->rowptr[i] = p;
-        for (int64_t j = 0; j < ncols; j++) {
-            double u = hg_rng_uniform(&g);
-            float v = lo + (hi - lo) * (float)hg_rng_uniform(&g);
-            if (i % emod == emod - 1 || j % emod == emod - 2)
-                continue;
-            if (in_list(i, hubs, nhubs) || in_list(j, hubs, nhubs) || u < dens) {
-                a->col[p] = (int32_t)j;
-                a->val[p++] = v;
-            }
-        }
-    }
-    a->rowptr[nrows] = p;
-    a->nnz = p;
-}
-
-/* t = a^T, entries of each row in increasing source row (as hybonet.c builds it). */
-static void tcsr_transpose(tcsr *t, const tcsr *a)
-{
-    t->nrows = a->ncols;
-    t->ncols = a->nrows;
-    t->nnz = a->nnz;
-    t->rowptr = ta_alloc(a->ncols + 1, sizeof *t->rowptr);
-    t->col = ta_alloc(a->nnz, sizeof *t->col);
-    t->val = tf(a->nnz);
-    int64_t *next = ta_alloc(a->ncols, sizeof *next);
-    for (int64_t p = 0; p < a->nnz; p++)
-        t->rowptr[a->col[p] + 1]++;
-    for (int64_t j = 0; j < a->ncols; j++) {
-        t->rowptr[j + 1] += t->rowptr[j];
-        next[j] = t->rowptr[j];
-    }
-    for (int64_t i = 0; i < a->nrows; i++)
-        for (int64_t p = a->rowptr[i]; p < a->rowptr[i + 1]; p++) {
-            int64_t q = next[a->col[p]]++;
-            t->col[q] = (int32_t)i;
-            t->val[q] = a->val[p];
-        }
-}
-
-static float *tcsr_dense(const tcsr *a)
-{
-    float *D = tf(a->nrows * a->ncols);
-    for (int64_t i = 0; i < a->nrows; i++)
-        for (int64_t p = a->rowptr[i]; p < a->rowptr[i + 1]; p++)
-            D[i * a->ncols + a->col[p]] = a->val[p];
-    return D;
-}
-
-static int64_t tcsr_maxrow(const tcsr *a)
-{
-    int64_t m = 0;
-    for (int64_t i = 0; i < a->nrows; i++)
-        m = a->rowptr[i + 1] - a->rowptr[i] > m ? a->rowptr[i + 1] - a->rowptr[i] : m;
-    return m;
-}
-
-/* n points of the hyperboloid (rounded to float) at distance <= rmax from the origin. */
-static void random_points(float *X, int64_t n, int64_t d, double rmax, uint64_t seed)
-{
-    double x[FMAXD];
-    hg_rng g;
-    hg_rng_seed(&g, seed);
-    for (int64_t i = 0; i < n; i++) {
-        random_point(x, d, rmax * hg_rng_uniform(&g), &g);
-        for (int64_t j = 0; j < d; j++)
-            X[i * d + j] = (float)x[j];
-    }
-}
-
-/* Aggregates as the model's S: positive combinations of 3 points (timelike), every 9th row
- * zero (an empty aggregation row). */
-static void random_aggregates(float *S, int64_t n, int64_t d, uint64_t seed)
-{
-    double x[FMAXD];
-    hg_rng g;
-    hg_rng_seed(&g, seed);
-    for (int64_t i = 0; i < n; i++) {
-        double acc[FMAXD] = {0};
-        for (int k = 0; k < 3 && i % 9 != 8; k++) {
-            random_point(x, d, 1.5 * hg_rng_uniform(&g), &g);
-            double w = 0.2 + 1.3 * hg_rng_uniform(&g);
-            for (int64_t j = 0; j < d; j++)
-                acc[j] += w * x[j];
-        }
-        for (int64_t j = 0; j < d; j++)
-            S[i * d + j] = (float)acc[j];
-    }
-}
 
 /* Relative error (units of u) of a head output element on one path (header above). */
 static double head_fwd_kappa(int vector_path) { return vector_path ? 64.0 : 2.0; }
@@ -1119,41 +951,10 @@ static void test_fused_dropout_mask(void **state)
 
 #define LIN_N 83 /* 5 blocks of 16 and a partial one */
 
-typedef struct {
-    int64_t n, din, d;
-    tcsr A, At;        /* aggregation (n x n) and its transpose */
-    float *S_prev, *x; /* n x din: the previous layer's aggregate, x = centroid(S_prev) */
-    float *W, *Wt, *b; /* d x din, din x d, d */
-    float *gS;         /* n x d */
-    float s;
-} layer_data;
-
-static void layer_setup(layer_data *L, int64_t din, int64_t d, uint64_t seed)
+/* A layer of LIN_N rows (testutil.h) on the CPU context. */
+static void layer_setup(hg_test_layer *L, int64_t din, int64_t d, uint64_t seed)
 {
-    const int64_t n = LIN_N;
-    static const int64_t hubs[] = {5, 60}; /* rows/columns of 74 entries > HG_K_FLOAT_RUN */
-    L->n = n;
-    L->din = din;
-    L->d = d;
-    tcsr_random(&L->A, n, n, 0.08, hubs, 2, 9, 0.05f, 1.0f, seed);
-    tcsr_transpose(&L->At, &L->A);
-    assert_true(tcsr_maxrow(&L->A) > HG_K_FLOAT_RUN && tcsr_maxrow(&L->At) > HG_K_FLOAT_RUN);
-    L->S_prev = tf(n * din);
-    random_aggregates(L->S_prev, n, din, seed + 1);
-    L->x = tf(n * din);
-    hg_k_lorentz_centroid_forward(&K, L->x, L->S_prev, n, din);
-    L->W = tf(d * din);
-    L->Wt = tf(din * d);
-    const float bound = 1.0f / sqrtf((float)din);
-    hg_test_fill_uniform(L->W, (size_t)(d * din), -bound, bound, seed + 2);
-    for (int64_t o = 0; o < d; o++)
-        for (int64_t j = 0; j < din; j++)
-            L->Wt[j * d + o] = L->W[o * din + j];
-    L->b = tf(d);
-    hg_test_fill_uniform(L->b, (size_t)d, -0.5f, 0.5f, seed + 3);
-    L->gS = tf(n * d);
-    hg_test_fill_uniform(L->gS, (size_t)(n * d), -1.0f, 1.0f, seed + 4);
-    L->s = 0.7f;
+    hg_test_layer_setup(L, &K, LIN_N, din, d, seed);
 }
 
 static const struct {
@@ -1169,17 +970,11 @@ static void check_z_y(const float *z, const float *y, const float *h, const floa
                       int64_t cfg)
 {
     float *zr = tf(n * d), *yr = tf(n * d);
-    double *tol = td(n * d);
     assert_int_equal(hg_k_gemm(&K, 0, 0, n, d, din, 1.0f, h, din, Wt, d, 0.0f, zr, d), 0);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t o = 0; o < d; o++) {
-            double mag = b ? fabs((double)b[o]) : 0.0;
-            for (int64_t j = 0; j < din; j++)
-                mag += fabs((double)h[i * din + j] * Wt[j * d + o]);
-            if (b)
-                zr[i * d + o] += b[o];
-            tol[i * d + o] = 2.0 * (double)(din + 2) * U32 * mag;
-        }
+    for (int64_t i = 0; b && i < n; i++)
+        for (int64_t o = 0; o < d; o++)
+            zr[i * d + o] += b[o];
+    double *tol = hg_test_linear_tol(h, Wt, b, n, din, d);
     assert_within(f2d(z, n * d), f2d(zr, n * d), tol, n * d, d, "fused z vs gemm + b", cfg);
     hg_k_lorentz_linear_head_forward(&K, yr, z, s, n, d);
     const double kap = head_fwd_kappa(fused_vec) + head_fwd_kappa(d == 16);
@@ -1190,15 +985,15 @@ static void check_z_y(const float *z, const float *y, const float *h, const floa
 
 /* Runs the fused forward as hybonet.c does for a layer l > 0; returns hd (NULL when the kernel
  * reads x itself). */
-static float *run_linear_forward(const layer_data *L, float *z, float *y, int relu, float p,
+static float *run_linear_forward(const hg_test_layer *L, float *z, float *y, int relu, float p,
                                  uint64_t seed, const float *b)
 {
     const int64_t n = L->n, din = L->din, d = L->d;
     float *hd = relu || p > 0.0f ? tf(n * din) : NULL;
     if (hd)
-        fill_nan(hd, n * din);
-    fill_nan(z, n * d);
-    fill_nan(y, n * d);
+        hg_test_fill_nan(hd, n * din);
+    hg_test_fill_nan(z, n * d);
+    hg_test_fill_nan(y, n * d);
     hg_k_lorentz_linear_forward(&K, hd, z, y, L->x, L->Wt, b, &L->s, relu, p, seed, n, din, d);
     return hd;
 }
@@ -1212,7 +1007,7 @@ static void test_fused_linear_forward(void **state)
             const float p = v & 2 ? 0.3f : 0.0f;
             const uint64_t seed = 500 + (uint64_t)(10 * c + v);
             const int64_t cfg = 10 * c + v, din = lin_cfgs[c].din, d = lin_cfgs[c].d, n = LIN_N;
-            layer_data L;
+            hg_test_layer L;
             layer_setup(&L, din, d, 1000 + 10 * (uint64_t)c);
             const float *b = v == 1 ? NULL : L.b;
             float *z = tf(n * d), *y = tf(n * d);
@@ -1233,7 +1028,7 @@ static void test_fused_linear_forward(void **state)
                 h = hd;
             }
             check_z_y(z, y, h, L.Wt, b, L.s, n, din, d, d == 16 && din == 16, cfg);
-            ta_free_all();
+            hg_test_free_all();
         }
 }
 
@@ -1246,25 +1041,20 @@ static void test_fused_agg_forward(void **state)
     static const int64_t hubs[] = {5, 60};
     for (int w = 0; w < 4; w++) {
         const int64_t n = LIN_N, d = widths[w];
-        tcsr A;
-        tcsr_random(&A, n, n, 0.08, hubs, 2, 9, 0.05f, 1.0f, 300 + (uint64_t)w);
+        hg_test_csr A;
+        hg_test_csr_random(&A, n, n, 0.08, hubs, 2, 9, 0.05f, 1.0f, 300 + (uint64_t)w);
         float *y = tf(n * d), *S = tf(n * d), *out = tf(n * d), *Sr = tf(n * d),
               *outr = tf(n * d);
         double *tol = td(n * d);
-        random_points(y, n, d, 2.0, 310 + (uint64_t)w); /* head outputs lie on the hyperboloid */
-        fill_nan(S, n * d);
-        fill_nan(out, n * d);
+        /* head outputs lie on the hyperboloid */
+        hg_test_random_points(y, n, d, 2.0, 310 + (uint64_t)w);
+        hg_test_fill_nan(S, n * d);
+        hg_test_fill_nan(out, n * d);
         hg_k_lorentz_agg_forward(&K, S, out, A.rowptr, A.col, A.val, y, n, d);
         /* S against hg_k_csr_spmm: float sums of k_i terms, 2 (k_i + 1) u sum|terms| */
         hg_k_csr_spmm(&K, n, A.rowptr, A.col, A.val, y, d, 0.0f, Sr);
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t o = 0; o < d; o++) {
-                double mag = 0.0;
-                for (int64_t q = A.rowptr[i]; q < A.rowptr[i + 1]; q++)
-                    mag += fabs((double)A.val[q] * y[(int64_t)A.col[q] * d + o]);
-                tol[i * d + o] = 2.0 * (double)(A.rowptr[i + 1] - A.rowptr[i] + 1) * U32 * mag;
-            }
-        assert_within(f2d(S, n * d), f2d(Sr, n * d), tol, n * d, d, "fused agg S vs csr_spmm", d);
+        assert_within(f2d(S, n * d), f2d(Sr, n * d), hg_test_csr_spmm_tol(&A, y, d), n * d, d,
+                      "fused agg S vs csr_spmm", d);
         /* out against the reference centroid of the fused S: kappa 2 (generic) or 8.5 rho + 3
          * (16-wide) per path, rho = |S|_E^2 / max(|<S,S>_L|, 1e-8) */
         hg_k_lorentz_centroid_forward(&K, outr, S, n, d);
@@ -1282,57 +1072,21 @@ static void test_fused_agg_forward(void **state)
         for (int64_t i = 8; i < n; i += 9)
             for (int64_t o = 0; o < d; o++)
                 assert_true(S[i * d + o] == 0.0f && out[i * d + o] == 0.0f);
-        ta_free_all();
+        hg_test_free_all();
     }
 }
 
 /* ---- backward: the reference chain and its error bound ---- */
 
-/* The head map's Jacobian coefficients of one row, in double (mirror of the head):
- *   dz0 = (dy0 + a dfdt) K,  dz_j = f dy_j + 2 a dfdq z_j,  ds += (dy0 + a dfdt) ses,
- * a = sum_{j >= 1} dy_j z_j. */
-typedef struct {
-    double f, K, dfdt, dfdq, ses;
-} head_jac;
-
-static head_jac head_jac_of(const float *z, float s, int64_t d)
-{
-    head_jac h;
-    const double es = exp((double)s), sg = 1.0 / (1.0 + exp(-(double)z[0]));
-    const double t = sg * es + HG_LORENTZ_LINEAR_TIME_OFFSET;
-    double q = 0.0;
-    for (int64_t j = 1; j < d; j++)
-        q += (double)z[j] * z[j];
-    const int clamped = q < HG_LORENTZ_LINEAR_MIN_SQNORM;
-    if (clamped)
-        q = HG_LORENTZ_LINEAR_MIN_SQNORM;
-    h.f = sqrt((t * t - 1.0) / q);
-    h.dfdt = t / (q * h.f);
-    h.dfdq = clamped ? 0.0 : -0.5 * h.f / q;
-    h.ses = sg * es;
-    h.K = h.ses * (1.0 - sg);
-    return h;
-}
-
-typedef struct {
-    int64_t n, din, d;
-    int relu;
-    float p, s;
-    uint64_t seed;
-    const tcsr *At;
-    const float *gS, *z, *hd, *x;
-    const float *W;      /* d x din; NULL: no input gradient */
-    const float *S_prev; /* n x din or NULL */
-} bwd_in;
-
 typedef struct {
     float *dz, *gWt, *gx; /* reference results: n x d, din x d, n x din */
     double *gb, gs;
-    double *E_dz, *E_gWt, *E_gb, E_gs, *E_gx; /* first-order bounds of |result - exact| */
+    hg_test_bwd_bound E; /* first-order bounds of |result - exact| */
 } bwd_out;
 
-/* The reference chain (float kernels) of hg_k_lorentz_linear_backward's doc, and the running
- * error bound E of every result (header above). Stage roundings kappa_s (units of u):
+/* The CPU's stage roundings kappa_s (units of u) along the chain of
+ * hg_k_lorentz_linear_backward's doc, for the running error bound E of every result
+ * (hg_test_bwd_bounds; header above):
  *   dy = At gS: float sums of k_i terms: k_i + 1.
  *   head backward: generic (double, rounded at the end): 5. 16-wide (float): a = 16 products
  *     (16); t (8) -> t^2 - 1 (100, see the header) -> f (60), dfdt = t f / (t^2 - 1) (170),
@@ -1345,20 +1099,29 @@ typedef struct {
  *   centroid backward through S_prev: generic 6; 16-wide: <S,S>_L and dout.S as float sums of
  *     16 (16 rho, 16), r = c^-1/2 (8 rho + 2), dr/dm = r / 2c (24 rho + 4), products:
  *     kappa = 30 rho + 30. */
-static void bwd_reference(bwd_out *o, const bwd_in *in)
+static double cpu_head_time(int64_t d, float z0)
+{
+    return d == 16 ? 220.0 + 5.0 * exp(fmax((double)z0, 0.0)) : 5.0;
+}
+static double cpu_head_space(int64_t d) { return d == 16 ? 100.0 : 5.0; }
+static double cpu_centroid(const float *S, int64_t din, double c)
+{
+    const double rho = sqnorm_e(S, din) / c;
+    return din == 16 ? 30.0 * rho + 30.0 : 6.0;
+}
+static const hg_test_bwd_kappa cpu_kappa = {cpu_head_time, cpu_head_space, 32.0, cpu_centroid};
+
+/* The reference chain (float kernels) of hg_k_lorentz_linear_backward's doc, and its bound. */
+static void bwd_reference(bwd_out *o, const hg_test_bwd_in *in)
 {
     const int64_t n = in->n, din = in->din, d = in->d;
-    const tcsr *At = in->At;
+    const hg_test_csr *At = in->At;
     const float *z = in->z;
     float *dy = tf(n * d);
     o->dz = tf(n * d);
     o->gWt = tf(din * d);
     o->gb = td(d);
-    o->E_dz = td(n * d);
-    o->E_gWt = td(din * d);
-    o->E_gb = td(d);
     o->gx = NULL;
-    o->E_gx = NULL;
 
     /* the reference chain */
     hg_k_csr_spmm(&K, n, At->rowptr, At->col, At->val, in->gS, d, 0.0f, dy);
@@ -1376,7 +1139,6 @@ static void bwd_reference(bwd_out *o, const bwd_in *in)
     if (in->W) {
         dx = tf(n * din);
         o->gx = tf(n * din);
-        o->E_gx = td(n * din);
         assert_int_equal(hg_k_gemm(&K, 0, 0, n, din, d, 1.0f, o->dz, d, in->W, din, 0.0f, dx, din),
                          0);
         hg_k_dropout(&K, dx, dx, n * din, in->p, in->seed);
@@ -1388,103 +1150,7 @@ static void bwd_reference(bwd_out *o, const bwd_in *in)
             memcpy(o->gx, dx, (size_t)(n * din) * sizeof *dx);
     }
 
-    /* the bounds: magnitudes M and errors E, stage by stage */
-    double *Mdz = td(n * d), Mdy[FMAXD], Edy[FMAXD];
-    o->E_gs = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const int64_t k_i = At->rowptr[i + 1] - At->rowptr[i];
-        for (int64_t c = 0; c < d; c++) {
-            double m = 0.0;
-            for (int64_t q = At->rowptr[i]; q < At->rowptr[i + 1]; q++)
-                m += fabs((double)At->val[q] * in->gS[(int64_t)At->col[q] * d + c]);
-            Mdy[c] = m;
-            Edy[c] = (double)(k_i + 1) * U32 * m;
-        }
-        const float *zi = z + i * d;
-        const head_jac h = head_jac_of(zi, in->s, d);
-        /* lane 0 (dfdt, K) and the spatial lanes (f, dfdq: 60 + 79 + the sum a) */
-        const double kap = d == 16 ? 220.0 + 5.0 * exp(fmax((double)zi[0], 0.0)) : 5.0;
-        const double kap_sp = d == 16 ? 100.0 : 5.0;
-        double AM = 0.0, AE = 0.0;
-        for (int64_t j = 1; j < d; j++) {
-            AM += fabs((double)zi[j]) * Mdy[j];
-            AE += fabs((double)zi[j]) * Edy[j];
-        }
-        const double m0 = Mdy[0] + AM * h.dfdt, e0 = Edy[0] + AE * h.dfdt;
-        Mdz[i * d] = m0 * h.K;
-        o->E_dz[i * d] = e0 * h.K + kap * U32 * Mdz[i * d];
-        for (int64_t j = 1; j < d; j++) {
-            const double cz = 2.0 * fabs(h.dfdq) * fabs((double)zi[j]);
-            Mdz[i * d + j] = Mdy[j] * h.f + AM * cz;
-            o->E_dz[i * d + j] = Edy[j] * h.f + AE * cz + kap_sp * U32 * Mdz[i * d + j];
-        }
-        o->E_gs += e0 * h.ses + (kap + 32.0) * U32 * m0 * h.ses;
-    }
-    for (int64_t j = 0; j < din; j++)
-        for (int64_t c = 0; c < d; c++) {
-            double m = 0.0, e = 0.0;
-            for (int64_t i = 0; i < n; i++) {
-                const double a = fabs((double)in->hd[i * din + j]);
-                m += a * Mdz[i * d + c];
-                e += a * o->E_dz[i * d + c];
-            }
-            o->E_gWt[j * d + c] = e + (double)(n + 1) * U32 * m;
-        }
-    for (int64_t c = 0; c < d; c++) {
-        double m = 0.0, e = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            m += Mdz[i * d + c];
-            e += o->E_dz[i * d + c];
-        }
-        o->E_gb[c] = e + (double)(n + 1) * U32 * m;
-    }
-    if (!in->W)
-        return;
-    double Mdx[FMAXD], Edx[FMAXD];
-    for (int64_t i = 0; i < n; i++) {
-        for (int64_t j = 0; j < din; j++) {
-            const double rm = in->relu && !(in->x[i * din + j] > 0.0f)
-                                  ? 0.0
-                                  : (double)hg_k_dropout_scale(i * din + j, in->p, in->seed);
-            double m = 0.0, e = 0.0;
-            for (int64_t c = 0; c < d; c++) {
-                const double a = fabs((double)in->W[c * din + j]);
-                m += Mdz[i * d + c] * a;
-                e += o->E_dz[i * d + c] * a;
-            }
-            Mdx[j] = rm * m;
-            Edx[j] = rm * e + (double)(d + 2) * U32 * rm * m;
-        }
-        if (!in->S_prev) {
-            memcpy(o->E_gx + i * din, Edx, (size_t)din * sizeof *Edx);
-            continue;
-        }
-        /* dS_j = r dout_j + 2 dr/dm (dout . S) eta_j S_j */
-        const float *Si = in->S_prev + i * din;
-        const double mnk = fabs(hg_k_lorentz_inner(Si, Si, din));
-        const int clamped = mnk < HG_LORENTZ_CENTROID_MIN;
-        const double cc = clamped ? HG_LORENTZ_CENTROID_MIN : mnk, r = 1.0 / sqrt(cc);
-        const double drdm = clamped ? 0.0 : 0.5 * r / cc, rho = sqnorm_e(Si, din) / cc;
-        const double kap = din == 16 ? 30.0 * rho + 30.0 : 6.0;
-        double SM = 0.0, SE = 0.0;
-        for (int64_t j = 0; j < din; j++) {
-            SM += fabs((double)Si[j]) * Mdx[j];
-            SE += fabs((double)Si[j]) * Edx[j];
-        }
-        for (int64_t j = 0; j < din; j++) {
-            const double cs = 2.0 * drdm * fabs((double)Si[j]);
-            const double m = r * Mdx[j] + cs * SM;
-            o->E_gx[i * din + j] = r * Edx[j] + cs * SE + kap * U32 * m;
-        }
-    }
-}
-
-static double *twice(const double *E, int64_t n)
-{
-    double *t = td(n);
-    for (int64_t i = 0; i < n; i++)
-        t[i] = 2.0 * E[i];
-    return t;
+    hg_test_bwd_bounds(&o->E, in, &cpu_kappa);
 }
 
 /* gWt (=, double), gb (+= from gb0; NULL: not computed), gs (+= from gs0) against the reference. */
@@ -1492,19 +1158,19 @@ static void check_param_grads(const double *gWt, const float *gb, const float *g
                               float gs0, const bwd_out *R, int64_t din, int64_t d, int64_t cfg)
 {
     double *want = f2d(R->gWt, din * d);
-    assert_within(gWt, want, twice(R->E_gWt, din * d), din * d, d, "fused gWt vs gemm(hd^T dz)",
-                  cfg);
+    assert_within(gWt, want, hg_test_twice(R->E.gWt, din * d), din * d, d,
+                  "fused gWt vs gemm(hd^T dz)", cfg);
     if (gb) {
         /* + the rounding of the float accumulation (+=): 2u of the result */
         double *got = f2d(gb, d), *wb = td(d), *tol = td(d);
         for (int64_t c = 0; c < d; c++) {
             wb[c] = (double)gb0[c] + R->gb[c];
-            tol[c] = 2.0 * R->E_gb[c] + 2.0 * U32 * (fabs((double)gb0[c]) + fabs(R->gb[c]));
+            tol[c] = 2.0 * R->E.gb[c] + 2.0 * U32 * (fabs((double)gb0[c]) + fabs(R->gb[c]));
         }
         assert_within(got, wb, tol, d, d, "fused gb vs column sums of dz", cfg);
     }
     double gwant = (double)gs0 + R->gs, got = gs;
-    double gtol = 2.0 * R->E_gs + 2.0 * U32 * (fabs((double)gs0) + fabs(R->gs));
+    double gtol = 2.0 * R->E.gs + 2.0 * U32 * (fabs((double)gs0) + fabs(R->gs));
     assert_within(&got, &gwant, &gtol, 1, 1, "fused gs vs head backward ds", cfg);
 }
 
@@ -1517,15 +1183,15 @@ static void test_fused_linear_backward(void **state)
             const float p = v & 2 ? 0.3f : 0.0f;
             const uint64_t seed = 700 + (uint64_t)(10 * c + v);
             const int64_t cfg = 10 * c + v, din = lin_cfgs[c].din, d = lin_cfgs[c].d, n = LIN_N;
-            layer_data L;
+            hg_test_layer L;
             layer_setup(&L, din, d, 2000 + 10 * (uint64_t)c);
             const int bias = v != 1 && v != 6;
             float *z = tf(n * d), *y = tf(n * d);
             float *hd = run_linear_forward(&L, z, y, relu, p, seed, bias ? L.b : NULL);
             const float *h = hd ? hd : L.x; /* as hybonet.c passes it */
 
-            bwd_in in = {n, din, d, relu, p, L.s, seed, &L.At, L.gS, z, h, L.x, L.W,
-                         sprev ? L.S_prev : NULL};
+            hg_test_bwd_in in = {n, din, d, relu, p, L.s, seed, &L.At, L.gS, z, h, L.x, L.W,
+                                 sprev ? L.S_prev : NULL};
             bwd_out R;
             bwd_reference(&R, &in);
 
@@ -1536,13 +1202,13 @@ static void test_fused_linear_backward(void **state)
             const float gs0 = 0.375f;
             float gs = gs0;
             fill_nan_d(gWt, din * d);
-            fill_nan(gx, n * din);
+            hg_test_fill_nan(gx, n * din);
             hg_k_lorentz_linear_backward(&K, gx, gWt, bias ? gb : NULL, &gs, L.At.rowptr,
                                          L.At.col, L.At.val, L.gS, z, h, L.x, L.W, in.S_prev, &L.s,
                                          relu, p, seed, n, din, d, NULL);
             check_param_grads(gWt, bias ? gb : NULL, gb0, gs, gs0, &R, din, d, cfg);
-            assert_within(f2d(gx, n * din), f2d(R.gx, n * din), twice(R.E_gx, n * din), n * din,
-                          din, sprev ? "fused gx vs centroid_backward(act'(x) mask (dz W))"
+            assert_within(f2d(gx, n * din), f2d(R.gx, n * din), hg_test_twice(R.E.gx, n * din),
+                          n * din, din, sprev ? "fused gx vs centroid_backward(act'(x) mask (dz W))"
                                      : "fused gx vs act'(x) mask (dz W)",
                           cfg);
 
@@ -1555,7 +1221,7 @@ static void test_fused_linear_backward(void **state)
                                              seed, n, din, d, NULL);
                 check_param_grads(gWt, gb, gb0, gs, gs0, &R, din, d, cfg + 1000);
             }
-            ta_free_all();
+            hg_test_free_all();
         }
 }
 
@@ -1565,13 +1231,11 @@ static void test_fused_linear_backward(void **state)
  * float-runs-into-double path */
 #define CSR_DIN 80
 
-static void csr_layer_setup(layer_data *L, tcsr *X, tcsr *Xt, int64_t d, uint64_t seed)
+static void csr_layer_setup(hg_test_layer *L, hg_test_csr *X, hg_test_csr *Xt, int64_t d,
+                            uint64_t seed)
 {
-    static const int64_t hubs[] = {0, 40}; /* column 0: the time coordinate, in every row */
     layer_setup(L, CSR_DIN, d, seed);
-    tcsr_random(X, LIN_N, CSR_DIN, 0.15, hubs, 2, 9, -1.0f, 1.0f, seed + 5);
-    tcsr_transpose(Xt, X);
-    assert_true(tcsr_maxrow(X) > HG_K_FLOAT_RUN && tcsr_maxrow(Xt) > HG_K_FLOAT_RUN);
+    hg_test_csr_input(X, Xt, LIN_N, CSR_DIN, seed + 5);
 }
 
 static void test_fused_linear_forward_csr(void **state)
@@ -1580,18 +1244,18 @@ static void test_fused_linear_forward_csr(void **state)
     static const int64_t widths[] = {16, 5, 24};
     for (int w = 0; w < 3; w++) {
         const int64_t n = LIN_N, d = widths[w], din = CSR_DIN;
-        layer_data L;
-        tcsr X, Xt;
+        hg_test_layer L;
+        hg_test_csr X, Xt;
         csr_layer_setup(&L, &X, &Xt, d, 3000 + 10 * (uint64_t)w);
         const float *b = w == 1 ? NULL : L.b;
         float *z = tf(n * d), *y = tf(n * d);
-        fill_nan(z, n * d);
-        fill_nan(y, n * d);
+        hg_test_fill_nan(z, n * d);
+        hg_test_fill_nan(y, n * d);
         hg_k_lorentz_linear_forward_csr(&K, z, y, X.rowptr, X.col, X.val, L.Wt, b, &L.s, n, d);
         /* z = X Wt + b against the dense product (the same sums: the zeros of X add exactly, so
          * the bound over din + 1 terms holds), y against head(z) */
-        check_z_y(z, y, tcsr_dense(&X), L.Wt, b, L.s, n, din, d, d == 16, d);
-        ta_free_all();
+        check_z_y(z, y, hg_test_csr_dense(&X), L.Wt, b, L.s, n, din, d, d == 16, d);
+        hg_test_free_all();
     }
 }
 
@@ -1601,15 +1265,16 @@ static void test_fused_linear_backward_csr(void **state)
     static const int64_t widths[] = {16, 5, 24};
     for (int w = 0; w < 3; w++) {
         const int64_t n = LIN_N, d = widths[w], din = CSR_DIN;
-        layer_data L;
-        tcsr X, Xt;
+        hg_test_layer L;
+        hg_test_csr X, Xt;
         csr_layer_setup(&L, &X, &Xt, d, 4000 + 10 * (uint64_t)w);
         const int bias = w != 1;
         float *z = tf(n * d), *y = tf(n * d);
         hg_k_lorentz_linear_forward_csr(&K, z, y, X.rowptr, X.col, X.val, L.Wt,
                                         bias ? L.b : NULL, &L.s, n, d);
         /* the reference chain with hd = X (dense) and no input gradient */
-        bwd_in in = {n, din, d, 0, 0.0f, L.s, 0, &L.At, L.gS, z, tcsr_dense(&X), NULL, NULL, NULL};
+        hg_test_bwd_in in = {n, din, d, 0, 0.0f, L.s, 0, &L.At, L.gS, z, hg_test_csr_dense(&X),
+                             NULL, NULL, NULL};
         bwd_out R;
         bwd_reference(&R, &in);
 
@@ -1619,15 +1284,15 @@ static void test_fused_linear_backward_csr(void **state)
         memcpy(gb, gb0, (size_t)d * sizeof *gb);
         const float gs0 = -0.625f;
         float gs = gs0;
-        fill_nan(dz, n * d);
+        hg_test_fill_nan(dz, n * d);
         fill_nan_d(gWt, din * d);
         hg_k_lorentz_linear_backward_csr(&K, dz, gWt, bias ? gb : NULL, &gs, L.At.rowptr, L.At.col,
                                          L.At.val, L.gS, z, Xt.rowptr, Xt.col, Xt.val, &L.s, n, din,
                                          d, NULL);
-        assert_within(f2d(dz, n * d), f2d(R.dz, n * d), twice(R.E_dz, n * d), n * d, d,
+        assert_within(f2d(dz, n * d), f2d(R.dz, n * d), hg_test_twice(R.E.dz, n * d), n * d, d,
                       "fused csr dz vs head_backward(At gS)", d);
         check_param_grads(gWt, bias ? gb : NULL, gb0, gs, gs0, &R, din, d, d);
-        ta_free_all();
+        hg_test_free_all();
     }
 }
 
@@ -1639,11 +1304,11 @@ static void test_fused_dense_first_layer(void **state)
     enum { DIN0 = 12 }; /* Disease / Airport: 11 features + the time coordinate */
     const int64_t n = LIN_N, d = 16;
     static const int64_t hubs[] = {0}; /* the time coordinate, in every row */
-    layer_data L;
+    hg_test_layer L;
     layer_setup(&L, DIN0, d, 5000);
-    tcsr X, Xt;
-    tcsr_random(&X, n, DIN0, 0.5, hubs, 1, 9, -1.0f, 1.0f, 5005);
-    tcsr_transpose(&Xt, &X);
+    hg_test_csr X, Xt;
+    hg_test_csr_random(&X, n, DIN0, 0.5, hubs, 1, 9, -1.0f, 1.0f, 5005);
+    hg_test_csr_transpose(&Xt, &X);
     /* x0_dense (n x 16) and w0_pad[j][o] = W[o][j] (0 for j >= DIN0), as hybonet.c builds them */
     float *Xd = tf(n * 16), *Wp = tf(16 * 16);
     for (int64_t i = 0; i < n; i++)
@@ -1654,8 +1319,8 @@ static void test_fused_dense_first_layer(void **state)
             Wp[j * 16 + o] = j < DIN0 ? L.W[o * DIN0 + j] : 0.0f;
 
     float *z = tf(n * d), *y = tf(n * d), *zc = tf(n * d), *yc = tf(n * d);
-    fill_nan(z, n * d);
-    fill_nan(y, n * d);
+    hg_test_fill_nan(z, n * d);
+    hg_test_fill_nan(y, n * d);
     hg_k_lorentz_linear_forward(&K, NULL, z, y, Xd, Wp, L.b, &L.s, 0, 0.0f, 99, n, 16, 16);
     check_z_y(z, y, Xd, Wp, L.b, L.s, n, 16, d, 1, 0);
     /* the sparse path on the same input: both z within (16 + 1) u sum|terms| of the exact one */
@@ -1673,7 +1338,7 @@ static void test_fused_dense_first_layer(void **state)
     }
 
     /* backward as hybonet.c calls it: no input gradient, hd = x = x0_dense, a 16 x 16 gWt */
-    bwd_in in = {n, 16, d, 0, 0.0f, L.s, 0, &L.At, L.gS, z, Xd, Xd, NULL, NULL};
+    hg_test_bwd_in in = {n, 16, d, 0, 0.0f, L.s, 0, &L.At, L.gS, z, Xd, Xd, NULL, NULL};
     bwd_out R;
     bwd_reference(&R, &in);
     double *gWt = td(16 * 16), *gWtc = td(DIN0 * 16);
@@ -1694,37 +1359,26 @@ static void test_fused_dense_first_layer(void **state)
     fill_nan_d(gWtc, DIN0 * 16);
     hg_k_lorentz_linear_backward_csr(&K, dzc, gWtc, gbc, &gsc, L.At.rowptr, L.At.col, L.At.val,
                                      L.gS, z, Xt.rowptr, Xt.col, Xt.val, &L.s, n, DIN0, d, NULL);
-    assert_within(gWtc, gWt, twice(R.E_gWt, DIN0 * 16), DIN0 * 16, 16,
+    assert_within(gWtc, gWt, hg_test_twice(R.E.gWt, DIN0 * 16), DIN0 * 16, 16,
                   "csr gWt vs dense gWt", 0);
     {
         double got[16], want[16], tol[16];
         for (int o = 0; o < 16; o++) {
             got[o] = gbc[o];
             want[o] = gb[o];
-            tol[o] = 2.0 * R.E_gb[o] + 2.0 * U32 * (fabs((double)gb0[o]) + fabs(R.gb[o]));
+            tol[o] = 2.0 * R.E.gb[o] + 2.0 * U32 * (fabs((double)gb0[o]) + fabs(R.gb[o]));
         }
         assert_within(got, want, tol, 16, 16, "csr gb vs dense gb", 0);
-        double g1 = gsc, g2 = gs, t = 2.0 * R.E_gs + 2.0 * U32 * (fabs((double)gs0) + fabs(R.gs));
+        double g1 = gsc, g2 = gs, t = 2.0 * R.E.gs + 2.0 * U32 * (fabs((double)gs0) + fabs(R.gs));
         assert_within(&g1, &g2, &t, 1, 1, "csr gs vs dense gs", 0);
     }
-    ta_free_all();
+    hg_test_free_all();
 }
 
 /* ---- decoders: pair scores, margin loss, class logits against naive double formulas ----
  * A score 2 + 2 <x, y>_L of width d: d float products summed (d u sum|x_j y_j|), times 2, plus 2
  * and the store: within (d + 3) u (2 + 2 sum |x_j y_j|). A gradient element accumulated (+=) in
  * float from m terms onto its start value: within (m + 2) u (|start| + sum |terms|). */
-
-static double score_d(const float *x, const float *y, int64_t d, double *mag)
-{
-    double s = -(double)x[0] * y[0], m = fabs((double)x[0] * y[0]);
-    for (int64_t j = 1; j < d; j++) {
-        s += (double)x[j] * y[j];
-        m += fabs((double)x[j] * y[j]);
-    }
-    *mag = 2.0 + 2.0 * m;
-    return 2.0 + 2.0 * s;
-}
 
 /* dX rows u, v (double, with magnitudes and term counts) += c d<x_u, x_v>_L / dX. */
 static void pair_grad_d(double *G, double *M, int64_t *cnt, const float *X, int32_t u, int32_t v,
@@ -1745,19 +1399,6 @@ static void pair_grad_d(double *G, double *M, int64_t *cnt, const float *X, int3
 #define PAIR_COUNT 37 /* 2 blocks of 16 and a partial one */
 #define NAN_ROW (PAIR_NPTS - 1)
 
-static void random_pairs(int32_t *pairs, int64_t count, uint64_t seed, int nan_every)
-{
-    hg_rng g;
-    hg_rng_seed(&g, seed);
-    for (int64_t e = 0; e < count; e++) {
-        pairs[2 * e] = (int32_t)hg_rng_below(&g, PAIR_NPTS - 1);
-        pairs[2 * e + 1] = (int32_t)hg_rng_below(&g, PAIR_NPTS - 1);
-        if (nan_every && e % nan_every == nan_every - 1)
-            pairs[2 * e + (e & 1)] = NAN_ROW;
-    }
-    pairs[2] = pairs[3]; /* a point with itself: score 0 */
-}
-
 static void test_fused_pair_score(void **state)
 {
     (void)state;
@@ -1766,14 +1407,14 @@ static void test_fused_pair_score(void **state)
         const int64_t d = widths[w], np = PAIR_NPTS, count = PAIR_COUNT;
         float *X = tf(np * d), *out = tf(count), *g = tf(count);
         int32_t pairs[2 * PAIR_COUNT];
-        random_points(X, np, d, 2.0, 600 + (uint64_t)w);
-        random_pairs(pairs, count, 610 + (uint64_t)w, 5);
-        fill_nan(out, count);
+        hg_test_random_points(X, np, d, 2.0, 600 + (uint64_t)w);
+        hg_test_random_pairs(pairs, count, PAIR_NPTS, 610 + (uint64_t)w, 5);
+        hg_test_fill_nan(out, count);
         hg_k_lorentz_pair_score(&K, out, X, pairs, count, d);
         double want[PAIR_COUNT], tol[PAIR_COUNT];
         for (int64_t e = 0; e < count; e++) {
             double mag;
-            want[e] = score_d(X + pairs[2 * e] * d, X + pairs[2 * e + 1] * d, d, &mag);
+            want[e] = hg_test_score(X + pairs[2 * e] * d, X + pairs[2 * e + 1] * d, d, &mag);
             tol[e] = (double)(d + 3) * U32 * mag;
         }
         assert_within(f2d(out, count), want, tol, count, 1, "fused pair score", d);
@@ -1790,7 +1431,7 @@ static void test_fused_pair_score(void **state)
         memcpy(dX, dX0, (size_t)(np * d) * sizeof *dX);
         hg_k_lorentz_pair_score_backward(&K, dX, X, pairs, g, count, d);
         double *G = f2d(dX0, np * d), *M = td(np * d), *T = td(np * d);
-        int64_t *cnt = ta_alloc(np, sizeof *cnt);
+        int64_t *cnt = hg_test_alloc(np, sizeof *cnt);
         for (int64_t i = 0; i < np * d; i++)
             M[i] = fabs(G[i]);
         for (int64_t e = 0; e < count; e++)
@@ -1799,7 +1440,7 @@ static void test_fused_pair_score(void **state)
         for (int64_t i = 0; i < np * d; i++)
             T[i] = (double)(cnt[i / d] + 2) * U32 * M[i];
         assert_within(f2d(dX, np * d), G, T, np * d, d, "fused pair score backward dX", d);
-        ta_free_all();
+        hg_test_free_all();
     }
 }
 
@@ -1813,13 +1454,13 @@ static void test_fused_pair_margin_loss(void **state)
         float *X = tf(np * d), *sp = tf(count), *sn = tf(count), *dX = tf(np * d),
               *dX0 = tf(np * d);
         int32_t pos[2 * PAIR_COUNT], neg[2 * PAIR_COUNT];
-        random_points(X, np, d, 1.5, 700 + (uint64_t)w);
-        random_pairs(pos, count, 710 + (uint64_t)w, 0);
-        random_pairs(neg, count, 720 + (uint64_t)w, 0);
+        hg_test_random_points(X, np, d, 1.5, 700 + (uint64_t)w);
+        hg_test_random_pairs(pos, count, PAIR_NPTS, 710 + (uint64_t)w, 0);
+        hg_test_random_pairs(neg, count, PAIR_NPTS, 720 + (uint64_t)w, 0);
         hg_test_fill_uniform(dX0, (size_t)(np * d), -1.0f, 1.0f, 730 + (uint64_t)w);
         memcpy(dX, dX0, (size_t)(np * d) * sizeof *dX);
-        fill_nan(sp, count);
-        fill_nan(sn, count);
+        hg_test_fill_nan(sp, count);
+        hg_test_fill_nan(sn, count);
         const double loss =
             hg_k_lorentz_pair_margin_loss(&K, sp, sn, dX, X, pos, neg, count, margin, wt, np, d,
                                           NULL);
@@ -1827,8 +1468,8 @@ static void test_fused_pair_margin_loss(void **state)
         double want[2 * PAIR_COUNT], tol[2 * PAIR_COUNT], got[2 * PAIR_COUNT];
         for (int64_t e = 0; e < count; e++) {
             double mp, mn;
-            want[e] = score_d(X + pos[2 * e] * d, X + pos[2 * e + 1] * d, d, &mp);
-            want[count + e] = score_d(X + neg[2 * e] * d, X + neg[2 * e + 1] * d, d, &mn);
+            want[e] = hg_test_score(X + pos[2 * e] * d, X + pos[2 * e + 1] * d, d, &mp);
+            want[count + e] = hg_test_score(X + neg[2 * e] * d, X + neg[2 * e + 1] * d, d, &mn);
             tol[e] = (double)(d + 3) * U32 * mp;
             tol[count + e] = (double)(d + 3) * U32 * mn;
             got[e] = sp[e];
@@ -1838,7 +1479,7 @@ static void test_fused_pair_margin_loss(void **state)
         /* the loss from the kernel's own scores, in double (count additions: count eps of the
          * sum of |terms|), and the gradient of the active couples */
         double *G = f2d(dX0, np * d), *M = td(np * d), *T = td(np * d), lw = 0.0, lmag = 0.0;
-        int64_t *cnt = ta_alloc(np, sizeof *cnt), active = 0;
+        int64_t *cnt = hg_test_alloc(np, sizeof *cnt), active = 0;
         for (int64_t i = 0; i < np * d; i++)
             M[i] = fabs(G[i]);
         for (int64_t e = 0; e < count; e++) {
@@ -1858,8 +1499,8 @@ static void test_fused_pair_margin_loss(void **state)
             T[i] = (double)(cnt[i / d] + 2) * U32 * M[i];
         assert_within(f2d(dX, np * d), G, T, np * d, d, "fused margin loss dX", d);
         /* without the gradient: the same loss and scores */
-        fill_nan(sp, count);
-        fill_nan(sn, count);
+        hg_test_fill_nan(sp, count);
+        hg_test_fill_nan(sn, count);
         const double loss2 =
             hg_k_lorentz_pair_margin_loss(&K, sp, sn, NULL, X, pos, neg, count, margin, wt, np, d,
                                           NULL);
@@ -1870,7 +1511,7 @@ static void test_fused_pair_margin_loss(void **state)
         }
         assert_within(got, want, tol, 2 * count, count, "fused margin loss scores (no gradient)",
                       d);
-        ta_free_all();
+        hg_test_free_all();
     }
 }
 
@@ -1883,27 +1524,23 @@ static void test_fused_class_logits(void **state)
         const int64_t d = cfgs[c][0], C = cfgs[c][1], n = LIN_N, nidx = 70;
         const int with_b = c != 1, with_db = c != 2;
         float *X = tf(n * d), *P = tf(C * d), *b = tf(C), *lg = tf(n * C);
-        random_points(X, n, d, 2.0, 800 + (uint64_t)c);
-        random_points(P, C, d, 1.0, 810 + (uint64_t)c);
+        hg_test_random_points(X, n, d, 2.0, 800 + (uint64_t)c);
+        hg_test_random_points(P, C, d, 1.0, 810 + (uint64_t)c);
         hg_test_fill_uniform(b, (size_t)C, -0.5f, 0.5f, 820 + (uint64_t)c);
-        fill_nan(lg, n * C);
+        hg_test_fill_nan(lg, n * C);
         hg_k_lorentz_class_logits(&K, lg, X, P, with_b ? b : NULL, n, C, d);
         double *want = td(n * C), *tol = td(n * C);
         for (int64_t i = 0; i < n; i++)
             for (int64_t k = 0; k < C; k++) {
                 double mag;
-                want[i * C + k] = score_d(X + i * d, P + k * d, d, &mag) + (with_b ? b[k] : 0.0);
+                want[i * C + k] =
+                    hg_test_score(X + i * d, P + k * d, d, &mag) + (with_b ? b[k] : 0.0);
                 tol[i * C + k] = (double)(d + 4) * U32 * (mag + fabs((double)b[k]));
             }
         assert_within(f2d(lg, n * C), want, tol, n * C, C, "fused class logits", c);
 
         /* backward over nidx distinct rows in shuffled order (nidx > HG_K_FLOAT_RUN) */
-        int64_t *idx = ta_alloc(n, sizeof *idx);
-        for (int64_t i = 0; i < n; i++)
-            idx[i] = i;
-        hg_rng g;
-        hg_rng_seed(&g, 830 + (uint64_t)c);
-        hg_rng_shuffle_i64(&g, idx, n);
+        int64_t *idx = hg_test_shuffled_rows(n, 830 + (uint64_t)c);
         float *dl = tf(nidx * C), *dX = tf(n * d), *dP = tf(C * d), *db = tf(C);
         hg_test_fill_uniform(dl, (size_t)(nidx * C), -1.0f, 1.0f, 840 + (uint64_t)c);
         for (int64_t q = 0; q < nidx * C; q += 3)
@@ -1944,7 +1581,7 @@ static void test_fused_class_logits(void **state)
         assert_within(f2d(dP, C * d), GP, MP, C * d, d, "fused class logits backward dP", c);
         if (with_db)
             assert_within(f2d(db, C), GB, MB, C, C, "fused class logits backward db", c);
-        ta_free_all();
+        hg_test_free_all();
     }
 }
 
