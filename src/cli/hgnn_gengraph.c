@@ -323,7 +323,7 @@ static int make_labels(const gen_opts *o, const int64_t *keys, int64_t m, int32_
         }
         for (int64_t i = 0; i < n; i++)
             rowptr[i + 1] += rowptr[i];
-        /* keys are sorted by (u, v): filling in key order gives sorted neighbour lists */
+        /* neighbour lists in key order (a fixed order: the search is deterministic) */
         int64_t *fill = queue; /* borrowed as the fill cursor before the search */
         memcpy(fill, rowptr, (size_t)n * sizeof *fill);
         for (int64_t e = 0; e < m; e++) {
@@ -334,8 +334,6 @@ static int make_labels(const gen_opts *o, const int64_t *keys, int64_t m, int32_
             int64_t u = keys[e] / n, v = keys[e] % n;
             adj[fill[v]++] = (int32_t)u;
         }
-        for (int64_t i = 0; i < n; i++)
-            qsort(adj + rowptr[i], (size_t)(rowptr[i + 1] - rowptr[i]), sizeof *adj, cmp_i32);
         int64_t head = 0, tail = 0;
         for (int64_t c = 0; c < C; c++) {
             int64_t s;
