@@ -292,7 +292,7 @@ int hg_kctx_init(hg_kctx *k, hg_device device, int threads)
     return hg_cu_init(k);
 #else
     return HG_ERRORF(HG_EUNSUPPORTED, "--device cuda: this hgnn was built without the CUDA backend "
-                     "(the CUDA toolkit was not found at configure time; see README, CUDA build)");
+                     "(the CUDA toolkit was not found at configure time; see README, GPU)");
 #endif
 }
 
