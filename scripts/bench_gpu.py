@@ -63,23 +63,7 @@ def one_line(text):
     return lines[-1] if lines else "(no message)"
 
 
-def run_train(binary, data_args, device, threads, epochs, repeat=1):
-    """hgnn-train for `epochs` epochs without early stopping: (result dict, None) or
-    (None, error line). With repeat > 1 the run with the smallest epoch_ms is kept (the least
-    disturbed by other processes on a shared machine); every run's epoch_ms is listed."""
-    best, runs = None, []
-    for _ in range(repeat):
-        res, err = run_train_once(binary, data_args, device, threads, epochs)
-        if err:
-            return None, err
-        runs.append(res["epoch_ms"])
-        if best is None or res["epoch_ms"] < best["epoch_ms"]:
-            best = res
-    best["epoch_ms_runs"] = runs
-    return best, None
-
-
-def run_train_once(binary, data_args, device, threads, epochs):
+def run_train(binary, data_args, device, threads, epochs):
     cmd = [binary] + data_args + ["--epochs", str(epochs), "--patience", str(epochs + 1),
                                   "--device", device, "--threads", str(threads), "--quiet",
                                   "--log-freq", "0"]
@@ -93,25 +77,23 @@ def run_train_once(binary, data_args, device, threads, epochs):
     return res, None
 
 
-def run_spmm(binary, data_args, device, threads, repeat=1):
-    """hgnn-bench-spmm: (result dict, None) or (None, error line); with repeat > 1 the run with
-    the smallest median time is kept."""
-    best = None
-    for _ in range(repeat):
-        res, err = run_spmm_once(binary, data_args, device, threads)
-        if err:
-            return None, err
-        if best is None or res["ms"] < best["ms"]:
-            best = res
-    return best, None
-
-
-def run_spmm_once(binary, data_args, device, threads):
+def run_spmm(binary, data_args, device, threads):
     cmd = [binary] + data_args + ["--device", device, "--threads", str(threads), "--quiet"]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         return None, "%s (exit %d)" % (one_line(p.stderr), p.returncode)
     return last_json(p.stdout), None
+
+
+def keep_best(old, new, key, runs_key):
+    """Of two results (dicts or None) the one with the smaller `key`; the list of every run's
+    value is kept under runs_key."""
+    if new is None:
+        return old
+    runs = (old[runs_key] if old else []) + [new[key]]
+    best = new if old is None or new[key] < old[key] else old
+    best[runs_key] = runs
+    return best
 
 
 def gen_graph(binary, cache, n):
@@ -199,8 +181,8 @@ def main():
                     help="CPU threads of hgnn-train and the CPU SpMM (default: all cores)")
     ap.add_argument("--epochs", type=int, default=30, help="epochs per run, early stopping off")
     ap.add_argument("--repeat", type=int, default=1,
-                    help="runs per setting and device (training and SpMM); the fastest is "
-                         "reported")
+                    help="rounds over all settings (training and SpMM); the fastest run of each "
+                         "is reported")
     ap.add_argument("--quick", action="store_true", help="synthetic graphs up to 1e5 nodes")
     ap.add_argument("--sizes", default=None, help="synthetic node counts, comma-separated")
     ap.add_argument("--gpu-peak-gbs", type=float, default=None,
@@ -229,46 +211,56 @@ def main():
         res, err = run_train(train_bin, ["--dataset", "disease_nc", "--task", "nc"], "cuda", 1, 2)
         gpu_ok, gpu_note = res is not None, err
     gpu_name = info["gpu_name"]
-    spmm_cache = {}
+    spmm_done = {}  # SpMM of a dataset: measured once per round, shared by its tasks
 
-    def spmm(key, data_args, device):
-        if (key, device) not in spmm_cache:
-            spmm_cache[(key, device)] = run_spmm(spmm_bin, data_args, device, a.threads,
-                                                 a.repeat)
-        return spmm_cache[(key, device)]
-
-    def measure(label, data_args, spmm_args):
-        row = {"setting": label}
-        row["cpu"], err = run_train(train_bin, data_args, "cpu", a.threads, a.epochs, a.repeat)
+    def measure(row, data_args, spmm_args, rnd):
+        """One round of every measurement of a row; each keeps its fastest run so far."""
+        label = row["setting"]
+        res, err = run_train(train_bin, data_args, "cpu", a.threads, a.epochs)
         if err:
             sys.exit("bench_gpu: hgnn-train %s on the CPU failed: %s" % (label, err))
-        row["gpu"], row["gpu_error"] = (run_train(train_bin, data_args, "cuda", a.threads, a.epochs,
-                                                  a.repeat) if gpu_ok else (None, gpu_note))
-        spmm_key = tuple(spmm_args)
-        row["spmm_cpu"], err = spmm(spmm_key, spmm_args, "cpu")
-        if err:
-            sys.exit("bench_gpu: hgnn-bench-spmm %s on the CPU failed: %s" % (label, err))
-        row["spmm_gpu"], row["spmm_gpu_error"] = (spmm(spmm_key, spmm_args, "cuda") if gpu_ok
-                                                  else (None, gpu_note))
+        row["cpu"] = keep_best(row.get("cpu"), res, "epoch_ms", "epoch_ms_runs")
+        if gpu_ok:
+            res, row["gpu_error"] = run_train(train_bin, data_args, "cuda", a.threads, a.epochs)
+            row["gpu"] = keep_best(row.get("gpu"), res, "epoch_ms", "epoch_ms_runs")
+        else:
+            row["gpu"], row["gpu_error"] = None, gpu_note
+        key = (tuple(spmm_args), rnd)
+        if key not in spmm_done:
+            res, err = run_spmm(spmm_bin, spmm_args, "cpu", a.threads)
+            if err:
+                sys.exit("bench_gpu: hgnn-bench-spmm %s on the CPU failed: %s" % (label, err))
+            gres, gerr = (run_spmm(spmm_bin, spmm_args, "cuda", a.threads) if gpu_ok
+                          else (None, gpu_note))
+            spmm_done[key] = (res, gres, gerr)
+        res, gres, gerr = spmm_done[key]
+        row["spmm_cpu"] = keep_best(row.get("spmm_cpu"), dict(res), "ms", "ms_runs")
+        row["spmm_gpu"] = keep_best(row.get("spmm_gpu"), dict(gres) if gres else None, "ms",
+                                    "ms_runs")
+        row["spmm_gpu_error"] = gerr
         row["nodes"], row["edges"] = row["spmm_cpu"]["nodes"], row["spmm_cpu"]["edges"]
         row["nnz"] = row["spmm_cpu"]["nnz"]
-        print("  %-22s cpu %s ms%s (%.0f s so far)" % (
-            label, fmt_ms(row["cpu"]),
+        print("  round %d %-22s cpu %s ms%s (%.0f s so far)" % (
+            rnd + 1, label, fmt_ms(row["cpu"]),
             ", gpu %s ms" % fmt_ms(row["gpu"]) if row["gpu"] else "", time.time() - t_start),
             file=sys.stderr)
-        return row
 
-    bundled = []
+    # every setting once per round, --repeat rounds: a transient load on a shared machine then
+    # slows one run of a setting, not all of them
+    jobs, bundled, synthetic = [], [], []
     if not a.no_bundled:
         for ds, task in SETTINGS:
-            bundled.append(measure("%s %s" % (ds, task), ["--dataset", ds, "--task", task],
-                                   ["--dataset", ds]))
-    synthetic = []
+            bundled.append({"setting": "%s %s" % (ds, task)})
+            jobs.append((bundled[-1], ["--dataset", ds, "--task", task], ["--dataset", ds]))
     for n in sizes:
         d = gen_graph(gen_bin, cache, n)
-        row = measure("er n=%g" % n, ["--data-dir", d, "--task", "nc"], ["--data-dir", d])
-        row["data_dir"] = os.path.relpath(d, ROOT) if d.startswith(ROOT + os.sep) else d
-        synthetic.append(row)
+        synthetic.append({"setting": "er n=%g" % n,
+                          "data_dir": os.path.relpath(d, ROOT) if d.startswith(ROOT + os.sep)
+                          else d})
+        jobs.append((synthetic[-1], ["--data-dir", d, "--task", "nc"], ["--data-dir", d]))
+    for rnd in range(a.repeat):
+        for row, data_args, spmm_args in jobs:
+            measure(row, data_args, spmm_args, rnd)
 
     for r in bundled + synthetic:
         if r["spmm_gpu"] and r["spmm_gpu"].get("device_name") and not gpu_name:
@@ -303,7 +295,7 @@ def main():
     lines.append("hgnn-train epoch time, CPU vs GPU: %s, %s (%d cores, %s threads used), GPU: %s; "
                  "%d epochs per run, early stopping off%s; %s"
                  % (info["hostname"], info["cpu_model"], info["cpu_cores"], a.threads, gpu_label,
-                    a.epochs, ", fastest of %d runs" % a.repeat if a.repeat > 1 else "",
+                    a.epochs, ", fastest of %d rounds" % a.repeat if a.repeat > 1 else "",
                     time.strftime("%Y-%m-%d")))
     lines.append("")
     lines.append("ms/epoch = hgnn-train's `epoch_ms`: median time of one training step (forward, "
