@@ -22,7 +22,6 @@
  *
  * Exit codes: 0 success, 2 bad options, unknown device or unreadable dataset (one line on
  * stderr), 3 failure during the measurement. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +33,7 @@
 #include "../src/rng.h"
 #include "../kernels/kernels.h"
 #include "../datasets/dataset.h"
+#include "../src/cli/args.h"
 
 #if HG_HAVE_OPENMP
 #include <omp.h>
@@ -72,19 +72,51 @@ static void usage(void)
         "  --help\n");
 }
 
+/* An integer in [lo, hi]; this program's message reads "is not an integer in [LO, HI]". */
 static int parse_int(const char *opt, const char *s, long lo, long hi, int *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return HG_ERRORF(HG_EINVAL, "option %s: '%s' is not an integer in [%ld, %ld]", opt, s, lo,
-                         hi);
+    int64_t v;
+    if (!hg_arg_scan_i64(s, &v) || v < lo || v > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "is not an integer in [%ld, %ld]", lo, hi);
+        return hg_arg_bad(opt, s, why);
+    }
     *out = (int)v;
     return HG_OK;
 }
 
-/* HG_OK, HG_EINVAL (recorded) or -1 for --help (printed). */
+/* One option of hgnn-bench-spmm (hg_arg_program.option). */
+static int bench_option(void *ctx, const char *key, const char *val)
+{
+    bench_opts *o = ctx;
+    int rc = HG_OK, dev = 0;
+#define IS(name) (!strcmp(key, name))
+    if (IS("--dataset"))
+        o->dataset = val;
+    else if (IS("--data-dir"))
+        o->data_dir = val;
+    else if (IS("--device")) {
+        rc = hg_arg_choice(key, val, "a device", (const char *const[]){"cpu", "cuda", NULL},
+                           &dev);
+        o->device = (hg_device)dev;
+    } else if (IS("--threads"))
+        rc = parse_int(key, val, 1, 1024, &o->threads);
+    else if (IS("--dim"))
+        rc = parse_int(key, val, 1, 4096, &o->dim);
+    else if (IS("--reps"))
+        rc = parse_int(key, val, 1, 100000, &o->reps);
+    else if (IS("--warmup"))
+        rc = parse_int(key, val, 0, 100000, &o->warmup);
+    else if (IS("--peak-gbs")) {
+        if (!hg_arg_scan_double(val, &o->peak_gbs) || !(o->peak_gbs > 0))
+            return hg_arg_bad(key, val, "is not a positive number");
+    } else
+        return hg_arg_unknown(key);
+#undef IS
+    return rc;
+}
+
+/* HG_OK, HG_EINVAL (recorded) or HG_ARG_DONE for --help (printed). */
 static int parse_options(bench_opts *o, int argc, char **argv)
 {
     memset(o, 0, sizeof *o);
@@ -93,67 +125,11 @@ static int parse_options(bench_opts *o, int argc, char **argv)
     o->dim = 16;
     o->reps = 21;
     o->warmup = 3;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage();
-            return -1;
-        }
-        if (!strcmp(a, "--quiet")) {
-            o->quiet = 1;
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0)
-            return HG_ERRORF(HG_EINVAL, "unexpected argument '%s' (see --help)", a);
-        char key[64];
-        const char *val, *eq = strchr(a, '=');
-        if (eq) {
-            size_t kl = (size_t)(eq - a);
-            if (kl >= sizeof key)
-                return HG_ERRORF(HG_EINVAL, "unknown option '%s' (see --help)", a);
-            memcpy(key, a, kl);
-            key[kl] = '\0';
-            val = eq + 1;
-        } else {
-            snprintf(key, sizeof key, "%s", a);
-            if (i + 1 >= argc)
-                return HG_ERRORF(HG_EINVAL, "option %s needs a value (see --help)", a);
-            val = argv[++i];
-        }
-        int rc = HG_OK;
-#define IS(name) (!strcmp(key, name))
-        if (IS("--dataset"))
-            o->dataset = val;
-        else if (IS("--data-dir"))
-            o->data_dir = val;
-        else if (IS("--device")) {
-            if (!strcmp(val, "cpu"))
-                o->device = HG_DEVICE_CPU;
-            else if (!strcmp(val, "cuda"))
-                o->device = HG_DEVICE_CUDA;
-            else
-                return HG_ERRORF(HG_EINVAL, "option --device: '%s' is not a device (cpu, cuda)",
-                                 val);
-        } else if (IS("--threads"))
-            rc = parse_int(key, val, 1, 1024, &o->threads);
-        else if (IS("--dim"))
-            rc = parse_int(key, val, 1, 4096, &o->dim);
-        else if (IS("--reps"))
-            rc = parse_int(key, val, 1, 100000, &o->reps);
-        else if (IS("--warmup"))
-            rc = parse_int(key, val, 0, 100000, &o->warmup);
-        else if (IS("--peak-gbs")) {
-            char *end;
-            errno = 0;
-            o->peak_gbs = strtod(val, &end);
-            if (errno || end == val || *end || !(o->peak_gbs > 0) || !isfinite(o->peak_gbs))
-                return HG_ERRORF(HG_EINVAL, "option --peak-gbs: '%s' is not a positive number", val);
-        } else
-            return HG_ERRORF(HG_EINVAL, "unknown option '%s' (see --help)", key);
-#undef IS
-        if (rc)
-            return rc;
-    }
+    /* this program's unexpected-argument message has no "options start with --" */
+    const hg_arg_program prog = {usage, NULL, &o->quiet, "see --help", bench_option, o};
+    int rc = hg_arg_parse(&prog, argc, argv);
+    if (rc != HG_OK)
+        return rc;
     if (!o->dataset && !o->data_dir)
         return HG_ERRORF(HG_EINVAL, "no data: give --dataset NAME or --data-dir DIR (see --help)");
     return HG_OK;
@@ -217,7 +193,7 @@ int main(int argc, char **argv)
 {
     bench_opts o;
     int rc = parse_options(&o, argc, argv);
-    if (rc < 0) /* --help */
+    if (rc == HG_ARG_DONE) /* --help */
         return 0;
     if (rc) {
         fprintf(stderr, "hgnn-bench-spmm: %s\n", hg_last_error());

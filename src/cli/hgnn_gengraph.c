@@ -38,6 +38,7 @@
 #include "../hg.h"
 #include "../io.h"
 #include "../rng.h"
+#include "args.h"
 
 enum { EXIT_INPUT = 2, EXIT_RUN = 3 };
 enum { MODEL_ER = 0, MODEL_BA = 1 };
@@ -85,44 +86,43 @@ static void usage(void)
         "  --help\n");
 }
 
-static int bad(const char *opt, const char *val, const char *why)
+/* One option of hgnn-gengraph (hg_arg_program.option). */
+static int gen_option(void *ctx, const char *key, const char *val)
 {
-    return HG_ERRORF(HG_EINVAL, "option %s: '%s' %s", opt, val, why);
+    gen_opts *o = ctx;
+    int64_t seed = 0;
+    int rc = HG_OK;
+#define IS(name) (!strcmp(key, name))
+    if (IS("--out"))
+        o->out = val;
+    else if (IS("--nodes"))
+        rc = hg_arg_i64(key, val, 2, GEN_MAX_NODES, &o->nodes);
+    else if (IS("--avg-degree"))
+        rc = hg_arg_double(key, val, 1e-9, 1e6, &o->avg_degree);
+    else if (IS("--model"))
+        rc = hg_arg_choice(key, val, "a model", (const char *const[]){"er", "ba", NULL},
+                           &o->model);
+    else if (IS("--features"))
+        rc = hg_arg_i64(key, val, 1, 1 << 24, &o->features);
+    else if (IS("--feat-nnz"))
+        rc = hg_arg_i64(key, val, 0, 1 << 24, &o->feat_nnz);
+    else if (IS("--feature-signal"))
+        rc = hg_arg_double(key, val, 0.0, 1.0, &o->signal);
+    else if (IS("--classes"))
+        rc = hg_arg_i64(key, val, 1, 65536, &o->classes);
+    else if (IS("--labels"))
+        rc = hg_arg_choice(key, val, "a label rule", (const char *const[]){"ball", "random", NULL},
+                           &o->labels);
+    else if (IS("--seed")) {
+        rc = hg_arg_i64(key, val, 0, INT64_MAX, &seed);
+        o->seed = (uint64_t)seed;
+    } else
+        return hg_arg_unknown(key);
+#undef IS
+    return rc;
 }
 
-static int parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end)
-        return bad(opt, s, "is not an integer");
-    if (v < lo || v > hi) {
-        char why[96];
-        snprintf(why, sizeof why, "is out of range [%lld, %lld]", (long long)lo, (long long)hi);
-        return bad(opt, s, why);
-    }
-    *out = v;
-    return HG_OK;
-}
-
-static int parse_double(const char *opt, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v))
-        return bad(opt, s, "is not a number");
-    if (v < lo || v > hi) {
-        char why[96];
-        snprintf(why, sizeof why, "is out of range [%g, %g]", lo, hi);
-        return bad(opt, s, why);
-    }
-    *out = v;
-    return HG_OK;
-}
-
-/* Returns HG_OK, HG_EINVAL (message recorded) or -1 for --help (printed). */
+/* Returns HG_OK, HG_EINVAL (message recorded) or HG_ARG_DONE for --help (printed). */
 static int parse_options(gen_opts *o, int argc, char **argv)
 {
     memset(o, 0, sizeof *o);
@@ -135,74 +135,10 @@ static int parse_options(gen_opts *o, int argc, char **argv)
     o->classes = 5;
     o->labels = LABELS_BALL;
     o->seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage();
-            return -1;
-        }
-        if (!strcmp(a, "--quiet")) {
-            o->quiet = 1;
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0)
-            return HG_ERRORF(HG_EINVAL, "unexpected argument '%s' (options start with --; see --help)",
-                             a);
-        char key[64];
-        const char *val, *eq = strchr(a, '=');
-        if (eq) {
-            size_t kl = (size_t)(eq - a);
-            if (kl >= sizeof key)
-                return HG_ERRORF(HG_EINVAL, "unknown option '%s' (see --help)", a);
-            memcpy(key, a, kl);
-            key[kl] = '\0';
-            val = eq + 1;
-        } else {
-            snprintf(key, sizeof key, "%s", a);
-            if (i + 1 >= argc)
-                return HG_ERRORF(HG_EINVAL, "option %s needs a value (see --help)", a);
-            val = argv[++i];
-        }
-        int rc = HG_OK;
-        int64_t seed;
-#define IS(name) (!strcmp(key, name))
-        if (IS("--out"))
-            o->out = val;
-        else if (IS("--nodes"))
-            rc = parse_i64(key, val, 2, GEN_MAX_NODES, &o->nodes);
-        else if (IS("--avg-degree"))
-            rc = parse_double(key, val, 1e-9, 1e6, &o->avg_degree);
-        else if (IS("--model")) {
-            if (!strcmp(val, "er"))
-                o->model = MODEL_ER;
-            else if (!strcmp(val, "ba"))
-                o->model = MODEL_BA;
-            else
-                return bad(key, val, "is not a model (er, ba)");
-        } else if (IS("--features"))
-            rc = parse_i64(key, val, 1, 1 << 24, &o->features);
-        else if (IS("--feat-nnz"))
-            rc = parse_i64(key, val, 0, 1 << 24, &o->feat_nnz);
-        else if (IS("--feature-signal"))
-            rc = parse_double(key, val, 0.0, 1.0, &o->signal);
-        else if (IS("--classes"))
-            rc = parse_i64(key, val, 1, 65536, &o->classes);
-        else if (IS("--labels")) {
-            if (!strcmp(val, "ball"))
-                o->labels = LABELS_BALL;
-            else if (!strcmp(val, "random"))
-                o->labels = LABELS_RANDOM;
-            else
-                return bad(key, val, "is not a label rule (ball, random)");
-        } else if (IS("--seed")) {
-            rc = parse_i64(key, val, 0, INT64_MAX, &seed);
-            o->seed = (uint64_t)seed;
-        } else
-            return HG_ERRORF(HG_EINVAL, "unknown option '%s' (see --help)", key);
-#undef IS
-        if (rc)
-            return rc;
-    }
+    const hg_arg_program prog = {usage, NULL, &o->quiet, NULL, gen_option, o};
+    int rc = hg_arg_parse(&prog, argc, argv);
+    if (rc != HG_OK)
+        return rc;
     if (!o->out || !o->out[0])
         return HG_ERRORF(HG_EINVAL, "no output: give --out DIR (see --help)");
     if (o->feat_nnz > o->features)
@@ -556,7 +492,7 @@ int main(int argc, char **argv)
 {
     gen_opts o;
     int rc = parse_options(&o, argc, argv);
-    if (rc < 0) /* --help */
+    if (rc == HG_ARG_DONE) /* --help */
         return 0;
     if (rc) {
         fprintf(stderr, "hgnn-gengraph: %s\n", hg_last_error());

@@ -1,14 +1,15 @@
 /* options.c - hgnn-train options, the reference hyperparameters and their parsing. */
 #include "options.h"
 
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hg_config.h"
 #include "../hg.h"
+#include "args.h"
+
+_Static_assert(HG_OPTIONS_DONE == HG_ARG_DONE, "HG_OPTIONS_DONE is hg_arg_parse's HG_ARG_DONE");
 
 /* HyboNet's published run scripts (DESIGN.md section 3); all dim 16, bias 1, patience 500. */
 typedef struct reference {
@@ -102,85 +103,24 @@ void hg_train_options_usage(void)
         "The last line of stdout is one JSON object with the run's results.\n");
 }
 
-static int bad(const char *opt, const char *val, const char *why)
-{
-    return HG_ERRORF(HG_EINVAL, "option %s: '%s' %s", opt, val ? val : "", why);
-}
-
-static int parse_double(const char *opt, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v))
-        return bad(opt, s, "is not a number");
-    if (v < lo || v > hi) {
-        char why[96];
-        snprintf(why, sizeof why, "is out of range [%g, %g]", lo, hi);
-        return bad(opt, s, why);
-    }
-    *out = v;
-    return HG_OK;
-}
-
-static int parse_float(const char *opt, const char *s, double lo, double hi, float *out)
-{
-    double v;
-    int rc = parse_double(opt, s, lo, hi, &v);
-    if (rc == HG_OK)
-        *out = (float)v;
-    return rc;
-}
-
-static int parse_int(const char *opt, const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end)
-        return bad(opt, s, "is not an integer");
-    if (v < lo || v > hi) {
-        char why[96];
-        snprintf(why, sizeof why, "is out of range [%ld, %ld]", lo, hi);
-        return bad(opt, s, why);
-    }
-    *out = (int)v;
-    return HG_OK;
-}
-
-static int parse_u64(const char *opt, const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (*s == '-')
-        return bad(opt, s, "must be a non-negative integer");
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end)
-        return bad(opt, s, "is not a non-negative integer");
-    *out = v;
-    return HG_OK;
-}
-
 /* Comma-separated positive numbers, e.g. "1,2,4,0.5". */
 static int parse_list(const char *opt, const char *s, double *out, int *count)
 {
     char buf[512], *save = NULL;
     if (strlen(s) >= sizeof buf)
-        return bad(opt, s, "is too long");
+        return hg_arg_bad(opt, s, "is too long");
     strcpy(buf, s);
     *count = 0;
     for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (*count == HG_MAX_PRUNE)
-            return bad(opt, s, "has too many entries");
-        int rc = parse_double(opt, t, 1e-9, 1e9, &out[*count]);
+            return hg_arg_bad(opt, s, "has too many entries");
+        int rc = hg_arg_double(opt, t, 1e-9, 1e9, &out[*count]);
         if (rc)
             return rc;
         (*count)++;
     }
-    return *count ? HG_OK : bad(opt, s, "is empty");
+    return *count ? HG_OK : hg_arg_bad(opt, s, "is empty");
 }
-
-static int parse_bool(const char *opt, const char *s, int *out) { return parse_int(opt, s, 0, 1, out); }
 
 /* Options that only take effect through the reference table are tracked so the table never
  * overrides what the user wrote. */
@@ -189,6 +129,143 @@ enum {
     SET_CLIP = 1 << 5, SET_ACT = 1 << 6, SET_NORM = 1 << 7, SET_VAL = 1 << 8, SET_TEST = 1 << 9,
     SET_AUG = 1 << 10, SET_TASK = 1 << 11
 };
+
+typedef struct train_parse {
+    hg_train_options *o;
+    unsigned set; /* SET_* of the options given */
+} train_parse;
+
+/* One option of hgnn-train (hg_arg_program.option). */
+static int train_option(void *ctx, const char *key, const char *val)
+{
+    train_parse *tp = ctx;
+    hg_train_options *o = tp->o;
+    int rc = HG_OK, c = 0;
+#define IS(name) (!strcmp(key, name))
+#define CHOICE(what, ...) \
+    hg_arg_choice(key, val, what, (const char *const[]){__VA_ARGS__, NULL}, &c)
+    if (IS("--dataset"))
+        o->dataset = val;
+    else if (IS("--data-dir"))
+        o->data_dir = val;
+    else if (IS("--task")) {
+        rc = CHOICE("a task", "nc", "lp");
+        o->task = (hg_task)c;
+        tp->set |= SET_TASK;
+    } else if (IS("--use-feats"))
+        rc = hg_arg_bool(key, val, &o->use_feats);
+    else if (IS("--normalize-feats")) {
+        rc = hg_arg_bool(key, val, &o->normalize_feats);
+        tp->set |= SET_NORM;
+    } else if (IS("--degree-features")) {
+        rc = hg_arg_bool(key, val, &o->augment_degree);
+        tp->set |= SET_AUG;
+    } else if (IS("--split-file"))
+        o->split_file = val;
+    else if (IS("--features-file"))
+        o->features_file = val;
+    else if (IS("--nc-split")) {
+        rc = CHOICE("a split rule", "disjoint", "reference");
+        o->nc_split_reference = c;
+    } else if (IS("--val-prop")) {
+        rc = hg_arg_double(key, val, 0.0, 0.9, &o->val_prop);
+        tp->set |= SET_VAL;
+    } else if (IS("--test-prop")) {
+        rc = hg_arg_double(key, val, 0.0, 0.9, &o->test_prop);
+        tp->set |= SET_TEST;
+    } else if (IS("--lp-neg-pool")) {
+        rc = CHOICE("a pool", "reference", "nonedge");
+        o->neg_pool = (hg_neg_pool)c;
+    } else if (IS("--split-seed"))
+        rc = hg_arg_u64(key, val, &o->split_seed);
+    else if (IS("--seed"))
+        rc = hg_arg_u64(key, val, &o->seed);
+    else if (IS("--dim"))
+        rc = hg_arg_int(key, val, 2, 1024, &o->dim);
+    else if (IS("--num-layers")) {
+        rc = hg_arg_int(key, val, 1, 17, &o->num_layers);
+        tp->set |= SET_LAYERS;
+    } else if (IS("--act")) {
+        rc = CHOICE("an activation", "none", "relu");
+        o->act_relu = c;
+        tp->set |= SET_ACT;
+    } else if (IS("--bias"))
+        rc = hg_arg_bool(key, val, &o->bias);
+    else if (IS("--dropout")) {
+        rc = hg_arg_float(key, val, 0.0, 0.99, &o->dropout);
+        tp->set |= SET_DROPOUT;
+    } else if (IS("--margin")) {
+        rc = hg_arg_float(key, val, 0.0, 1e6, &o->margin);
+        tp->set |= SET_MARGIN;
+    } else if (IS("--scale-init"))
+        rc = hg_arg_float(key, val, 1e-3, 1e6, &o->scale_init);
+    else if (IS("--method")) {
+        int m = hg_linear_method_parse(val);
+        if (m < 0)
+            return hg_arg_bad(key, val, "is not a method (full, lora, relora, sst)");
+        o->linear.method = (hg_linear_method)m;
+    } else if (IS("--rank"))
+        rc = hg_arg_int(key, val, 1, 1 << 20, &o->linear.rank);
+    else if (IS("--lora-alpha"))
+        rc = hg_arg_float(key, val, 1e-6, 1e6, &o->linear.lora_alpha);
+    else if (IS("--sst-steps"))
+        rc = hg_arg_int(key, val, 1, 1 << 30, &o->linear.steps_per_iter);
+    else if (IS("--sst-warmup"))
+        rc = hg_arg_int(key, val, 0, 1 << 30, &o->linear.warmup);
+    else if (IS("--sst-rounds-iters"))
+        rc = hg_arg_int(key, val, 0, 1 << 30, &o->linear.iters_per_round);
+    else if (IS("--sst-sampling")) {
+        int s = hg_sst_sampling_parse(val);
+        if (s < 0)
+            return hg_arg_bad(key, val, "is not a sampling rule (sigma, mixed, uniform, top)");
+        o->linear.sampling = (hg_sst_sampling)s;
+    } else if (IS("--sst-renorm"))
+        rc = hg_arg_bool(key, val, &o->linear.renorm);
+    else if (IS("--prune-sigma"))
+        rc = parse_list(key, val, o->prune, &o->nprune);
+    else if (IS("--lr")) {
+        rc = hg_arg_float(key, val, 1e-9, 10.0, &o->lr);
+        tp->set |= SET_LR;
+    } else if (IS("--weight-decay")) {
+        rc = hg_arg_float(key, val, 0.0, 10.0, &o->weight_decay);
+        tp->set |= SET_WD;
+    } else if (IS("--wd-mode")) {
+        rc = CHOICE("a weight-decay mode", "decoupled", "l2");
+        o->decoupled_wd = c == 0;
+    } else if (IS("--grad-clip")) {
+        if (!strcmp(val, "none"))
+            o->grad_clip = 0.0f;
+        else
+            rc = hg_arg_float(key, val, 0.0, 1e9, &o->grad_clip);
+        tp->set |= SET_CLIP;
+    } else if (IS("--stabilize"))
+        rc = hg_arg_int(key, val, 0, 1 << 30, &o->stabilize);
+    else if (IS("--epochs"))
+        rc = hg_arg_int(key, val, 0, 10000000, &o->epochs);
+    else if (IS("--patience"))
+        rc = hg_arg_int(key, val, 1, 10000000, &o->patience);
+    else if (IS("--min-epochs"))
+        rc = hg_arg_int(key, val, 0, 10000000, &o->min_epochs);
+    else if (IS("--threads"))
+        rc = hg_arg_int(key, val, 1, 1024, &o->threads);
+    else if (IS("--log-freq"))
+        rc = hg_arg_int(key, val, 0, 10000000, &o->log_freq);
+    else if (IS("--save-every"))
+        rc = hg_arg_int(key, val, 1, 10000000, &o->save_every);
+    else if (IS("--out"))
+        o->out_dir = val;
+    else if (IS("--load"))
+        o->load = val;
+    else if (IS("--device")) {
+        /* whether cuda can run is known when the context is created (hgnn_train.c) */
+        if (!(rc = CHOICE("a device", "cpu", "cuda")))
+            o->device = val;
+    } else
+        return hg_arg_unknown(key);
+#undef CHOICE
+#undef IS
+    return rc;
+}
 
 int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
 {
@@ -215,185 +292,13 @@ int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
     o->save_every = 100;
     o->device = "cpu";
     o->neg_pool = HG_NEG_POOL_REFERENCE;
-    unsigned set = 0;
-    int rc = HG_OK;
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            hg_train_options_usage();
-            return HG_OPTIONS_DONE;
-        }
-        if (!strcmp(a, "--version")) {
-            printf("hgnn-train %s\n", HG_VERSION);
-            return HG_OPTIONS_DONE;
-        }
-        if (!strcmp(a, "--quiet")) {
-            o->quiet = 1;
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0)
-            return HG_ERRORF(HG_EINVAL, "unexpected argument '%s' (options start with --; see --help)", a);
-        /* --opt=value or --opt value */
-        char key[64];
-        const char *val = NULL, *eq = strchr(a, '=');
-        if (eq) {
-            size_t kl = (size_t)(eq - a);
-            if (kl >= sizeof key)
-                return HG_ERRORF(HG_EINVAL, "unknown option '%s' (see --help)", a);
-            memcpy(key, a, kl);
-            key[kl] = '\0';
-            val = eq + 1;
-        } else {
-            snprintf(key, sizeof key, "%s", a);
-            if (i + 1 >= argc)
-                return HG_ERRORF(HG_EINVAL, "option %s needs a value (see --help)", a);
-            val = argv[++i];
-        }
-#define IS(name) (!strcmp(key, name))
-        if (IS("--dataset"))
-            o->dataset = val;
-        else if (IS("--data-dir"))
-            o->data_dir = val;
-        else if (IS("--task")) {
-            if (!strcmp(val, "nc"))
-                o->task = HG_TASK_NC;
-            else if (!strcmp(val, "lp"))
-                o->task = HG_TASK_LP;
-            else
-                return bad(key, val, "is not a task (nc, lp)");
-            set |= SET_TASK;
-        } else if (IS("--use-feats"))
-            rc = parse_bool(key, val, &o->use_feats);
-        else if (IS("--normalize-feats")) {
-            rc = parse_bool(key, val, &o->normalize_feats);
-            set |= SET_NORM;
-        } else if (IS("--degree-features")) {
-            rc = parse_bool(key, val, &o->augment_degree);
-            set |= SET_AUG;
-        } else if (IS("--split-file"))
-            o->split_file = val;
-        else if (IS("--features-file"))
-            o->features_file = val;
-        else if (IS("--nc-split")) {
-            if (!strcmp(val, "disjoint"))
-                o->nc_split_reference = 0;
-            else if (!strcmp(val, "reference"))
-                o->nc_split_reference = 1;
-            else
-                return bad(key, val, "is not a split rule (disjoint, reference)");
-        } else if (IS("--val-prop")) {
-            rc = parse_double(key, val, 0.0, 0.9, &o->val_prop);
-            set |= SET_VAL;
-        } else if (IS("--test-prop")) {
-            rc = parse_double(key, val, 0.0, 0.9, &o->test_prop);
-            set |= SET_TEST;
-        } else if (IS("--lp-neg-pool")) {
-            if (!strcmp(val, "reference"))
-                o->neg_pool = HG_NEG_POOL_REFERENCE;
-            else if (!strcmp(val, "nonedge"))
-                o->neg_pool = HG_NEG_POOL_NONEDGE;
-            else
-                return bad(key, val, "is not a pool (reference, nonedge)");
-        } else if (IS("--split-seed"))
-            rc = parse_u64(key, val, &o->split_seed);
-        else if (IS("--seed"))
-            rc = parse_u64(key, val, &o->seed);
-        else if (IS("--dim"))
-            rc = parse_int(key, val, 2, 1024, &o->dim);
-        else if (IS("--num-layers")) {
-            rc = parse_int(key, val, 1, 17, &o->num_layers);
-            set |= SET_LAYERS;
-        } else if (IS("--act")) {
-            if (!strcmp(val, "none"))
-                o->act_relu = 0;
-            else if (!strcmp(val, "relu"))
-                o->act_relu = 1;
-            else
-                return bad(key, val, "is not an activation (none, relu)");
-            set |= SET_ACT;
-        } else if (IS("--bias"))
-            rc = parse_bool(key, val, &o->bias);
-        else if (IS("--dropout")) {
-            rc = parse_float(key, val, 0.0, 0.99, &o->dropout);
-            set |= SET_DROPOUT;
-        } else if (IS("--margin")) {
-            rc = parse_float(key, val, 0.0, 1e6, &o->margin);
-            set |= SET_MARGIN;
-        } else if (IS("--scale-init"))
-            rc = parse_float(key, val, 1e-3, 1e6, &o->scale_init);
-        else if (IS("--method")) {
-            int m = hg_linear_method_parse(val);
-            if (m < 0)
-                return bad(key, val, "is not a method (full, lora, relora, sst)");
-            o->linear.method = (hg_linear_method)m;
-        } else if (IS("--rank"))
-            rc = parse_int(key, val, 1, 1 << 20, &o->linear.rank);
-        else if (IS("--lora-alpha"))
-            rc = parse_float(key, val, 1e-6, 1e6, &o->linear.lora_alpha);
-        else if (IS("--sst-steps"))
-            rc = parse_int(key, val, 1, 1 << 30, &o->linear.steps_per_iter);
-        else if (IS("--sst-warmup"))
-            rc = parse_int(key, val, 0, 1 << 30, &o->linear.warmup);
-        else if (IS("--sst-rounds-iters"))
-            rc = parse_int(key, val, 0, 1 << 30, &o->linear.iters_per_round);
-        else if (IS("--sst-sampling")) {
-            int s = hg_sst_sampling_parse(val);
-            if (s < 0)
-                return bad(key, val, "is not a sampling rule (sigma, mixed, uniform, top)");
-            o->linear.sampling = (hg_sst_sampling)s;
-        } else if (IS("--sst-renorm"))
-            rc = parse_bool(key, val, &o->linear.renorm);
-        else if (IS("--prune-sigma"))
-            rc = parse_list(key, val, o->prune, &o->nprune);
-        else if (IS("--lr")) {
-            rc = parse_float(key, val, 1e-9, 10.0, &o->lr);
-            set |= SET_LR;
-        } else if (IS("--weight-decay")) {
-            rc = parse_float(key, val, 0.0, 10.0, &o->weight_decay);
-            set |= SET_WD;
-        } else if (IS("--wd-mode")) {
-            if (!strcmp(val, "decoupled"))
-                o->decoupled_wd = 1;
-            else if (!strcmp(val, "l2"))
-                o->decoupled_wd = 0;
-            else
-                return bad(key, val, "is not a weight-decay mode (decoupled, l2)");
-        } else if (IS("--grad-clip")) {
-            if (!strcmp(val, "none"))
-                o->grad_clip = 0.0f;
-            else
-                rc = parse_float(key, val, 0.0, 1e9, &o->grad_clip);
-            set |= SET_CLIP;
-        } else if (IS("--stabilize"))
-            rc = parse_int(key, val, 0, 1 << 30, &o->stabilize);
-        else if (IS("--epochs"))
-            rc = parse_int(key, val, 0, 10000000, &o->epochs);
-        else if (IS("--patience"))
-            rc = parse_int(key, val, 1, 10000000, &o->patience);
-        else if (IS("--min-epochs"))
-            rc = parse_int(key, val, 0, 10000000, &o->min_epochs);
-        else if (IS("--threads"))
-            rc = parse_int(key, val, 1, 1024, &o->threads);
-        else if (IS("--log-freq"))
-            rc = parse_int(key, val, 0, 10000000, &o->log_freq);
-        else if (IS("--save-every"))
-            rc = parse_int(key, val, 1, 10000000, &o->save_every);
-        else if (IS("--out"))
-            o->out_dir = val;
-        else if (IS("--load"))
-            o->load = val;
-        else if (IS("--device")) {
-            /* whether cuda can run is known when the context is created (hgnn_train.c) */
-            if (strcmp(val, "cpu") != 0 && strcmp(val, "cuda") != 0)
-                return bad(key, val, "is not a device (cpu, cuda)");
-            o->device = val;
-        } else
-            return HG_ERRORF(HG_EINVAL, "unknown option '%s' (see --help)", key);
-#undef IS
-        if (rc)
-            return rc;
-    }
+    train_parse tp = {o, 0};
+    const hg_arg_program prog = {hg_train_options_usage, "hgnn-train " HG_VERSION, &o->quiet,
+                                 NULL, train_option, &tp};
+    int rc = hg_arg_parse(&prog, argc, argv);
+    if (rc != HG_OK)
+        return rc;
+    unsigned set = tp.set;
 
     if (!o->dataset && !o->data_dir)
         return HG_ERRORF(HG_EINVAL, "no data: give --dataset NAME or --data-dir DIR (see --help)");

@@ -1,0 +1,171 @@
+/* args.c - command-line mechanics shared by the hgnn programs (contracts in args.h). */
+#include "args.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../hg.h"
+
+/* argv[*i], which starts with "--", split into key and value (contract of hg_arg_parse). */
+static int split(int argc, char **argv, int *i, char *key, size_t key_len, const char **val)
+{
+    const char *a = argv[*i], *eq = strchr(a, '=');
+    if (eq) {
+        size_t kl = (size_t)(eq - a);
+        if (kl >= key_len)
+            return hg_arg_unknown(a);
+        memcpy(key, a, kl);
+        key[kl] = '\0';
+        *val = eq + 1;
+        return HG_OK;
+    }
+    snprintf(key, key_len, "%s", a);
+    if (*i + 1 >= argc)
+        return HG_ERRORF(HG_EINVAL, "option %s needs a value (see --help)", a);
+    *val = argv[++*i];
+    return HG_OK;
+}
+
+int hg_arg_parse(const hg_arg_program *p, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            p->usage();
+            return HG_ARG_DONE;
+        }
+        if (p->version && !strcmp(a, "--version")) {
+            printf("%s\n", p->version);
+            return HG_ARG_DONE;
+        }
+        if (p->quiet && !strcmp(a, "--quiet")) {
+            *p->quiet = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return HG_ERRORF(HG_EINVAL, "unexpected argument '%s' (%s)", a,
+                             p->hint ? p->hint : "options start with --; see --help");
+        char key[64];
+        const char *val = NULL;
+        int rc = split(argc, argv, &i, key, sizeof key, &val);
+        if (rc == HG_OK)
+            rc = p->option(p->ctx, key, val);
+        if (rc != HG_OK)
+            return rc;
+    }
+    return HG_OK;
+}
+
+int hg_arg_unknown(const char *key)
+{
+    return HG_ERRORF(HG_EINVAL, "unknown option '%s' (see --help)", key);
+}
+
+int hg_arg_bad(const char *opt, const char *val, const char *why)
+{
+    return HG_ERRORF(HG_EINVAL, "option %s: '%s' %s", opt, val ? val : "", why);
+}
+
+int hg_arg_choice(const char *opt, const char *val, const char *what, const char *const *names,
+                  int *out)
+{
+    char why[256];
+    size_t len = (size_t)snprintf(why, sizeof why, "is not %s (", what);
+    for (int k = 0; names[k]; k++) {
+        if (!strcmp(val, names[k])) {
+            *out = k;
+            return HG_OK;
+        }
+        if (len < sizeof why)
+            len += (size_t)snprintf(why + len, sizeof why - len, "%s%s", k ? ", " : "", names[k]);
+    }
+    if (len < sizeof why)
+        snprintf(why + len, sizeof why - len, ")");
+    return hg_arg_bad(opt, val, why);
+}
+
+int hg_arg_scan_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+int hg_arg_scan_i64(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+int hg_arg_double(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    double v;
+    if (!hg_arg_scan_double(s, &v))
+        return hg_arg_bad(opt, s, "is not a number");
+    if (v < lo || v > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "is out of range [%g, %g]", lo, hi);
+        return hg_arg_bad(opt, s, why);
+    }
+    *out = v;
+    return HG_OK;
+}
+
+int hg_arg_float(const char *opt, const char *s, double lo, double hi, float *out)
+{
+    double v = 0;
+    int rc = hg_arg_double(opt, s, lo, hi, &v);
+    if (rc == HG_OK)
+        *out = (float)v;
+    return rc;
+}
+
+int hg_arg_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    int64_t v;
+    if (!hg_arg_scan_i64(s, &v))
+        return hg_arg_bad(opt, s, "is not an integer");
+    if (v < lo || v > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "is out of range [%lld, %lld]", (long long)lo, (long long)hi);
+        return hg_arg_bad(opt, s, why);
+    }
+    *out = v;
+    return HG_OK;
+}
+
+int hg_arg_int(const char *opt, const char *s, long lo, long hi, int *out)
+{
+    int64_t v = 0;
+    int rc = hg_arg_i64(opt, s, lo, hi, &v);
+    if (rc == HG_OK)
+        *out = (int)v;
+    return rc;
+}
+
+int hg_arg_bool(const char *opt, const char *s, int *out) { return hg_arg_int(opt, s, 0, 1, out); }
+
+int hg_arg_u64(const char *opt, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (*s == '-')
+        return hg_arg_bad(opt, s, "must be a non-negative integer");
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end)
+        return hg_arg_bad(opt, s, "is not a non-negative integer");
+    *out = v;
+    return HG_OK;
+}
