@@ -2,6 +2,7 @@
  * kernels (the twins of kernels/cpu.c). Context creation and the library calls are in
  * cuda_lib.cu; the Lorentz kernels in cuda_lorentz.cu. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,17 +19,25 @@ int64_t hg_emu_device_allocs;
 
 /* ---------------------------------------------------------------- errors and memory */
 
+int hg_cu_fail(const hg_kctx *k, const char *fmt, ...)
+{
+    hg_cu_state *st = hg_cu_st(k);
+    if (!st->error) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(st->msg, sizeof st->msg, fmt, ap);
+        va_end(ap);
+        st->error = 1;
+    }
+    hg_error_set(HG_ECUDA, "%s", st->msg);
+    return -1;
+}
+
 int hg_cu_check(const hg_kctx *k, cudaError_t e, const char *what)
 {
     if (e == cudaSuccess)
         return 0;
-    hg_cu_state *st = hg_cu_st(k);
-    if (!st->error) {
-        st->error = 1;
-        snprintf(st->msg, sizeof st->msg, "CUDA: %s: %s", what, cudaGetErrorString(e));
-    }
-    hg_error_set(HG_ECUDA, "%s", st->msg);
-    return -1;
+    return hg_cu_fail(k, "CUDA: %s: %s", what, cudaGetErrorString(e));
 }
 
 void *hg_cu_alloc(const hg_kctx *k, size_t bytes, const char *what)

@@ -50,7 +50,10 @@ static inline unsigned hg_cu_blocks(int64_t n)
     return (unsigned)(b < 1 ? 1 : b > HG_CU_MAX_BLOCKS ? HG_CU_MAX_BLOCKS : b);
 }
 
-/* Record a failed CUDA call (the first one sticks; hg_k_sync reports it). Returns 0 on success. */
+/* Record a failure of the backend (HG_ECUDA with the formatted message): the first one sticks,
+ * and hg_k_sync reports it. Returns -1. */
+int hg_cu_fail(const hg_kctx *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* hg_cu_fail for a failed CUDA call; 0 on success. */
 int hg_cu_check(const hg_kctx *k, cudaError_t e, const char *what);
 /* Check the last launch. */
 #define HG_CU_LAUNCHED(k, what) hg_cu_check((k), cudaGetLastError(), (what))

@@ -44,44 +44,23 @@ typedef struct lib_state {
 
 static lib_state *lib(const hg_kctx *k) { return (lib_state *)hg_cu_st(k)->lib; }
 
+/* 1 when a library call succeeded; else the failure is recorded (hg_cu_fail) and 0. */
 static int blas_ok(const hg_kctx *k, cublasStatus_t s, const char *what)
 {
-    if (s == CUBLAS_STATUS_SUCCESS)
-        return 1;
-    hg_cu_state *st = hg_cu_st(k);
-    if (!st->error) {
-        st->error = 1;
-        snprintf(st->msg, sizeof st->msg, "cuBLAS: %s failed (status %d)", what, (int)s);
-    }
-    hg_error_set(HG_ECUDA, "%s", st->msg);
-    return 0;
+    return s == CUBLAS_STATUS_SUCCESS ||
+           !hg_cu_fail(k, "cuBLAS: %s failed (status %d)", what, (int)s);
 }
 
 static int sparse_ok(const hg_kctx *k, cusparseStatus_t s, const char *what)
 {
-    if (s == CUSPARSE_STATUS_SUCCESS)
-        return 1;
-    hg_cu_state *st = hg_cu_st(k);
-    if (!st->error) {
-        st->error = 1;
-        snprintf(st->msg, sizeof st->msg, "cuSPARSE: %s failed: %s", what,
-                 cusparseGetErrorString(s));
-    }
-    hg_error_set(HG_ECUDA, "%s", st->msg);
-    return 0;
+    return s == CUSPARSE_STATUS_SUCCESS ||
+           !hg_cu_fail(k, "cuSPARSE: %s failed: %s", what, cusparseGetErrorString(s));
 }
 
 static int solver_ok(const hg_kctx *k, cusolverStatus_t s, const char *what)
 {
-    if (s == CUSOLVER_STATUS_SUCCESS)
-        return 1;
-    hg_cu_state *st = hg_cu_st(k);
-    if (!st->error) {
-        st->error = 1;
-        snprintf(st->msg, sizeof st->msg, "cuSOLVER: %s failed (status %d)", what, (int)s);
-    }
-    hg_error_set(HG_ECUDA, "%s", st->msg);
-    return 0;
+    return s == CUSOLVER_STATUS_SUCCESS ||
+           !hg_cu_fail(k, "cuSOLVER: %s failed (status %d)", what, (int)s);
 }
 
 /* ---------------------------------------------------------------- context */
@@ -270,11 +249,8 @@ static csr_entry *find_matrix(const hg_kctx *k, int64_t nrows, const int64_t *ro
     if (st->error)
         return NULL;
     if (nnz > 2147483647 || nrows > 2147483646) {
-        hg_error_set(HG_EUNSUPPORTED, "CUDA: a sparse matrix with %lld rows and %lld entries "
-                     "exceeds the 32-bit indices of the GPU path", (long long)nrows,
-                     (long long)nnz);
-        st->error = 1;
-        snprintf(st->msg, sizeof st->msg, "%s", hg_last_error());
+        hg_cu_fail(k, "CUDA: a sparse matrix with %lld rows and %lld entries exceeds the 32-bit "
+                   "indices of the GPU path", (long long)nrows, (long long)nnz);
         return NULL;
     }
     int64_t ncols = 1;

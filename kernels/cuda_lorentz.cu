@@ -60,12 +60,7 @@ static int64_t lz_min(int64_t a, int64_t b) { return a < b ? a : b; }
  * that the next hg_k_sync reports it. */
 static void lz_gemm_failed(const hg_kctx *k, const char *what)
 {
-    HG_ERRORF(HG_ECUDA, "%s: a matrix size does not fit the BLAS int", what);
-    hg_cu_state *st = hg_cu_st(k);
-    if (st && !st->error) {
-        st->error = HG_ECUDA;
-        snprintf(st->msg, sizeof st->msg, "%s", hg_last_error());
-    }
+    hg_cu_fail(k, "%s: a matrix size does not fit the BLAS int", what);
 }
 
 /* ---- per-row device helpers ---- */
