@@ -96,21 +96,22 @@ void hg_cu_argmax_rows(const hg_kctx *k, int32_t *pred, const float *logits, con
 void hg_cu_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *dout,
                                      const float *S, int64_t n, int64_t d);
 void hg_cu_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
-                                  const float *Wt, const float *b, const float *s, int relu,
+                                  const float *W, const float *b, const float *s, int relu,
                                   float p, uint64_t seed, int64_t n, int64_t din, int64_t d);
 void hg_cu_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const int64_t *rowptr,
-                                      const int32_t *col, const float *val, const float *Wt,
-                                      const float *b, const float *s, int64_t n, int64_t d);
+                                      const int32_t *col, const float *val, const float *W,
+                                      float *Wt, const float *b, const float *s, int64_t n,
+                                      int64_t din, int64_t d);
 void hg_cu_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int64_t *rowptr,
                                const int32_t *col, const float *val, const float *y, int64_t n,
                                int64_t d);
-void hg_cu_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, float *gb, float *gs,
-                                   const int64_t *t_rowptr, const int32_t *t_col,
+void hg_cu_lorentz_linear_backward(const hg_kctx *k, float *gx, float *dz, float *gW, float *gb,
+                                   float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                    const float *t_val, const float *gS, const float *z,
                                    const float *hd, const float *x, const float *W,
                                    const float *S_prev, const float *s, int relu, float p,
                                    uint64_t seed, int64_t n, int64_t din, int64_t d);
-void hg_cu_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, float *gb,
+void hg_cu_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, float *gW, float *gb,
                                        float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                        const float *t_val, const float *gS, const float *z,
                                        const int64_t *xt_rowptr, const int32_t *xt_col,

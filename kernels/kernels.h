@@ -181,7 +181,9 @@ void hg_k_lorentz_stabilize(const hg_kctx *k, float *x, float *m, int64_t n, int
 /* ---- fused HyboNet layer kernels (DESIGN.md section 3) ----
  * One pass over the rows per kernel. Width d = 16 (every reference run) takes a vector path that
  * computes the per-row scalars (norms, sigmoid, square roots) of 16 rows at once; any other
- * width takes a scalar path with the same results up to float rounding. Widths up to
+ * width takes a scalar path with the same results up to float rounding, whose dense layer
+ * products (z = hd W^T, the weight gradient dz^T hd, the input gradient dz W) are float GEMMs
+ * (BLAS, one thread) and whose element-wise parts are row loops. Widths up to
  * HG_LORENTZ_MAX_D. Sums of up to HG_K_FLOAT_RUN terms stay in float (that many eps relative at
  * most, below the float32 storage error of the inputs); longer ones (parameter gradients over
  * the rows, hubs' neighbours, wide products) add their float runs into double. */
@@ -200,18 +202,21 @@ void hg_k_lorentz_stabilize(const hg_kctx *k, float *x, float *m, int64_t n, int
 #define HG_K_CHUNK_FLOATS 288
 int64_t hg_k_workspace_floats(int64_t n);
 
-/* LorentzLinear with a dense input x (n x din), the transposed weight Wt = W^T (din x d), bias b
- * (d, or NULL), log scale *s (one float in k's memory, like every array argument): hd (=) dropout(act(x)) with the element mask of hg_k_dropout over
- * the n x din array (act = ReLU when relu, else identity); z (=) hd Wt + b; y (=) head(z) as
- * hg_k_lorentz_linear_head_forward. hd may be NULL when !relu and p == 0 (x is then the input). */
+/* LorentzLinear with a dense input x (n x din), the weight W (d x din, row-major, as sst/ keeps
+ * it), bias b (d, or NULL), log scale *s (one float in k's memory, like every array argument):
+ * hd (=) dropout(act(x)) with the element mask of hg_k_dropout over the n x din array (act =
+ * ReLU when relu, else identity); z (=) hd W^T + b; y (=) head(z) as
+ * hg_k_lorentz_linear_head_forward. hd may be NULL when !relu and p == 0 (x is then the input).
+ * d = 16 with din < 16 and no hd takes the 16-wide path with the input zero-padded. */
 void hg_k_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
-                                 const float *Wt, const float *b, const float *s, int relu, float p,
+                                 const float *W, const float *b, const float *s, int relu, float p,
                                  uint64_t seed, int64_t n, int64_t din, int64_t d);
-/* The same with a sparse input X (CSR, n x din) and the transposed weight Wt (din x d):
- * z (=) X Wt + b, y (=) head(z). */
+/* The same with a sparse input X (CSR, n x din) and the weight W (d x din): Wt (=) W^T (din x d,
+ * scratch whose rows the product gathers), z (=) X Wt + b, y (=) head(z). */
 void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const int64_t *rowptr,
-                                     const int32_t *col, const float *val, const float *Wt,
-                                     const float *b, const float *s, int64_t n, int64_t d);
+                                     const int32_t *col, const float *val, const float *W,
+                                     float *Wt, const float *b, const float *s, int64_t n,
+                                     int64_t din, int64_t d);
 
 /* LorentzAgg: S (=) A y with A CSR (n x n), out (=) centroid(S) (hg_k_lorentz_centroid_forward). */
 void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int64_t *rowptr,
@@ -221,22 +226,26 @@ void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int6
 /* Backward of LorentzLinear followed by the aggregation, given gS = dL/dS (n x d) and At, the
  * transpose of the aggregation matrix (CSR, n x n): dy = At gS, dz = head backward (as
  * hg_k_lorentz_linear_head_backward), then
- *   gWt (=) hd^T dz (din x d, double: the weight gradient, transposed),
+ *   gW (=) dz^T hd (d x din, W's layout: the weight gradient; on the 16-wide path summed in
+ *   double and rounded once, on the others one float GEMM),
  *   gb (+=) column sums of dz (NULL: none), *gs (+=) dL/ds,
  *   gx (=) act'(x) * mask * (dz W) (n x din; NULL: not computed), with the forward's relu, p, seed;
  *   with S_prev (n x din, the previous layer's aggregate; NULL: none) gx (=) instead the centroid
  *   backward (hg_k_lorentz_centroid_backward) of that through S_prev: dL/dS_prev.
- * hd is the forward's hd (or x when that was NULL). ws: the workspace of n rows (above), or NULL. */
-void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, float *gb, float *gs,
-                                  const int64_t *t_rowptr, const int32_t *t_col,
+ * hd is the forward's hd (or x when that was NULL); W (d x din) the forward's weight. dz: n x d
+ * floats of scratch (contents unspecified on return). d = 16 with din < 16 and no gx takes the
+ * 16-wide path. ws: the workspace of n rows (above), or NULL. */
+void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, float *dz, float *gW, float *gb,
+                                  float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                   const float *t_val, const float *gS, const float *z,
                                   const float *hd, const float *x, const float *W,
                                   const float *S_prev, const float *s, int relu, float p, uint64_t seed,
                                   int64_t n, int64_t din, int64_t d, float *ws);
 /* The same for the sparse-input layer, whose input X (n x din) is given transposed, Xt (CSR,
- * din x n): dz (=) (n x d, the head gradient, also scratch), gWt (=) Xt dz (din x d, double),
- * gb (+=), *gs (+=). No input gradient. ws: the workspace of n rows, or NULL. */
-void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, float *gb,
+ * din x n): dz (=) (n x d, the head gradient, also scratch), gW (=) (Xt dz)^T (d x din, W's
+ * layout; each entry summed in float runs added in double, rounded once), gb (+=), *gs (+=).
+ * No input gradient. ws: the workspace of n rows, or NULL. */
+void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, float *gW, float *gb,
                                       float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                       const float *t_val, const float *gS, const float *z,
                                       const int64_t *xt_rowptr, const int32_t *xt_col,
