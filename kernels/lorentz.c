@@ -859,44 +859,58 @@ typedef struct {
     float f[HG_LORENTZ_MAX_D], a[HG_LORENTZ_MAX_D], c[HG_LORENTZ_MAX_D];
 } row_scratch;
 
+/* out (d) (=) init (NULL: 0) + sum_{q0 <= q < q1} coef[q] X[row(q)] in float, each element's
+ * terms added in q order; zero coefficients skipped. Columns go 64 at a time through four vector
+ * accumulators (registers, not a row in memory updated once per term), then 16 at a time. */
+static void run_sum(float *restrict out, const float *init, int64_t q0, int64_t q1,
+                    const float *coef, const int32_t *idx, const float *X, int64_t d)
+{
+    int64_t o0 = 0;
+    for (; o0 + 64 <= d; o0 += 64) {
+        v16f a[4];
+        for (int u = 0; u < 4; u++)
+            a[u] = init ? load16(init + o0 + 16 * u) : ZERO16;
+        for (int64_t q = q0; q < q1; q++) {
+            const float c = coef[q];
+            if (c == 0.0f)
+                continue;
+            const float *x = X + (idx ? (int64_t)idx[q] : q) * d + o0;
+            for (int u = 0; u < 4; u++)
+                a[u] = vfma(splat(c), load16(x + 16 * u), a[u]);
+        }
+        for (int u = 0; u < 4; u++)
+            store16(out + o0 + 16 * u, a[u]);
+    }
+    for (; o0 < d; o0 += 16) {
+        const int64_t w = d - o0 < 16 ? d - o0 : 16;
+        v16f a = init ? load_first16(init + o0, w) : ZERO16;
+        for (int64_t q = q0; q < q1; q++) {
+            const float c = coef[q];
+            if (c == 0.0f)
+                continue;
+            a = vfma(splat(c), load_first16(X + (idx ? (int64_t)idx[q] : q) * d + o0, w), a);
+        }
+        store_first16(out + o0, a, w);
+    }
+}
+
 /* out (d) = b (NULL: 0) + sum_{q < nterms} coef[q] X[row(q)] with row(q) = idx[q] (or q when idx
- * is NULL), X rows of width d: float runs of HG_K_FLOAT_RUN terms (vectorisable over the row)
- * added into double; zero coefficients (dropped inputs) are skipped. The generic-width form of
- * gather_row16. */
+ * is NULL), X rows of width d: float runs of HG_K_FLOAT_RUN terms added into double; zero
+ * coefficients (dropped inputs) are skipped. The generic-width form of gather_row16. */
 static void axpy_rows(float *restrict out, const float *b, int64_t nterms, const float *coef,
                       const int32_t *idx, const float *X, int64_t d, row_scratch *sc)
 {
     if (nterms <= HG_K_FLOAT_RUN) { /* one run: straight into out */
-        for (int64_t o = 0; o < d; o++)
-            out[o] = b ? b[o] : 0.0f;
-        for (int64_t q = 0; q < nterms; q++) {
-            const float a = coef[q];
-            if (a == 0.0f)
-                continue;
-            const float *x = X + (idx ? (int64_t)idx[q] : q) * d;
-            for (int64_t o = 0; o < d; o++)
-                out[o] += a * x[o];
-        }
+        run_sum(out, b, 0, nterms, coef, idx, X, d);
         return;
     }
-    for (int64_t o = 0; o < d; o++) {
+    for (int64_t o = 0; o < d; o++)
         sc->acc[o] = b ? b[o] : 0.0;
-        sc->f[o] = 0.0f;
-    }
     for (int64_t q0 = 0; q0 < nterms; q0 += HG_K_FLOAT_RUN) {
         const int64_t q1 = q0 + HG_K_FLOAT_RUN < nterms ? q0 + HG_K_FLOAT_RUN : nterms;
-        for (int64_t q = q0; q < q1; q++) {
-            const float a = coef[q];
-            if (a == 0.0f)
-                continue;
-            const float *x = X + (idx ? (int64_t)idx[q] : q) * d;
-            for (int64_t o = 0; o < d; o++)
-                sc->f[o] += a * x[o];
-        }
-        for (int64_t o = 0; o < d; o++) {
+        run_sum(sc->f, NULL, q0, q1, coef, idx, X, d);
+        for (int64_t o = 0; o < d; o++)
             sc->acc[o] += sc->f[o];
-            sc->f[o] = 0.0f;
-        }
     }
     for (int64_t o = 0; o < d; o++)
         out[o] = (float)sc->acc[o];
