@@ -1248,7 +1248,7 @@ static void linear_backward16(linear_bwd_args *a, int64_t r0, int64_t r1, float 
     float Gm[16][16] __attribute__((aligned(64))) = {{0}};
     /* an aligned copy of W: its rows are read as vector operands, and a row straddling two cache
        lines costs two loads */
-    float Wa[16][16] __attribute__((aligned(64)));
+    float Wa[16][16] __attribute__((aligned(64))), pad[16];
     if (gx)
         memcpy(Wa, a->W, sizeof Wa);
     float dyr[2][BLK][16] __attribute__((aligned(64))); /* dy rows of this block and the last */
@@ -1281,16 +1281,19 @@ static void linear_backward16(linear_bwd_args *a, int64_t r0, int64_t r1, float 
                 G[kk] = load16(Gm[kk]);
             for (int r = 0; r < nb; r++) {
                 const v16f g = load16(gz[r]);
+                const int64_t i = p0 + r;
+                const float *h = hd + i * din;
                 gbp += g;
-                if (din == 16) {
-                    const float *h = hd + (p0 + r) * 16;
-                    for (int kk = 0; kk < 16; kk++)
-                        G[kk] = vfma(splat(h[kk]), g, G[kk]);
-                } else { /* rows kk >= din of G stay 0 */
-                    const float *h = hd + (p0 + r) * din;
-                    for (int kk = 0; kk < din; kk++)
-                        G[kk] = vfma(splat(h[kk]), g, G[kk]);
+                /* din < 16: rows kk >= din of G collect products with the next row's first
+                   coordinates and are never read; the last rows read a zero-padded copy
+                   instead of reading past the array */
+                if (din < 16 && i * din + 16 > n * din) {
+                    memset(pad, 0, sizeof pad);
+                    memcpy(pad, h, (size_t)din * sizeof *h);
+                    h = pad;
                 }
+                for (int kk = 0; kk < 16; kk++)
+                    G[kk] = vfma(splat(h[kk]), g, G[kk]);
             }
             for (int kk = 0; kk < 16; kk++)
                 store16(Gm[kk], G[kk]);
