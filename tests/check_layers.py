@@ -149,18 +149,21 @@ def check_symbols(libs):
             for sym in sorted(undefined):
                 home = owner.get(sym)
                 if home is not None and home not in ALLOWED[layer]:
-                    problems.append(f"{os.path.basename(libs[layer])}({os.path.basename(obj)}): calls {sym} of "
-                                    f"layer {home}; layer {layer} may not use it")
+                    where = f"{os.path.basename(libs[layer])}({os.path.basename(obj)})"
+                    problems.append(f"{where}: calls {sym} of layer {home}; layer {layer} may "
+                                    f"not use it")
     return problems
 
 
 def self_test(root):
     """Copy the layered sources, plant violations one at a time, and require each to be named."""
     plants = [
-        ("kernels/cpu.c", '#include "../sst/linear.h"\n', "layer kernels may not use layer sst"),
-        ("sst/linear.c", '#include "../datasets/dataset.h"\n', "layer sst may not use layer datasets"),
-        ("src/csr.c", '#include "../hyperbolic/hybonet.h"\n', "layer core may not use layer models"),
-        ("datasets/dataset.c", '#include "no_such_header.h"\n', "is no file of the repository"),
+        ("kernels/cpu.c", "../sst/linear.h", "layer kernels may not use layer sst"),
+        ("sst/linear.c", "../datasets/dataset.h", "layer sst may not use layer datasets"),
+        ("kernels/lorentz.c", "../src/rng.h", "layer kernels may not use layer core"),
+        ("src/csr.c", "../hyperbolic/hybonet.h", "layer core may not use layer models"),
+        ("hyperbolic/hybonet.c", "../src/cli/options.h", "layer models may not use layer programs"),
+        ("datasets/dataset.c", "no_such_header.h", "is no file of the repository"),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for rel, _ in list(layered_files(root)) + [(p, None) for p in EXTRA_FILES]:
@@ -170,7 +173,8 @@ def self_test(root):
         if clean:
             print("self-test: the unmodified copy already fails:\n" + "\n".join(clean))
             return 1
-        for rel, line, expect in plants:
+        for rel, header, expect in plants:
+            line = f'#include "{header}"\n'
             path = os.path.join(tmp, rel)
             with open(path, encoding="utf-8") as f:
                 original = f.read()
