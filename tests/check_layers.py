@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """check_layers.py - the layers of hgnn hold (ARCHITECTURE.md, "Layers").
 
-    base <- kernels <- core <- sst, datasets <- models <- programs
+    base <- kernels <- core <- sst <- models <- programs
+                       core <- datasets <- programs
 
-A layer may use itself and the layers below it, never one above it nor a sibling (sst and
-datasets do not use each other). Two checks:
+A layer may use itself and the layers below it, never one above it nor a sibling: sst and
+datasets do not use each other, and a model does not read datasets (the programs tie them).
+Two checks:
 
   includes: every #include "..." in base, kernels, core, sst, datasets, models and programs
             must resolve to a file of the repository (or to the generated hg_config.h) whose
@@ -32,7 +34,7 @@ ALLOWED = {
     "core": {"base", "kernels", "core"},
     "sst": {"base", "kernels", "core", "sst"},
     "datasets": {"base", "kernels", "core", "datasets"},
-    "models": {"base", "kernels", "core", "sst", "datasets", "models"},
+    "models": {"base", "kernels", "core", "sst", "models"},
     "programs": {"base", "kernels", "core", "sst", "datasets", "models", "programs"},
 }
 
@@ -163,6 +165,8 @@ def self_test(root):
         ("kernels/lorentz.c", "../src/rng.h", "layer kernels may not use layer core"),
         ("src/csr.c", "../hyperbolic/hybonet.h", "layer core may not use layer models"),
         ("hyperbolic/hybonet.c", "../src/cli/options.h", "layer models may not use layer programs"),
+        ("hyperbolic/hybonet.h", "../datasets/dataset.h",
+         "layer models may not use layer datasets"),
         ("datasets/dataset.c", "no_such_header.h", "is no file of the repository"),
     ]
     with tempfile.TemporaryDirectory() as tmp:
