@@ -1,4 +1,4 @@
-/* test_noalloc.c - no allocation inside a training step (issue 2's performance rule).
+/* test_noalloc.c - no allocation inside a training step (the project's performance rule).
  *
  * The executable is linked with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc (tests/meson.build),
  * so every heap allocation of the library code goes through the counters below. A model is built

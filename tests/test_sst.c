@@ -1,4 +1,4 @@
-/* test_sst.c - sst/linear.c: the four training modes of a linear map (DESIGN.md section 4).
+/* test_sst.c - sst/linear.c: the four training modes of a linear map (ARCHITECTURE.md section 4).
  * Suite: numerics. Oracles: double-precision reconstructions of W from each parameterisation,
  * central differences, SVD identities, chi-square tests of the sampling rules. The internal
  * fields are reached through sst/linear_internal.h (test-only). */
