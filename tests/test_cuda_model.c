@@ -86,10 +86,13 @@ static hg_linear_opts opts_for(hg_linear_method meth)
     return o;
 }
 
+/* Most rows a forward/backward of the tests below gets. */
+#define ACT_ROWS 48
+
 static hg_linear *make(const hg_kctx *k, const hg_linear_opts *o, int64_t m, int64_t n,
                        const float *W, uint64_t seed)
 {
-    return hg_test_linear_create(k, m, n, W, o, seed, 0);
+    return hg_test_linear_create(k, m, n, W, o, seed, ACT_ROWS);
 }
 
 static float *host_floats(int64_t n)
@@ -579,6 +582,83 @@ static void test_hybonet_lp_relora(void **state)
     hybonet_parity(1, HG_LINEAR_RELORA);
 }
 
+/* ---------------------------------------------------------------- through the activations */
+
+/* forward and backward (dX, bias gradient, the method's gradients) on both devices, then the
+ * fused step: SST with 3 rows takes the product through the activations, with ACT_ROWS rows the
+ * one through G. */
+static void parity_activations(hg_linear_method meth)
+{
+    const int64_t m = 12, n = 20, mn = m * n;
+    hg_linear_opts o = opts_for(meth);
+    float *W = host_floats(mn), *Wg = host_floats(mn);
+    float *X = host_floats(ACT_ROWS * n), *Yc = host_floats(ACT_ROWS * m);
+    float *Yg = host_floats(ACT_ROWS * m), *dXc = host_floats(ACT_ROWS * n);
+    float *dXg = host_floats(ACT_ROWS * n), *bias = host_floats(m), *gbc = host_floats(m);
+    float *gbg = host_floats(m);
+    float *dX_ = dev_floats(ACT_ROWS * n), *dY_ = dev_floats(ACT_ROWS * m);
+    float *dXd = dev_floats(ACT_ROWS * n), *dYd = dev_floats(ACT_ROWS * m);
+    float *db = dev_floats(m), *dgb = dev_floats(m);
+    hg_test_fill_uniform(W, (size_t)mn, -0.3f, 0.3f, 77);
+    hg_test_fill_uniform(bias, (size_t)m, -0.1f, 0.1f, 78);
+    hg_k_upload(&gpu, db, bias, (size_t)m * sizeof(float));
+    hg_linear *Lc = make(&cpu, &o, m, n, W, 9), *Lg = make(&gpu, &o, m, n, W, 9);
+    for (int s = 0; s < 12; s++) {
+        const int64_t rows = s % 2 ? ACT_ROWS : 3;
+        hg_test_fill_uniform(X, (size_t)(rows * n), -1.0f, 1.0f, 300 + (uint64_t)s);
+        hg_k_upload(&gpu, dX_, X, (size_t)(rows * n) * sizeof(float));
+        hg_linear_forward(Lc, Yc, X, bias, rows);
+        hg_linear_forward(Lg, dY_, dX_, db, rows);
+        hg_k_download(&gpu, Yg, dY_, (size_t)(rows * m) * sizeof(float));
+        assert_normwise(Yg, Yc, rows * m, PARITY_RTOL, "Y", s);
+        /* dY = Y (the loss |Y|^2 / 2), the same on both devices */
+        hg_test_linear_zero_grad(Lc);
+        hg_test_linear_zero_grad(Lg);
+        memset(gbc, 0, (size_t)m * sizeof(float));
+        hg_k_zero(&gpu, dgb, (size_t)m * sizeof(float));
+        assert_int_equal(hg_linear_backward(Lc, dXc, gbc, Yc, X, rows), HG_OK);
+        assert_int_equal(hg_linear_backward(Lg, dXd, dgb, dY_, dX_, rows), HG_OK);
+        hg_k_download(&gpu, dXg, dXd, (size_t)(rows * n) * sizeof(float));
+        hg_k_download(&gpu, gbg, dgb, (size_t)m * sizeof(float));
+        assert_normwise(dXg, dXc, rows * n, PARITY_RTOL, "dX", s);
+        assert_normwise(gbg, gbc, m, PARITY_RTOL, "bias gradient", s);
+        const double sc = hg_test_linear_grad_sqnorm(Lc), sg = hg_test_linear_grad_sqnorm(Lg);
+        if (!(fabs(sg - sc) <= 1e-5 * sc))
+            fail_msg("step %d: gradient squared norm cuda %.9g, cpu %.9g", s, sg, sc);
+        assert_int_equal(hg_test_linear_step(Lc, 0.01f), HG_OK);
+        assert_int_equal(hg_test_linear_step(Lg, 0.01f), HG_OK);
+        weight_host(Lg, Wg);
+        assert_normwise(Wg, hg_linear_weight(Lc), mn, PARITY_RTOL, "W", s);
+    }
+    assert_int_equal(hg_k_sync(&gpu), HG_OK);
+    hg_test_linear_free(Lc);
+    hg_test_linear_free(Lg);
+    void *dv[] = {dX_, dY_, dXd, dYd, db, dgb};
+    for (size_t i = 0; i < sizeof dv / sizeof *dv; i++)
+        hg_k_free(&gpu, dv[i]);
+    free(W), free(Wg), free(X), free(Yc), free(Yg), free(dXc), free(dXg), free(bias);
+    free(gbc), free(gbg);
+}
+
+static void test_activations_full(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    parity_activations(HG_LINEAR_FULL);
+}
+static void test_activations_lora(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    parity_activations(HG_LINEAR_LORA);
+}
+static void test_activations_sst(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    parity_activations(HG_LINEAR_SST);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +666,9 @@ int main(void)
         cmocka_unit_test(test_parity_lora),
         cmocka_unit_test(test_parity_relora),
         cmocka_unit_test(test_parity_sst),
+        cmocka_unit_test(test_activations_full),
+        cmocka_unit_test(test_activations_lora),
+        cmocka_unit_test(test_activations_sst),
         cmocka_unit_test(test_tensor_roundtrip),
         cmocka_unit_test(test_checkpoint_cpu_to_device),
         cmocka_unit_test(test_hybonet_nc_full),
