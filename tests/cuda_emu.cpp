@@ -112,6 +112,26 @@ extern "C" void hg_emu_syncthreads(void)
     swapcontext(&thread_ctx[running], &sched_ctx);
 }
 
+/* Make thread t start at thread_entry on its stack. */
+static void __attribute__((noinline)) start_thread(unsigned t)
+{
+    at_end[t] = 0;
+    getcontext(&thread_ctx[t]);
+    thread_ctx[t].uc_stack.ss_sp = stacks + (size_t)t * stack_bytes;
+    thread_ctx[t].uc_stack.ss_size = stack_bytes;
+    thread_ctx[t].uc_link = &sched_ctx;
+    makecontext(&thread_ctx[t], thread_entry, 0);
+}
+
+/* Run thread t until its next barrier or its end (swapcontext returns twice: kept out of the
+ * loops, whose variables it could clobber). */
+static void __attribute__((noinline)) resume(unsigned t)
+{
+    running = t;
+    hg_emu_thread_idx = dim3(t);
+    swapcontext(&sched_ctx, &thread_ctx[t]);
+}
+
 extern "C" void hg_emu_run_blocks(dim3 grid, dim3 block, size_t smem, void (*fn)(void *),
                                   void *arg)
 {
@@ -138,20 +158,12 @@ extern "C" void hg_emu_run_blocks(dim3 grid, dim3 block, size_t smem, void (*fn)
     for (unsigned b = 0; b < grid.x; b++) {
         hg_emu_block_idx = dim3(b);
         memset(dyn.data(), 0xff, dyn.size()); /* NaN in every float and double */
-        for (unsigned t = 0; t < n; t++) {
-            at_end[t] = 0;
-            getcontext(&thread_ctx[t]);
-            thread_ctx[t].uc_stack.ss_sp = stacks + (size_t)t * stack_bytes;
-            thread_ctx[t].uc_stack.ss_size = stack_bytes;
-            thread_ctx[t].uc_link = &sched_ctx;
-            makecontext(&thread_ctx[t], thread_entry, 0);
-        }
+        for (unsigned t = 0; t < n; t++)
+            start_thread(t);
         for (unsigned ended = 0; ended < n;) {
             ended = 0;
             for (unsigned t = 0; t < n; t++) {
-                running = t;
-                hg_emu_thread_idx = dim3(t);
-                swapcontext(&sched_ctx, &thread_ctx[t]);
+                resume(t);
                 ended += at_end[t];
             }
             if (ended != 0 && ended != n)

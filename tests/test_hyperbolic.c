@@ -44,7 +44,7 @@
 
 #define U32 (0.5 * (double)FLT_EPSILON) /* unit roundoff of float32 */
 
-static hg_kctx K = {HG_DEVICE_CPU, 1, NULL};
+static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL};
 
 /* ---------------------------------------------------------------- the graph */
 

@@ -46,7 +46,7 @@ static const int64_t test_widths[] = {5, 16};
 #define NWIDTHS 2
 #define MAXD 16
 
-static hg_kctx K = {HG_DEVICE_CPU, 1, NULL};
+static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL};
 
 /* shorthands for the test scratch (testutil.h) */
 #define tf hg_test_floats
