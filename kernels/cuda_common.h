@@ -102,7 +102,7 @@ void hg_cu_forget_matrix(const hg_kctx *k, const void *p);
 double hg_cu_fetch_double(const hg_kctx *k, const double *src);
 
 
-/* The dropout mask of element i (kernels/cpu.c's hg_k_dropout_scale, bit for bit): 0 or
+/* The dropout mask of element i (kernels/core.c's hg_k_dropout_scale, bit for bit): 0 or
  * 1/(1-p) from a splitmix64 hash of (seed, i). */
 __host__ __device__ static inline float hg_cu_dropout_scale(int64_t i, float p, uint64_t seed)
 {

@@ -7,7 +7,7 @@
  *
  * Every GPU op runs twice on identical inputs: the outputs (and scalar results) must be bitwise
  * identical (determinism: fixed reduction orders, no atomics), the second call must make no
- * device allocation (hg_cu_num_allocs unchanged: scratch grows on a first call only), and the
+ * device allocation (hg_k_device_allocs unchanged: scratch grows on a first call only), and the
  * inputs must come back unchanged. Outputs documented (=) start as NaN (a slot left unwritten
  * fails); (+=) ones start at random values.
  *

@@ -1,4 +1,4 @@
-/* test_kernels.c - the CPU reference kernels (kernels/cpu.c, kernels/lorentz.c) against naive
+/* test_kernels.c - the CPU reference kernels (kernels/core.c, sparse.c, lorentz.c) against naive
  * double-precision oracles, central differences and the identities of the Lorentz model
  * (DESIGN.md section 3). Suite: numerics.
  *
