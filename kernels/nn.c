@@ -32,6 +32,77 @@
 /* Threads for `work` elements of work. */
 static int nn_threads(const hg_kctx *k, int64_t work) { return work >= NN_PAR_MIN ? k->threads : 1; }
 
+/* ---------------------------------------------------------------- row helpers
+ * Written so that the compiler vectorises them: sums run in NN_LANES interleaved double partial
+ * sums (element i into lane i mod NN_LANES) added in a fixed tree at the end, so the order, and
+ * the result, depends on the data alone. */
+
+#define NN_LANES 8
+
+static double lanes_total(const double *a)
+{
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+/* sum_i x[i] (a NULL y) or sum_i x[i] y[i], in double. */
+static double row_dot(const float *x, const float *y, int64_t n)
+{
+    double a[NN_LANES] = {0};
+    int64_t i = 0;
+    if (y)
+        for (; i + NN_LANES <= n; i += NN_LANES)
+            for (int l = 0; l < NN_LANES; l++)
+                a[l] += (double)x[i + l] * y[i + l];
+    else
+        for (; i + NN_LANES <= n; i += NN_LANES)
+            for (int l = 0; l < NN_LANES; l++)
+                a[l] += x[i + l];
+    for (int l = 0; i < n; i++, l++)
+        a[l] += y ? (double)x[i] * y[i] : (double)x[i];
+    return lanes_total(a);
+}
+
+/* max_i scale x[i] (-inf for n = 0; NaN elements are skipped). */
+static float row_max(const float *x, int64_t n, float scale)
+{
+    float m[NN_LANES];
+    for (int l = 0; l < NN_LANES; l++)
+        m[l] = -INFINITY;
+    int64_t i = 0;
+    for (; i + NN_LANES <= n; i += NN_LANES)
+        for (int l = 0; l < NN_LANES; l++)
+            m[l] = m[l] > scale * x[i + l] ? m[l] : scale * x[i + l];
+    for (int l = 0; i < n; i++, l++)
+        m[l] = m[l] > scale * x[i] ? m[l] : scale * x[i];
+    float r = m[0];
+    for (int l = 1; l < NN_LANES; l++)
+        r = r > m[l] ? r : m[l];
+    return r;
+}
+
+/* e^x for x <= 0 (0 below -87, where e^x leaves the normal floats), within 2 ulp of expf:
+ * x = n ln 2 + r with |r| <= ln 2 / 2 (ln 2 split in two for an exact product), e^r by its
+ * degree-7 Taylor polynomial, 2^n put into the exponent bits. Branch-free, so that loops of it
+ * vectorise (the C library's expf does not without -ffast-math). */
+static inline float nn_exp(float x)
+{
+    const float n = rintf(x * 1.44269504088896341f);
+    float r = fmaf(n, -0.693145751953125f, x);
+    r = fmaf(n, -1.42860682030941723212e-6f, r);
+    float p = 1.0f / 5040.0f;
+    p = fmaf(p, r, 1.0f / 720.0f);
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    const int32_t bits = ((int32_t)n + 127) << 23;
+    float two_n;
+    memcpy(&two_n, &bits, sizeof two_n);
+    return x < -87.0f ? 0.0f : p * two_n;
+}
+
 /* ---------------------------------------------------------------- activations, bias */
 
 void hg_cpu_relu_forward(const hg_kctx *k, float *y, const float *x, int64_t n)
@@ -64,7 +135,7 @@ void hg_cpu_gelu_backward(const hg_kctx *k, float *dx, const float *dy, const fl
     for (int64_t i = 0; i < n; i++) {
         const float v = x[i];
         const float cdf = 0.5f * (1.0f + erff(v * (float)M_SQRT1_2));
-        dx[i] = dy[i] * (cdf + v * c * expf(-0.5f * v * v));
+        dx[i] = dy[i] * (cdf + v * c * nn_exp(-0.5f * v * v));
     }
 }
 
@@ -121,15 +192,10 @@ void hg_cpu_softmax_forward(const hg_kctx *k, float *y, const float *x, int64_t 
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
         const int64_t nk = softmax_keys(r, cols, causal, key_len, rows_per_len);
-        float m = -INFINITY;
+        const float m = row_max(xr, nk, scale);
         for (int64_t j = 0; j < nk; j++)
-            m = fmaxf(m, scale * xr[j]);
-        double s = 0.0;
-        for (int64_t j = 0; j < nk; j++) {
-            const float e = expf(scale * xr[j] - m);
-            yr[j] = e;
-            s += e;
-        }
+            yr[j] = nn_exp(scale * xr[j] - m);
+        const double s = row_dot(yr, NULL, nk);
         const float inv = nk > 0 ? (float)(1.0 / s) : 0.0f;
         for (int64_t j = 0; j < nk; j++)
             yr[j] *= inv;
@@ -146,10 +212,7 @@ void hg_cpu_softmax_backward(const hg_kctx *k, float *dx, const float *dy, const
     for (int64_t r = 0; r < rows; r++) {
         const float *dyr = dy + r * cols, *yr = y + r * cols;
         float *dxr = dx + r * cols;
-        double dot = 0.0;
-        for (int64_t j = 0; j < cols; j++)
-            dot += (double)dyr[j] * yr[j];
-        const float fd = (float)dot;
+        const float fd = (float)row_dot(dyr, yr, cols);
         for (int64_t j = 0; j < cols; j++)
             dxr[j] = scale * yr[j] * (dyr[j] - fd);
     }
@@ -166,24 +229,26 @@ void hg_cpu_layernorm_forward(const hg_kctx *k, float *y, float *mean, float *rs
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;
-        double s = 0.0;
-        for (int64_t j = 0; j < cols; j++)
-            s += xr[j];
-        const double mu = s / (double)cols;
-        double v = 0.0;
-        for (int64_t j = 0; j < cols; j++)
-            v += ((double)xr[j] - mu) * ((double)xr[j] - mu);
+        const double mu = row_dot(xr, NULL, cols) / (double)cols;
+        double a[NN_LANES] = {0};
+        int64_t j = 0;
+        for (; j + NN_LANES <= cols; j += NN_LANES)
+            for (int l = 0; l < NN_LANES; l++)
+                a[l] += ((double)xr[j + l] - mu) * ((double)xr[j + l] - mu);
+        for (int l = 0; j < cols; j++, l++)
+            a[l] += ((double)xr[j] - mu) * ((double)xr[j] - mu);
+        const double v = lanes_total(a);
         const float m = (float)mu, rs = (float)(1.0 / sqrt(v / (double)cols + (double)eps));
         mean[r] = m;
         rstd[r] = rs;
-        for (int64_t j = 0; j < cols; j++) {
-            float t = (xr[j] - m) * rs;
-            if (gamma)
-                t *= gamma[j];
-            if (beta)
-                t += beta[j];
-            yr[j] = t;
-        }
+        for (int64_t c = 0; c < cols; c++)
+            yr[c] = (xr[c] - m) * rs;
+        if (gamma)
+            for (int64_t c = 0; c < cols; c++)
+                yr[c] *= gamma[c];
+        if (beta)
+            for (int64_t c = 0; c < cols; c++)
+                yr[c] += beta[c];
     }
 }
 
@@ -197,16 +262,24 @@ void hg_cpu_layernorm_backward(const hg_kctx *k, float *dx, float *dgamma, float
         const float *xr = x + r * cols, *dyr = dy + r * cols;
         float *dxr = dx + r * cols;
         const float m = mean[r], rs = rstd[r];
-        double a = 0.0, b = 0.0;
-        for (int64_t j = 0; j < cols; j++) {
+        double la[NN_LANES] = {0}, lb[NN_LANES] = {0};
+        int64_t j = 0;
+        for (; j + NN_LANES <= cols; j += NN_LANES)
+            for (int l = 0; l < NN_LANES; l++) {
+                const float g = gamma ? dyr[j + l] * gamma[j + l] : dyr[j + l];
+                la[l] += g;
+                lb[l] += (double)g * ((xr[j + l] - m) * rs);
+            }
+        for (int l = 0; j < cols; j++, l++) {
             const float g = gamma ? dyr[j] * gamma[j] : dyr[j];
-            a += g;
-            b += (double)g * ((xr[j] - m) * rs);
+            la[l] += g;
+            lb[l] += (double)g * ((xr[j] - m) * rs);
         }
+        const double a = lanes_total(la), b = lanes_total(lb);
         const float fa = (float)(a / (double)cols), fb = (float)(b / (double)cols);
-        for (int64_t j = 0; j < cols; j++) {
-            const float g = gamma ? dyr[j] * gamma[j] : dyr[j];
-            dxr[j] = rs * (g - fa - (xr[j] - m) * rs * fb);
+        for (int64_t c = 0; c < cols; c++) {
+            const float g = gamma ? dyr[c] * gamma[c] : dyr[c];
+            dxr[c] = rs * (g - fa - (xr[c] - m) * rs * fb);
         }
     }
     if (!dgamma && !dbeta)
@@ -244,21 +317,22 @@ static double ce_row(float *dl, const float *l, int32_t target, int64_t C, float
             memset(dl, 0, (size_t)C * sizeof *dl);
         return 0.0;
     }
-    float m = -INFINITY;
-    for (int64_t c = 0; c < C; c++)
-        m = fmaxf(m, l[c]);
-    double s = 0.0, sl = 0.0;
-    for (int64_t c = 0; c < C; c++) {
-        s += expf(l[c] - m);
-        sl += l[c];
-    }
+    const float m = row_max(l, C, 1.0f);
+    double ls[NN_LANES] = {0};
+    int64_t c = 0;
+    for (; c + NN_LANES <= C; c += NN_LANES)
+        for (int j = 0; j < NN_LANES; j++)
+            ls[j] += nn_exp(l[c + j] - m);
+    for (int j = 0; c < C; c++, j++)
+        ls[j] += nn_exp(l[c] - m);
+    const double s = lanes_total(ls), sl = row_dot(l, NULL, C);
     const double lse = (double)m + log(s);
     const double off = (double)smoothing / (double)C;
     const double loss = lse - (1.0 - smoothing) * (double)l[target] - off * sl;
     if (dl) {
         const float inv = (float)(1.0 / s), q = (float)off;
-        for (int64_t c = 0; c < C; c++)
-            dl[c] = w * (expf(l[c] - m) * inv - q);
+        for (int64_t j = 0; j < C; j++)
+            dl[j] = w * (nn_exp(l[j] - m) * inv - q);
         dl[target] -= w * (1.0f - smoothing);
     }
     return loss;
