@@ -74,16 +74,16 @@ static int open_module(const char *path, const hg_kbackend **be, char *why, size
         return 0;
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
-        snprintf(why, len, "--device cuda: cannot load the CUDA backend (%.500s); is the CUDA runtime "
-                 "installed? (see README, GPU)", dlerror());
+        snprintf(why, len, "--device cuda: cannot load the CUDA backend (%.500s); is the CUDA "
+                 "runtime installed? (see README, GPU)", dlerror());
         return -1;
     }
     hg_kbackend_module_entry entry;
     *(void **)&entry = dlsym(h, HG_KBACKEND_MODULE_ENTRY);
     const hg_kbackend *t = entry ? entry(&host) : NULL;
     if (!t || t->abi != HG_KBACKEND_ABI || t->size != sizeof(hg_kbackend)) {
-        snprintf(why, len, "--device cuda: %.500s is not a CUDA backend of this hgnn (built from other "
-                 "sources; rebuild it)", path);
+        snprintf(why, len, "--device cuda: %.500s is not a CUDA backend of this hgnn (built from "
+                 "other sources; rebuild it)", path);
         dlclose(h);
         return -1;
     }
@@ -98,7 +98,7 @@ static const hg_kbackend *cuda_backend(char *why, size_t len)
         return loaded;
     }
     tried = 1;
-    char paths[3][PATH_MAX + 32];
+    char paths[2][PATH_MAX + 32];
     int np = 0;
     const char *env = getenv("HGNN_CUDA_MODULE");
     if (env && env[0]) {
@@ -123,8 +123,8 @@ static const hg_kbackend *cuda_backend(char *why, size_t len)
     }
     if (!loaded && !load_error[0]) {
         if (env && env[0])
-            snprintf(load_error, sizeof load_error, "--device cuda: no CUDA backend module at %.500s "
-                     "(HGNN_CUDA_MODULE; see README, GPU)", env);
+            snprintf(load_error, sizeof load_error, "--device cuda: no CUDA backend module at "
+                     "%.500s (HGNN_CUDA_MODULE; see README, GPU)", env);
         else if (HG_HAVE_CUDA)
             snprintf(load_error, sizeof load_error, "--device cuda: the CUDA backend module "
                      MODULE_NAME " is neither next to the program nor in %s (see README, GPU)",

@@ -31,9 +31,9 @@ void hg_k_set_threads(hg_kctx *k, int threads)
 
 static int fits_int(int64_t x) { return x >= 0 && x <= INT_MAX; }
 
-int hg_cpu_gemm(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
-              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-              int64_t ldc)
+int hg_cpu_gemm(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, int64_t K,
+                float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                float *C, int64_t ldc)
 {
     (void)k;
     if (!fits_int(M) || !fits_int(N) || !fits_int(K) || !fits_int(lda) || !fits_int(ldb) ||
@@ -86,7 +86,8 @@ void hg_k_dropout_mask(float *mask, int64_t i0, int64_t n, float p, uint64_t see
         mask[j] = dropout_hash(seed, i0 + j) < threshold ? 0.0f : keep;
 }
 
-void hg_cpu_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, float p, uint64_t seed)
+void hg_cpu_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, float p,
+                    uint64_t seed)
 {
     (void)k;
     if (p <= 0.0f) {
