@@ -89,13 +89,7 @@ static hg_linear_opts opts_for(hg_linear_method meth)
 static hg_linear *make(const hg_kctx *k, const hg_linear_opts *o, int64_t m, int64_t n,
                        const float *W, uint64_t seed)
 {
-    hg_linear *L = NULL;
-    int rc = hg_linear_create(&L, k, m, n, W, o, seed);
-    if (rc != HG_OK)
-        fail_msg("hg_linear_create(%s, %lld x %lld, %s): %s: %s",
-                 hg_linear_method_name(o->method), (long long)m, (long long)n,
-                 k->device == HG_DEVICE_CUDA ? "cuda" : "cpu", hg_strerror(rc), hg_last_error());
-    return L;
+    return hg_test_linear_create(k, m, n, W, o, seed, 0);
 }
 
 static float *host_floats(int64_t n)
@@ -138,7 +132,7 @@ static int tensor_index(hg_linear *L, const char *name, int64_t *count)
     for (int i = 0; i < hg_linear_num_tensors(L); i++) {
         const char *nm;
         int64_t c;
-        hg_linear_tensor(L, i, &nm, NULL, &c);
+        hg_test_linear_tensor(L, i, &nm, NULL, &c);
         if (strcmp(nm, name) == 0) {
             if (count)
                 *count = c;
@@ -155,18 +149,18 @@ static void step_both(hg_linear *Lc, hg_linear *Lg, const float *G, float *dG, i
                       float lr, int step)
 {
     hg_k_upload(&gpu, dG, G, (size_t)mn * sizeof(float));
-    hg_linear_zero_grad(Lc);
-    hg_linear_zero_grad(Lg);
+    hg_test_linear_zero_grad(Lc);
+    hg_test_linear_zero_grad(Lg);
     hg_linear_accumulate_grad(Lc, G);
     hg_linear_accumulate_grad(Lg, dG);
-    const double sc = hg_linear_grad_sqnorm(Lc), sg = hg_linear_grad_sqnorm(Lg);
+    const double sc = hg_test_linear_grad_sqnorm(Lc), sg = hg_test_linear_grad_sqnorm(Lg);
     if (!(fabs(sg - sc) <= 1e-5 * sc))
         fail_msg("step %d: gradient squared norm cuda %.9g, cpu %.9g", step, sg, sc);
     if (sc > 1.0) {
-        hg_linear_scale_grad(Lc, (float)(1.0 / sqrt(sc)));
-        hg_linear_scale_grad(Lg, (float)(1.0 / sqrt(sc)));
+        hg_test_linear_scale_grad(Lc, (float)(1.0 / sqrt(sc)));
+        hg_test_linear_scale_grad(Lg, (float)(1.0 / sqrt(sc)));
     }
-    const int rc = hg_linear_step(Lc, lr), rg = hg_linear_step(Lg, lr);
+    const int rc = hg_test_linear_step(Lc, lr), rg = hg_test_linear_step(Lg, lr);
     if (rc != HG_OK || rg != HG_OK)
         fail_msg("step %d: hg_linear_step cpu %d, cuda %d: %s", step, rc, rg, hg_last_error());
 }
@@ -226,8 +220,8 @@ static void parity(hg_linear_method meth, hg_sst_sampling rule, int64_t m, int64
     for (int i = 0; i < hg_linear_num_tensors(Lc); i++) {
         const char *nc, *ng;
         int64_t cc, cg;
-        hg_linear_tensor(Lc, i, &nc, NULL, &cc);
-        hg_linear_tensor(Lg, i, &ng, NULL, &cg);
+        hg_test_linear_tensor(Lc, i, &nc, NULL, &cc);
+        hg_test_linear_tensor(Lg, i, &ng, NULL, &cg);
         assert_string_equal(ng, nc);
         assert_int_equal(cg, cc);
         free(ta);
@@ -273,8 +267,8 @@ static void parity(hg_linear_method meth, hg_sst_sampling rule, int64_t m, int64
                   hg_linear_method_name(meth), meth == HG_LINEAR_SST ? " " : "",
                   meth == HG_LINEAR_SST ? hg_sst_sampling_name(rule) : "", (long long)m,
                   (long long)n, worst_seen, PARITY_RTOL);
-    hg_linear_free(Lc);
-    hg_linear_free(Lg);
+    hg_test_linear_free(Lc);
+    hg_test_linear_free(Lg);
     hg_k_free(&gpu, dG);
     free(Pc);
     free(Pg);
@@ -339,9 +333,9 @@ static void test_tensor_roundtrip(void **state)
         for (int s = 0; s < 5; s++) { /* moments and schedule away from their initial values */
             hg_test_fill_uniform(G, (size_t)mn, -1.0f, 1.0f, 70 + (uint64_t)s);
             hg_k_upload(&gpu, dG, G, (size_t)mn * sizeof(float));
-            hg_linear_zero_grad(L);
+            hg_test_linear_zero_grad(L);
             hg_linear_accumulate_grad(L, dG);
-            assert_int_equal(hg_linear_step(L, 0.01f), HG_OK);
+            assert_int_equal(hg_test_linear_step(L, 0.01f), HG_OK);
         }
         weight_host(L, W1);
         const int nt = hg_linear_num_tensors(L);
@@ -351,7 +345,7 @@ static void test_tensor_roundtrip(void **state)
             const char *nm;
             float *data;
             int64_t c;
-            hg_linear_tensor(L, i, &nm, &data, &c);
+            hg_test_linear_tensor(L, i, &nm, &data, &c);
             assert_non_null(data);
             saved[i] = host_floats(c);
             float *pat = host_floats(c), *back = host_floats(c);
@@ -376,7 +370,7 @@ static void test_tensor_roundtrip(void **state)
         /* out of range: nothing happens */
         hg_linear_tensor_read(L, nt, W2);
         hg_linear_tensor_write(L, -1, W2);
-        hg_linear_free(L);
+        hg_test_linear_free(L);
     }
     hg_k_free(&gpu, dG);
     free(W2);
@@ -402,14 +396,14 @@ static void test_checkpoint_cpu_to_device(void **state)
         hg_linear *Lc = make(&cpu, &o, m, n, W, 1), *Lg = make(&gpu, &o, m, n, W2, 99);
         for (int s = 0; s < 7; s++) {
             hg_test_fill_uniform(G, (size_t)mn, -1.0f, 1.0f, 300 + (uint64_t)s);
-            hg_linear_zero_grad(Lc);
+            hg_test_linear_zero_grad(Lc);
             hg_linear_accumulate_grad(Lc, G);
-            assert_int_equal(hg_linear_step(Lc, 0.02f), HG_OK);
+            assert_int_equal(hg_test_linear_step(Lc, 0.02f), HG_OK);
         }
         for (int i = 0; i < hg_linear_num_tensors(Lc); i++) {
             int64_t c;
             const char *nm;
-            hg_linear_tensor(Lc, i, &nm, NULL, &c);
+            hg_test_linear_tensor(Lc, i, &nm, NULL, &c);
             float *t = host_floats(c);
             hg_linear_tensor_read(Lc, i, t);
             hg_linear_tensor_write(Lg, tensor_index(Lg, nm, NULL), t);
@@ -432,8 +426,8 @@ static void test_checkpoint_cpu_to_device(void **state)
         assert_memory_equal(bb, a, (size_t)cs * sizeof(float));
         free(a);
         free(bb);
-        hg_linear_free(Lc);
-        hg_linear_free(Lg);
+        hg_test_linear_free(Lc);
+        hg_test_linear_free(Lg);
     }
     hg_k_free(&gpu, dG);
     free(Wg);
