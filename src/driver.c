@@ -14,8 +14,8 @@
 
 /* The driver's scalars in last.ckpt ("driver/state"). */
 enum {
-    ST_STEP, ST_STOPPED, ST_DIRTY, ST_BEST, ST_BEST_STEP, ST_SINCE_BEST, ST_TRAIN_SECONDS,
-    ST_LOG_BYTES, ST_NMETRICS, ST_COUNT
+    ST_STEP, ST_STOPPED, ST_DIRTY, ST_BEST, ST_BEST_STEP, ST_SINCE_BEST, ST_LOG_LINES,
+    ST_NMETRICS, ST_COUNT
 };
 _Static_assert(ST_COUNT <= sizeof(((hg_driver *)0)->state) / sizeof(uint64_t), "state words");
 
@@ -80,8 +80,6 @@ int hg_driver_init(hg_driver *d, const hg_driver_config *cfg, const hg_driver_mo
                              m->nmetrics, NULL, 0));
     HG_CHECK(hg_registry_add(&d->resume, "driver/best_test", HG_DTYPE_U64, d->best_test,
                              m->nmetrics, NULL, 0));
-    HG_CHECK(hg_registry_add(&d->resume, "driver/step_ms", HG_DTYPE_U64, d->step_ms,
-                             cfg->max_steps, NULL, 0));
 done:
     return rc;
 }
@@ -139,8 +137,7 @@ static int save_last(hg_driver *d)
     s[ST_BEST] = bits_of(d->es.best);
     s[ST_BEST_STEP] = (uint64_t)d->es.best_step;
     s[ST_SINCE_BEST] = (uint64_t)d->es.since_best;
-    s[ST_TRAIN_SECONDS] = bits_of(d->train_seconds);
-    s[ST_LOG_BYTES] = (uint64_t)ftell(d->log);
+    s[ST_LOG_LINES] = (uint64_t)d->log_lines;
     s[ST_NMETRICS] = (uint64_t)d->model.nmetrics;
     d->model.meta(d->model.ctx, meta, sizeof meta);
     path_in(path, sizeof path, d->cfg.out_dir, "last.ckpt");
@@ -164,15 +161,20 @@ static int load_last(hg_driver *d, const char *path)
     d->es.best = double_of(s[ST_BEST]);
     d->es.best_step = (int64_t)s[ST_BEST_STEP];
     d->es.since_best = (int64_t)s[ST_SINCE_BEST];
-    d->train_seconds = double_of(s[ST_TRAIN_SECONDS]);
+    d->log_lines = (int64_t)s[ST_LOG_LINES];
     d->model.reloaded(d->model.ctx);
 
+    /* log.csv: the header and the lines written up to the save, then appended to */
     char log[4200];
     path_in(log, sizeof log, d->cfg.out_dir, "log.csv");
     d->log = fopen(log, "r+");
-    if (!d->log || ftruncate(fileno(d->log), (off_t)s[ST_LOG_BYTES]) != 0 ||
+    int64_t lines = 0;
+    for (int c; d->log && lines <= d->log_lines && (c = getc(d->log)) != EOF;)
+        lines += c == '\n';
+    if (!d->log || lines <= d->log_lines || ftruncate(fileno(d->log), ftell(d->log)) != 0 ||
         fseek(d->log, 0, SEEK_END) != 0)
-        return HG_ERRORF(HG_EIO, "%s: cannot continue it", log);
+        return HG_ERRORF(HG_EIO, "%s: cannot continue it (%lld lines expected)", log,
+                         (long long)d->log_lines + 1);
     return HG_OK;
 }
 
@@ -229,6 +231,7 @@ static void log_line(hg_driver *d, int64_t step, double loss, double gnorm, cons
                 fprintf(d->log, ",%.9g", val[k]);
         fprintf(d->log, ",%.4f\n", ms);
         fflush(d->log);
+        d->log_lines++;
     }
     if (d->cfg.quiet || d->cfg.log_freq <= 0 || step % d->cfg.log_freq != 0)
         return;
@@ -298,11 +301,13 @@ int hg_driver_run(hg_driver *d, int resume)
             printf("%s: resuming %s at %s %lld\n", d->cfg.program, d->cfg.out_dir, d->cfg.unit,
                    (long long)d->step);
     } else {
+        d->step = 0;
         if (d->cfg.out_dir && (rc = open_log(d)))
             return rc;
         if ((rc = evaluate(d, 0, val)))
             return rc;
     }
+    d->first_step = d->step;
     while (rc == HG_OK && !d->stopped_early && d->step < d->cfg.max_steps)
         rc = one_step(d, d->step + 1, val);
     if (rc == HG_OK && d->cfg.out_dir && (rc = save_last(d)) == HG_OK)
@@ -325,16 +330,16 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Median of the first n step times (sorted in a copy). */
+/* Median time of the steps this process took (sorted in a copy). */
 static double median_step_ms(const hg_driver *d)
 {
-    int64_t n = d->step;
+    int64_t n = d->step - d->first_step;
     if (n <= 0)
         return 0.0;
     double *v = hg_calloc((size_t)n, sizeof *v, "step times");
     if (!v)
         return NAN;
-    memcpy(v, d->step_ms, (size_t)n * sizeof *v);
+    memcpy(v, d->step_ms + d->first_step, (size_t)n * sizeof *v);
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     double med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
     hg_free(v);

@@ -9,12 +9,15 @@
  *   checkpoint.bin   the best model (its registry's tensors without HG_TENSOR_RUN), rewritten
  *                    every save_every steps when it changed and at the end
  *   last.ckpt        everything a resume needs: the model's registry (all of it), the best
- *                    model's snapshot ("best/<name>"), the driver's counters, best metrics,
- *                    early-stopping state and step times ("driver/..."); every save_every steps
- *                    and at the end
+ *                    model's snapshot ("best/<name>"), the driver's counters, best metrics and
+ *                    early-stopping state ("driver/..."); every save_every steps and at the end.
+ *                    It holds no timings, so an interrupted and resumed run ends with the same
+ *                    bytes as an uninterrupted one
  *   result.json      the JSON line
  * A run resumed from last.ckpt (hg_driver_run with resume = 1) continues exactly where the saved
- * one was: same metrics, same final parameters, same files, as a run never interrupted. */
+ * one was: same metrics, same final parameters, same files (but for the timings), as a run
+ * never interrupted. The timings reported (train_seconds, the median step) are those of the steps
+ * taken by the process. */
 #ifndef HG_DRIVER_H
 #define HG_DRIVER_H
 
@@ -95,11 +98,13 @@ typedef struct hg_driver {
     hg_driver_model model;
     hg_early_stop es;
     int64_t step;            /* steps taken */
+    int64_t first_step;      /* steps taken before this process (resumed) */
+    int64_t log_lines;       /* lines of log.csv after its header */
     int stopped_early;
     int dirty;               /* a best model not yet written */
-    double train_seconds;
+    double train_seconds;    /* in the steps of this process */
     double best_val[HG_DRIVER_MAX_METRICS], best_test[HG_DRIVER_MAX_METRICS];
-    double *step_ms;         /* (max_steps) time of each step */
+    double *step_ms;         /* (max_steps) time of each step of this process */
     unsigned char *best;     /* the best model: the registry's tensors without HG_TENSOR_RUN */
     hg_registry best_reg;    /* the snapshot under the model's names (checkpoint.bin) */
     hg_registry resume;      /* what last.ckpt holds */

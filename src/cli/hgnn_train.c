@@ -628,12 +628,13 @@ int main(int argc, char **argv)
     const int nc = o.task == HG_TASK_NC;
     int exit_code = EXIT_INPUT;
     double t_start = hg_now();
+    /* the command line first, so that a run interrupted at any point can be resumed */
+    if (o.out_dir && ((rc = hg_mkdir_p(o.out_dir)) ||
+                      (!o.resume && (rc = hg_train_options_save(o.out_dir, argc, argv)))))
+        goto fail;
     if ((rc = hg_kctx_init(&r.k, strcmp(o.device, "cuda") == 0 ? HG_DEVICE_CUDA : HG_DEVICE_CPU,
                            o.threads)) ||
         (rc = load(&r)) || (rc = setup(&r)) || (rc = driver_init(&r, t_start)))
-        goto fail;
-    if (o.out_dir && ((rc = hg_mkdir_p(o.out_dir)) ||
-                      (!o.resume && (rc = hg_train_options_save(o.out_dir, argc, argv)))))
         goto fail;
     hg_hybonet *m = &r.model;
     hg_dataset *d = &r.data;
