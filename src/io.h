@@ -99,7 +99,7 @@ int hg_ckpt_read(const char *path, int n, const char *const *names, float *const
  * Errors: HG_EINVAL (NULL or empty path), HG_EIO, HG_ENOMEM. */
 int hg_mkdir_p(const char *path);
 
-/* ---- A minimal JSON object writer (json.c) ---------------------------------------------------------- */
+/* ---- A minimal JSON object writer (json.c) ------------------------------------------------ */
 
 /* Builds one flat JSON object `{"key": value, ...}` on a FILE* or into a fixed char buffer.
  * Errors are sticky: the first one is kept in `status` and later calls do nothing, so a caller
