@@ -12,7 +12,7 @@
 
 _Static_assert(HG_OPTIONS_DONE == HG_ARG_DONE, "HG_OPTIONS_DONE is hg_arg_parse's HG_ARG_DONE");
 
-/* HyboNet's published run scripts (DESIGN.md section 3); all dim 16, bias 1, patience 500. */
+/* HyboNet's published run scripts; all dim 16, bias 1, patience 500. */
 typedef struct reference {
     const char *dataset;
     hg_task task;
@@ -33,7 +33,7 @@ static const reference references[] = {
     {"pubmed", HG_TASK_NC, 0.02f, 3, 0.8f, 1e-3f, 1.0f, 0.5f, 0, 1},
 };
 
-/* Datasets whose node-classification split is random (DESIGN 3): val/test proportions. */
+/* Datasets whose node-classification split is random: val/test proportions. */
 static void nc_split_props(const char *name, double *val, double *test)
 {
     if (name && strcmp(name, "disease_nc") == 0) {

@@ -1,6 +1,6 @@
 /* options.h - hgnn-train's command line: every hyperparameter is an option, and
  * `--dataset X --task Y` alone selects the reference hyperparameters of HyboNet's run scripts
- * (DESIGN.md section 3) and the paper's SST defaults (section 4). */
+ * and the paper's SST defaults. */
 #ifndef HG_CLI_OPTIONS_H
 #define HG_CLI_OPTIONS_H
 
