@@ -1,5 +1,5 @@
 /* dataset.c - graph datasets: parsing, node and edge splits, negative pools and the normalised
- * adjacency (DESIGN.md sections 3 and 6; HGCN utils/data_utils.py is the reference loader).
+ * adjacency (ARCHITECTURE.md section 2; HGCN's utils/data_utils.py is the reference loader).
  *
  * Order of work in hg_dataset_load: labels.txt (fixes n) -> features.mtx (or identity) ->
  * self_loops.txt -> graph.edges (validated line by line, then read by igraph) -> split ->
@@ -683,7 +683,7 @@ done:
 }
 
 /* D^-1 (A + I + L) with A the given edges and L the listed self-loops (NULL: none), CSR with
- * sorted columns (DESIGN.md 3, LorentzAgg). */
+ * sorted columns (the LorentzAgg product, ARCHITECTURE.md section 3). */
 static int build_adj(hg_csr *adj, int64_t n, const int64_t *keys, int64_t m,
                      const uint8_t *self_loop)
 {
@@ -799,7 +799,7 @@ done:
     return rc;
 }
 
-/* DESIGN.md 3 (HGCN split_data without its overlap): label 0 vs label > 0 (-1 ignored), each
+/* HGCN's split_data without its overlap: label 0 vs label > 0 (-1 ignored), each
  * group shuffled; round(prop * min(#zero, #nonzero)) of each group to val, the same rule to
  * test, the rest to train. rint() rounds half to even, as Python's round(). */
 /* Sort ascending and drop repeats (the overlapping reference groups can draw a node twice). */

@@ -1,4 +1,4 @@
-/* dataset.h - graph datasets for node classification and link prediction (DESIGN.md sections 3, 6).
+/* dataset.h - graph datasets for node classification and link prediction (ARCHITECTURE.md sections 2, 3).
  *
  * A dataset directory holds graph.edges (igraph edge list, 0-based, undirected), features.mtx
  * (Matrix Market coordinate real, nodes x dims, optional with use_feats = 0), labels.txt (one
@@ -55,7 +55,7 @@ typedef struct hg_dataset_opts {
     const char *features_file; /* feature file name inside dir; NULL = "features.mtx" */
     const char *split_file;/* NC: split file name inside dir ("split_hybonet.txt"); NULL or a
                               missing file: random split by val_prop/test_prop */
-    double val_prop, test_prop; /* NC random split (DESIGN 3) or LP edge split (0.05 / 0.10) */
+    double val_prop, test_prop; /* NC random split or LP edge split (0.05 / 0.10) */
     uint64_t split_seed;
     int nc_split_reference; /* NC random split with HGCN's overlapping groups (label != 0 and
                                label != 1): a node can be in train and test; for comparison with

@@ -153,34 +153,36 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
     }
     hg_k_upload(k, m->x0t_src, x0t_src, (size_t)x0.nnz * sizeof(int64_t));
 
-    /* ordinary parameters: per layer bias (dim) + scale (1), then class biases, class points */
+    /* one parameter group for the whole model: the ordinary parameters (per layer bias (dim) +
+       scale (1), then class biases; Adam without weight decay) followed by the class points
+       (Riemannian Adam), both on the group's own clock (t = the model's step), then every
+       layer's weight through sst/ */
     m->nparams = cfg->nlayers * (dim + 1) + C + C * dim;
     m->cls_offset = cfg->nlayers * (dim + 1) + C;
     hparams = hg_calloc((size_t)m->nparams, sizeof *hparams, "initial parameters");
-    m->params = alloc_f(k, m->nparams, "parameters");
-    m->grads = alloc_f(k, m->nparams, "gradients");
-    m->m = alloc_f(k, m->nparams, "Adam m");
-    m->v = alloc_f(k, m->nparams, "Adam v");
-    m->cls_v = alloc_f(k, C, "Riemannian Adam v");
-    if (!hparams || !m->params || !m->grads || !m->m || !m->v || !m->cls_v) {
+    if (!hparams) {
         rc = HG_ENOMEM;
         goto done;
     }
-    m->cls_bias = m->params + cfg->nlayers * (dim + 1);
-    m->gcls_bias = m->grads + cfg->nlayers * (dim + 1);
-    m->cls = m->params + m->cls_offset;
-    m->gcls = m->grads + m->cls_offset;
-    m->cls_m = m->m + m->cls_offset;
+    {
+        hg_param_hp plain, weights, vectors;
+        hg_linear_group_hp(&cfg->linear, &weights, &vectors);
+        plain = vectors; /* no weight decay (biases, scales, class points) */
+        HG_CHECK(hg_params_create(&m->P, k));
+        HG_CHECK(hg_params_add_group(m->P, "plain", &plain, &m->group_plain));
+        HG_CHECK(hg_params_add_group(m->P, "weights", &weights, &m->group_weights));
+        HG_CHECK(hg_params_add_group(m->P, "vectors", &vectors, &m->group_vectors));
+        HG_CHECK(hg_params_add(m->P, m->group_plain, "params", m->cls_offset, HG_PARAM_ADAM, 0,
+                               NULL, &m->id_params));
+        HG_CHECK(hg_params_add(m->P, m->group_plain, "classes", C * dim, HG_PARAM_LORENTZ, dim,
+                               NULL, &m->id_classes));
+    }
 
     int64_t max_din = 0;
     for (int l = 0; l < cfg->nlayers; l++) {
         hg_hybonet_layer *L = &m->layer[l];
         L->din = l == 0 ? cfg->nfeat + 1 : dim;
         max_din = HG_MAX(max_din, L->din);
-        L->bias = m->params + l * (dim + 1);
-        L->gbias = m->grads + l * (dim + 1);
-        L->scale = L->bias + dim;
-        L->gscale = L->gbias + dim;
         hparams[l * (dim + 1) + dim] = logf(cfg->scale_init);
         if (l > 0)
             L->hd = alloc_f(k, n * dim, "layer dropout");
@@ -209,8 +211,27 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
         for (int64_t i = 0; i < dim; i++)
             for (int64_t j = 0; j < L->din; j++)
                 w_init[i * L->din + j] = j == 0 ? 0.0f : (float)((2.0 * hg_rng_uniform(&r) - 1.0) * bound);
-        HG_CHECK(hg_linear_create(&L->lin, k, dim, L->din, w_init, &cfg->linear,
-                                  hg_rng_derive(cfg->seed, STREAM_LINEAR + (uint64_t)l)));
+        char lname[32];
+        snprintf(lname, sizeof lname, "layer%d", l);
+        HG_CHECK(hg_linear_create(&L->lin, m->P, m->group_weights, m->group_vectors, lname, dim,
+                                  L->din, w_init, &cfg->linear,
+                                  hg_rng_derive(cfg->seed, STREAM_LINEAR + (uint64_t)l), 0));
+    }
+    HG_CHECK(hg_params_commit(m->P));
+    /* "params" and "classes" are adjacent in the group (one run of the plain group): the
+       checkpoint's "params" tensor and these views cover both */
+    m->params = hg_params_data(m->P, m->id_params);
+    m->grads = hg_params_grad(m->P, m->id_params);
+    m->cls_bias = m->params + cfg->nlayers * (dim + 1);
+    m->gcls_bias = m->grads + cfg->nlayers * (dim + 1);
+    m->cls = m->params + m->cls_offset;
+    m->gcls = m->grads + m->cls_offset;
+    for (int l = 0; l < cfg->nlayers; l++) {
+        hg_hybonet_layer *L = &m->layer[l];
+        L->bias = m->params + l * (dim + 1);
+        L->gbias = m->grads + l * (dim + 1);
+        L->scale = L->bias + dim;
+        L->gscale = L->gbias + dim;
     }
 
     /* class points: a random unit tangent direction at the origin, expmap0 at distance 1 */
@@ -292,12 +313,13 @@ void hg_hybonet_destroy(hg_hybonet *m)
         for (size_t i = 0; i < sizeof lb / sizeof lb[0]; i++)
             hg_k_free(k, lb[i]);
     }
+    hg_params_free(m->P);
     csr_free_k(k, &m->adj);
     csr_free_k(k, &m->adj_t);
     csr_free_k(k, &m->x0);
     csr_free_k(k, &m->x0t);
     void *bufs[] = {m->x0t_src, m->gwt, m->pred, m->x0_drop, m->x0t_drop, m->x0_dense, m->w0_pad,
-                    m->params, m->grads, m->m, m->v, m->cls_v, m->demb, m->g0, m->g1, m->wt,
+                    m->demb, m->g0, m->g1, m->wt,
                     m->gw, m->logits, m->dlogits, m->pair_score, m->ws, m->pair_ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         hg_k_free(k, bufs[i]);
@@ -444,48 +466,22 @@ double hg_hybonet_lp_loss(hg_hybonet *m, const int32_t *pos, const int32_t *neg,
     return ((double)count * fmax((double)margin, 0.0) + hinge) * w;
 }
 
-void hg_hybonet_zero_grad(hg_hybonet *m)
-{
-    hg_k_zero(m->k, m->grads, (size_t)m->nparams * sizeof(float));
-    for (int l = 0; l < m->cfg.nlayers; l++)
-        hg_linear_zero_grad(m->layer[l].lin);
-}
+void hg_hybonet_zero_grad(hg_hybonet *m) { hg_params_zero_grad(m->P); }
 
-double hg_hybonet_grad_norm(const hg_hybonet *m)
-{
-    double s = hg_k_sqnorm(m->k, m->grads, m->nparams);
-    for (int l = 0; l < m->cfg.nlayers; l++)
-        s += hg_linear_grad_sqnorm(m->layer[l].lin);
-    return sqrt(s);
-}
+double hg_hybonet_grad_norm(const hg_hybonet *m) { return sqrt(hg_params_grad_sqnorm(m->P)); }
 
-void hg_hybonet_scale_grad(hg_hybonet *m, float a)
-{
-    hg_k_scale(m->k, m->grads, a, m->nparams);
-    for (int l = 0; l < m->cfg.nlayers; l++)
-        hg_linear_scale_grad(m->layer[l].lin, a);
-}
+void hg_hybonet_scale_grad(hg_hybonet *m, float a) { hg_params_scale_grad(m->P, a); }
 
 int hg_hybonet_step(hg_hybonet *m, float lr, int stabilize)
 {
-    const hg_linear_opts *o = &m->cfg.linear;
-    const int64_t C = m->cfg.nclasses, dim = m->cfg.dim;
     m->step++;
-    /* biases and scales: Adam without weight decay (DESIGN 3) */
-    hg_k_adam_step(m->k, m->params, m->grads, m->m, m->v, m->cls_offset, lr, o->beta1, o->beta2,
-                   o->eps, 0.0f, 0.0f, m->step);
-    if (C > 0) {
-        hg_k_lorentz_radam_step(m->k, m->cls, m->gcls, m->cls_m, m->cls_v, C, dim, lr, o->beta1,
-                                o->beta2, o->eps, m->step);
-        if (stabilize > 0 && m->step % stabilize == 0)
-            hg_k_lorentz_stabilize(m->k, m->cls, m->cls_m, C, dim);
-    }
-    for (int l = 0; l < m->cfg.nlayers; l++) {
-        int rc = hg_linear_step(m->layer[l].lin, lr);
-        if (rc)
-            return rc;
-    }
-    return HG_OK;
+    /* one fused step: biases and scales (Adam), class points (Riemannian Adam), every weight's
+       method and schedule (sst/) */
+    int rc = hg_params_step(m->P, lr);
+    if (m->cfg.nclasses > 0 && stabilize > 0 && m->step % stabilize == 0)
+        hg_k_lorentz_stabilize(m->k, m->cls, hg_params_moment1(m->P, m->id_classes),
+                               m->cfg.nclasses, m->cfg.dim);
+    return rc;
 }
 
 int64_t hg_hybonet_num_trainable(const hg_hybonet *m)
@@ -538,7 +534,7 @@ void hg_hybonet_tensor_info(const hg_hybonet *m, int i, char *name, size_t name_
         return;
     }
     const char *nm;
-    hg_linear_tensor(m->layer[l].lin, li, &nm, NULL, count);
+    hg_linear_tensor(m->layer[l].lin, li, &nm, count);
     snprintf(name, name_len, "layer%d.%s", l, nm);
 }
 

@@ -20,6 +20,7 @@
 #include "../kernels/kernels.h"
 #include "../sst/linear.h"
 #include "../src/csr.h"
+#include "../src/params.h"
 
 #define HG_HYBONET_MAX_LAYERS 16
 
@@ -70,11 +71,15 @@ typedef struct hg_hybonet {
     hg_hybonet_layer layer[HG_HYBONET_MAX_LAYERS];
     float *emb;          /* (n x dim) final embeddings (= last layer's out) */
     float *demb;         /* (n x dim) dL/demb, filled by the losses */
-    /* ordinary parameters in one buffer per role: per layer bias (dim) and scale (1); decoder
-       class biases (C), then the class points (C x dim, Riemannian, from cls_offset) */
-    float *params, *grads, *m, *v;
+    /* every parameter, gradient and moment of the model, in flat buffers, one fused step */
+    hg_params *P;
+    int group_plain, group_weights, group_vectors; /* hyperparameter groups */
+    int id_params, id_classes;                     /* the ordinary tensors in P */
+    /* ordinary parameters (views into P): per layer bias (dim) and scale (1); decoder class
+       biases (C), then the class points (C x dim, Riemannian, from cls_offset) */
+    float *params, *grads;
     int64_t nparams;
-    float *cls, *gcls, *cls_m, *cls_v; /* class points (C x dim): views; cls_v has one per point */
+    float *cls, *gcls;                 /* class points (C x dim): views */
     float *cls_bias, *gcls_bias;       /* (C) views */
     int64_t cls_offset;                /* offset of the Riemannian block in params */
     /* scratch, all (n x dim) unless noted */

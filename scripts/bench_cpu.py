@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """bench_cpu.py - time hgnn-train on every reference setting (CPU) and compare with the PyTorch
-HyboNet reference's per-step times on the same machine kind (issue 2).
+HyboNet reference's per-step times on the same machine kind.
 
 Prints a Markdown table (epochs, ms per training step, total seconds, peak RSS, speed-up) and
 writes it to scripts/results/bench_cpu.md (or --out). Also estimates the physical floor of one

@@ -1,7 +1,6 @@
 #!/usr/bin/python3
 """bench_gpu.py - epoch time of hgnn-train on the CPU and the GPU, on every bundled dataset and on
-synthetic graphs of growing size, with the achieved memory bandwidth of the aggregation SpMM
-(issue 4).
+synthetic graphs of growing size, with the achieved memory bandwidth of the aggregation SpMM.
 
 For every bundled setting (cora nc, pubmed nc, airport nc, disease_nc nc, cora lp, disease_lp lp,
 airport lp, pubmed lp) and for igraph G(n, m) graphs of 1e4, 3e4, 1e5, 3e5, 1e6 nodes (average

@@ -1,7 +1,7 @@
 /* bench_spmm.c - the hgnn-bench-spmm program: times the aggregation product Y = A X of one
  * dataset (A = D^-1 (A + I), the adjacency the model sees in node classification; X n x d
  * random, d = 16 as in every reference run) with hg_k_csr_spmm on the CPU or CUDA context, and
- * reports the effective memory bandwidth (scripts/bench_gpu.py, issue 4).
+ * reports the effective memory bandwidth (scripts/bench_gpu.py).
  *
  * Contract:
  * - all arrays live in the context's memory (hg_k_alloc + hg_k_upload); the context is synced

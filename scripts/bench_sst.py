@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """bench_sst.py - cost of one training step per linear-map method relative to full rank, and the
-amortised share of SST's re-orthogonalisation (issue 3: an SST step must cost at most 1.3x a
+amortised share of SST's re-orthogonalisation (target: an SST step must cost at most 1.3x a
 full-rank step on the same problem).
 
 Every run trains a fixed number of epochs (no early stopping), so each method does the same work;

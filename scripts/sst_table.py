@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""sst_table.py - reproduce the SST paper's graph table with hgnn-train (issue 3).
+"""sst_table.py - reproduce the SST paper's graph table with hgnn-train.
 
 For every dataset/task where the data exist here, trains HyboNet with every linear map in each
 mode (full, LoRA, ReLoRA*, SST) at ranks 1 and 2, over several seeds, and writes
@@ -25,7 +25,7 @@ QUICK = [("cora", "nc"), ("disease_lp", "lp"), ("airport", "lp")]
 METHODS = [("full", 0), ("lora", 1), ("relora", 1), ("sst", 1), ("lora", 2), ("relora", 2),
            ("sst", 2)]
 PRUNE_K = [1, 2, 4, 8, 12, 16]
-# the PyTorch implementation of the same specification inside the HyboNet reference (issue 3)
+# the PyTorch implementation of the same specification inside the HyboNet reference
 REFERENCE = {
     ("cora", "nc"): {("full", 0): 80.9, ("lora", 1): 44.4, ("sst", 1): 75.7, ("lora", 2): 64.0,
                      ("sst", 2): 75.9},

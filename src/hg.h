@@ -1,6 +1,6 @@
 /* hg.h - common definitions of hgnn: status codes, error recording, small helpers.
  *
- * Conventions (STYLE.md): public symbols hg_*, macros HG_*; fallible functions return an
+ * Conventions (ARCHITECTURE.md section 8): public symbols hg_*, macros HG_*; fallible functions return an
  * hg_status and record a formatted message (hg_last_error()); library code never exits.
  * Matrices are row-major (rows = nodes or tokens) everywhere in the project. */
 #ifndef HG_H

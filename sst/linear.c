@@ -1,40 +1,28 @@
-/* linear.c - the shared linear-map backend: full rank, LoRA, ReLoRA*, SST (DESIGN.md section 4).
+/* linear.c - the shared linear-map backend: full rank, LoRA, ReLoRA*, SST; the SST method's own
+ * pieces are in sst/spectral.c.
  *
  * Fields and layout: sst/linear_internal.h. Choices the papers leave open, all ours:
  *  - Weight decay acts on full: W; LoRA/ReLoRA: A and B; SST: sigma only (the singular vectors are
  *    unit-length directions, decaying them would only fight the renormalisation).
- *  - SST's sigma is stepped every step with the base learning rate: the per-iteration warm-up is for
- *    the freshly sampled vectors, whose moments restart at zero; sigma's moments persist across the
- *    iteration (reset only at a round end, where Adam's bias correction restarts them cleanly).
- *  - The round-end re-orthogonalisation resets all moments, sigma's included: the SVD re-mixes the
- *    basis, so the old per-index statistics describe different directions.
- *  - Renormalisation (opts.renorm) rescales U_i and V_i to unit length without moving the lost norm
- *    into sigma_i (the paper's "normalise after each update").
  *  - ReLoRA* and SST warm up linearly from their first period on: factor min(1, (s + 1) / warmup)
  *    at the s-th step (from 0) of every iteration / merge period.
- *  - Sampling draws sequentially without replacement (torch.multinomial semantics); `top` breaks
- *    ties by the lower index. The LoRA A draw and the SST draws share one stream seeded by `seed`.
- * Memory: every float array the kernels touch lives in the kernel context's memory and is only
- * touched through kernels/kernels.h, so the same code runs on the CPU and on a CUDA context; host
- * copies are made (into buffers allocated at create) only where host logic needs the values:
- * sigma for the sampling at each iteration begin, LoRA's A drawn on the host then uploaded.
- * SVDs are thin, in double (hg_k_svd: LAPACKE dgesdd on the CPU, cuSOLVER on CUDA), with their
- * workspace allocated at create, so the training step never allocates. */
+ *  - The LoRA A draw and the SST draws share one stream seeded by `seed`.
+ * Memory: the tensors live in the parameter group; every array is touched only through
+ * kernels/kernels.h, so the same code runs on the CPU and on a CUDA context; host copies are made
+ * (into buffers allocated at create) only where host logic needs the values. SVDs are thin, in
+ * double (hg_k_svd), in the group's shared workspace, so the training step never allocates. */
 #include "linear.h"
 
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../src/hg.h"
 #include "../src/rng.h"
 #include "linear_internal.h"
-
-/* Below this norm a singular vector is left as it is by the renormalisation: its direction is
- * undefined, and dividing would turn rounding noise into a unit vector. */
-#define HG_SST_RENORM_MIN_NORM 1e-30
 
 /* ---------------------------------------------------------------- names and defaults */
 
@@ -67,6 +55,18 @@ int hg_linear_method_parse(const char *s)
     return -1;
 }
 
+void hg_linear_group_hp(const hg_linear_opts *o, hg_param_hp *weights, hg_param_hp *vectors)
+{
+    hg_param_hp_default(weights);
+    weights->beta1 = o->beta1;
+    weights->beta2 = o->beta2;
+    weights->eps = o->eps;
+    weights->weight_decay = o->weight_decay;
+    weights->decoupled_wd = o->decoupled_wd;
+    *vectors = *weights;
+    vectors->weight_decay = 0.0f;
+}
+
 const char *hg_linear_method_name(hg_linear_method m)
 {
     return (unsigned)m < sizeof method_names / sizeof *method_names ? method_names[m] : "?";
@@ -87,10 +87,9 @@ const char *hg_sst_sampling_name(hg_sst_sampling s)
 
 /* ---------------------------------------------------------------- small helpers */
 
-/* Sizes were range-checked in create, so a refused GEMM is a broken invariant. */
-static void gemm(const hg_kctx *k, int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha,
-                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                 int64_t ldc)
+void hg__gemm(const hg_kctx *k, int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc)
 {
     if (hg_k_gemm(k, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) != 0)
         abort();
@@ -109,6 +108,13 @@ static int is_lora(const hg_linear *L)
     return L->o.method == HG_LINEAR_LORA || L->o.method == HG_LINEAR_RELORA;
 }
 
+float hg__linear_lr_factor(const hg_linear *L)
+{
+    if (L->o.method == HG_LINEAR_SST || L->o.method == HG_LINEAR_RELORA)
+        return warmup_factor(L->in_iter, L->o.warmup);
+    return 1.0f;
+}
+
 /* torch.nn.init.kaiming_uniform_(A, a=sqrt(5)) on A (r x n): fan_in = n, gain = sqrt(2/(1+5)),
  * bound = gain * sqrt(3 / fan_in) = 1 / sqrt(n). Drawn on the host, then uploaded. */
 static void lora_init_A(hg_linear *L)
@@ -117,6 +123,17 @@ static void lora_init_A(hg_linear *L)
     for (int64_t i = 0; i < L->r * L->n; i++)
         L->A_host[i] = (float)((2.0 * hg_rng_uniform(&L->rng) - 1.0) * bound);
     hg_k_upload(L->k, L->A, L->A_host, (size_t)(L->r * L->n) * sizeof(float));
+}
+
+/* W (=) W0 + s B A, or the SST product. */
+static void materialise(hg_linear *L)
+{
+    if (is_lora(L)) {
+        hg_k_copy(L->k, L->W, L->W0, (size_t)(L->m * L->n) * sizeof(float));
+        hg__gemm(L->k, 0, 0, L->m, L->n, L->r, L->scale, L->B, L->r, L->A, L->n, 1.0f, L->W, L->n);
+    } else if (L->o.method == HG_LINEAR_SST) {
+        hg__sst_materialise(L);
+    }
 }
 
 /* ---------------------------------------------------------------- schedule state (checkpoints) */
@@ -149,8 +166,8 @@ static void sched_store(hg_linear *L)
 {
     const int w = HG__SCHED_FLOATS_PER_WORD;
     put_word(L->sched + w * HG__SCHED_STEP, (uint64_t)L->step);
-    put_word(L->sched + w * HG__SCHED_T_MAIN, (uint64_t)L->t_main);
-    put_word(L->sched + w * HG__SCHED_T_VEC, (uint64_t)L->t_vec);
+    put_word(L->sched + w * HG__SCHED_T_MAIN, (uint64_t)L->clk_main.t);
+    put_word(L->sched + w * HG__SCHED_T_VEC, (uint64_t)L->clk_vec.t);
     put_word(L->sched + w * HG__SCHED_IN_ITER, (uint64_t)L->in_iter);
     put_word(L->sched + w * HG__SCHED_IN_ROUND, (uint64_t)L->in_round);
     for (int q = 0; q < 4; q++)
@@ -189,147 +206,16 @@ static void sched_load(hg_linear *L)
             get_word(L->sched + w * (HG__SCHED_NFIXED + j), &s);
             L->sel[j] = (int64_t)s;
         }
+        hg__sst_sched_indices_loaded(L);
     }
     L->step = (int64_t)x[HG__SCHED_STEP];
-    L->t_main = (int64_t)x[HG__SCHED_T_MAIN];
-    L->t_vec = (int64_t)x[HG__SCHED_T_VEC];
+    L->clk_main.t = (int64_t)x[HG__SCHED_T_MAIN];
+    L->clk_vec.t = (int64_t)x[HG__SCHED_T_VEC];
     L->in_iter = (int64_t)x[HG__SCHED_IN_ITER];
     L->in_round = (int64_t)x[HG__SCHED_IN_ROUND];
     for (int q = 0; q < 4; q++)
         L->rng.s[q] = x[HG__SCHED_RNG0 + q];
 }
-
-/* ---------------------------------------------------------------- SST pieces */
-
-void hg__sst_sample(hg_rng *rng, const float *sigma, int64_t k, int64_t r, hg_sst_sampling rule,
-                    int64_t *out, double *w)
-{
-    /* w[i] >= 0: available with that weight; w[i] < 0: taken. */
-    double sum = 0.0;
-    for (int64_t i = 0; i < k; i++)
-        sum += sigma[i] > 0.0f ? (double)sigma[i] : 0.0;
-    for (int64_t i = 0; i < k; i++) {
-        double s = sigma[i] > 0.0f ? (double)sigma[i] : 0.0;
-        switch (rule) {
-        case HG_SST_SAMPLE_SIGMA: w[i] = s; break;
-        case HG_SST_SAMPLE_MIXED: w[i] = 0.5 * (1.0 / (double)k + (sum > 0.0 ? s / sum : 0.0)); break;
-        case HG_SST_SAMPLE_UNIFORM: w[i] = 1.0; break;
-        case HG_SST_SAMPLE_TOP: w[i] = s; break;
-        default: abort(); /* validated in create */
-        }
-    }
-    for (int64_t j = 0; j < r; j++) {
-        int64_t pick = -1;
-        if (rule == HG_SST_SAMPLE_TOP) {
-            for (int64_t i = 0; i < k; i++)
-                if (w[i] >= 0.0 && (pick < 0 || w[i] > w[pick]))
-                    pick = i;
-        } else {
-            double total = 0.0;
-            for (int64_t i = 0; i < k; i++)
-                if (w[i] > 0.0)
-                    total += w[i];
-            if (total > 0.0) {
-                double u = hg_rng_uniform(rng) * total, acc = 0.0;
-                int64_t last = -1;
-                for (int64_t i = 0; i < k; i++) {
-                    if (!(w[i] > 0.0))
-                        continue;
-                    acc += w[i];
-                    last = i;
-                    if (u < acc) {
-                        pick = i;
-                        break;
-                    }
-                }
-                if (pick < 0)
-                    pick = last; /* u landed in the rounding gap at the end */
-            } else { /* only zero weights left: uniform among the untaken */
-                int64_t avail = 0;
-                for (int64_t i = 0; i < k; i++)
-                    avail += w[i] >= 0.0;
-                int64_t t = (int64_t)hg_rng_below(rng, (uint64_t)avail);
-                for (int64_t i = 0; i < k; i++)
-                    if (w[i] >= 0.0 && t-- == 0) {
-                        pick = i;
-                        break;
-                    }
-            }
-        }
-        out[j] = pick;
-        w[pick] = -1.0;
-    }
-}
-
-/* Start an SST iteration: draw S (from a host copy of sigma), fresh moments and gradients for the
- * sampled vectors. */
-static void sst_begin_iteration(hg_linear *L)
-{
-    hg_k_download(L->k, L->sigma_host, L->sigma, (size_t)L->kk * sizeof(float));
-    hg__sst_sample(&L->rng, L->sigma_host, L->kk, L->r, L->o.sampling, L->sel, L->wsamp);
-    /* gU, gV / mU, mV / vU, vV are contiguous runs */
-    const size_t nvec = (size_t)(L->r * (L->m + L->n));
-    hg_k_zero(L->k, L->gU, nvec * sizeof(float));
-    hg_k_zero(L->k, L->mU, nvec * sizeof(float));
-    hg_k_zero(L->k, L->vU, nvec * sizeof(float));
-    L->t_vec = 0;
-    L->in_iter = 0;
-}
-
-/* W (=) Ut^T diag(sigma) Vt, or W0 + s B A. */
-static void materialise(hg_linear *L)
-{
-    const int64_t m = L->m, n = L->n;
-    if (is_lora(L)) {
-        hg_k_copy(L->k, L->W, L->W0, (size_t)(m * n) * sizeof(float));
-        gemm(L->k, 0, 0, m, n, L->r, L->scale, L->B, L->r, L->A, n, 1.0f, L->W, n);
-    } else if (L->o.method == HG_LINEAR_SST) {
-        hg_k_scale_rows(L->k, L->P, L->sigma, L->Vt, L->kk, n);
-        gemm(L->k, 1, 0, m, n, L->kk, 1.0f, L->Ut, m, L->P, n, 0.0f, L->W, n);
-    }
-}
-
-/* [U, sigma, V] = thin SVD of Wsrc (m x n, k's memory) into the triplets, through the scratch
- * (svd_Ut, svd_sigma, P) so that a failed SVD leaves the triplets as they were. HG_ELAPACK. */
-static int sst_decompose(hg_linear *L, const float *Wsrc)
-{
-    const int64_t m = L->m, n = L->n, k = L->kk;
-    int rc = hg_k_svd(L->k, Wsrc, L->svd_Ut, L->svd_sigma, L->P, m, n, L->svd_ws);
-    if (rc != HG_OK)
-        return rc; /* recorded by hg_k_svd, with the shape */
-    hg_k_copy(L->k, L->Ut, L->svd_Ut, (size_t)(k * m) * sizeof(float));
-    hg_k_copy(L->k, L->sigma, L->svd_sigma, (size_t)k * sizeof(float));
-    hg_k_copy(L->k, L->Vt, L->P, (size_t)(k * n) * sizeof(float));
-    return HG_OK;
-}
-
-/* Round end (DESIGN 4): [U, sigma, V] = SVD(U diag(sigma) V^T), W unchanged to rounding; all
- * moments restart. */
-int hg__linear_sst_round_end(hg_linear *L)
-{
-    int rc = HG_OK;
-    /* an SVD's behaviour on NaN input is undefined */
-    if (!hg_k_all_finite(L->k, L->W, L->m * L->n))
-        rc = HG_ERRORF(HG_ENUMERIC, "sst: non-finite %lld x %lld weight at a round end (step %lld)",
-                       (long long)L->m, (long long)L->n, (long long)L->step);
-    if (rc == HG_OK)
-        rc = sst_decompose(L, L->W); /* W is current: materialised before the schedule runs */
-    hg_k_zero(L->k, L->buf_mom, (size_t)(2 * L->ntrain) * sizeof(float));
-    L->t_main = 0;
-    L->t_vec = 0;
-    materialise(L);
-    sched_store(L);
-    return rc;
-}
-
-float hg__linear_lr_factor(const hg_linear *L)
-{
-    if (L->o.method == HG_LINEAR_SST || L->o.method == HG_LINEAR_RELORA)
-        return warmup_factor(L->in_iter, L->o.warmup);
-    return 1.0f;
-}
-
-/* ---------------------------------------------------------------- create / free */
 
 static int validate(const hg_kctx *k, int64_t m, int64_t n, const float *W_init,
                     const hg_linear_opts *o)
@@ -380,14 +266,42 @@ static int validate(const hg_kctx *k, int64_t m, int64_t n, const float *W_init,
     return HG_OK;
 }
 
-int hg_linear_create(hg_linear **out, const hg_kctx *k, int64_t m, int64_t n, const float *W_init,
-                     const hg_linear_opts *o, uint64_t seed)
+/* ---------------------------------------------------------------- create, bind, free */
+
+static int add_tensor(hg_linear *L, int group, const char *nm, int64_t count, hg_param_rule rule,
+                      hg_param_clock *clock, int *id)
+{
+    char full[512];
+    if (snprintf(full, sizeof full, "%s.%s", L->name, nm) >= (int)sizeof full)
+        return HG_ERRORF(HG_EINVAL, "linear map name '%s' too long", L->name);
+    return hg_params_add(L->P, group, full, count, rule, 0, clock, id);
+}
+
+/* Checkpoint view entry i: group tensor `id`, moment q (0 data, 1 first, 2 second moment). */
+static void view(hg_linear *L, const char *nm, int id, int q)
+{
+    int t = L->ntens++;
+    snprintf(L->tname[t], sizeof L->tname[t], "%s%s", nm, q == 0 ? "" : q == 1 ? ".adam_m" : ".adam_v");
+    L->tid[t] = id;
+    L->tmom[t] = q;
+    L->tcount[t] = id >= 0 ? hg_params_count(L->P, id) : 0;
+}
+
+static int bind(void *ctx);
+static int after_step(void *ctx);
+
+int hg_linear_create(hg_linear **out, hg_params *P, int group, int vec_group, const char *name,
+                     int64_t m, int64_t n, const float *W_init, const hg_linear_opts *o,
+                     uint64_t seed, int64_t max_rows)
 {
     int rc = HG_OK;
     hg_linear *L = NULL;
     if (!out)
         return HG_ERRORF(HG_EINVAL, "hg_linear_create: NULL output");
     *out = NULL;
+    if (!P || !name || max_rows < 0)
+        return HG_ERRORF(HG_EINVAL, "hg_linear_create: NULL group or name, or max_rows < 0");
+    const hg_kctx *k = hg_params_kctx(P);
     HG_CHECK(validate(k, m, n, W_init, o));
 
     L = hg_calloc(1, sizeof *L, "linear layer");
@@ -395,163 +309,111 @@ int hg_linear_create(hg_linear **out, const hg_kctx *k, int64_t m, int64_t n, co
         rc = HG_ENOMEM;
         goto done;
     }
+    L->P = P;
     L->k = k;
     L->o = *o;
     L->m = m;
     L->n = n;
     L->kk = HG_MIN(m, n);
+    L->max_rows = max_rows;
     const int64_t kk = L->kk, mn = m * n;
     const hg_linear_method meth = o->method;
     L->r = meth == HG_LINEAR_FULL ? 0 : o->rank;
     const int64_t r = L->r;
     L->scale = is_lora(L) ? (o->lora_alpha > 0.0f ? o->lora_alpha : (float)r) / (float)r : 0.0f;
     L->T2 = o->iters_per_round > 0 ? o->iters_per_round : (kk + r - 1) / (r > 0 ? r : 1);
+    L->clk_main.lr_factor = 1.0f;
+    L->clk_vec.lr_factor = 1.0f;
     hg_rng_seed(&L->rng, seed);
-
-    /* size table per role (k's memory); the work buffer holds W (LoRA, SST) and SST's scratch */
-    int64_t nparam, nwork;
-    const int64_t nsched = HG__SCHED_FLOATS_PER_WORD * sched_nwords(L);
-    switch (meth) {
-    case HG_LINEAR_FULL:
-        nparam = mn;
-        L->ntrain = mn;
-        nwork = 0;
-        break;
-    case HG_LINEAR_LORA:
-    case HG_LINEAR_RELORA:
-        nparam = mn + r * (m + n);
-        L->ntrain = r * (m + n);
-        nwork = mn;
-        break;
-    default: /* SST */
-        nparam = kk * m + kk + kk * n;
-        L->ntrain = kk + r * (m + n);
-        nwork = mn + kk * n + kk * m + kk;
-        break;
-    }
-    L->buf_param = hg_k_alloc(k, (size_t)nparam * sizeof(float), "linear parameters");
-    L->buf_grad = hg_k_alloc(k, (size_t)L->ntrain * sizeof(float), "linear gradients");
-    L->buf_mom = hg_k_alloc(k, (size_t)(2 * L->ntrain) * sizeof(float), "linear Adam moments");
-    if (nwork > 0)
-        L->buf_work = hg_k_alloc(k, (size_t)nwork * sizeof(float), "linear work buffer");
-    L->sched = hg_calloc((size_t)nsched, sizeof(float), "linear schedule state");
-    if (!L->buf_param || !L->buf_grad || !L->buf_mom || (nwork > 0 && !L->buf_work) || !L->sched) {
+    L->id_W = L->id_W0 = L->id_A = L->id_B = L->id_sigma = -1;
+    L->id_US = L->id_VS = L->id_UR = L->id_VR = -1;
+    const size_t name_len = strlen(name) + 1;
+    L->name = hg_calloc(name_len, 1, "linear map name");
+    L->W_init = hg_calloc((size_t)mn, sizeof(float), "initial weight copy");
+    L->sched = hg_calloc((size_t)(HG__SCHED_FLOATS_PER_WORD * (HG__SCHED_NFIXED + (meth == HG_LINEAR_SST ? r : 0))),
+                         sizeof(float), "linear schedule state");
+    if (!L->name || !L->W_init || !L->sched) {
         rc = HG_ENOMEM;
         goto done;
     }
-    float *mom_m = L->buf_mom, *mom_v = L->buf_mom + L->ntrain;
+    memcpy(L->name, name, name_len);
+    memcpy(L->W_init, W_init, (size_t)mn * sizeof(float));
 
-    /* carve (the role buffers come zeroed) */
+    int64_t ws = 0;
     switch (meth) {
     case HG_LINEAR_FULL:
-        L->W = L->buf_param;
-        L->gW = L->buf_grad;
-        L->mW = mom_m;
-        L->vW = mom_v;
-        hg_k_upload(k, L->W, W_init, (size_t)mn * sizeof(float));
+        HG_CHECK(add_tensor(L, group, "W", mn, HG_PARAM_ADAM, &L->clk_main, &L->id_W));
+        L->ntrain = mn;
         break;
     case HG_LINEAR_LORA:
     case HG_LINEAR_RELORA:
-        L->W0 = L->buf_param;
-        L->A = L->W0 + mn;
-        L->B = L->A + r * n;
-        L->gA = L->buf_grad;
-        L->gB = L->gA + r * n;
-        L->mA = mom_m;
-        L->mB = mom_m + r * n;
-        L->vA = mom_v;
-        L->vB = mom_v + r * n;
-        L->W = L->buf_work;
+        HG_CHECK(add_tensor(L, group, "W0", mn, HG_PARAM_FROZEN, NULL, &L->id_W0));
+        HG_CHECK(add_tensor(L, group, "A", r * n, HG_PARAM_ADAM, &L->clk_main, &L->id_A));
+        HG_CHECK(add_tensor(L, group, "B", m * r, HG_PARAM_ADAM, &L->clk_main, &L->id_B));
+        L->ntrain = r * (m + n);
         L->A_host = hg_calloc((size_t)(r * n), sizeof(float), "LoRA A staging");
         if (!L->A_host) {
             rc = HG_ENOMEM;
             goto done;
         }
-        hg_k_upload(k, L->W0, W_init, (size_t)mn * sizeof(float));
-        lora_init_A(L); /* B stays 0: W = W0 exactly */
+        ws = 2 * r * max_rows;
         break;
-    default: { /* SST */
-        L->Ut = L->buf_param;
-        L->sigma = L->Ut + kk * m;
-        L->Vt = L->sigma + kk;
-        L->gsigma = L->buf_grad;
-        L->gU = L->gsigma + kk;
-        L->gV = L->gU + r * m;
-        L->msigma = mom_m;
-        L->mU = mom_m + kk;
-        L->mV = L->mU + r * m;
-        L->vsigma = mom_v;
-        L->vU = mom_v + kk;
-        L->vV = L->vU + r * m;
-        L->W = L->buf_work;
-        L->P = L->W + mn;
-        L->svd_Ut = L->P + kk * n;
-        L->svd_sigma = L->svd_Ut + kk * m;
+    default: /* SST */
+        HG_CHECK(add_tensor(L, group, "sigma", kk, HG_PARAM_ADAM, &L->clk_main, &L->id_sigma));
+        HG_CHECK(add_tensor(L, vec_group, "U_S", r * m, HG_PARAM_ADAM, &L->clk_vec, &L->id_US));
+        HG_CHECK(add_tensor(L, vec_group, "V_S", r * n, HG_PARAM_ADAM, &L->clk_vec, &L->id_VS));
+        HG_CHECK(add_tensor(L, group, "U_R", (kk - r) * m, HG_PARAM_FROZEN, NULL, &L->id_UR));
+        HG_CHECK(add_tensor(L, group, "V_R", (kk - r) * n, HG_PARAM_FROZEN, NULL, &L->id_VR));
+        L->ntrain = kk + r * (m + n);
         L->sel = hg_calloc((size_t)r, sizeof *L->sel, "SST sampled indices");
+        L->order = hg_calloc((size_t)(4 * kk), sizeof *L->order, "SST layout");
+        L->pos = hg_calloc((size_t)kk, sizeof *L->pos, "SST layout");
         L->wsamp = hg_calloc((size_t)kk, sizeof *L->wsamp, "SST sampling weights");
-        L->sigma_host = hg_calloc((size_t)kk, sizeof *L->sigma_host, "SST sigma host copy");
-        if (!L->sel || !L->wsamp || !L->sigma_host) {
+        L->sigma_host = hg_calloc((size_t)(2 * kk), sizeof *L->sigma_host, "SST sigma host copy");
+        if (!L->sel || !L->order || !L->pos || !L->wsamp || !L->sigma_host) {
             rc = HG_ENOMEM;
             goto done;
         }
-        const int64_t wsb = hg_k_svd_workspace_bytes(k, m, n);
-        if (wsb < 0) {
+        if (hg_k_svd_workspace_bytes(k, m, n) < 0) {
             rc = HG_ERRORF(HG_ELAPACK, "sst: SVD workspace query for %lld x %lld failed",
                            (long long)m, (long long)n);
             goto done;
         }
-        L->svd_ws = hg_k_alloc(k, (size_t)wsb, "SST SVD workspace");
-        if (!L->svd_ws) {
+        ws = hg__sst_workspace_floats(L, max_rows);
+        break;
+    }
+    if (meth != HG_LINEAR_FULL) {
+        L->W_own = hg_k_alloc(k, (size_t)mn * sizeof(float), "materialised weight");
+        if (!L->W_own) {
             rc = HG_ENOMEM;
             goto done;
         }
-        hg_k_upload(k, L->W, W_init, (size_t)mn * sizeof(float)); /* overwritten by materialise */
-        HG_CHECK(sst_decompose(L, L->W));
-        sst_begin_iteration(L);
-        break;
+        L->W = L->W_own;
     }
-    }
-    materialise(L);
-    sched_store(L);
+    HG_CHECK(hg_params_reserve_workspace(P, ws));
+    HG_CHECK(hg_params_add_client(P, bind, after_step, L));
 
-    /* checkpoint tensors: the parameters, then the moments and schedule for an exact resume */
-#define HG_TENSOR(nm, ptr, cnt)            \
-    do {                                   \
-        L->tname[L->ntens] = (nm);         \
-        L->tdata[L->ntens] = (ptr);        \
-        L->tcount[L->ntens] = (cnt);       \
-        L->ntens++;                        \
-    } while (0)
+    /* checkpoint view: the parameters, then the moments and schedule for an exact resume */
     switch (meth) {
     case HG_LINEAR_FULL:
-        HG_TENSOR("W", L->W, mn);
-        HG_TENSOR("W.adam_m", L->mW, mn);
-        HG_TENSOR("W.adam_v", L->vW, mn);
+        view(L, "W", L->id_W, 0), view(L, "W", L->id_W, 1), view(L, "W", L->id_W, 2);
         break;
     case HG_LINEAR_LORA:
     case HG_LINEAR_RELORA:
-        HG_TENSOR("W0", L->W0, mn);
-        HG_TENSOR("A", L->A, r * n);
-        HG_TENSOR("B", L->B, m * r);
-        HG_TENSOR("A.adam_m", L->mA, r * n);
-        HG_TENSOR("A.adam_v", L->vA, r * n);
-        HG_TENSOR("B.adam_m", L->mB, m * r);
-        HG_TENSOR("B.adam_v", L->vB, m * r);
+        view(L, "W0", L->id_W0, 0), view(L, "A", L->id_A, 0), view(L, "B", L->id_B, 0);
+        view(L, "A", L->id_A, 1), view(L, "A", L->id_A, 2);
+        view(L, "B", L->id_B, 1), view(L, "B", L->id_B, 2);
         break;
     default:
-        HG_TENSOR("Ut", L->Ut, kk * m); /* (k x m): row i is the i-th left singular vector */
-        HG_TENSOR("sigma", L->sigma, kk);
-        HG_TENSOR("Vt", L->Vt, kk * n); /* (k x n): row i is the i-th right singular vector */
-        HG_TENSOR("sigma.adam_m", L->msigma, kk);
-        HG_TENSOR("sigma.adam_v", L->vsigma, kk);
-        HG_TENSOR("U_S.adam_m", L->mU, r * m); /* (r x m): the sampled vectors, draw order */
-        HG_TENSOR("U_S.adam_v", L->vU, r * m);
-        HG_TENSOR("V_S.adam_m", L->mV, r * n);
-        HG_TENSOR("V_S.adam_v", L->vV, r * n);
+        view(L, "sigma", L->id_sigma, 0), view(L, "U_S", L->id_US, 0), view(L, "V_S", L->id_VS, 0);
+        view(L, "U_R", L->id_UR, 0), view(L, "V_R", L->id_VR, 0);
+        view(L, "sigma", L->id_sigma, 1), view(L, "sigma", L->id_sigma, 2);
+        view(L, "U_S", L->id_US, 1), view(L, "U_S", L->id_US, 2);
+        view(L, "V_S", L->id_VS, 1), view(L, "V_S", L->id_VS, 2);
         break;
     }
-    HG_TENSOR("sched", L->sched, nsched); /* integers, 16 bits per float; layout in linear_internal.h */
-#undef HG_TENSOR
+    view(L, "sched", -1, 0);
+    L->tcount[L->ntens - 1] = HG__SCHED_FLOATS_PER_WORD * sched_nwords(L);
 
 done:
     if (rc != HG_OK) {
@@ -562,17 +424,71 @@ done:
     return rc;
 }
 
+/* At commit: take the pointers, write the initial state. */
+static int bind(void *ctx)
+{
+    hg_linear *L = ctx;
+    hg_params *P = L->P;
+    const int64_t mn = L->m * L->n;
+    int rc = HG_OK;
+    switch (L->o.method) {
+    case HG_LINEAR_FULL:
+        L->W = hg_params_data(P, L->id_W);
+        L->gW = hg_params_grad(P, L->id_W);
+        hg_k_upload(L->k, L->W, L->W_init, (size_t)mn * sizeof(float));
+        break;
+    case HG_LINEAR_LORA:
+    case HG_LINEAR_RELORA:
+        L->W0 = hg_params_data(P, L->id_W0);
+        L->A = hg_params_data(P, L->id_A);
+        L->gA = hg_params_grad(P, L->id_A);
+        L->B = hg_params_data(P, L->id_B);
+        L->gB = hg_params_grad(P, L->id_B);
+        hg_k_upload(L->k, L->W0, L->W_init, (size_t)mn * sizeof(float));
+        lora_init_A(L); /* B stays 0: W = W0 exactly */
+        break;
+    default:
+        L->sigma = hg_params_data(P, L->id_sigma);
+        L->gsigma = hg_params_grad(P, L->id_sigma);
+        L->msigma = hg_params_moment1(P, L->id_sigma);
+        L->vsigma = hg_params_moment2(P, L->id_sigma);
+        L->US = hg_params_data(P, L->id_US);
+        L->gU = hg_params_grad(P, L->id_US);
+        L->mU = hg_params_moment1(P, L->id_US);
+        L->vU = hg_params_moment2(P, L->id_US);
+        L->VS = hg_params_data(P, L->id_VS);
+        L->gV = hg_params_grad(P, L->id_VS);
+        L->mV = hg_params_moment1(P, L->id_VS);
+        L->vV = hg_params_moment2(P, L->id_VS);
+        L->UR = hg_params_data(P, L->id_UR);
+        L->VR = hg_params_data(P, L->id_VR);
+        hg_k_upload(L->k, L->W, L->W_init, (size_t)mn * sizeof(float));
+        rc = hg__sst_decompose(L, L->W);
+        if (rc == HG_OK)
+            hg__sst_begin_iteration(L);
+        break;
+    }
+    hg_free(L->W_init);
+    L->W_init = NULL;
+    if (rc == HG_OK)
+        materialise(L);
+    L->clk_main.lr_factor = L->o.method == HG_LINEAR_RELORA ? hg__linear_lr_factor(L) : 1.0f;
+    L->clk_vec.lr_factor = hg__linear_lr_factor(L);
+    sched_store(L);
+    return rc;
+}
+
 void hg_linear_free(hg_linear *L)
 {
     if (!L)
         return;
-    hg_k_free(L->k, L->buf_param);
-    hg_k_free(L->k, L->buf_grad);
-    hg_k_free(L->k, L->buf_mom);
-    hg_k_free(L->k, L->buf_work);
-    hg_k_free(L->k, L->svd_ws);
+    hg_k_free(L->k, L->W_own);
+    hg_free(L->name);
+    hg_free(L->W_init);
     hg_free(L->sched);
     hg_free(L->sel);
+    hg_free(L->order);
+    hg_free(L->pos);
     hg_free(L->wsamp);
     hg_free(L->sigma_host);
     hg_free(L->A_host);
@@ -588,16 +504,52 @@ void hg_linear_load_weight(hg_linear *L, const float *W)
     hg_k_upload(L->k, L->W, W, (size_t)(L->m * L->n) * sizeof(float));
 }
 
-/* ---------------------------------------------------------------- gradients */
+/* ---------------------------------------------------------------- forward, backward */
 
-void hg_linear_zero_grad(hg_linear *L)
+void hg_linear_forward(const hg_linear *L, float *Y, const float *X, const float *bias, int64_t rows)
 {
-    hg_k_zero(L->k, L->buf_grad, (size_t)L->ntrain * sizeof(float));
+    hg__gemm(L->k, 0, 1, rows, L->m, L->n, 1.0f, X, L->n, L->W, L->n, 0.0f, Y, L->m);
+    if (bias)
+        for (int64_t i = 0; i < rows; i++)
+            hg_k_axpy(L->k, Y + i * L->m, 1.0f, bias, L->m);
+}
+
+int hg_linear_backward(hg_linear *L, float *dX, float *gbias, const float *dY, const float *X,
+                       int64_t rows)
+{
+    const int64_t m = L->m, n = L->n, r = L->r;
+    if (rows < 0 || rows > L->max_rows)
+        return HG_ERRORF(HG_EINVAL, "linear %s: backward of %lld rows, created for at most %lld",
+                         L->name, (long long)rows, (long long)L->max_rows);
+    if (dX)
+        hg__gemm(L->k, 0, 0, rows, n, m, 1.0f, dY, m, L->W, n, 0.0f, dX, n);
+    if (gbias)
+        for (int64_t i = 0; i < rows; i++)
+            hg_k_axpy(L->k, gbias, 1.0f, dY + i * m, m);
+    switch (L->o.method) {
+    case HG_LINEAR_FULL:
+        hg__gemm(L->k, 1, 0, m, n, rows, 1.0f, dY, m, X, n, 1.0f, L->gW, n);
+        break;
+    case HG_LINEAR_LORA:
+    case HG_LINEAR_RELORA: {
+        /* W = W0 + s B A: gB += s dY^T (X A^T), gA += s (dY B)^T X */
+        float *XA = hg_params_workspace(L->P), *dYB = XA + rows * r;
+        hg__gemm(L->k, 0, 1, rows, r, n, 1.0f, X, n, L->A, n, 0.0f, XA, r);
+        hg__gemm(L->k, 0, 0, rows, r, m, 1.0f, dY, m, L->B, r, 0.0f, dYB, r);
+        hg__gemm(L->k, 1, 0, m, r, rows, L->scale, dY, m, XA, r, 1.0f, L->gB, r);
+        hg__gemm(L->k, 1, 0, r, n, rows, L->scale, dYB, r, X, n, 1.0f, L->gA, n);
+        break;
+    }
+    default:
+        hg__sst_backward(L, dY, X, rows);
+        break;
+    }
+    return HG_OK;
 }
 
 void hg_linear_accumulate_grad(hg_linear *L, const float *G)
 {
-    const int64_t m = L->m, n = L->n, r = L->r, kk = L->kk;
+    const int64_t m = L->m, n = L->n, r = L->r;
     switch (L->o.method) {
     case HG_LINEAR_FULL:
         hg_k_axpy(L->k, L->gW, 1.0f, G, m * n);
@@ -605,78 +557,24 @@ void hg_linear_accumulate_grad(hg_linear *L, const float *G)
     case HG_LINEAR_LORA:
     case HG_LINEAR_RELORA:
         /* W = W0 + s B A: gB += s G A^T (m x r), gA += s B^T G (r x n) */
-        gemm(L->k, 0, 1, m, r, n, L->scale, G, n, L->A, n, 1.0f, L->gB, r);
-        gemm(L->k, 1, 0, r, n, m, L->scale, L->B, r, G, n, 1.0f, L->gA, n);
+        hg__gemm(L->k, 0, 1, m, r, n, L->scale, G, n, L->A, n, 1.0f, L->gB, r);
+        hg__gemm(L->k, 1, 0, r, n, m, L->scale, L->B, r, G, n, 1.0f, L->gA, n);
         break;
-    default: {
-        /* P = U^T G (k x n): row i is U_i^T G = (G^T U_i)^T, the enhanced gV_i, and
-         * dsigma_i = U_i^T G V_i = P_i . V_i (DESIGN 4, exact gradient). */
-        gemm(L->k, 0, 0, kk, n, m, 1.0f, L->Ut, m, G, n, 0.0f, L->P, n);
-        hg_k_row_dots(L->k, L->gsigma, L->P, L->Vt, kk, n);
-        for (int64_t j = 0; j < r; j++) {
-            const int64_t i = L->sel[j];
-            hg_k_axpy(L->k, L->gV + j * n, 1.0f, L->P + i * n, n);
-            /* gU_j += G V_i (m x 1): the true dL/dU_i = sigma_i G V_i without sigma_i */
-            gemm(L->k, 0, 1, m, 1, n, 1.0f, G, n, L->Vt + i * n, n, 1.0f, L->gU + j * m, 1);
-        }
+    default:
+        hg__sst_grad_from_G(L, G);
         break;
-    }
     }
 }
 
-double hg_linear_grad_sqnorm(const hg_linear *L) { return hg_k_sqnorm(L->k, L->buf_grad, L->ntrain); }
+/* ---------------------------------------------------------------- after the group's update */
 
-void hg_linear_scale_grad(hg_linear *L, float a) { hg_k_scale(L->k, L->buf_grad, a, L->ntrain); }
-
-/* ---------------------------------------------------------------- the step */
-
-int hg_linear_step(hg_linear *L, float lr)
+static int after_step(void *ctx)
 {
-    int rc = HG_OK;
+    hg_linear *L = ctx;
     const hg_linear_opts *o = &L->o;
-    const float wd_dec = o->decoupled_wd ? o->weight_decay : 0.0f;
-    const float wd_l2 = o->decoupled_wd ? 0.0f : o->weight_decay;
-    const int64_t m = L->m, n = L->n, r = L->r, kk = L->kk;
-
-    switch (o->method) {
-    case HG_LINEAR_FULL:
-        L->t_main++;
-        hg_k_adam_step(L->k, L->W, L->gW, L->mW, L->vW, m * n, lr, o->beta1, o->beta2, o->eps,
-                       wd_dec, wd_l2, L->t_main);
-        break;
-    case HG_LINEAR_LORA:
-    case HG_LINEAR_RELORA: {
-        const float f = hg__linear_lr_factor(L);
-        L->t_main++;
-        /* A and B are one contiguous run in params, grads and moments */
-        hg_k_adam_step(L->k, L->A, L->gA, L->mA, L->vA, r * (m + n), lr * f, o->beta1, o->beta2,
-                       o->eps, wd_dec, wd_l2, L->t_main);
-        break;
-    }
-    default: {
-        /* sigma: every step, base lr (no per-iteration warm-up, see the top of this file) */
-        L->t_main++;
-        hg_k_adam_step(L->k, L->sigma, L->gsigma, L->msigma, L->vsigma, kk, lr, o->beta1, o->beta2,
-                       o->eps, wd_dec, wd_l2, L->t_main);
-        /* clamp at 0 (DESIGN 4); a NaN stays visible to the caller */
-        hg_k_clamp_min(L->k, L->sigma, 0.0f, kk);
-        /* the sampled vectors: enhanced gradients, warmed-up lr, no weight decay */
-        const float f = hg__linear_lr_factor(L);
-        L->t_vec++;
-        for (int64_t j = 0; j < r; j++) {
-            const int64_t i = L->sel[j];
-            hg_k_adam_step(L->k, L->Ut + i * m, L->gU + j * m, L->mU + j * m, L->vU + j * m, m,
-                           lr * f, o->beta1, o->beta2, o->eps, 0.0f, 0.0f, L->t_vec);
-            hg_k_adam_step(L->k, L->Vt + i * n, L->gV + j * n, L->mV + j * n, L->vV + j * n, n,
-                           lr * f, o->beta1, o->beta2, o->eps, 0.0f, 0.0f, L->t_vec);
-            if (o->renorm) {
-                hg_k_normalize(L->k, L->Ut + i * m, m, HG_SST_RENORM_MIN_NORM);
-                hg_k_normalize(L->k, L->Vt + i * n, n, HG_SST_RENORM_MIN_NORM);
-            }
-        }
-        break;
-    }
-    }
+    int rc = HG_OK;
+    if (o->method == HG_LINEAR_SST)
+        hg__sst_after_update(L);
     L->step++;
     L->in_iter++;
     materialise(L);
@@ -687,11 +585,12 @@ int hg_linear_step(hg_linear *L, float lr)
         /* ReLoRA* merge: W0 += s B A (W unchanged), fresh A, B = 0, fresh Adam state, warm-up again */
         (void)hg_k_sync(L->k); /* errors are sticky: the sync below reports them */
         double t0 = hg_now();
-        gemm(L->k, 0, 0, m, n, r, L->scale, L->B, r, L->A, n, 1.0f, L->W0, n);
+        hg__gemm(L->k, 0, 0, L->m, L->n, L->r, L->scale, L->B, L->r, L->A, L->n, 1.0f, L->W0, L->n);
         lora_init_A(L);
-        hg_k_zero(L->k, L->B, (size_t)(m * r) * sizeof(float));
-        hg_k_zero(L->k, L->buf_mom, (size_t)(2 * L->ntrain) * sizeof(float));
-        L->t_main = 0;
+        hg_k_zero(L->k, L->B, (size_t)(L->m * L->r) * sizeof(float));
+        hg_params_reset_moments(L->P, L->id_A);
+        hg_params_reset_moments(L->P, L->id_B);
+        L->clk_main.t = 0;
         L->in_iter = 0;
         materialise(L);
         rc = hg_k_sync(L->k);
@@ -709,10 +608,13 @@ int hg_linear_step(hg_linear *L, float lr)
             L->n_reorth++;
             L->reorth_seconds += hg_now() - t0;
         }
-        sst_begin_iteration(L);
+        hg__sst_begin_iteration(L);
     } else if (o->method != HG_LINEAR_RELORA && o->method != HG_LINEAR_SST) {
         L->in_iter = 0; /* no periods */
     }
+    if (o->method == HG_LINEAR_RELORA)
+        L->clk_main.lr_factor = hg__linear_lr_factor(L);
+    L->clk_vec.lr_factor = hg__linear_lr_factor(L);
     sched_store(L);
     return rc;
 }
@@ -720,6 +622,25 @@ int hg_linear_step(hg_linear *L, float lr)
 /* ---------------------------------------------------------------- counts, checkpoints */
 
 int64_t hg_linear_num_trainable(const hg_linear *L) { return L->ntrain; }
+int64_t hg_linear_state_floats(const hg_linear *L) { return 2 * L->ntrain; }
+
+void hg_linear_get_bytes(const hg_linear *L, hg_linear_bytes *out)
+{
+    int64_t params = 0;
+    for (int i = 0; i < L->ntens; i++)
+        if (L->tid[i] >= 0 && L->tmom[i] == 0)
+            params += L->tcount[i];
+    out->params = (int64_t)sizeof(float) * params;
+    out->grads = (int64_t)sizeof(float) * L->ntrain;
+    out->moments = (int64_t)sizeof(float) * 2 * L->ntrain;
+    out->scratch = L->W_own ? (int64_t)sizeof(float) * L->m * L->n : 0;
+    int64_t ws = 0;
+    if (is_lora(L))
+        ws = 2 * L->r * L->max_rows;
+    else if (L->o.method == HG_LINEAR_SST)
+        ws = hg__sst_workspace_floats(L, L->max_rows);
+    out->shared_workspace = (int64_t)sizeof(float) * ws;
+}
 
 void hg_linear_get_stats(const hg_linear *L, hg_linear_stats *out)
 {
@@ -727,19 +648,25 @@ void hg_linear_get_stats(const hg_linear *L, hg_linear_stats *out)
     out->merges = L->n_merge;
     out->schedule_seconds = L->reorth_seconds;
 }
-int64_t hg_linear_state_floats(const hg_linear *L) { return 2 * L->ntrain; }
 
 int hg_linear_num_tensors(const hg_linear *L) { return L->ntens; }
 
-void hg_linear_tensor(hg_linear *L, int i, const char **name, float **data, int64_t *count)
+void hg_linear_tensor(const hg_linear *L, int i, const char **name, int64_t *count)
 {
     const int ok = i >= 0 && i < L->ntens;
     if (name)
         *name = ok ? L->tname[i] : NULL;
-    if (data)
-        *data = ok ? L->tdata[i] : NULL;
     if (count)
         *count = ok ? L->tcount[i] : 0;
+}
+
+float *hg__linear_tensor_data(const hg_linear *L, int i)
+{
+    if (L->tid[i] < 0)
+        return L->sched;
+    return L->tmom[i] == 0 ? hg_params_data(L->P, L->tid[i])
+           : L->tmom[i] == 1 ? hg_params_moment1(L->P, L->tid[i])
+                             : hg_params_moment2(L->P, L->tid[i]);
 }
 
 void hg_linear_tensor_read(const hg_linear *L, int i, float *host_dst)
@@ -747,10 +674,10 @@ void hg_linear_tensor_read(const hg_linear *L, int i, float *host_dst)
     if (i < 0 || i >= L->ntens || !host_dst)
         return;
     const size_t bytes = (size_t)L->tcount[i] * sizeof(float);
-    if (L->tdata[i] == L->sched)
+    if (L->tid[i] < 0)
         memcpy(host_dst, L->sched, bytes);
     else
-        hg_k_download(L->k, host_dst, L->tdata[i], bytes);
+        hg_k_download(L->k, host_dst, hg__linear_tensor_data(L, i), bytes);
 }
 
 void hg_linear_tensor_write(hg_linear *L, int i, const float *host_src)
@@ -758,16 +685,19 @@ void hg_linear_tensor_write(hg_linear *L, int i, const float *host_src)
     if (i < 0 || i >= L->ntens || !host_src)
         return;
     const size_t bytes = (size_t)L->tcount[i] * sizeof(float);
-    if (L->tdata[i] == L->sched)
+    if (L->tid[i] < 0)
         memcpy(L->sched, host_src, bytes);
     else
-        hg_k_upload(L->k, L->tdata[i], host_src, bytes);
+        hg_k_upload(L->k, hg__linear_tensor_data(L, i), host_src, bytes);
 }
 
 void hg_linear_rematerialise(hg_linear *L)
 {
     sched_load(L);
     materialise(L);
+    if (L->o.method == HG_LINEAR_RELORA)
+        L->clk_main.lr_factor = hg__linear_lr_factor(L);
+    L->clk_vec.lr_factor = hg__linear_lr_factor(L);
     sched_store(L);
 }
 
@@ -805,17 +735,23 @@ int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out)
             rc = HG_ENOMEM;
             goto done;
         }
-        hg_k_download(L->k, Ut, L->Ut, (size_t)(kk * m) * sizeof(float));
+        /* storage order: U_S rows, then U_R rows (linear_internal.h) */
+        const int64_t r = L->r;
+        hg_k_download(L->k, Ut, L->US, (size_t)(r * m) * sizeof(float));
+        hg_k_download(L->k, Ut + r * m, L->UR, (size_t)((kk - r) * m) * sizeof(float));
         hg_k_download(L->k, sigma, L->sigma, (size_t)kk * sizeof(float));
-        hg_k_download(L->k, Vt, L->Vt, (size_t)(kk * n) * sizeof(float));
+        hg_k_download(L->k, Vt, L->VS, (size_t)(r * n) * sizeof(float));
+        hg_k_download(L->k, Vt + r * n, L->VR, (size_t)((kk - r) * n) * sizeof(float));
         for (int64_t q = 0; q < keep; q++) {
-            int64_t best = -1;
-            for (int64_t i = 0; i < kk; i++)
-                if (!taken[i] && (best < 0 || sigma[i] > sigma[best]))
-                    best = i;
+            int64_t best = -1; /* a position; ties: the lower canonical index */
+            for (int64_t i = 0; i < kk; i++) {
+                const int64_t p = L->pos[i];
+                if (!taken[p] && (best < 0 || sigma[p] > sigma[best]))
+                    best = p;
+            }
             taken[best] = 1;
-            gemm(&cpu, 1, 0, m, n, 1, sigma[best], Ut + best * m, m, Vt + best * n, n, 1.0f, W_out,
-                 n);
+            hg__gemm(&cpu, 1, 0, m, n, 1, sigma[best], Ut + best * m, m, Vt + best * n, n, 1.0f,
+                     W_out, n);
         }
         goto done;
     }

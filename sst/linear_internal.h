@@ -1,16 +1,19 @@
-/* linear_internal.h - the fields of hg_linear and the internal hooks of sst/linear.c, for the tests
- * (tests/test_sst.c) and nothing else: model code uses sst/linear.h only.
+/* linear_internal.h - the fields of hg_linear and the internal hooks shared by sst/linear.c and
+ * sst/spectral.c, also used by the tests (tests/test_sst.c); model code uses sst/linear.h only.
  *
- * Layout (row-major everywhere). SST keeps its singular vectors as rows so that one vector is one
- * contiguous run: Ut (k x m) has row i = U_i (the i-th column of U), Vt (k x n) row i = V_i, and
- * W = Ut^T diag(sigma) Vt. Per role one buffer (params, grads, moments, work), carved below; the
- * grads buffer holds exactly the trainable parameters' gradients in the order of the moments, so
- * zeroing, clipping and the state count are one loop over one run.
+ * Storage (row-major everywhere). SST keeps its singular vectors as rows, so that one vector is
+ * one contiguous run, and keeps the r sampled triplets of the current iteration first: storage
+ * position p < r is row p of U_S / V_S (trainable), position p >= r is row p - r of U_R / V_R
+ * (frozen), and sigma[p] is the singular value at position p. Which triplet (in the index order
+ * of the round's SVD, "canonical") sits where follows from the sampled indices: positions 0..r-1
+ * hold sel[0..r-1] in draw order, the others hold the remaining indices in ascending order. So
+ * W = U_S^T diag(sigma[:r]) V_S + U_R^T diag(sigma[r:]) V_R, the sampled vectors and their
+ * gradients and moments are contiguous (one optimiser call for all maps), and the sampling sees
+ * sigma in canonical order, as if nothing had moved.
  *
- * Memory: every float array the kernels touch (the four role buffers and what points into them,
- * and the SVD workspace) lives in the kernel context's memory (device memory with a CUDA context;
- * only the kernels of kernels/kernels.h touch it). Host memory holds the bookkeeping: sel, wsamp,
- * sigma_host, A_host, the generator and counters, and the "sched" checkpoint tensor. */
+ * Memory: tensors live in the parameter group's buffers (k's memory); the map owns the
+ * materialised W (LoRA, SST) and host bookkeeping: sel, order, wsamp, sigma_host, A_host, the
+ * generator and counters, and the "sched" checkpoint tensor. */
 #ifndef HG_SST_LINEAR_INTERNAL_H
 #define HG_SST_LINEAR_INTERNAL_H
 
@@ -30,56 +33,55 @@ enum {
     HG__SCHED_NFIXED = HG__SCHED_RNG0 + 4 /* then r sampled indices (SST) */
 };
 #define HG__SCHED_FLOATS_PER_WORD 4
+#define HG__LINEAR_MAX_TENSORS 16
 
 struct hg_linear {
-    const hg_kctx *k;  /* borrowed; outlives the map */
+    hg_params *P;      /* borrowed: the group owning the tensors */
+    const hg_kctx *k;  /* the group's context */
     hg_linear_opts o;
+    char *name;
     int64_t m, n;      /* out x in */
     int64_t kk;        /* min(m, n): SST triplets */
     int64_t r;         /* LoRA rank / SST vectors per iteration (0 for full) */
-    int64_t ntrain;    /* trainable parameters = floats in grad; moments hold 2 * ntrain */
+    int64_t ntrain;    /* trainable parameter floats */
     int64_t T2;        /* SST iterations per round */
+    int64_t max_rows;  /* rows a forward/backward may get (workspace sized for it) */
     float scale;       /* LoRA alpha / r */
+    float *W_init;     /* host copy of the initial weight until commit */
 
-    float *W;          /* (m x n) the materialised weight (full: the parameter itself) */
-    /* full */
-    float *gW, *mW, *vW;          /* (m x n) */
-    /* LoRA / ReLoRA: A and B contiguous in params, grads and moments (one Adam call) */
-    float *W0;                    /* (m x n) frozen base */
-    float *A, *gA, *mA, *vA;      /* (r x n) */
-    float *B, *gB, *mB, *vB;      /* (m x r) */
-    /* SST */
-    float *Ut;                    /* (k x m) row i = U_i */
-    float *sigma;                 /* (k) */
-    float *Vt;                    /* (k x n) row i = V_i */
-    float *gsigma, *msigma, *vsigma; /* (k) */
-    float *gU, *mU, *vU;          /* (r x m) row j belongs to sel[j] */
-    float *gV, *mV, *vV;          /* (r x n) row j belongs to sel[j] */
-    float *P;                     /* (k x n) scratch: Ut G, then diag(sigma) Vt; SVD's Vt out */
-    float *svd_Ut, *svd_sigma;    /* (k x m), (k) scratch: the round-end SVD's other outputs,
-                                     copied over the triplets only when it succeeded */
-    void *svd_ws;                 /* hg_k_svd workspace (k's memory) */
-    int64_t *sel;                 /* (r) host: sampled indices of the iteration, in draw order */
-    double *wsamp;                /* (k) host: sampling weights scratch */
-    float *sigma_host;            /* (k) host: sigma, downloaded at each iteration begin */
-    /* LoRA / ReLoRA */
-    float *A_host;                /* (r x n) host: staging of A's (re-)initialisation draw */
+    /* tensor ids in the group (-1: none) */
+    int id_W, id_W0, id_A, id_B, id_sigma, id_US, id_VS, id_UR, id_VR;
+    hg_param_clock clk_main; /* W / (A, B) / sigma */
+    hg_param_clock clk_vec;  /* SST's sampled vectors */
+
+    /* pointers into the group (after commit) and the map's own W */
+    float *W;                 /* (m x n) materialised weight (full: the parameter itself) */
+    float *gW;                /* full */
+    float *W0, *A, *gA, *B, *gB; /* LoRA / ReLoRA: (m x n), (r x n), (m x r) */
+    float *sigma, *gsigma, *msigma, *vsigma; /* SST (k), storage order */
+    float *US, *gU, *mU, *vU; /* (r x m) sampled left vectors, draw order */
+    float *VS, *gV, *mV, *vV; /* (r x n) */
+    float *UR, *VR;           /* ((k - r) x m), ((k - r) x n) */
+    float *W_own;             /* the map's allocation of W (LoRA, SST) */
+    int64_t *sel;             /* (r) host: sampled canonical indices, draw order */
+    int64_t *order;           /* (k) host: canonical index at each storage position */
+    int64_t *pos;             /* (k) host: storage position of each canonical index */
+    double *wsamp;            /* (k) host: sampling weights scratch */
+    float *sigma_host;        /* (k) host: sigma in canonical order, at each iteration begin */
+    float *A_host;            /* (r x n) host: staging of A's (re-)initialisation draw */
 
     /* schedule */
-    int64_t step, t_main, t_vec, in_iter, in_round;
+    int64_t step, in_iter, in_round;
     hg_rng rng;                   /* LoRA A (re-)initialisation, SST sampling */
     int64_t n_reorth, n_merge;    /* SST round ends / ReLoRA merges so far */
     double reorth_seconds;        /* wall time spent in them */
 
-    /* checkpoint tensors (data in k's memory, except sched) */
+    /* checkpoint tensors: group tensor id (or -1 for sched) and moment (0 data, 1 m, 2 v) */
     float *sched;                 /* host: (HG__SCHED_FLOATS_PER_WORD * (HG__SCHED_NFIXED + r)) */
     int ntens;
-    const char *tname[12];
-    float *tdata[12];
-    int64_t tcount[12];
-
-    /* the role buffers (k's memory) the float arrays above point into */
-    float *buf_param, *buf_grad, *buf_mom, *buf_work;
+    char tname[HG__LINEAR_MAX_TENSORS][16];
+    int tid[HG__LINEAR_MAX_TENSORS], tmom[HG__LINEAR_MAX_TENSORS];
+    int64_t tcount[HG__LINEAR_MAX_TENSORS];
 };
 
 /* Draw r distinct indices of k by `rule` from sigma (k, >= 0, host memory) into out (r, draw
@@ -92,5 +94,27 @@ void hg__sst_sample(hg_rng *rng, const float *sigma, int64_t k, int64_t r, hg_ss
 int hg__linear_sst_round_end(hg_linear *L);
 /* Learning-rate factor the sampled vectors (SST) / A and B (ReLoRA) get at the next step. */
 float hg__linear_lr_factor(const hg_linear *L);
+/* Rows of U and V (k's memory) of the triplet with canonical index i, and its sigma's position. */
+float *hg__sst_u(const hg_linear *L, int64_t i);
+float *hg__sst_v(const hg_linear *L, int64_t i);
+int64_t hg__sst_pos(const hg_linear *L, int64_t i);
+
+/* Where checkpoint tensor i lives (k's memory; host memory for "sched"). */
+float *hg__linear_tensor_data(const hg_linear *L, int i);
+
+/* sst/spectral.c, for sst/linear.c */
+int64_t hg__sst_workspace_floats(const hg_linear *L, int64_t rows);
+void hg__sst_layout_identity(hg_linear *L);
+int hg__sst_decompose(hg_linear *L, const float *Wsrc);
+void hg__sst_begin_iteration(hg_linear *L);
+void hg__sst_materialise(hg_linear *L);
+void hg__sst_grad_from_G(hg_linear *L, const float *G);
+void hg__sst_backward(hg_linear *L, const float *dY, const float *X, int64_t rows);
+void hg__sst_after_update(hg_linear *L);
+void hg__sst_sched_indices_loaded(hg_linear *L);
+/* Sizes were range-checked in create, so a refused GEMM is a broken invariant: abort. */
+void hg__gemm(const hg_kctx *k, int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc);
 
 #endif

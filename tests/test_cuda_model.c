@@ -86,16 +86,13 @@ static hg_linear_opts opts_for(hg_linear_method meth)
     return o;
 }
 
+/* Most rows a forward/backward of the tests below gets. */
+#define ACT_ROWS 48
+
 static hg_linear *make(const hg_kctx *k, const hg_linear_opts *o, int64_t m, int64_t n,
                        const float *W, uint64_t seed)
 {
-    hg_linear *L = NULL;
-    int rc = hg_linear_create(&L, k, m, n, W, o, seed);
-    if (rc != HG_OK)
-        fail_msg("hg_linear_create(%s, %lld x %lld, %s): %s: %s",
-                 hg_linear_method_name(o->method), (long long)m, (long long)n,
-                 k->device == HG_DEVICE_CUDA ? "cuda" : "cpu", hg_strerror(rc), hg_last_error());
-    return L;
+    return hg_test_linear_create(k, m, n, W, o, seed, ACT_ROWS);
 }
 
 static float *host_floats(int64_t n)
@@ -138,7 +135,7 @@ static int tensor_index(hg_linear *L, const char *name, int64_t *count)
     for (int i = 0; i < hg_linear_num_tensors(L); i++) {
         const char *nm;
         int64_t c;
-        hg_linear_tensor(L, i, &nm, NULL, &c);
+        hg_test_linear_tensor(L, i, &nm, NULL, &c);
         if (strcmp(nm, name) == 0) {
             if (count)
                 *count = c;
@@ -155,18 +152,18 @@ static void step_both(hg_linear *Lc, hg_linear *Lg, const float *G, float *dG, i
                       float lr, int step)
 {
     hg_k_upload(&gpu, dG, G, (size_t)mn * sizeof(float));
-    hg_linear_zero_grad(Lc);
-    hg_linear_zero_grad(Lg);
+    hg_test_linear_zero_grad(Lc);
+    hg_test_linear_zero_grad(Lg);
     hg_linear_accumulate_grad(Lc, G);
     hg_linear_accumulate_grad(Lg, dG);
-    const double sc = hg_linear_grad_sqnorm(Lc), sg = hg_linear_grad_sqnorm(Lg);
+    const double sc = hg_test_linear_grad_sqnorm(Lc), sg = hg_test_linear_grad_sqnorm(Lg);
     if (!(fabs(sg - sc) <= 1e-5 * sc))
         fail_msg("step %d: gradient squared norm cuda %.9g, cpu %.9g", step, sg, sc);
     if (sc > 1.0) {
-        hg_linear_scale_grad(Lc, (float)(1.0 / sqrt(sc)));
-        hg_linear_scale_grad(Lg, (float)(1.0 / sqrt(sc)));
+        hg_test_linear_scale_grad(Lc, (float)(1.0 / sqrt(sc)));
+        hg_test_linear_scale_grad(Lg, (float)(1.0 / sqrt(sc)));
     }
-    const int rc = hg_linear_step(Lc, lr), rg = hg_linear_step(Lg, lr);
+    const int rc = hg_test_linear_step(Lc, lr), rg = hg_test_linear_step(Lg, lr);
     if (rc != HG_OK || rg != HG_OK)
         fail_msg("step %d: hg_linear_step cpu %d, cuda %d: %s", step, rc, rg, hg_last_error());
 }
@@ -226,8 +223,8 @@ static void parity(hg_linear_method meth, hg_sst_sampling rule, int64_t m, int64
     for (int i = 0; i < hg_linear_num_tensors(Lc); i++) {
         const char *nc, *ng;
         int64_t cc, cg;
-        hg_linear_tensor(Lc, i, &nc, NULL, &cc);
-        hg_linear_tensor(Lg, i, &ng, NULL, &cg);
+        hg_test_linear_tensor(Lc, i, &nc, NULL, &cc);
+        hg_test_linear_tensor(Lg, i, &ng, NULL, &cg);
         assert_string_equal(ng, nc);
         assert_int_equal(cg, cc);
         free(ta);
@@ -273,8 +270,8 @@ static void parity(hg_linear_method meth, hg_sst_sampling rule, int64_t m, int64
                   hg_linear_method_name(meth), meth == HG_LINEAR_SST ? " " : "",
                   meth == HG_LINEAR_SST ? hg_sst_sampling_name(rule) : "", (long long)m,
                   (long long)n, worst_seen, PARITY_RTOL);
-    hg_linear_free(Lc);
-    hg_linear_free(Lg);
+    hg_test_linear_free(Lc);
+    hg_test_linear_free(Lg);
     hg_k_free(&gpu, dG);
     free(Pc);
     free(Pg);
@@ -339,9 +336,9 @@ static void test_tensor_roundtrip(void **state)
         for (int s = 0; s < 5; s++) { /* moments and schedule away from their initial values */
             hg_test_fill_uniform(G, (size_t)mn, -1.0f, 1.0f, 70 + (uint64_t)s);
             hg_k_upload(&gpu, dG, G, (size_t)mn * sizeof(float));
-            hg_linear_zero_grad(L);
+            hg_test_linear_zero_grad(L);
             hg_linear_accumulate_grad(L, dG);
-            assert_int_equal(hg_linear_step(L, 0.01f), HG_OK);
+            assert_int_equal(hg_test_linear_step(L, 0.01f), HG_OK);
         }
         weight_host(L, W1);
         const int nt = hg_linear_num_tensors(L);
@@ -351,7 +348,7 @@ static void test_tensor_roundtrip(void **state)
             const char *nm;
             float *data;
             int64_t c;
-            hg_linear_tensor(L, i, &nm, &data, &c);
+            hg_test_linear_tensor(L, i, &nm, &data, &c);
             assert_non_null(data);
             saved[i] = host_floats(c);
             float *pat = host_floats(c), *back = host_floats(c);
@@ -376,7 +373,7 @@ static void test_tensor_roundtrip(void **state)
         /* out of range: nothing happens */
         hg_linear_tensor_read(L, nt, W2);
         hg_linear_tensor_write(L, -1, W2);
-        hg_linear_free(L);
+        hg_test_linear_free(L);
     }
     hg_k_free(&gpu, dG);
     free(W2);
@@ -402,14 +399,14 @@ static void test_checkpoint_cpu_to_device(void **state)
         hg_linear *Lc = make(&cpu, &o, m, n, W, 1), *Lg = make(&gpu, &o, m, n, W2, 99);
         for (int s = 0; s < 7; s++) {
             hg_test_fill_uniform(G, (size_t)mn, -1.0f, 1.0f, 300 + (uint64_t)s);
-            hg_linear_zero_grad(Lc);
+            hg_test_linear_zero_grad(Lc);
             hg_linear_accumulate_grad(Lc, G);
-            assert_int_equal(hg_linear_step(Lc, 0.02f), HG_OK);
+            assert_int_equal(hg_test_linear_step(Lc, 0.02f), HG_OK);
         }
         for (int i = 0; i < hg_linear_num_tensors(Lc); i++) {
             int64_t c;
             const char *nm;
-            hg_linear_tensor(Lc, i, &nm, NULL, &c);
+            hg_test_linear_tensor(Lc, i, &nm, NULL, &c);
             float *t = host_floats(c);
             hg_linear_tensor_read(Lc, i, t);
             hg_linear_tensor_write(Lg, tensor_index(Lg, nm, NULL), t);
@@ -432,8 +429,8 @@ static void test_checkpoint_cpu_to_device(void **state)
         assert_memory_equal(bb, a, (size_t)cs * sizeof(float));
         free(a);
         free(bb);
-        hg_linear_free(Lc);
-        hg_linear_free(Lg);
+        hg_test_linear_free(Lc);
+        hg_test_linear_free(Lg);
     }
     hg_k_free(&gpu, dG);
     free(Wg);
@@ -585,6 +582,83 @@ static void test_hybonet_lp_relora(void **state)
     hybonet_parity(1, HG_LINEAR_RELORA);
 }
 
+/* ---------------------------------------------------------------- through the activations */
+
+/* forward and backward (dX, bias gradient, the method's gradients) on both devices, then the
+ * fused step: SST with 3 rows takes the product through the activations, with ACT_ROWS rows the
+ * one through G. */
+static void parity_activations(hg_linear_method meth)
+{
+    const int64_t m = 12, n = 20, mn = m * n;
+    hg_linear_opts o = opts_for(meth);
+    float *W = host_floats(mn), *Wg = host_floats(mn);
+    float *X = host_floats(ACT_ROWS * n), *Yc = host_floats(ACT_ROWS * m);
+    float *Yg = host_floats(ACT_ROWS * m), *dXc = host_floats(ACT_ROWS * n);
+    float *dXg = host_floats(ACT_ROWS * n), *bias = host_floats(m), *gbc = host_floats(m);
+    float *gbg = host_floats(m);
+    float *dX_ = dev_floats(ACT_ROWS * n), *dY_ = dev_floats(ACT_ROWS * m);
+    float *dXd = dev_floats(ACT_ROWS * n), *dYd = dev_floats(ACT_ROWS * m);
+    float *db = dev_floats(m), *dgb = dev_floats(m);
+    hg_test_fill_uniform(W, (size_t)mn, -0.3f, 0.3f, 77);
+    hg_test_fill_uniform(bias, (size_t)m, -0.1f, 0.1f, 78);
+    hg_k_upload(&gpu, db, bias, (size_t)m * sizeof(float));
+    hg_linear *Lc = make(&cpu, &o, m, n, W, 9), *Lg = make(&gpu, &o, m, n, W, 9);
+    for (int s = 0; s < 12; s++) {
+        const int64_t rows = s % 2 ? ACT_ROWS : 3;
+        hg_test_fill_uniform(X, (size_t)(rows * n), -1.0f, 1.0f, 300 + (uint64_t)s);
+        hg_k_upload(&gpu, dX_, X, (size_t)(rows * n) * sizeof(float));
+        hg_linear_forward(Lc, Yc, X, bias, rows);
+        hg_linear_forward(Lg, dY_, dX_, db, rows);
+        hg_k_download(&gpu, Yg, dY_, (size_t)(rows * m) * sizeof(float));
+        assert_normwise(Yg, Yc, rows * m, PARITY_RTOL, "Y", s);
+        /* dY = Y (the loss |Y|^2 / 2), the same on both devices */
+        hg_test_linear_zero_grad(Lc);
+        hg_test_linear_zero_grad(Lg);
+        memset(gbc, 0, (size_t)m * sizeof(float));
+        hg_k_zero(&gpu, dgb, (size_t)m * sizeof(float));
+        assert_int_equal(hg_linear_backward(Lc, dXc, gbc, Yc, X, rows), HG_OK);
+        assert_int_equal(hg_linear_backward(Lg, dXd, dgb, dY_, dX_, rows), HG_OK);
+        hg_k_download(&gpu, dXg, dXd, (size_t)(rows * n) * sizeof(float));
+        hg_k_download(&gpu, gbg, dgb, (size_t)m * sizeof(float));
+        assert_normwise(dXg, dXc, rows * n, PARITY_RTOL, "dX", s);
+        assert_normwise(gbg, gbc, m, PARITY_RTOL, "bias gradient", s);
+        const double sc = hg_test_linear_grad_sqnorm(Lc), sg = hg_test_linear_grad_sqnorm(Lg);
+        if (!(fabs(sg - sc) <= 1e-5 * sc))
+            fail_msg("step %d: gradient squared norm cuda %.9g, cpu %.9g", s, sg, sc);
+        assert_int_equal(hg_test_linear_step(Lc, 0.01f), HG_OK);
+        assert_int_equal(hg_test_linear_step(Lg, 0.01f), HG_OK);
+        weight_host(Lg, Wg);
+        assert_normwise(Wg, hg_linear_weight(Lc), mn, PARITY_RTOL, "W", s);
+    }
+    assert_int_equal(hg_k_sync(&gpu), HG_OK);
+    hg_test_linear_free(Lc);
+    hg_test_linear_free(Lg);
+    void *dv[] = {dX_, dY_, dXd, dYd, db, dgb};
+    for (size_t i = 0; i < sizeof dv / sizeof *dv; i++)
+        hg_k_free(&gpu, dv[i]);
+    free(W), free(Wg), free(X), free(Yc), free(Yg), free(dXc), free(dXg), free(bias);
+    free(gbc), free(gbg);
+}
+
+static void test_activations_full(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    parity_activations(HG_LINEAR_FULL);
+}
+static void test_activations_lora(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    parity_activations(HG_LINEAR_LORA);
+}
+static void test_activations_sst(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    parity_activations(HG_LINEAR_SST);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -592,6 +666,9 @@ int main(void)
         cmocka_unit_test(test_parity_lora),
         cmocka_unit_test(test_parity_relora),
         cmocka_unit_test(test_parity_sst),
+        cmocka_unit_test(test_activations_full),
+        cmocka_unit_test(test_activations_lora),
+        cmocka_unit_test(test_activations_sst),
         cmocka_unit_test(test_tensor_roundtrip),
         cmocka_unit_test(test_checkpoint_cpu_to_device),
         cmocka_unit_test(test_hybonet_nc_full),

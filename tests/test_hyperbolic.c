@@ -102,7 +102,7 @@ static float *layer_weight(hg_hybonet *m, int l, int64_t *count)
 {
     const char *name;
     float *data;
-    hg_linear_tensor(m->layer[l].lin, 0, &name, &data, count);
+    hg_test_linear_tensor(m->layer[l].lin, 0, &name, &data, count);
     assert_non_null(name);
     assert_string_equal(name, "W");
     assert_int_equal(*count, hg_linear_rows(m->layer[l].lin) * hg_linear_cols(m->layer[l].lin));
@@ -247,7 +247,7 @@ static void set_base(model_ctx *c)
 
 /* dL/dW of layer l, element by element, through sst/'s public interface only: after a backward
  * the layer's gradient buffer holds G (full rank: the trainable gradient is G itself) and
- * hg_linear_grad_sqnorm() reads |G|^2; handing it alpha e_k more with hg_linear_accumulate_grad()
+ * hg_test_linear_grad_sqnorm() reads |G|^2; handing it alpha e_k more with hg_linear_accumulate_grad()
  * gives |G + alpha e_k|^2, so G_k = (|G + alpha e_k|^2 - |G|^2 - alpha^2) / (2 alpha) (the
  * polarisation identity). Error: G_k + alpha is stored in float (relative u), so
  * |err| <= u (|G_k| + alpha)^2 / alpha + ~1e-16 |G|^2 / alpha; alpha = 1 makes that ~1e-7 for
@@ -262,11 +262,11 @@ static void weight_grad(model_ctx *c, int l, double *G)
     const double alpha = 1.0;
     for (int64_t k = 0; k < cnt; k++) {
         analytic(c);
-        double s0 = hg_linear_grad_sqnorm(lin);
+        double s0 = hg_test_linear_grad_sqnorm(lin);
         E[k] = (float)alpha;
         hg_linear_accumulate_grad(lin, E);
         E[k] = 0.0f;
-        double s1 = hg_linear_grad_sqnorm(lin);
+        double s1 = hg_test_linear_grad_sqnorm(lin);
         G[k] = (s1 - s0 - alpha * alpha) / (2.0 * alpha);
     }
     free(E);

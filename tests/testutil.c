@@ -607,3 +607,74 @@ void hg_test_random_pairs(int32_t *pairs, int64_t count, int32_t npts, uint64_t 
     }
     pairs[2] = pairs[3];
 }
+
+/* ---------------------------------------------------------------- linear maps on their own */
+
+#include "../sst/linear_internal.h"
+
+int hg_test_linear_try(const hg_kctx *k, int64_t m, int64_t n, const float *W,
+                       const hg_linear_opts *o, uint64_t seed, hg_linear **out)
+{
+    hg_params *P = NULL;
+    hg_param_hp wh, vh;
+    int gw, gv, rc;
+    *out = NULL;
+    if ((rc = hg_params_create(&P, k)) != HG_OK)
+        return rc;
+    hg_linear_group_hp(o, &wh, &vh);
+    if ((rc = hg_params_add_group(P, "weights", &wh, &gw)) != HG_OK ||
+        (rc = hg_params_add_group(P, "vectors", &vh, &gv)) != HG_OK ||
+        (rc = hg_linear_create(out, P, gw, gv, "lin", m, n, W, o, seed, 0)) != HG_OK ||
+        (rc = hg_params_commit(P)) != HG_OK) {
+        hg_linear_free(*out);
+        *out = NULL;
+        hg_params_free(P);
+        return rc;
+    }
+    return HG_OK;
+}
+
+hg_linear *hg_test_linear_create(const hg_kctx *k, int64_t m, int64_t n, const float *W,
+                                 const hg_linear_opts *o, uint64_t seed, int64_t max_rows)
+{
+    hg_params *P = NULL;
+    hg_param_hp wh, vh;
+    int gw, gv, rc;
+    hg_linear *L = NULL;
+    if ((rc = hg_params_create(&P, k)) == HG_OK) {
+        hg_linear_group_hp(o, &wh, &vh);
+        if ((rc = hg_params_add_group(P, "weights", &wh, &gw)) == HG_OK &&
+            (rc = hg_params_add_group(P, "vectors", &vh, &gv)) == HG_OK &&
+            (rc = hg_linear_create(&L, P, gw, gv, "lin", m, n, W, o, seed, max_rows)) == HG_OK)
+            rc = hg_params_commit(P);
+    }
+    if (rc != HG_OK)
+        fail_msg("hg_linear_create(%s, %lld x %lld, %s): %s: %s",
+                 hg_linear_method_name(o->method), (long long)m, (long long)n,
+                 k->device == HG_DEVICE_CUDA ? "cuda" : "cpu", hg_strerror(rc), hg_last_error());
+    return L;
+}
+
+hg_params *hg_test_linear_group(const hg_linear *L) { return L->P; }
+
+void hg_test_linear_free(hg_linear *L)
+{
+    if (!L)
+        return;
+    hg_params *P = L->P;
+    hg_linear_free(L);
+    hg_params_free(P);
+}
+
+void hg_test_linear_zero_grad(hg_linear *L) { hg_params_zero_grad(L->P); }
+double hg_test_linear_grad_sqnorm(const hg_linear *L) { return hg_params_grad_sqnorm(L->P); }
+void hg_test_linear_scale_grad(hg_linear *L, float a) { hg_params_scale_grad(L->P, a); }
+int hg_test_linear_step(hg_linear *L, float lr) { return hg_params_step(L->P, lr); }
+
+void hg_test_linear_tensor(const hg_linear *L, int i, const char **name, float **data,
+                           int64_t *count)
+{
+    hg_linear_tensor(L, i, name, count);
+    if (data)
+        *data = i >= 0 && i < L->ntens ? hg__linear_tensor_data(L, i) : NULL;
+}

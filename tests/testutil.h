@@ -221,4 +221,23 @@ double hg_test_score(const float *x, const float *y, int64_t d, double *mag);
 void hg_test_random_pairs(int32_t *pairs, int64_t count, int32_t npts, uint64_t seed,
                           int nan_every);
 
+/* ---- linear maps on their own (sst/): a map in a parameter group of its own, committed ---- */
+#include "../sst/linear.h"
+
+/* Create group + map on k (fails the test on error). max_rows as hg_linear_create. */
+hg_linear *hg_test_linear_create(const hg_kctx *k, int64_t m, int64_t n, const float *W,
+                                 const hg_linear_opts *o, uint64_t seed, int64_t max_rows);
+/* The same, returning the status instead of failing (for validation tests). */
+int hg_test_linear_try(const hg_kctx *k, int64_t m, int64_t n, const float *W,
+                       const hg_linear_opts *o, uint64_t seed, hg_linear **out);
+void hg_test_linear_free(hg_linear *L); /* the map and its group */
+hg_params *hg_test_linear_group(const hg_linear *L);
+void hg_test_linear_zero_grad(hg_linear *L);
+double hg_test_linear_grad_sqnorm(const hg_linear *L);
+void hg_test_linear_scale_grad(hg_linear *L, float a);
+int hg_test_linear_step(hg_linear *L, float lr);
+/* Name, data (k's memory, or host for "sched") and count of checkpoint tensor i. */
+void hg_test_linear_tensor(const hg_linear *L, int i, const char **name, float **data,
+                           int64_t *count);
+
 #endif

@@ -13,6 +13,7 @@
 #include "../driver.h"
 #include "../hg.h"
 #include "../io.h"
+#include "../params.h"
 #include "../metrics.h"
 #include "../registry.h"
 #include "../rng.h"
@@ -238,9 +239,10 @@ static void stats_write(void *obj, int64_t i, const void *host_src)
 }
 
 /* Every tensor the model keeps across steps: sst/'s (weights, moments, schedules) and the
- * ordinary parameters (hg_hybonet_tensor_*), the ordinary parameters' Adam moments and step
- * counter (absent from older checkpoints); and the run's own state for a resume: the negative
- * sampler's generator, the best model's embeddings, the schedule counters reported. */
+ * ordinary parameters (hg_hybonet_tensor_*); the ordinary parameters' moments, their optimiser
+ * clock and the model's step counter (absent from older checkpoints); and the run's own state
+ * for a resume: the negative sampler's generator, the best model's embeddings, the schedule
+ * counters reported. */
 static int register_tensors(run *r)
 {
     hg_hybonet *m = &r->model;
@@ -254,12 +256,23 @@ static int register_tensors(run *r)
         HG_CHECK(hg_registry_add_io(g, name, HG_DTYPE_F32, count, model_tensor_read,
                                     model_tensor_write, m, t, 0));
     }
-    HG_CHECK(hg_registry_add(g, "params.adam_m", HG_DTYPE_F32, m->m, m->nparams, k,
+    const int ids[2] = {m->id_params, m->id_classes};
+    const char *names[2] = {"params", "classes"};
+    for (int i = 0; i < 2; i++) {
+        char name[64];
+        int64_t count = hg_params_count(m->P, ids[i]);
+        snprintf(name, sizeof name, "%s.adam_m", names[i]);
+        HG_CHECK(hg_registry_add(g, name, HG_DTYPE_F32, hg_params_moment1(m->P, ids[i]), count, k,
+                                 HG_TENSOR_OPTIONAL));
+        snprintf(name, sizeof name, "%s.adam_v", names[i]);
+        HG_CHECK(hg_registry_add(g, name, HG_DTYPE_F32, hg_params_moment2(m->P, ids[i]), count, k,
+                                 HG_TENSOR_OPTIONAL));
+    }
+    hg_param_clock *clock = hg_params_group_clock(m->P, m->group_plain);
+    HG_CHECK(hg_registry_add(g, "params.clock_t", HG_DTYPE_U64, &clock->t, 1, NULL,
                              HG_TENSOR_OPTIONAL));
-    HG_CHECK(hg_registry_add(g, "params.adam_v", HG_DTYPE_F32, m->v, m->nparams, k,
-                             HG_TENSOR_OPTIONAL));
-    HG_CHECK(hg_registry_add(g, "classes.radam_v", HG_DTYPE_F32, m->cls_v, m->cfg.nclasses, k,
-                             HG_TENSOR_OPTIONAL));
+    HG_CHECK(hg_registry_add(g, "params.clock_lr_factor", HG_DTYPE_F32, &clock->lr_factor, 1,
+                             NULL, HG_TENSOR_OPTIONAL));
     HG_CHECK(hg_registry_add(g, "params.step", HG_DTYPE_U64, &m->step, 1, NULL,
                              HG_TENSOR_OPTIONAL));
     HG_CHECK(hg_registry_add(g, "run.neg_rng", HG_DTYPE_U64, r->neg_rng.s, 4, NULL,
