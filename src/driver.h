@@ -143,7 +143,7 @@ void hg_driver_restore_best(hg_driver *d);
 enum {
     HG_DRIVER_JSON_PROGRESS = 1u << 0, /* "<unit>s" (steps taken), "best_<unit>", "stopped" */
     HG_DRIVER_JSON_METRICS = 1u << 1,  /* "val_<m>", "test_<m>" of the best model (reported m) */
-    HG_DRIVER_JSON_TRAIN = 1u << 2,    /* "train_seconds" (the steps only) */
+    HG_DRIVER_JSON_TRAIN = 1u << 2,    /* "train_seconds" (this process's steps only) */
     HG_DRIVER_JSON_TIMING = 1u << 3,   /* "total_seconds", "<unit>_ms" (median step), and
                                           "peak_rss_mib" */
 };

@@ -43,6 +43,7 @@ expect_error "bad task" "option --task" --dataset cora --task xx
 expect_error "bad number" "option --lr" --dataset cora --lr abc
 expect_error "bad method" "option --method" --dataset cora --method svd
 expect_error "missing value" "needs a value" --dataset cora --lr
+expect_error "bad lr schedule" "option --lr-schedule" --dataset cora --lr-schedule linear
 expect_error "no such dir" "not a directory" --data-dir "$TMP/none"
 
 # --- broken input files (a copy of disease_lp, one defect each) ---
