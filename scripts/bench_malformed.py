@@ -11,15 +11,17 @@ control characters, very long lines, binary junk, truncated files. Runs
 on each under /usr/bin/time -v (address space limited to --limit-gib, wall time to --timeout,
 so that a regression cannot take the machine down) and prints a table: case, input bytes (the
 directory), exit code, first stderr line (escaped, truncated), wall time, peak RSS, and pass or
-fail against the target: exit code 2, exactly one stderr line of printable ASCII, peak RSS at most
-twice the input plus 64 MiB. Writes the table to scripts/results/bench_malformed.md.
+fail against the target: exit code 2, exactly one stderr line of printable ASCII that names the
+broken file and a line number, peak RSS at most twice the input plus 64 MiB. Writes the table to
+scripts/results/bench_malformed.md.
 
 Usage: scripts/bench_malformed.py [--bin build/hgnn-train] [--timeout 60] [--limit-gib 8]
-                                  [--out scripts/results/bench_malformed.md]
+                                  [--only TEXT] [--out scripts/results/bench_malformed.md]
 """
 import argparse
 import os
 import random
+import re
 import resource
 import shutil
 import subprocess
@@ -137,6 +139,7 @@ def main():
     ap.add_argument("--bin", default="build/hgnn-train")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--limit-gib", type=int, default=8, help="address-space limit per run")
+    ap.add_argument("--only", default="", help="run the cases whose name contains TEXT")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                   "results", "bench_malformed.md"))
     a = ap.parse_args()
@@ -149,6 +152,8 @@ def main():
     failed = 0
     try:
         for name, fname, content, extra in cases():
+            if a.only not in name:
+                continue
             d = build(tmp, fname, content)
             nbytes = dir_bytes(d)
             code, err, wall, rss = run_case(a.bin, d, extra, a.timeout, a.limit_gib, tmp)
@@ -160,7 +165,8 @@ def main():
                 ok = code == 0 and rss <= target
             else:
                 printable = all(0x20 <= b < 0x7f for b in err.rstrip(b"\n"))
-                ok = code == 2 and len(lines) == 1 and printable and rss <= target
+                named = re.search(r"DIR/%s:[0-9]+\b" % re.escape(fname), first) is not None
+                ok = code == 2 and len(lines) == 1 and printable and named and rss <= target
             failed += not ok
             rows.append((name, nbytes, code, escape(first), wall, rss / MIB, target / MIB,
                          "pass" if ok else "FAIL"))
@@ -174,7 +180,7 @@ def main():
           f"`scripts/bench_malformed.py --bin {a.bin}`: one defect per directory (a copy of a "
           "12-node dataset with one file replaced), run under /usr/bin/time -v with the address "
           f"space limited to {a.limit_gib} GiB and {a.timeout:g} s of wall time. Target: exit 2, "
-          "one stderr line of printable ASCII, peak RSS <= 2 x input + 64 MiB (the valid "
+          "one stderr line of printable ASCII naming the broken file and line, peak RSS <= 2 x input + 64 MiB (the valid "
           "reference row: exit 0 and the same memory bound). Timings on a shared machine.", "",
           "| case | input bytes | exit | first stderr line | wall s | peak RSS MiB | "
           "target MiB | result |",
