@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/reference.h"
 #include "../src/hg.h"
 #include "../src/rng.h"
 
@@ -53,7 +54,7 @@ static void csr_free_k(const hg_kctx *k, hg_csr *a)
  * stay zero), column 0 becomes the time coordinate. Reuses the dense kernel row by row. */
 static int build_input(hg_csr *x0, const hg_csr *feat)
 {
-    const hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL};
+    const hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL, NULL};
     int rc = hg_csr_alloc(x0, feat->nrows, feat->ncols + 1, feat->nnz + feat->nrows);
     if (rc)
         return rc;

@@ -1,6 +1,7 @@
 /* cuda.cu - CUDA backend: device memory, scratch, deterministic reductions and the element-wise
- * kernels (the twins of kernels/cpu.c). Context creation and the library calls are in
- * cuda_lib.cu; the Lorentz kernels in cuda_lorentz.cu. */
+ * kernels (the twins of kernels/core.c), and the backend's table. Context creation and the
+ * library calls are in cuda_lib.cu; the Lorentz kernels in cuda_lorentz.cu; the Transformer's
+ * in cuda_nn.cu. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,10 +13,6 @@
 dim3 hg_emu_thread_idx, hg_emu_block_idx, hg_emu_block_dim, hg_emu_grid_dim;
 int64_t hg_emu_device_allocs;
 #endif
-
-/* Global index and stride of a grid-stride loop. */
-#define HG_CU_TID ((int64_t)blockIdx.x * blockDim.x + threadIdx.x)
-#define HG_CU_STRIDE ((int64_t)gridDim.x * blockDim.x)
 
 /* ---------------------------------------------------------------- errors and memory */
 
@@ -90,6 +87,21 @@ int hg_cu_sync(const hg_kctx *k)
     if (st->error)
         return hg_error_set(HG_ECUDA, "%s", st->msg);
     return HG_OK;
+}
+
+void hg_cu_upload(const hg_kctx *k, void *dst, const void *src, size_t bytes)
+{
+    hg_cu_memcpy(k, dst, src, bytes, HG_CU_H2D);
+}
+
+void hg_cu_download(const hg_kctx *k, void *dst, const void *src, size_t bytes)
+{
+    hg_cu_memcpy(k, dst, src, bytes, HG_CU_D2H);
+}
+
+void hg_cu_copy(const hg_kctx *k, void *dst, const void *src, size_t bytes)
+{
+    hg_cu_memcpy(k, dst, src, bytes, HG_CU_D2D);
 }
 
 int64_t hg_cu_num_allocs(const hg_kctx *k) { return hg_cu_st(k)->nallocs; }
@@ -250,34 +262,6 @@ void hg_cu_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, flo
     }
     HG_LAUNCH(dropout_kernel, hg_cu_blocks(n), HG_CU_BLOCK, k)(out, in, n, p, seed);
     HG_CU_LAUNCHED(k, "dropout");
-}
-
-__global__ void relu_fwd_kernel(float *y, const float *x, int64_t n)
-{
-    for (int64_t i = HG_CU_TID; i < n; i += HG_CU_STRIDE)
-        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-}
-
-__global__ void relu_bwd_kernel(float *dx, const float *dy, const float *x, int64_t n)
-{
-    for (int64_t i = HG_CU_TID; i < n; i += HG_CU_STRIDE)
-        dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
-}
-
-void hg_cu_relu_forward(const hg_kctx *k, float *y, const float *x, int64_t n)
-{
-    if (n <= 0)
-        return;
-    HG_LAUNCH(relu_fwd_kernel, hg_cu_blocks(n), HG_CU_BLOCK, k)(y, x, n);
-    HG_CU_LAUNCHED(k, "relu_forward");
-}
-
-void hg_cu_relu_backward(const hg_kctx *k, float *dx, const float *dy, const float *x, int64_t n)
-{
-    if (n <= 0)
-        return;
-    HG_LAUNCH(relu_bwd_kernel, hg_cu_blocks(n), HG_CU_BLOCK, k)(dx, dy, x, n);
-    HG_CU_LAUNCHED(k, "relu_backward");
 }
 
 __global__ void adam_kernel(float *p, const float *g, float *m, float *v, int64_t n, float beta1,
@@ -520,3 +504,24 @@ void hg_cu_argmax_rows(const hg_kctx *k, int32_t *pred, const float *logits, con
     HG_LAUNCH(argmax_kernel, hg_cu_blocks(nidx), HG_CU_BLOCK, k)(pred, logits, idx, nidx, C);
     HG_CU_LAUNCHED(k, "argmax_rows");
 }
+
+/* ---------------------------------------------------------------- the table */
+
+static const hg_kbackend cuda_backend = {
+    HG_KBACKEND_ABI,
+    sizeof(hg_kbackend),
+    hg_cu_available,
+    hg_cu_init,
+    hg_cu_destroy,
+    hg_cu_num_allocs,
+#define HG_KOP(name, params, args) hg_cu_##name,
+#define HG_KOPR(type, name, params, args) hg_cu_##name,
+#include "ops_core.def"
+#include "ops_sparse.def"
+#include "ops_lorentz.def"
+#include "ops_nn.def"
+#undef HG_KOP
+#undef HG_KOPR
+};
+
+const hg_kbackend *hg_kbackend_cuda(void) { return &cuda_backend; }

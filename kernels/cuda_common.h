@@ -1,10 +1,14 @@
 /* cuda_common.h - what the CUDA sources of kernels/ share: the runtime (or its CPU emulation,
  * tests/cuda_emu.h, under HG_CUDA_EMULATE), the backend state behind hg_kctx.device_state, the
- * launch macro and the scratch/reduction helpers. C++ only.
+ * launch macros and the scratch/reduction helpers. C++ only.
  *
- * Kernel rules (so that the emulation runs them faithfully): 1-D grids, grid-stride loops over
- * the work items, no shared memory, barriers, warp intrinsics or atomics. Reductions are two
- * passes over fixed chunks (hg_cu_sum_rows): the same inputs give the same bits on every run. */
+ * Kernel rules (so that the emulation runs them faithfully): 1-D grids and blocks; no warp
+ * intrinsics, no atomics. Kernels launched with HG_LAUNCH have independent threads (grid-stride
+ * loops over the work items; no shared memory, no barriers); those launched with
+ * HG_LAUNCH_BLOCK may use shared memory (static __shared__ arrays, and the launch's dynamic
+ * shared memory through HG_DYN_SHARED) and __syncthreads(), reached by every thread of the block
+ * the same number of times. Reductions run in fixed orders (block trees of fixed shape, or two
+ * passes over fixed chunks: hg_cu_sum_rows): the same inputs give the same bits on every run. */
 #ifndef HG_KERNELS_CUDA_COMMON_H
 #define HG_KERNELS_CUDA_COMMON_H
 
@@ -15,15 +19,28 @@
 #include "cuda_emu.h"
 #define HG_LAUNCH(kern, grid, block, k)                                                  \
     hg_emu_launch((grid), (block), [&](auto... hg_emu_args) { kern(hg_emu_args...); })
+#define HG_LAUNCH_BLOCK(kern, grid, block, smem, k)                                      \
+    hg_emu_launch_block((grid), (block), (smem), [&](auto... hg_emu_args) { kern(hg_emu_args...); })
+#define HG_DYN_SHARED(type, name) type *name = (type *)hg_emu_dyn_smem
 #else
 #include <cuda_runtime.h>
 #define HG_LAUNCH(kern, grid, block, k) kern<<<(grid), (block), 0, hg_cu_st(k)->stream>>>
+/* A launch whose blocks cooperate (shared memory, barriers), with smem bytes of dynamic shared
+ * memory. */
+#define HG_LAUNCH_BLOCK(kern, grid, block, smem, k)                                      \
+    kern<<<(grid), (block), (smem), hg_cu_st(k)->stream>>>
+/* The launch's dynamic shared memory as an array of type. */
+#define HG_DYN_SHARED(type, name) extern __shared__ type name[]
 #endif
 
 extern "C" {
 #include "../src/hg.h"
 }
 #include "cuda.h"
+
+/* Copies between host and device memory, in either direction or within the device. */
+typedef enum { HG_CU_H2D = 0, HG_CU_D2H = 1, HG_CU_D2D = 2 } hg_cu_copy_kind;
+void hg_cu_memcpy(const hg_kctx *k, void *dst, const void *src, size_t bytes, hg_cu_copy_kind kind);
 
 /* Threads per block of every launch, and the most blocks a grid-stride launch asks for. */
 #define HG_CU_BLOCK 256
@@ -42,6 +59,10 @@ typedef struct hg_cu_state {
 } hg_cu_state;
 
 static inline hg_cu_state *hg_cu_st(const hg_kctx *k) { return (hg_cu_state *)k->device_state; }
+
+/* Global index and stride of a grid-stride loop. */
+#define HG_CU_TID ((int64_t)blockIdx.x * blockDim.x + threadIdx.x)
+#define HG_CU_STRIDE ((int64_t)gridDim.x * blockDim.x)
 
 /* Blocks for n work items (at least 1, at most HG_CU_MAX_BLOCKS: grid-stride loops do the rest). */
 static inline unsigned hg_cu_blocks(int64_t n)
@@ -81,7 +102,7 @@ void hg_cu_forget_matrix(const hg_kctx *k, const void *p);
 double hg_cu_fetch_double(const hg_kctx *k, const double *src);
 
 
-/* The dropout mask of element i (kernels/cpu.c's hg_k_dropout_scale, bit for bit): 0 or
+/* The dropout mask of element i (kernels/core.c's hg_k_dropout_scale, bit for bit): 0 or
  * 1/(1-p) from a splitmix64 hash of (seed, i). */
 __host__ __device__ static inline float hg_cu_dropout_scale(int64_t i, float p, uint64_t seed)
 {

@@ -65,7 +65,7 @@ static int solver_ok(const hg_kctx *k, cusolverStatus_t s, const char *what)
 
 /* ---------------------------------------------------------------- context */
 
-int hg_k_cuda_available(void)
+int hg_cu_available(void)
 {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {

@@ -1,5 +1,5 @@
 /* cuda_lorentz.cu - the CUDA twins of the Lorentz-model and fused HyboNet kernels of
- * kernels/lorentz.c (contracts: kernels.h; entry points: cuda.h). Every hg_cu_lorentz_X computes
+ * kernels/lorentz.c (contracts: ops_lorentz.def; entry points: cuda.h). Every hg_cu_lorentz_X computes
  * what hg_k_lorentz_X computes, up to float rounding, and gives the same bits on every run.
  *
  * Structure: the dense products go through the library wrappers (hg_cu_gemm, hg_cu_csr_spmm);
@@ -10,7 +10,7 @@
  * double, as on the CPU) then hg_cu_sum_rows[_d] over the chunks. Scatters into rows that may
  * repeat (pair gradients) are turned into gathers: each output row is owned by one thread, which
  * scans the pairs in order (see k_pair_rows_scan and k_pair_owner_scan). No atomics, no shared
- * memory, no barriers (cuda_common.h's rules, so that tests/cuda_emu.h runs these kernels).
+ * memory, no barriers: every launch is an HG_LAUNCH of independent threads (cuda_common.h).
  *
  * Scratch: each entry point asks hg_cu_scratch once for everything it needs and carves it; the
  * wrappers it calls (hg_cu_gemm, hg_cu_csr_spmm, hg_cu_sum_rows[_d], hg_cu_add_d2f, hg_cu_zero,
@@ -574,8 +574,9 @@ void hg_cu_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, flo
                                    const float *t_val, const float *gS, const float *z,
                                    const float *hd, const float *x, const float *W,
                                    const float *S_prev, const float *s, int relu, float p,
-                                   uint64_t seed, int64_t n, int64_t din, int64_t d)
+                                   uint64_t seed, int64_t n, int64_t din, int64_t d, float *ws)
 {
+    (void)ws;
     if (n <= 0) { /* gWt (=) an empty sum; gb, gs, gx: nothing */
         hg_cu_zero(k, gWt, (size_t)(din * d) * sizeof *gWt);
         return;
@@ -630,8 +631,9 @@ void hg_cu_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt,
                                        const float *t_val, const float *gS, const float *z,
                                        const int64_t *xt_rowptr, const int32_t *xt_col,
                                        const float *xt_val, const float *s, int64_t n,
-                                       int64_t din, int64_t d)
+                                       int64_t din, int64_t d, float *ws)
 {
+    (void)ws;
     if (n > 0) {
         const int64_t ntmp = lz_max(hg_cu_sum_rows_tmp(n, d), hg_cu_sum_rows_tmp(n, 1));
         lz_layout L = {0};
@@ -677,8 +679,10 @@ void hg_cu_lorentz_pair_score_backward(const hg_kctx *k, float *dX, const float 
 
 double hg_cu_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_neg, float *dX,
                                       const float *X, const int32_t *pos, const int32_t *neg,
-                                      int64_t count, float margin, float w, int64_t n, int64_t d)
+                                      int64_t count, float margin, float w, int64_t n, int64_t d,
+                                      float *ws)
 {
+    (void)ws;
     if (count <= 0)
         return 0.0;
     const int64_t nseg = dX ? lz_pair_segments(n, count, d) : 1;
@@ -724,8 +728,10 @@ void hg_cu_lorentz_class_logits(const hg_kctx *k, float *logits, const float *X,
 
 void hg_cu_lorentz_class_logits_backward(const hg_kctx *k, float *dX, float *dP, float *db,
                                          const float *dl, const float *X, const float *P,
-                                         const int64_t *idx, int64_t nidx, int64_t C, int64_t d)
+                                         const int64_t *idx, int64_t nidx, int64_t C, int64_t d,
+                                         float *ws)
 {
+    (void)ws;
     if (nidx <= 0 || C <= 0) /* every gradient is an empty sum: nothing to add */
         return;
     const int64_t MN = C * d, rows = lz_chunk_rows(nidx, MN), nch = (nidx + rows - 1) / rows;

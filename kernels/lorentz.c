@@ -6,7 +6,8 @@
 #include <string.h>
 
 #include "kernels.h"
-#include "cuda.h"
+#include "backend.h"
+#include "reference.h"
 
 #include "hg_config.h"
 #if HG_HAVE_OPENMP
@@ -743,10 +744,9 @@ static void centroid_backward16_part(void *arg, int t, int T)
     centroid_backward16(a, par_split(a->n, t, T, BLK, NULL), par_split(a->n, t + 1, T, BLK, NULL));
 }
 
-void hg_k_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *dout, const float *S,
+void hg_cpu_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *dout, const float *S,
                                     int64_t n, int64_t d)
 {
-    HG_K_DEVICE(k, hg_cu_lorentz_centroid_backward(k, dS, dout, S, n, d); return);
     if (d == 16) {
         centroid_bwd_args a = {dS, dout, S, n};
         par_run(par_threads(k, n), centroid_backward16_part, &a);
@@ -882,11 +882,10 @@ static void axpy_rows(float *restrict out, const float *b, int64_t nterms, const
         out[o] = (float)sc->acc[o];
 }
 
-void hg_k_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
+void hg_cpu_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
                                  const float *Wt, const float *b, const float *s, int relu, float p,
                                  uint64_t seed, int64_t n, int64_t din, int64_t d)
 {
-    HG_K_DEVICE(k, hg_cu_lorentz_linear_forward(k, hd, z, y, x, Wt, b, s, relu, p, seed, n, din, d); return);
     (void)k;
     const double es = exp((double)*s);
     if (d == 16 && din == 16) {
@@ -985,11 +984,10 @@ static void gather_map_generic(float *acc, float *out, const int64_t *rowptr, co
     }
 }
 
-void hg_k_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const int64_t *rowptr,
+void hg_cpu_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const int64_t *rowptr,
                                      const int32_t *col, const float *val, const float *Wt,
                                      const float *b, const float *s, int64_t n, int64_t d)
 {
-    HG_K_DEVICE(k, hg_cu_lorentz_linear_forward_csr(k, z, y, rowptr, col, val, Wt, b, s, n, d); return);
     const double es = exp((double)*s);
     if (d == 16) {
         gather_args a = {z, y, rowptr, col, val, Wt, b, (float)es, n};
@@ -1037,11 +1035,10 @@ static void agg_forward16_part(void *arg, int t, int T)
     agg_forward16(a, par_split(a->n, t, T, BLK, a->rowptr), par_split(a->n, t + 1, T, BLK, a->rowptr));
 }
 
-void hg_k_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int64_t *rowptr,
+void hg_cpu_lorentz_agg_forward(const hg_kctx *k, float *S, float *out, const int64_t *rowptr,
                               const int32_t *col, const float *val, const float *y, int64_t n,
                               int64_t d)
 {
-    HG_K_DEVICE(k, hg_cu_lorentz_agg_forward(k, S, out, rowptr, col, val, y, n, d); return);
     if (d == 16) {
         gather_args a = {S, out, rowptr, col, val, y, NULL, 0.0f, n};
         par_run(par_threads(k, n), agg_forward16_part, &a);
@@ -1244,14 +1241,13 @@ static void linear_backward16_part(void *arg, int t, int T)
     }
 }
 
-void hg_k_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, float *gb, float *gs,
+void hg_cpu_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, float *gb, float *gs,
                                   const int64_t *t_rowptr, const int32_t *t_col,
                                   const float *t_val, const float *gS, const float *z,
                                   const float *hd, const float *x, const float *W,
                                   const float *S_prev, const float *s, int relu, float p, uint64_t seed,
                                   int64_t n, int64_t din, int64_t d, float *ws)
 {
-    HG_K_DEVICE(k, hg_cu_lorentz_linear_backward(k, gx, gWt, gb, gs, t_rowptr, t_col, t_val, gS, z, hd, x, W, S_prev, s, relu, p, seed, n, din, d); return);
     const double es = exp((double)*s);
     if (d == 16 && din == 16) {
         linear_bwd_args a = {gx,   gWt,       t_rowptr, t_col, t_val, gS,   z,    hd, x, W,
@@ -1408,14 +1404,13 @@ static void linear_backward_csr16_part(void *arg, int t, int T)
     }
 }
 
-void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, float *gb,
+void hg_cpu_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, float *gb,
                                       float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                       const float *t_val, const float *gS, const float *z,
                                       const int64_t *xt_rowptr, const int32_t *xt_col,
                                       const float *xt_val, const float *s, int64_t n, int64_t din,
                                       int64_t d, float *ws)
 {
-    HG_K_DEVICE(k, hg_cu_lorentz_linear_backward_csr(k, dz, gWt, gb, gs, t_rowptr, t_col, t_val, gS, z, xt_rowptr, xt_col, xt_val, s, n, din, d); return);
     const double es = exp((double)*s);
     if (d == 16) {
         linear_bwd_csr_args a = {dz, gWt, t_rowptr, xt_rowptr, t_col, xt_col, t_val, gS, z,
@@ -1459,10 +1454,9 @@ void hg_k_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, 
     *gs += (float)gsd;
 }
 
-void hg_k_lorentz_pair_score(const hg_kctx *k, float *out, const float *X, const int32_t *pairs,
+void hg_cpu_lorentz_pair_score(const hg_kctx *k, float *out, const float *X, const int32_t *pairs,
                              int64_t count, int64_t d)
 {
-    HG_K_DEVICE(k, hg_cu_lorentz_pair_score(k, out, X, pairs, count, d); return);
     (void)k;
     if (d == 16) {
         for (int64_t e0 = 0; e0 < count; e0 += BLK) {
@@ -1487,11 +1481,10 @@ void hg_k_lorentz_pair_score(const hg_kctx *k, float *out, const float *X, const
                                            X + (int64_t)pairs[2 * e + 1] * d, d));
 }
 
-void hg_k_lorentz_pair_score_backward(const hg_kctx *k, float *dX, const float *X,
+void hg_cpu_lorentz_pair_score_backward(const hg_kctx *k, float *dX, const float *X,
                                       const int32_t *pairs, const float *g, int64_t count,
                                       int64_t d)
 {
-    HG_K_DEVICE(k, hg_cu_lorentz_pair_score_backward(k, dX, X, pairs, g, count, d); return);
     (void)k;
     for (int64_t e = 0; e < count; e++) {
         if (g[e] == 0.0f)
@@ -1634,12 +1627,11 @@ static void pair_margin_loss16_part(void *arg, int t, int T)
     }
 }
 
-double hg_k_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_neg, float *dX,
+double hg_cpu_lorentz_pair_margin_loss(const hg_kctx *k, float *s_pos, float *s_neg, float *dX,
                                      const float *X, const int32_t *pos, const int32_t *neg,
                                      int64_t count, float margin, float w, int64_t n, int64_t d,
                                      float *ws)
 {
-    HG_K_DEVICE(k, return hg_cu_lorentz_pair_margin_loss(k, s_pos, s_neg, dX, X, pos, neg, count, margin, w, n, d));
     double loss = 0.0;
     if (d == 16) {
         pair_loss_args a = {s_pos, s_neg, dX, X, pos, neg, count, n, margin, w, NULL, 0.0};
@@ -1713,10 +1705,9 @@ static void class_logits16_part(void *arg, int t, int T)
     class_logits16(a, par_split(a->n, t, T, BLK, NULL), par_split(a->n, t + 1, T, BLK, NULL));
 }
 
-void hg_k_lorentz_class_logits(const hg_kctx *k, float *logits, const float *X, const float *P,
+void hg_cpu_lorentz_class_logits(const hg_kctx *k, float *logits, const float *X, const float *P,
                                const float *b, int64_t n, int64_t C, int64_t d)
 {
-    HG_K_DEVICE(k, hg_cu_lorentz_class_logits(k, logits, X, P, b, n, C, d); return);
     if (d == 16 && C <= 16) {
         class_args a = {.logits = logits, .X = X, .P = P, .b = b, .n = n, .C = C};
         par_run(par_threads(k, n), class_logits16_part, &a);
@@ -1784,12 +1775,11 @@ static void class_logits_backward16_part(void *arg, int t, int T)
         sum_slots16(a->gbd, a->ws, nchunks, SLOT_BIAS);
 }
 
-void hg_k_lorentz_class_logits_backward(const hg_kctx *k, float *dX, float *dP, float *db,
+void hg_cpu_lorentz_class_logits_backward(const hg_kctx *k, float *dX, float *dP, float *db,
                                         const float *dl, const float *X, const float *P,
                                         const int64_t *idx, int64_t nidx, int64_t C, int64_t d,
                                         float *ws)
 {
-    HG_K_DEVICE(k, hg_cu_lorentz_class_logits_backward(k, dX, dP, db, dl, X, P, idx, nidx, C, d); return);
     if (d == 16 && C <= 16) {
         class_args a = {.dX = dX, .X = X, .P = P, .dl = dl, .idx = idx, .n = nidx, .C = C,
                         .ws = ws};
@@ -1933,11 +1923,10 @@ static double inner_d(const double *x, const double *y, int64_t d)
  * `dim`-wide; 16 in every reference run). */
 #define HG_LORENTZ_RADAM_MAX_D 1024
 
-void hg_k_lorentz_radam_step(const hg_kctx *k, float *x, const float *grad, float *m, float *v,
+void hg_cpu_lorentz_radam_step(const hg_kctx *k, float *x, const float *grad, float *m, float *v,
                              int64_t n, int64_t d, float lr, float beta1, float beta2, float eps,
                              int64_t t)
 {
-    HG_K_DEVICE(k, hg_cu_lorentz_radam_step(k, x, grad, m, v, n, d, lr, beta1, beta2, eps, t); return);
     (void)k;
     double X[HG_LORENTZ_RADAM_MAX_D], U[HG_LORENTZ_RADAM_MAX_D], M[HG_LORENTZ_RADAM_MAX_D],
         Y[HG_LORENTZ_RADAM_MAX_D];
@@ -1980,9 +1969,8 @@ void hg_k_lorentz_radam_step(const hg_kctx *k, float *x, const float *grad, floa
     }
 }
 
-void hg_k_lorentz_stabilize(const hg_kctx *k, float *x, float *m, int64_t n, int64_t d)
+void hg_cpu_lorentz_stabilize(const hg_kctx *k, float *x, float *m, int64_t n, int64_t d)
 {
-    HG_K_DEVICE(k, hg_cu_lorentz_stabilize(k, x, m, n, d); return);
     (void)k;
     double X[HG_LORENTZ_RADAM_MAX_D], M[HG_LORENTZ_RADAM_MAX_D];
     if (d > HG_LORENTZ_RADAM_MAX_D)

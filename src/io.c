@@ -1,11 +1,10 @@
-/* io.c - .npy and checkpoint files written atomically, mkdir -p, a minimal JSON writer
- * (see io.h). */
+/* io.c - .npy and checkpoint files written atomically, mkdir -p (see io.h; the JSON writer is
+ * in json.c). */
 #include "io.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -252,67 +251,120 @@ done:
 
 /* ---- Checkpoints --------------------------------------------------------------------------- */
 
-/* Argument checks shared by writer and reader (the data pointers are checked by the caller). */
-static int check_names(const char *who, int n, const char *const *names, int have_data,
-                       const int64_t *counts)
+size_t hg_dtype_size(hg_dtype t)
 {
-    if (n < 0 || (n > 0 && (!names || !have_data || !counts)))
-        return HG_ERRORF(HG_EINVAL, "%s: bad tensor list (n=%d)", who, n);
-    for (int t = 0; t < n; t++) {
-        size_t len = names[t] ? strlen(names[t]) : 0;
+    return t == HG_DTYPE_U64 ? 8 : 4;
+}
+
+/* Host values of a dtype <-> little-endian bytes. */
+static void values_to_le(unsigned char *b, const void *x, hg_dtype t, size_t n)
+{
+    if (t == HG_DTYPE_F32) {
+        floats_to_le(b, x, n);
+        return;
+    }
+    const uint64_t *u = x;
+    for (size_t i = 0; i < n; i++)
+        put_u64(b + 8 * i, u[i]);
+}
+
+static void values_from_le(void *x, const unsigned char *b, hg_dtype t, size_t n)
+{
+    if (t == HG_DTYPE_F32) {
+        floats_from_le(x, b, n);
+        return;
+    }
+    uint64_t *u = x;
+    for (size_t i = 0; i < n; i++)
+        u[i] = get_u64(b + 8 * i);
+}
+
+/* Argument checks shared by writer and reader. */
+static int check_entries(const char *who, int64_t n, const hg_ckpt_entry *e)
+{
+    if (n < 0 || (n > 0 && !e))
+        return HG_ERRORF(HG_EINVAL, "%s: bad tensor list (n=%lld)", who, (long long)n);
+    for (int64_t t = 0; t < n; t++) {
+        size_t len = e[t].name ? strlen(e[t].name) : 0;
         if (len == 0 || len > HG_CKPT_MAX_NAME)
-            return HG_ERRORF(HG_EINVAL, "%s: tensor %d: name empty or longer than %d bytes", who,
-                             t, HG_CKPT_MAX_NAME);
-        if (counts[t] < 0 || counts[t] > INT64_MAX / 4)
-            return HG_ERRORF(HG_EINVAL, "%s: tensor '%s': bad count %lld", who, names[t],
-                             (long long)counts[t]);
-        for (int u = 0; u < t; u++)
-            if (strcmp(names[u], names[t]) == 0)
-                return HG_ERRORF(HG_EINVAL, "%s: tensor name '%s' given twice", who, names[t]);
+            return HG_ERRORF(HG_EINVAL, "%s: tensor %lld: name empty or longer than %d bytes", who,
+                             (long long)t, HG_CKPT_MAX_NAME);
+        if (e[t].dtype != HG_DTYPE_F32 && e[t].dtype != HG_DTYPE_U64)
+            return HG_ERRORF(HG_EINVAL, "%s: tensor '%s': bad dtype %d", who, e[t].name,
+                             (int)e[t].dtype);
+        if (e[t].count < 0 || e[t].count > INT64_MAX / 8)
+            return HG_ERRORF(HG_EINVAL, "%s: tensor '%s': bad count %lld", who, e[t].name,
+                             (long long)e[t].count);
+        for (int64_t u = 0; u < t; u++)
+            if (strcmp(e[u].name, e[t].name) == 0)
+                return HG_ERRORF(HG_EINVAL, "%s: tensor name '%s' given twice", who, e[t].name);
     }
     return HG_OK;
 }
 
-int hg_ckpt_write(const char *path, int n, const char *const *names, const float *const *data,
-                  const int64_t *counts, const char *meta_json)
+/* A host buffer for the largest of the n tensors (at least one byte). */
+static void *largest_buffer(int64_t n, const hg_ckpt_entry *e)
 {
-    if (!path)
-        return HG_ERRORF(HG_EINVAL, "hg_ckpt_write: NULL path");
-    int rc = check_names(path, n, names, data != NULL, counts);
+    size_t most = 1;
+    for (int64_t t = 0; t < n; t++)
+        most = HG_MAX(most, (size_t)e[t].count * hg_dtype_size(e[t].dtype));
+    return hg_calloc(most, 1, "checkpoint tensor buffer");
+}
+
+int hg_ckpt_save(const char *path, int64_t n, const hg_ckpt_entry *e, hg_ckpt_get_fn get,
+                 void *ctx, const char *meta_json)
+{
+    if (!path || !get)
+        return HG_ERRORF(HG_EINVAL, "hg_ckpt_save: NULL %s", path ? "get" : "path");
+    int rc = check_entries(path, n, e);
     if (rc != HG_OK)
         return rc;
-    for (int t = 0; t < n; t++)
-        if (counts[t] > 0 && !data[t])
-            return HG_ERRORF(HG_EINVAL, "%s: tensor '%s': NULL data", path, names[t]);
     const char *meta = meta_json ? meta_json : "";
     size_t meta_len = strlen(meta);
+    unsigned char *host = largest_buffer(n, e);
+    if (!host)
+        return HG_ENOMEM;
 
     atomic_file a;
     rc = af_open(&a, path);
-    if (rc != HG_OK)
+    if (rc != HG_OK) {
+        hg_free(host);
         return rc;
+    }
     unsigned char b[16];
+    unsigned char chunk[8 * IO_CHUNK_FLOATS];
     HG_CHECK(af_write(&a, HG_CKPT_MAGIC, 8)); /* 7 characters and the NUL */
     put_u32(b, HG_CKPT_VERSION);
-    put_u32(b + 4, (uint32_t)n);
+    put_u32(b + 4, 0);
     put_u64(b + 8, (uint64_t)meta_len);
     HG_CHECK(af_write(&a, b, 16));
     HG_CHECK(af_write(&a, meta, meta_len));
-    for (int t = 0; t < n; t++) {
-        size_t len = strlen(names[t]);
+    put_u64(b, (uint64_t)n);
+    HG_CHECK(af_write(&a, b, 8));
+    for (int64_t t = 0; t < n; t++) {
+        size_t len = strlen(e[t].name), es = hg_dtype_size(e[t].dtype);
         put_u32(b, (uint32_t)len);
         HG_CHECK(af_write(&a, b, 4));
-        HG_CHECK(af_write(&a, names[t], len));
-        put_u64(b, (uint64_t)counts[t]);
-        HG_CHECK(af_write(&a, b, 8));
-        HG_CHECK(af_write_floats(&a, data[t], (uint64_t)counts[t]));
+        HG_CHECK(af_write(&a, e[t].name, len));
+        put_u32(b, (uint32_t)e[t].dtype);
+        put_u64(b + 4, (uint64_t)e[t].count);
+        HG_CHECK(af_write(&a, b, 12));
+        HG_CHECK(get(ctx, t, host));
+        for (int64_t done = 0; done < e[t].count;) {
+            size_t m = (size_t)HG_MIN(e[t].count - done, (int64_t)IO_CHUNK_FLOATS);
+            values_to_le(chunk, host + (size_t)done * es, e[t].dtype, m);
+            HG_CHECK(af_write(&a, chunk, m * es));
+            done += (int64_t)m;
+        }
     }
     put_u64(b, a.hash);
     HG_CHECK(af_write(&a, b, 8));
     rc = af_commit(&a);
+    hg_free(host);
     return rc;
 done:
     af_abort(&a);
+    hg_free(host);
     return rc;
 }
 
@@ -353,36 +405,47 @@ static int rd_bytes(ckpt_reader *r, void *dst, uint64_t n, int hash, const char 
     return HG_OK;
 }
 
-/* Read count little-endian floats into x (NULL: discard). */
-static int rd_floats(ckpt_reader *r, float *x, uint64_t count, const char *what)
+/* Read count little-endian values of type t into x (NULL: discard). */
+static int rd_values(ckpt_reader *r, void *x, hg_dtype t, uint64_t count, const char *what)
 {
-    unsigned char b[4 * IO_CHUNK_FLOATS];
-    if (count > r->left / 4)
+    unsigned char b[8 * IO_CHUNK_FLOATS];
+    size_t es = hg_dtype_size(t);
+    if (count > r->left / es)
         return HG_ERRORF(HG_EFORMAT,
-                         "%s: truncated checkpoint: %s needs %" PRIu64 " floats, %" PRIu64
+                         "%s: truncated checkpoint: %s needs %" PRIu64 " values, %" PRIu64
                          " bytes left",
                          r->path, what, count, r->left);
     while (count > 0) {
         size_t m = count < IO_CHUNK_FLOATS ? (size_t)count : IO_CHUNK_FLOATS;
-        int rc = rd_bytes(r, b, 4 * m, 1, what);
+        int rc = rd_bytes(r, b, es * m, 1, what);
         if (rc != HG_OK)
             return rc;
         if (x) {
-            floats_from_le(x, b, m);
-            x += m;
+            values_from_le(x, b, t, m);
+            x = (unsigned char *)x + es * m;
         }
         count -= m;
     }
     return HG_OK;
 }
 
-/* One pass over the file. fill == 0: check everything, touch no caller buffer (seen[] marks the
- * requested tensors found). fill == 1: also copy tensors and meta out. Structural errors
+/* What one pass over the file is asked for. */
+typedef struct ckpt_request {
+    int64_t n;
+    const hg_ckpt_entry *e;
+    hg_ckpt_put_fn put;
+    void *ctx;
+    unsigned char *seen; /* (n) */
+    void *host;          /* the largest requested tensor */
+    char *meta;
+    size_t meta_cap, *meta_len;
+} ckpt_request;
+
+/* One pass over the file. fill == 0: check everything, deliver nothing (seen[] marks the
+ * requested tensors found). fill == 1: also deliver tensors and meta. Structural errors
  * (truncation, bad magic) stop at once; mismatches with the request are kept until the checksum
  * has been verified, so a corrupted file is reported as corrupted rather than as a mismatch. */
-static int ckpt_pass(ckpt_reader *r, int fill, int n, const char *const *names,
-                     float *const *data, const int64_t *counts, unsigned char *seen, char *meta,
-                     size_t meta_cap, size_t *meta_len)
+static int ckpt_pass(ckpt_reader *r, int fill, const ckpt_request *q)
 {
     int rc = HG_OK, bad_rc = HG_OK;
     char bad_msg[512] = "";
@@ -395,11 +458,12 @@ static int ckpt_pass(ckpt_reader *r, int fill, int n, const char *const *names,
         goto done;
     }
     HG_CHECK(rd_bytes(r, b, 16, 1, "the header"));
-    uint32_t version = get_u32(b), ntensors = get_u32(b + 4);
-    uint64_t mlen = get_u64(b + 8);
-    if (version != HG_CKPT_VERSION) {
-        rc = HG_ERRORF(HG_EFORMAT, "%s: unsupported checkpoint version %" PRIu32 " (expected %u)",
-                       r->path, version, HG_CKPT_VERSION);
+    /* version 1: the tensor count; version 2: a reserved zero (the count follows the meta) */
+    uint32_t version = get_u32(b);
+    uint64_t ntensors = get_u32(b + 4), mlen = get_u64(b + 8);
+    if (version != 1 && !(version == HG_CKPT_VERSION && ntensors == 0)) {
+        rc = HG_ERRORF(HG_EFORMAT, "%s: unsupported checkpoint version %" PRIu32
+                       " (expected 1 or %u)", r->path, version, HG_CKPT_VERSION);
         goto done;
     }
     if (mlen > r->left) {
@@ -408,49 +472,67 @@ static int ckpt_pass(ckpt_reader *r, int fill, int n, const char *const *names,
                        r->path, mlen, r->left);
         goto done;
     }
-    if (fill && meta_cap > 0) {
-        size_t keep = mlen < meta_cap - 1 ? (size_t)mlen : meta_cap - 1;
-        HG_CHECK(rd_bytes(r, meta, keep, 1, "the meta JSON"));
-        meta[keep] = '\0';
+    if (fill && q->meta_cap > 0) {
+        size_t keep = mlen < q->meta_cap - 1 ? (size_t)mlen : q->meta_cap - 1;
+        HG_CHECK(rd_bytes(r, q->meta, keep, 1, "the meta JSON"));
+        q->meta[keep] = '\0';
         HG_CHECK(rd_bytes(r, NULL, mlen - keep, 1, "the meta JSON"));
     } else {
         HG_CHECK(rd_bytes(r, NULL, mlen, 1, "the meta JSON"));
     }
-    if (fill && meta_len)
-        *meta_len = (size_t)mlen;
+    if (fill && q->meta_len)
+        *q->meta_len = (size_t)mlen;
+    if (version != 1) {
+        HG_CHECK(rd_bytes(r, b, 8, 1, "the tensor count"));
+        ntensors = get_u64(b);
+    }
 
-    for (uint32_t k = 0; k < ntensors; k++) {
+    for (uint64_t k = 0; k < ntensors; k++) {
         HG_CHECK(rd_bytes(r, b, 4, 1, "a tensor name length"));
         uint32_t len = get_u32(b);
         if (len == 0 || len > HG_CKPT_MAX_NAME) {
-            rc = HG_ERRORF(HG_EFORMAT, "%s: tensor %" PRIu32 ": bad name length %" PRIu32,
+            rc = HG_ERRORF(HG_EFORMAT, "%s: tensor %" PRIu64 ": bad name length %" PRIu32,
                            r->path, k, len);
             goto done;
         }
         HG_CHECK(rd_bytes(r, name, len, 1, "a tensor name"));
         name[len] = '\0';
+        uint32_t dtype = HG_DTYPE_F32;
+        if (version != 1) {
+            HG_CHECK(rd_bytes(r, b, 4, 1, "a tensor dtype"));
+            dtype = get_u32(b);
+            if (dtype != HG_DTYPE_F32 && dtype != HG_DTYPE_U64) {
+                rc = HG_ERRORF(HG_EFORMAT, "%s: tensor '%s': unknown dtype %" PRIu32, r->path,
+                               name, dtype);
+                goto done;
+            }
+        }
         HG_CHECK(rd_bytes(r, b, 8, 1, "a tensor count"));
         uint64_t count = get_u64(b);
-        int want = -1;
-        for (int t = 0; t < n; t++)
-            if (strlen(names[t]) == len && memcmp(names[t], name, len) == 0) {
+        int64_t want = -1;
+        for (int64_t t = 0; t < q->n; t++)
+            if (strlen(q->e[t].name) == len && memcmp(q->e[t].name, name, len) == 0) {
                 want = t;
                 break;
             }
         if (want >= 0 && bad_rc == HG_OK) {
-            if (seen[want] && !fill) {
+            const hg_ckpt_entry *w = &q->e[want];
+            if (q->seen[want] && !fill) {
                 bad_rc = HG_EFORMAT;
                 snprintf(bad_msg, sizeof bad_msg, "%s: tensor '%s' stored twice", r->path, name);
-            } else if (count != (uint64_t)counts[want]) {
+            } else if (count != (uint64_t)w->count || dtype != (uint32_t)w->dtype) {
                 bad_rc = HG_EFORMAT;
                 snprintf(bad_msg, sizeof bad_msg,
-                         "%s: tensor '%s' has %" PRIu64 " values, expected %lld", r->path, name,
-                         count, (long long)counts[want]);
+                         "%s: tensor '%s' has %" PRIu64 " values%s, expected %lld", r->path,
+                         name, count, dtype != (uint32_t)w->dtype ? " of another type" : "",
+                         (long long)w->count);
             }
-            seen[want] = 1;
+            q->seen[want] = 1;
         }
-        float *dst = fill && want >= 0 && bad_rc == HG_OK ? data[want] : NULL;
-        HG_CHECK(rd_floats(r, dst, count, name));
+        int deliver = fill && want >= 0 && bad_rc == HG_OK;
+        HG_CHECK(rd_values(r, deliver ? q->host : NULL, (hg_dtype)dtype, count, name));
+        if (deliver)
+            HG_CHECK(q->put(q->ctx, want, q->host));
     }
 
     uint64_t computed = r->hash;
@@ -472,30 +554,27 @@ static int ckpt_pass(ckpt_reader *r, int fill, int n, const char *const *names,
         rc = HG_ERRORF(bad_rc, "%s", bad_msg);
         goto done;
     }
-    for (int t = 0; t < n; t++)
-        if (!seen[t]) {
-            rc = HG_ERRORF(HG_EFORMAT, "%s: missing tensor '%s'", r->path, names[t]);
+    for (int64_t t = 0; t < q->n; t++)
+        if (!q->seen[t] && !q->e[t].optional) {
+            rc = HG_ERRORF(HG_EFORMAT, "%s: missing tensor '%s'", r->path, q->e[t].name);
             goto done;
         }
 done:
     return rc;
 }
 
-int hg_ckpt_read(const char *path, int n, const char *const *names, float *const *data,
-                 const int64_t *counts, char *meta, size_t meta_cap, size_t *meta_len)
+int hg_ckpt_load(const char *path, int64_t n, const hg_ckpt_entry *e, hg_ckpt_put_fn put,
+                 void *ctx, char *meta, size_t meta_cap, size_t *meta_len)
 {
-    if (!path)
-        return HG_ERRORF(HG_EINVAL, "hg_ckpt_read: NULL path");
+    if (!path || !put)
+        return HG_ERRORF(HG_EINVAL, "hg_ckpt_load: NULL %s", path ? "put" : "path");
     if (!meta && meta_cap > 0)
-        return HG_ERRORF(HG_EINVAL, "%s: hg_ckpt_read: NULL meta buffer with meta_cap %zu", path,
+        return HG_ERRORF(HG_EINVAL, "%s: hg_ckpt_load: NULL meta buffer with meta_cap %zu", path,
                          meta_cap);
-    int rc = check_names(path, n, names, data != NULL, counts);
+    int rc = check_entries(path, n, e);
     if (rc != HG_OK)
         return rc;
-    for (int t = 0; t < n; t++)
-        if (counts[t] > 0 && !data[t])
-            return HG_ERRORF(HG_EINVAL, "%s: tensor '%s': NULL buffer", path, names[t]);
-    unsigned char *seen = NULL;
+    ckpt_request q = {n, e, put, ctx, NULL, NULL, meta, meta_cap, meta_len};
     FILE *f = fopen(path, "rb");
     if (!f)
         return HG_ERRORF(HG_EIO, "%s: cannot open checkpoint: %s", path, strerror(errno));
@@ -508,22 +587,98 @@ int hg_ckpt_read(const char *path, int n, const char *const *names, float *const
         rc = HG_ERRORF(HG_EIO, "%s: not a regular file", path);
         goto done;
     }
-    seen = hg_calloc((size_t)n, 1, "checkpoint tensor flags");
-    if (!seen) {
+    q.seen = hg_calloc((size_t)HG_MAX(n, 1), 1, "checkpoint tensor flags");
+    q.host = largest_buffer(n, e);
+    if (!q.seen || !q.host) {
         rc = HG_ENOMEM;
         goto done;
     }
     for (int fill = 0; fill <= 1; fill++) {
         if (fill) {
             rewind(f);
-            memset(seen, 0, (size_t)n);
+            memset(q.seen, 0, (size_t)n);
         }
         ckpt_reader r = {f, path, FNV64_OFFSET, (uint64_t)st.st_size};
-        HG_CHECK(ckpt_pass(&r, fill, n, names, data, counts, seen, meta, meta_cap, meta_len));
+        HG_CHECK(ckpt_pass(&r, fill, &q));
     }
 done:
-    hg_free(seen);
+    hg_free(q.seen);
+    hg_free(q.host);
     fclose(f);
+    return rc;
+}
+
+/* ---- Checkpoints of host float arrays ---- */
+
+typedef struct array_io {
+    const float *const *src;
+    float *const *dst;
+    const int64_t *counts;
+} array_io;
+
+static int array_get(void *ctx, int64_t i, void *host_dst)
+{
+    const array_io *a = ctx;
+    if (a->counts[i] > 0)
+        memcpy(host_dst, a->src[i], (size_t)a->counts[i] * sizeof(float));
+    return HG_OK;
+}
+
+static int array_put(void *ctx, int64_t i, const void *host_src)
+{
+    const array_io *a = ctx;
+    if (a->counts[i] > 0)
+        memcpy(a->dst[i], host_src, (size_t)a->counts[i] * sizeof(float));
+    return HG_OK;
+}
+
+/* *out: entries for n float arrays (names, counts and data pointers checked). */
+static int array_entries(hg_ckpt_entry **out, const char *path, int n, const char *const *names,
+                         const void *const *data, const int64_t *counts)
+{
+    *out = NULL;
+    if (n < 0 || (n > 0 && (!names || !data || !counts)))
+        return HG_ERRORF(HG_EINVAL, "%s: bad tensor list (n=%d)", path, n);
+    for (int t = 0; t < n; t++)
+        if (counts[t] > 0 && !data[t])
+            return HG_ERRORF(HG_EINVAL, "%s: tensor '%s': NULL data", path,
+                             names[t] ? names[t] : "(null)");
+    hg_ckpt_entry *e = hg_calloc((size_t)HG_MAX(n, 1), sizeof *e, "checkpoint tensor list");
+    if (!e)
+        return HG_ENOMEM;
+    for (int t = 0; t < n; t++)
+        e[t] = (hg_ckpt_entry){names[t], HG_DTYPE_F32, counts[t], 0};
+    *out = e;
+    return HG_OK;
+}
+
+int hg_ckpt_write(const char *path, int n, const char *const *names, const float *const *data,
+                  const int64_t *counts, const char *meta_json)
+{
+    if (!path)
+        return HG_ERRORF(HG_EINVAL, "hg_ckpt_write: NULL path");
+    hg_ckpt_entry *e;
+    int rc = array_entries(&e, path, n, names, (const void *const *)data, counts);
+    if (rc != HG_OK)
+        return rc;
+    array_io a = {data, NULL, counts};
+    rc = hg_ckpt_save(path, n, e, array_get, &a, meta_json);
+    hg_free(e);
+    return rc;
+}
+
+int hg_ckpt_read(const char *path, int n, const char *const *names, float *const *data,
+                 const int64_t *counts, char *meta, size_t meta_cap, size_t *meta_len)
+{
+    if (!path)
+        return HG_ERRORF(HG_EINVAL, "hg_ckpt_read: NULL path");
+    hg_ckpt_entry *e;
+    int rc = array_entries(&e, path, n, names, (const void *const *)data, counts);
+    if (rc != HG_OK)
+        return rc;
+    array_io a = {NULL, data, counts};
+    rc = hg_ckpt_load(path, n, e, array_put, &a, meta, meta_cap, meta_len);
+    hg_free(e);
     return rc;
 }
 
@@ -566,145 +721,4 @@ int hg_mkdir_p(const char *path)
 done:
     hg_free(tmp);
     return rc;
-}
-
-/* ---- JSON writer --------------------------------------------------------------------------- */
-
-static void jput(hg_json *j, const char *s, size_t n)
-{
-    if (j->status != HG_OK || n == 0)
-        return;
-    if (j->f) {
-        if (fwrite(s, 1, n, j->f) != n)
-            j->status = HG_ERRORF(HG_EIO, "JSON output: write error: %s", strerror(errno));
-        else
-            j->len += n;
-        return;
-    }
-    size_t room = j->cap - 1 - j->len;
-    size_t m = n < room ? n : room;
-    memcpy(j->buf + j->len, s, m);
-    j->len += m;
-    j->buf[j->len] = '\0';
-    if (m < n)
-        j->status = HG_ERRORF(HG_EINVAL, "JSON output: buffer of %zu bytes too small", j->cap);
-}
-
-static void jputs(hg_json *j, const char *s) { jput(j, s, strlen(s)); }
-
-/* A JSON string literal (RFC 8259 section 7): escape the quote, the backslash and the control
- * characters U+0000..U+001F; everything else is copied. */
-static void jstring(hg_json *j, const char *s)
-{
-    jput(j, "\"", 1);
-    const char *run = s;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        jput(j, run, (size_t)(s - run));
-        char esc[8];
-        switch (c) {
-        case '"': strcpy(esc, "\\\""); break;
-        case '\\': strcpy(esc, "\\\\"); break;
-        case '\n': strcpy(esc, "\\n"); break;
-        case '\r': strcpy(esc, "\\r"); break;
-        case '\t': strcpy(esc, "\\t"); break;
-        case '\b': strcpy(esc, "\\b"); break;
-        case '\f': strcpy(esc, "\\f"); break;
-        default: snprintf(esc, sizeof esc, "\\u%04x", c); break;
-        }
-        jputs(j, esc);
-        run = s + 1;
-    }
-    jput(j, run, (size_t)(s - run));
-    jput(j, "\"", 1);
-}
-
-static int jkey(hg_json *j, const char *key)
-{
-    if (j->status != HG_OK)
-        return 0;
-    if (!key) {
-        j->status = HG_ERRORF(HG_EINVAL, "JSON output: NULL key");
-        return 0;
-    }
-    if (j->nfields++ > 0)
-        jput(j, ", ", 2);
-    jstring(j, key);
-    jput(j, ": ", 2);
-    return j->status == HG_OK;
-}
-
-void hg_json_begin_file(hg_json *j, FILE *f)
-{
-    memset(j, 0, sizeof *j);
-    j->f = f;
-    if (!f)
-        j->status = HG_ERRORF(HG_EINVAL, "JSON output: NULL FILE");
-    jput(j, "{", 1);
-}
-
-void hg_json_begin_buf(hg_json *j, char *buf, size_t cap)
-{
-    memset(j, 0, sizeof *j);
-    j->buf = buf;
-    j->cap = cap;
-    if (!buf || cap == 0)
-        j->status = HG_ERRORF(HG_EINVAL, "JSON output: NULL or empty buffer");
-    else
-        buf[0] = '\0';
-    jput(j, "{", 1);
-}
-
-void hg_json_add_str(hg_json *j, const char *key, const char *val)
-{
-    if (!jkey(j, key))
-        return;
-    if (val)
-        jstring(j, val);
-    else
-        jputs(j, "null");
-}
-
-void hg_json_add_int(hg_json *j, const char *key, int64_t val)
-{
-    char b[32];
-    if (!jkey(j, key))
-        return;
-    snprintf(b, sizeof b, "%" PRId64, val);
-    jputs(j, b);
-}
-
-void hg_json_add_double(hg_json *j, const char *key, double val)
-{
-    char b[40];
-    if (!jkey(j, key))
-        return;
-    if (!isfinite(val)) {
-        jputs(j, "null");
-        return;
-    }
-    snprintf(b, sizeof b, "%.17g", val);
-    jputs(j, b);
-}
-
-void hg_json_add_bool(hg_json *j, const char *key, int val)
-{
-    if (!jkey(j, key))
-        return;
-    jputs(j, val ? "true" : "false");
-}
-
-void hg_json_add_raw(hg_json *j, const char *key, const char *raw)
-{
-    if (!jkey(j, key))
-        return;
-    jputs(j, raw ? raw : "null");
-}
-
-int hg_json_end(hg_json *j)
-{
-    jput(j, "}", 1);
-    return j->status;
 }

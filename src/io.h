@@ -27,37 +27,68 @@ int hg_text_write(const char *path, const char *text);
 
 /* ---- Checkpoints --------------------------------------------------------------------------- */
 
-/* Checkpoint layout, all integers little-endian:
+/* Checkpoint layout, version 2, all integers little-endian:
  *   "HGCKPT1\0"                    8-byte magic
- *   u32 version (HG_CKPT_VERSION)  u32 n_tensors
+ *   u32 version (HG_CKPT_VERSION)  u32 reserved (0)
  *   u64 meta_len, meta_len bytes   the meta JSON text, no terminating NUL
+ *   u64 n_tensors
  *   n_tensors times:
- *     u32 name_len, name bytes (no NUL), u64 count, count float32 values (little-endian)
+ *     u32 name_len, name bytes (no NUL), u32 dtype (hg_dtype), u64 count, count values
  *   u64 checksum                   FNV-1a 64 of every byte before it (magic included)
- */
+ * Version 1 files are still read: u32 n_tensors in place of the reserved word, no u64 n_tensors
+ * after the meta, and no dtype (every tensor float32). */
 #define HG_CKPT_MAGIC "HGCKPT1"
-#define HG_CKPT_VERSION 1u
+#define HG_CKPT_VERSION 2u
 /* Longest tensor name: a name is a short identifier ("layer3.W"); the bound lets the reader
  * keep a name on the stack and reject a corrupted length early. */
 #define HG_CKPT_MAX_NAME 255
 
-/* Write n named tensors: names[t] (non-empty, at most HG_CKPT_MAX_NAME bytes, distinct),
- * data[t] (counts[t] floats; may be NULL when counts[t] == 0), and meta_json (stored verbatim,
- * not validated; NULL stores ""). Atomic (see above).
- * Errors: HG_EINVAL (bad or duplicate names, negative counts, NULL pointers), HG_EIO. */
-int hg_ckpt_write(const char *path, int n, const char *const *names, const float *const *data,
-                  const int64_t *counts, const char *meta_json);
+/* Element types of a stored tensor: float32 (parameters, moments) and uint64 (counters,
+ * generator states, doubles kept bit for bit). */
+typedef enum { HG_DTYPE_F32 = 0, HG_DTYPE_U64 = 1 } hg_dtype;
+/* Bytes of one element (4 or 8). */
+size_t hg_dtype_size(hg_dtype t);
 
-/* Read the n tensors names[t] of exactly counts[t] floats into data[t]. Tensors in the file that
- * are not requested are skipped (their bytes still enter the checksum). The file is checked in
- * full (magic, version, structure, every requested tensor present with the requested count,
- * checksum, nothing after the checksum) before any caller buffer is written, so on failure
- * data[] is left untouched.
+/* One tensor of a checkpoint as the caller sees it. */
+typedef struct hg_ckpt_entry {
+    const char *name;  /* non-empty, at most HG_CKPT_MAX_NAME bytes, distinct within a list */
+    hg_dtype dtype;
+    int64_t count;     /* elements */
+    int optional;      /* reading only: a file without this tensor is not an error (the tensor
+                          is then not delivered) */
+} hg_ckpt_entry;
+
+/* Copy entry i's count values into host_dst (writer) / take them from host_src (reader).
+ * Return HG_OK or a status code, which aborts the write or read. */
+typedef int (*hg_ckpt_get_fn)(void *ctx, int64_t i, void *host_dst);
+typedef int (*hg_ckpt_put_fn)(void *ctx, int64_t i, const void *host_src);
+
+/* Write the n tensors e[] (values fetched one at a time through get, into a host buffer the size
+ * of the largest) and meta_json (stored verbatim, not validated; NULL stores ""). Atomic (see
+ * above). Errors: HG_EINVAL (bad or duplicate names, negative counts, bad dtype), HG_EIO,
+ * HG_ENOMEM, and any status get returns. */
+int hg_ckpt_save(const char *path, int64_t n, const hg_ckpt_entry *e, hg_ckpt_get_fn get,
+                 void *ctx, const char *meta_json);
+
+/* Read the tensors e[] from a version 1 or 2 file: each one present must have the requested
+ * dtype and count, and every one not optional must be present. Tensors in the file that are not
+ * requested are skipped (their bytes still enter the checksum). The file is checked in full
+ * (magic, version, structure, the requested tensors, checksum, nothing after the checksum)
+ * before put is called, so a bad file delivers nothing; put then receives each requested
+ * tensor found, in file order, from a host buffer.
  * meta (meta_cap bytes, may be NULL with meta_cap 0): receives the meta JSON, NUL-terminated,
  * truncated to meta_cap - 1 bytes if longer; *meta_len (may be NULL) receives its full length.
  * Errors: HG_EIO (cannot open/read), HG_EFORMAT (bad magic, unsupported version, truncated,
- * checksum mismatch, missing tensor, count mismatch, duplicate tensor, trailing bytes),
- * HG_EINVAL (bad arguments), HG_ENOMEM. */
+ * checksum mismatch, missing tensor, dtype or count mismatch, duplicate tensor, trailing
+ * bytes), HG_EINVAL (bad arguments), HG_ENOMEM, and any status put returns. */
+int hg_ckpt_load(const char *path, int64_t n, const hg_ckpt_entry *e, hg_ckpt_put_fn put,
+                 void *ctx, char *meta, size_t meta_cap, size_t *meta_len);
+
+/* The same for float32 tensors held in host arrays: names[t], data[t] (counts[t] floats; may be
+ * NULL when counts[t] == 0). hg_ckpt_read requires every tensor and, on failure, leaves data[]
+ * untouched. Errors: as hg_ckpt_save and hg_ckpt_load. */
+int hg_ckpt_write(const char *path, int n, const char *const *names, const float *const *data,
+                  const int64_t *counts, const char *meta_json);
 int hg_ckpt_read(const char *path, int n, const char *const *names, float *const *data,
                  const int64_t *counts, char *meta, size_t meta_cap, size_t *meta_len);
 
@@ -68,7 +99,7 @@ int hg_ckpt_read(const char *path, int n, const char *const *names, float *const
  * Errors: HG_EINVAL (NULL or empty path), HG_EIO, HG_ENOMEM. */
 int hg_mkdir_p(const char *path);
 
-/* ---- A minimal JSON object writer ---------------------------------------------------------- */
+/* ---- A minimal JSON object writer (json.c) ------------------------------------------------ */
 
 /* Builds one flat JSON object `{"key": value, ...}` on a FILE* or into a fixed char buffer.
  * Errors are sticky: the first one is kept in `status` and later calls do nothing, so a caller

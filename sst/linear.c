@@ -510,8 +510,7 @@ void hg_linear_forward(const hg_linear *L, float *Y, const float *X, const float
 {
     hg__gemm(L->k, 0, 1, rows, L->m, L->n, 1.0f, X, L->n, L->W, L->n, 0.0f, Y, L->m);
     if (bias)
-        for (int64_t i = 0; i < rows; i++)
-            hg_k_axpy(L->k, Y + i * L->m, 1.0f, bias, L->m);
+        hg_k_add_bias_rows(L->k, Y, bias, rows, L->m);
 }
 
 int hg_linear_backward(hg_linear *L, float *dX, float *gbias, const float *dY, const float *X,
@@ -524,8 +523,7 @@ int hg_linear_backward(hg_linear *L, float *dX, float *gbias, const float *dY, c
     if (dX)
         hg__gemm(L->k, 0, 0, rows, n, m, 1.0f, dY, m, L->W, n, 0.0f, dX, n);
     if (gbias)
-        for (int64_t i = 0; i < rows; i++)
-            hg_k_axpy(L->k, gbias, 1.0f, dY + i * m, m);
+        hg_k_col_sums(L->k, gbias, dY, rows, m);
     switch (L->o.method) {
     case HG_LINEAR_FULL:
         hg__gemm(L->k, 1, 0, m, n, rows, 1.0f, dY, m, X, n, 1.0f, L->gW, n);

@@ -45,7 +45,7 @@ GENERATED = {"hg_config.h"}
 # stands in for <cuda_runtime.h> in the kernels' emulated twin.
 EXTRA_FILES = {"tests/cuda_emu.h": "kernels"}
 
-SOURCE_EXT = (".c", ".h", ".cu", ".cuh", ".cpp")
+SOURCE_EXT = (".c", ".h", ".cu", ".cuh", ".cpp", ".def")
 SCANNED_DIRS = ("src", "kernels", "sst", "datasets", "hyperbolic", "scripts")
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"')
 
@@ -160,7 +160,7 @@ def check_symbols(libs):
 def self_test(root):
     """Copy the layered sources, plant violations one at a time, and require each to be named."""
     plants = [
-        ("kernels/cpu.c", "../sst/linear.h", "layer kernels may not use layer sst"),
+        ("kernels/core.c", "../sst/linear.h", "layer kernels may not use layer sst"),
         ("sst/linear.c", "../datasets/dataset.h", "layer sst may not use layer datasets"),
         ("kernels/lorentz.c", "../src/rng.h", "layer kernels may not use layer core"),
         ("src/csr.c", "../hyperbolic/hybonet.h", "layer core may not use layer models"),

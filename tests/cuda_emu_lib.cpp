@@ -10,9 +10,9 @@ extern "C" {
 
 #include "../kernels/cuda_common.h"
 
-static const hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL};
+static const hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL, NULL};
 
-int hg_k_cuda_available(void) { return 1; }
+int hg_cu_available(void) { return 1; }
 
 int hg_cu_init(hg_kctx *k)
 {

@@ -43,6 +43,7 @@ expect_error "bad task" "option --task" --dataset cora --task xx
 expect_error "bad number" "option --lr" --dataset cora --lr abc
 expect_error "bad method" "option --method" --dataset cora --method svd
 expect_error "missing value" "needs a value" --dataset cora --lr
+expect_error "bad lr schedule" "option --lr-schedule" --dataset cora --lr-schedule linear
 expect_error "no such dir" "not a directory" --data-dir "$TMP/none"
 
 # --- broken input files (a copy of disease_lp, one defect each) ---
@@ -172,6 +173,66 @@ if [ "$(json_field "$TMP/r3" val_f1)" != "$(json_field "$TMP/r1" val_f1)" ] ||
     ok "another seed, other numbers"
 else ko "another seed gave identical metrics"; fi
 
+# --- resume: a run killed (SIGKILL) at a random point and resumed with --resume ends exactly as
+# the same run never interrupted: same JSON but for the timings, and the same bytes in last.ckpt
+# (every parameter, optimiser moment, generator and counter, and the best model), checkpoint.bin,
+# embeddings.npy and log.csv (but for its step_ms column) ---
+# (RBIN: the program, RSPAN: the kill comes within RSPAN seconds of the start)
+RBIN=$BIN RSPAN=0.4
+resume_case() {
+    name=$1
+    shift
+    rm -rf "$TMP/ra" "$TMP/rb"
+    "$RBIN" "$@" --quiet --out "$TMP/ra" >"$TMP/ra.json" 2>"$TMP/ra.err"
+    "$RBIN" "$@" --quiet --out "$TMP/rb" >/dev/null 2>&1 &
+    pid=$!
+    while [ ! -e "$TMP/rb/args.txt" ] && kill -0 $pid 2>/dev/null; do sleep 0.01; done
+    sleep "$(awk -v span="$RSPAN" 'BEGIN { srand(); printf "%.3f", 0.02 + span * rand() }')"
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    at=$(($(wc -l <"$TMP/rb/log.csv") - 1))
+    # the resumed run may change what does not change the results (here: the thread count)
+    "$RBIN" --resume "$TMP/rb" --threads 2 --quiet >"$TMP/rb.json" 2>"$TMP/rb.err"
+    code=$?
+    same=1
+    for f in last.ckpt checkpoint.bin embeddings.npy; do
+        cmp -s "$TMP/ra/$f" "$TMP/rb/$f" || { same=0; echo "  $f differs"; }
+    done
+    [ "$(cut -d, -f1-6 "$TMP/ra/log.csv")" = "$(cut -d, -f1-6 "$TMP/rb/log.csv")" ] ||
+        { same=0; echo "  log.csv differs"; }
+    if [ $code -eq 0 ] && [ $same = 1 ] &&
+        [ "$(strip "$TMP/ra.json" | grep -v '"threads"')" = "$(strip "$TMP/rb.json" | grep -v '"threads"')" ]; then
+        ok "$name: killed at epoch $at, resumed: same JSON, last.ckpt, checkpoint.bin, embeddings, log"
+    else
+        ko "$name: killed at epoch $at, resumed (exit $code)"
+        cat "$TMP/ra.err" "$TMP/rb.err"
+        diff "$TMP/ra.json" "$TMP/rb.json" | tail -n 4
+    fi
+}
+resume_case "resume nc" --dataset cora --task nc --epochs 600 --patience 150 --save-every 7
+resume_case "resume lp (negative sampler)" --dataset disease_lp --epochs 1500 --save-every 11
+resume_case "resume sst (sampling generator, rounds)" --dataset disease_lp --method sst --rank 1 \
+    --sst-steps 5 --epochs 1200 --save-every 13
+resume_case "resume relora, cosine schedule" --dataset airport --task lp --method relora --rank 2 \
+    --sst-steps 7 --epochs 500 --save-every 13 --lr-schedule cosine --warmup-steps 20
+expect_error "resume without a run" "args.txt" --resume "$TMP/none"
+# a resumed run that has finished repeats its result
+"$BIN" --resume "$TMP/rb" --quiet >"$TMP/rc.json" 2>&1 &&
+    [ "$(strip "$TMP/rc.json" | grep -v '"threads"')" = "$(strip "$TMP/rb.json" | grep -v '"threads"')" ] &&
+    ok "--resume of a finished run repeats its result" || ko "--resume of a finished run"
+
+# --- the NaN guard: exit 3 naming the epoch; the best checkpoint so far is kept and loads ---
+"$BIN" --dataset cora --task nc --lr 10 --grad-clip none --epochs 50 --quiet --out "$TMP/nan" \
+    >/dev/null 2>"$TMP/nan.err"
+code=$?
+if [ $code -eq 3 ] && [ "$(wc -l <"$TMP/nan.err")" -eq 1 ] && grep -q "epoch [0-9]*: training loss is" "$TMP/nan.err" &&
+    "$BIN" --dataset cora --task nc --epochs 0 --quiet --load "$TMP/nan/checkpoint.bin" >/dev/null 2>&1; then
+    ok "divergence: $(cat "$TMP/nan.err"); checkpoint.bin kept"
+else
+    ko "divergence (exit $code)"
+    cat "$TMP/nan.err"
+fi
+
 # --- epochs 0 evaluates the initial model; link prediction runs ---
 "$BIN" --dataset disease_lp --epochs 0 --quiet >"$TMP/r4" 2>"$TMP/e4" &&
     [ "$(json_field "$TMP/r4" best_epoch)" = "0" ] && tail -n 1 "$TMP/r4" | grep -q test_roc_auc &&
@@ -253,6 +314,12 @@ if [ -n "$EMU" ]; then
     fi
     # every low-rank method on the device, with its schedule (SST rounds, ReLoRA merges) and a
     # checkpoint round trip: --load CKPT --epochs 0 reproduces the best epoch's metrics
+    # resume on the device (the registry's copies to and from device memory)
+    RBIN=$EMU RSPAN=3
+    export HG_EMU_GUARD=1
+    resume_case "resume on the (emulated) GPU, sst" --dataset disease_lp --method sst --rank 1 \
+        --sst-steps 5 --epochs 60 --save-every 9 --device cuda
+    unset HG_EMU_GUARD
     for m in lora relora sst; do
         HG_EMU_GUARD=1 "$EMU" --dataset airport --task lp --method $m --rank 1 --epochs 60 \
             --sst-steps 5 --device cuda --quiet --out "$TMP/o_$m" >"$TMP/m_$m" 2>"$TMP/e_$m" &&

@@ -21,13 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kernels/cuda.h"
+#include "../kernels/backend.h"
 #include "../kernels/kernels.h"
 #include "../src/hg.h"
 #include "../sst/linear.h"
 #include "../hyperbolic/hybonet.h"
 
-static hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL};
+static hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL, NULL};
 static hg_kctx gpu;
 static int have_gpu;
 
@@ -199,10 +199,10 @@ static void parity(hg_linear_method meth, hg_sst_sampling rule, int64_t m, int64
         weight_host(Lg, Wg);
         assert_normwise(Wg, hg_linear_weight(Lc), mn, PARITY_RTOL, "W", s);
         if (s == 0) /* the first step may size the backend's own scratch */
-            allocs1 = hg_cu_num_allocs(&gpu);
+            allocs1 = hg_k_device_allocs(&gpu);
     }
     /* no device allocation in a later step, round ends (SVD) and merges included */
-    assert_int_equal(hg_cu_num_allocs(&gpu), allocs1);
+    assert_int_equal(hg_k_device_allocs(&gpu), allocs1);
     assert_int_equal(hg_k_sync(&gpu), HG_OK);
 
     hg_linear_stats sc, sg;
@@ -523,10 +523,10 @@ static void hybonet_parity(int lp, hg_linear_method meth)
             fail_msg("step %d: loss %.9g (device) vs %.9g (cpu), grad norm %.9g vs %.9g", t,
                      loss[1], loss[0], gn[1], gn[0]);
         if (t == 1)
-            allocs = hg_cu_num_allocs(&gpu);
-        else if (hg_cu_num_allocs(&gpu) != allocs)
+            allocs = hg_k_device_allocs(&gpu);
+        else if (hg_k_device_allocs(&gpu) != allocs)
             fail_msg("step %d made %lld device allocations", t,
-                     (long long)(hg_cu_num_allocs(&gpu) - allocs));
+                     (long long)(hg_k_device_allocs(&gpu) - allocs));
     }
     /* evaluation forward, embeddings and every persistent tensor */
     hg_hybonet_forward(&mc, 0, 0);

@@ -1,4 +1,4 @@
-/* test_kernels.c - the CPU reference kernels (kernels/cpu.c, kernels/lorentz.c) against naive
+/* test_kernels.c - the CPU reference kernels (kernels/core.c, sparse.c, lorentz.c) against naive
  * double-precision oracles, central differences and the identities of the Lorentz model
  * (DESIGN.md section 3). Suite: numerics.
  *
@@ -46,7 +46,7 @@ static const int64_t test_widths[] = {5, 16};
 #define NWIDTHS 2
 #define MAXD 16
 
-static hg_kctx K = {HG_DEVICE_CPU, 1, NULL};
+static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL};
 
 /* shorthands for the test scratch (testutil.h) */
 #define tf hg_test_floats

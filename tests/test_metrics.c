@@ -553,7 +553,7 @@ static void test_ckpt_failures(void **state)
 
     /* Unsupported version (checked before the checksum; bytes 8..11). */
     memcpy(b, good, size);
-    b[8] = 2;
+    b[8] = 9;
     spit(bad, b, size);
     assert_int_equal(read_ckpt(bad, ck_names, ck_counts, NT), HG_EFORMAT);
     assert_error_mentions("version");

@@ -41,7 +41,7 @@ void *__wrap_realloc(void *p, size_t n)
  * and round ends (T3 = 2, T2 = 2) and ReLoRA merges, with both of SST's gradient products. */
 static void linear_steps(hg_linear_method method)
 {
-    hg_kctx k = {HG_DEVICE_CPU, 1, NULL};
+    hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
     hg_linear_opts o;
     hg_linear_opts_default(&o);
     o.method = method;
@@ -91,7 +91,7 @@ static void run_steps(hg_task task, hg_linear_method method, const char *name, i
     o.split_seed = 1;
     assert_int_equal(hg_dataset_load(&d, &o), HG_OK);
 
-    hg_kctx k = {HG_DEVICE_CPU, 1, NULL};
+    hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
     hg_k_set_threads(&k, threads);
     hg_hybonet_config c = {0};
     c.n = d.n;

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "../kernels/kernels.h"
+#include "../kernels/reference.h"
 #include "../src/rng.h"
 
 /* Fails (cmocka) unless |got - want| <= atol + rtol * |want| elementwise; prints the worst element

@@ -7,11 +7,12 @@
 
 #include "hg_config.h"
 #include "../hg.h"
+#include "../io.h"
 #include "args.h"
 
 _Static_assert(HG_OPTIONS_DONE == HG_ARG_DONE, "HG_OPTIONS_DONE is hg_arg_parse's HG_ARG_DONE");
 
-/* HyboNet's published run scripts (DESIGN.md section 3); all dim 16, bias 1, patience 500. */
+/* HyboNet's published run scripts; all dim 16, bias 1, patience 500. */
 typedef struct reference {
     const char *dataset;
     hg_task task;
@@ -32,7 +33,7 @@ static const reference references[] = {
     {"pubmed", HG_TASK_NC, 0.02f, 3, 0.8f, 1e-3f, 1.0f, 0.5f, 0, 1},
 };
 
-/* Datasets whose node-classification split is random (DESIGN 3): val/test proportions. */
+/* Datasets whose node-classification split is random: val/test proportions. */
 static void nc_split_props(const char *name, double *val, double *test)
 {
     if (name && strcmp(name, "disease_nc") == 0) {
@@ -87,13 +88,22 @@ void hg_train_options_usage(void)
         "                          values of every weight (K < 1: that fraction of them)\n"
         "optimisation:\n"
         "  --lr LR  --weight-decay WD  --wd-mode decoupled|l2 (decoupled)\n"
+        "  --lr-schedule constant|warmup|invsqrt|cosine (constant)   --warmup-steps N (0)\n"
+        "                          linear warm-up over N steps, then constant, inverse square\n"
+        "                          root or cosine decay to 0 at the last epoch\n"
         "  --grad-clip C (0 = none)  --stabilize N (10: re-project class points every N steps)\n"
         "  --epochs N (5000; 0 = evaluate the initial model)  --patience N (500)\n"
         "  --min-epochs N (100)  --seed N (1234)\n"
+        "  --eval-every N (1)      epochs between evaluations (patience counts evaluations)\n"
         "running:\n"
         "  --threads N (1)  --log-freq N (10)  --quiet\n"
         "  --out DIR               write result.json, log.csv, embeddings.npy, checkpoint.bin\n"
-        "  --save-every N (100)    rewrite the best checkpoint every N epochs when it changed\n"
+        "                          (the best model), last.ckpt (the run, resumable), args.txt\n"
+        "  --save-every N (100)    every N epochs: rewrite last.ckpt, and the best checkpoint\n"
+        "                          when it changed\n"
+        "  --resume DIR            continue the run interrupted in DIR from its last.ckpt, with\n"
+        "                          its options (DIR/args.txt; options given too override them):\n"
+        "                          the same results as a run never interrupted\n"
         "  --load FILE             start from a checkpoint.bin of the same model (same dataset,\n"
         "                          task, method, rank, dim, layers); --epochs 0 evaluates it\n"
         "  --device cpu|cuda       where the training step runs (cuda: the GPU, when built with\n"
@@ -252,6 +262,15 @@ static int train_option(void *ctx, const char *key, const char *val)
         rc = hg_arg_int(key, val, 0, 10000000, &o->log_freq);
     else if (IS("--save-every"))
         rc = hg_arg_int(key, val, 1, 10000000, &o->save_every);
+    else if (IS("--eval-every"))
+        rc = hg_arg_int(key, val, 1, 10000000, &o->eval_every);
+    else if (IS("--lr-schedule")) {
+        rc = CHOICE("a schedule", "constant", "warmup", "invsqrt", "cosine");
+        o->lr_schedule = (hg_lr_kind)c;
+    } else if (IS("--warmup-steps"))
+        rc = hg_arg_int(key, val, 0, 10000000, &o->warmup_steps);
+    else if (IS("--resume"))
+        o->resume = val;
     else if (IS("--out"))
         o->out_dir = val;
     else if (IS("--load"))
@@ -267,7 +286,7 @@ static int train_option(void *ctx, const char *key, const char *val)
     return rc;
 }
 
-int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
+static void set_defaults(hg_train_options *o)
 {
     memset(o, 0, sizeof *o);
     hg_linear_opts_default(&o->linear);
@@ -278,6 +297,7 @@ int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
     o->margin = 2.0f;
     o->scale_init = 10.0f;
     o->lr = 0.01f;
+    o->lr_schedule = HG_LR_CONSTANT;
     o->decoupled_wd = 1;
     o->stabilize = 10;
     o->epochs = 5000;
@@ -290,14 +310,100 @@ int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
     o->threads = 1;
     o->log_freq = 10;
     o->save_every = 100;
+    o->eval_every = 1;
     o->device = "cpu";
     o->neg_pool = HG_NEG_POOL_REFERENCE;
+}
+
+#define ARGS_FILE "args.txt"
+
+/* o->saved_argv: DIR/args.txt as an argv (a placeholder program name first, NULL last). */
+static int read_saved_args(hg_train_options *o, const char *dir, int *argc)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, ARGS_FILE);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return HG_ERRORF(HG_EIO, "option --resume %s: cannot read %s (was the run started with "
+                         "--out %s?)", dir, path, dir);
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    rewind(f);
+    o->saved_args = size >= 0 ? hg_calloc((size_t)size + 1, 1, "saved options") : NULL;
+    int ok = o->saved_args && fread(o->saved_args, 1, (size_t)size, f) == (size_t)size;
+    fclose(f);
+    if (!ok)
+        return HG_ERRORF(HG_EIO, "option --resume %s: cannot read %s", dir, path);
+    int n = 1;
+    for (long i = 0; i < size; i++)
+        n += o->saved_args[i] == '\n';
+    o->saved_argv = hg_calloc((size_t)n + 2, sizeof *o->saved_argv, "saved options");
+    if (!o->saved_argv)
+        return HG_ENOMEM;
+    static char program[] = "hgnn-train";
+    int a = 0;
+    o->saved_argv[a++] = program;
+    for (char *p = o->saved_args; *p;) { /* one argument a line */
+        char *nl = strchr(p, '\n');
+        o->saved_argv[a++] = p;
+        if (!nl)
+            break;
+        *nl = '\0';
+        p = nl + 1;
+    }
+    *argc = a;
+    return HG_OK;
+}
+
+int hg_train_options_save(const char *dir, int argc, char **argv)
+{
+    size_t len = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strchr(argv[i], '\n'))
+            return HG_ERRORF(HG_EINVAL, "argument '%s' holds a newline: cannot be saved in %s/%s",
+                             argv[i], dir, ARGS_FILE);
+        len += strlen(argv[i]) + 1;
+    }
+    char *text = hg_calloc(len, 1, "saved options"), path[4200];
+    if (!text)
+        return HG_ENOMEM;
+    for (int i = 1; i < argc; i++) {
+        strcat(text, argv[i]);
+        strcat(text, "\n");
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, ARGS_FILE);
+    int rc = hg_text_write(path, text);
+    hg_free(text);
+    return rc;
+}
+
+void hg_train_options_free(hg_train_options *o)
+{
+    hg_free(o->saved_args);
+    hg_free(o->saved_argv);
+    o->saved_args = NULL;
+    o->saved_argv = NULL;
+}
+
+int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
+{
+    set_defaults(o);
     train_parse tp = {o, 0};
     const hg_arg_program prog = {hg_train_options_usage, "hgnn-train " HG_VERSION, &o->quiet,
                                  NULL, train_option, &tp};
     int rc = hg_arg_parse(&prog, argc, argv);
     if (rc != HG_OK)
         return rc;
+    if (o->resume) { /* again: the saved options, then the ones given */
+        const char *dir = o->resume;
+        int sargc = 0;
+        set_defaults(o);
+        tp.set = 0;
+        if ((rc = read_saved_args(o, dir, &sargc)) ||
+            (rc = hg_arg_parse(&prog, sargc, o->saved_argv)) ||
+            (rc = hg_arg_parse(&prog, argc, argv)))
+            return rc;
+        o->out_dir = dir;
+    }
     unsigned set = tp.set;
 
     if (!o->dataset && !o->data_dir)

@@ -1,0 +1,385 @@
+/* cuda_nn.cu - the CUDA twins of the neural-network ops of kernels/nn.c (contracts:
+ * ops_nn.def). Element-wise ops are grid-stride loops; the row ops (softmax, layer norm,
+ * cross-entropy) run one block per row (rows strided over the grid), the block's threads
+ * striding over the row's columns and combining their partial results by tree reductions in
+ * shared memory (fixed shape: the same bits on every run). Sums over the rows (bias, gamma and
+ * beta gradients, the loss) are hg_cu_sum_rows's two-pass deterministic reductions.
+ *
+ * Scratch: each entry point asks hg_cu_scratch once and carves it (cuda_common.h). */
+#include <math.h>
+
+#include "cuda_common.h"
+
+/* Threads of the row kernels' blocks (a power of two), and the most blocks of their grids. */
+#define NN_BLOCK 256
+#define NN_MAX_GRID 65535
+
+static unsigned nn_grid(int64_t rows)
+{
+    return rows < 1 ? 1u : rows > NN_MAX_GRID ? (unsigned)NN_MAX_GRID : (unsigned)rows;
+}
+
+/* The block's sum of v (one value per thread), by a fixed tree over the threads; every thread
+ * gets it. sh: blockDim.x doubles of shared memory. */
+__device__ double nn_block_sum(double v, double *sh)
+{
+    const unsigned t = threadIdx.x;
+    sh[t] = v;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (t < s)
+            sh[t] += sh[t + s];
+        __syncthreads();
+    }
+    const double r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+/* The block's maximum of v, the same way; sh: blockDim.x floats of shared memory. */
+__device__ float nn_block_max(float v, float *sh)
+{
+    const unsigned t = threadIdx.x;
+    sh[t] = v;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (t < s)
+            sh[t] = fmaxf(sh[t], sh[t + s]);
+        __syncthreads();
+    }
+    const float r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+/* Every row kernel: the block's rows, and its threads' columns of a row. */
+#define NN_ROWS(r, rows) for (int64_t r = blockIdx.x; r < (rows); r += gridDim.x)
+#define NN_COLS(j, a, b) for (int64_t j = (a) + threadIdx.x; j < (b); j += blockDim.x)
+/* Launch a row kernel over rows, with the dynamic shared memory of nn_block_sum. */
+#define NN_LAUNCH(kern, rows, k) \
+    HG_LAUNCH_BLOCK(kern, nn_grid(rows), NN_BLOCK, NN_BLOCK * sizeof(double), k)
+
+/* ---------------------------------------------------------------- activations, bias */
+
+__global__ void relu_fwd_kernel(float *y, const float *x, int64_t n)
+{
+    for (int64_t i = HG_CU_TID; i < n; i += HG_CU_STRIDE)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+__global__ void relu_bwd_kernel(float *dx, const float *dy, const float *x, int64_t n)
+{
+    for (int64_t i = HG_CU_TID; i < n; i += HG_CU_STRIDE)
+        dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void hg_cu_relu_forward(const hg_kctx *k, float *y, const float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    HG_LAUNCH(relu_fwd_kernel, hg_cu_blocks(n), HG_CU_BLOCK, k)(y, x, n);
+    HG_CU_LAUNCHED(k, "relu_forward");
+}
+
+void hg_cu_relu_backward(const hg_kctx *k, float *dx, const float *dy, const float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    HG_LAUNCH(relu_bwd_kernel, hg_cu_blocks(n), HG_CU_BLOCK, k)(dx, dy, x, n);
+    HG_CU_LAUNCHED(k, "relu_backward");
+}
+
+__global__ void gelu_fwd_kernel(float *y, const float *x, int64_t n)
+{
+    for (int64_t i = HG_CU_TID; i < n; i += HG_CU_STRIDE)
+        y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+}
+
+__global__ void gelu_bwd_kernel(float *dx, const float *dy, const float *x, int64_t n)
+{
+    const float c = (float)(0.5 * M_2_SQRTPI * M_SQRT1_2); /* 1 / sqrt(2 pi) */
+    for (int64_t i = HG_CU_TID; i < n; i += HG_CU_STRIDE) {
+        const float v = x[i];
+        const float cdf = 0.5f * (1.0f + erff(v * (float)M_SQRT1_2));
+        dx[i] = dy[i] * (cdf + v * c * expf(-0.5f * v * v));
+    }
+}
+
+void hg_cu_gelu_forward(const hg_kctx *k, float *y, const float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    HG_LAUNCH(gelu_fwd_kernel, hg_cu_blocks(n), HG_CU_BLOCK, k)(y, x, n);
+    HG_CU_LAUNCHED(k, "gelu_forward");
+}
+
+void hg_cu_gelu_backward(const hg_kctx *k, float *dx, const float *dy, const float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    HG_LAUNCH(gelu_bwd_kernel, hg_cu_blocks(n), HG_CU_BLOCK, k)(dx, dy, x, n);
+    HG_CU_LAUNCHED(k, "gelu_backward");
+}
+
+__global__ void add_bias_kernel(float *y, const float *b, int64_t rows, int64_t cols)
+{
+    for (int64_t i = HG_CU_TID; i < rows * cols; i += HG_CU_STRIDE)
+        y[i] += b[i % cols];
+}
+
+void hg_cu_add_bias_rows(const hg_kctx *k, float *y, const float *b, int64_t rows, int64_t cols)
+{
+    if (rows <= 0 || cols <= 0)
+        return;
+    HG_LAUNCH(add_bias_kernel, hg_cu_blocks(rows * cols), HG_CU_BLOCK, k)(y, b, rows, cols);
+    HG_CU_LAUNCHED(k, "add_bias_rows");
+}
+
+/* out (+=) the column sums of x (rows x cols, leading dimension cols) through scratch. */
+static void col_sums_into(const hg_kctx *k, float *out, const float *x, int64_t rows, int64_t cols,
+                          double *sums, double *tmp)
+{
+    hg_cu_sum_rows(k, sums, x, rows, cols, cols, tmp);
+    hg_cu_add_d2f(k, out, sums, cols);
+}
+
+void hg_cu_col_sums(const hg_kctx *k, float *out, const float *x, int64_t rows, int64_t cols)
+{
+    if (rows <= 0 || cols <= 0)
+        return;
+    double *sums = (double *)hg_cu_scratch(
+        k, (size_t)(cols + hg_cu_sum_rows_tmp(rows, cols)) * sizeof(double));
+    if (sums)
+        col_sums_into(k, out, x, rows, cols, sums, sums + cols);
+}
+
+/* ---------------------------------------------------------------- softmax */
+
+/* Unmasked keys of row r: a prefix (kernels/nn.c). */
+__device__ int64_t nn_softmax_keys(int64_t r, int64_t cols, int64_t causal, const int32_t *key_len,
+                                   int64_t rows_per_len)
+{
+    int64_t nk = cols;
+    if (causal > 0 && r % causal + 1 < nk)
+        nk = r % causal + 1;
+    if (key_len && key_len[r / rows_per_len] < nk)
+        nk = key_len[r / rows_per_len] < 0 ? 0 : key_len[r / rows_per_len];
+    return nk;
+}
+
+__global__ void softmax_fwd_kernel(float *y, const float *x, int64_t rows, int64_t cols,
+                                   float scale, int64_t causal, const int32_t *key_len,
+                                   int64_t rows_per_len)
+{
+    HG_DYN_SHARED(double, shd);
+    __shared__ float shf[NN_BLOCK];
+    NN_ROWS(r, rows) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        const int64_t nk = nn_softmax_keys(r, cols, causal, key_len, rows_per_len);
+        float m = -INFINITY;
+        NN_COLS(j, 0, nk) m = fmaxf(m, scale * xr[j]);
+        m = nn_block_max(m, shf);
+        double s = 0.0;
+        NN_COLS(j, 0, nk) {
+            const float e = expf(scale * xr[j] - m);
+            yr[j] = e;
+            s += e;
+        }
+        s = nn_block_sum(s, shd);
+        const float inv = nk > 0 ? (float)(1.0 / s) : 0.0f;
+        NN_COLS(j, 0, nk) yr[j] *= inv;
+        NN_COLS(j, nk, cols) yr[j] = 0.0f;
+    }
+}
+
+void hg_cu_softmax_forward(const hg_kctx *k, float *y, const float *x, int64_t rows, int64_t cols,
+                           float scale, int64_t causal, const int32_t *key_len,
+                           int64_t rows_per_len)
+{
+    if (rows <= 0 || cols <= 0)
+        return;
+    NN_LAUNCH(softmax_fwd_kernel, rows, k)(y, x, rows, cols, scale, causal, key_len, rows_per_len);
+    HG_CU_LAUNCHED(k, "softmax_forward");
+}
+
+__global__ void softmax_bwd_kernel(float *dx, const float *dy, const float *y, int64_t rows,
+                                   int64_t cols, float scale)
+{
+    HG_DYN_SHARED(double, shd);
+    NN_ROWS(r, rows) {
+        const float *dyr = dy + r * cols, *yr = y + r * cols;
+        float *dxr = dx + r * cols;
+        double dot = 0.0;
+        NN_COLS(j, 0, cols) dot += (double)dyr[j] * yr[j];
+        const float fd = (float)nn_block_sum(dot, shd);
+        NN_COLS(j, 0, cols) dxr[j] = scale * yr[j] * (dyr[j] - fd);
+    }
+}
+
+void hg_cu_softmax_backward(const hg_kctx *k, float *dx, const float *dy, const float *y,
+                            int64_t rows, int64_t cols, float scale)
+{
+    if (rows <= 0 || cols <= 0)
+        return;
+    NN_LAUNCH(softmax_bwd_kernel, rows, k)(dx, dy, y, rows, cols, scale);
+    HG_CU_LAUNCHED(k, "softmax_backward");
+}
+
+/* ---------------------------------------------------------------- layer norm */
+
+__global__ void layernorm_fwd_kernel(float *y, float *mean, float *rstd, const float *x,
+                                     const float *gamma, const float *beta, int64_t rows,
+                                     int64_t cols, float eps)
+{
+    HG_DYN_SHARED(double, shd);
+    NN_ROWS(r, rows) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        double s = 0.0;
+        NN_COLS(j, 0, cols) s += xr[j];
+        const double mu = nn_block_sum(s, shd) / (double)cols;
+        double v = 0.0;
+        NN_COLS(j, 0, cols) v += ((double)xr[j] - mu) * ((double)xr[j] - mu);
+        v = nn_block_sum(v, shd);
+        const float m = (float)mu, rs = (float)(1.0 / sqrt(v / (double)cols + (double)eps));
+        if (threadIdx.x == 0) {
+            mean[r] = m;
+            rstd[r] = rs;
+        }
+        NN_COLS(j, 0, cols) {
+            float t = (xr[j] - m) * rs;
+            if (gamma)
+                t *= gamma[j];
+            if (beta)
+                t += beta[j];
+            yr[j] = t;
+        }
+    }
+}
+
+void hg_cu_layernorm_forward(const hg_kctx *k, float *y, float *mean, float *rstd, const float *x,
+                             const float *gamma, const float *beta, int64_t rows, int64_t cols,
+                             float eps)
+{
+    if (rows <= 0 || cols <= 0)
+        return;
+    NN_LAUNCH(layernorm_fwd_kernel, rows, k)(y, mean, rstd, x, gamma, beta, rows, cols, eps);
+    HG_CU_LAUNCHED(k, "layernorm_forward");
+}
+
+/* dx of each row; prod (NULL: none) (=) dy xhat, the terms of dgamma. */
+__global__ void layernorm_bwd_kernel(float *dx, float *prod, const float *dy, const float *x,
+                                     const float *mean, const float *rstd, const float *gamma,
+                                     int64_t rows, int64_t cols)
+{
+    HG_DYN_SHARED(double, shd);
+    NN_ROWS(r, rows) {
+        const float *xr = x + r * cols, *dyr = dy + r * cols;
+        float *dxr = dx + r * cols;
+        const float m = mean[r], rs = rstd[r];
+        double a = 0.0, b = 0.0;
+        NN_COLS(j, 0, cols) {
+            const float g = gamma ? dyr[j] * gamma[j] : dyr[j];
+            a += g;
+            b += (double)g * ((xr[j] - m) * rs);
+        }
+        const float fa = (float)(nn_block_sum(a, shd) / (double)cols);
+        const float fb = (float)(nn_block_sum(b, shd) / (double)cols);
+        NN_COLS(j, 0, cols) {
+            const float g = gamma ? dyr[j] * gamma[j] : dyr[j];
+            const float xhat = (xr[j] - m) * rs;
+            dxr[j] = rs * (g - fa - xhat * fb);
+            if (prod)
+                prod[r * cols + j] = dyr[j] * xhat;
+        }
+    }
+}
+
+void hg_cu_layernorm_backward(const hg_kctx *k, float *dx, float *dgamma, float *dbeta,
+                              const float *dy, const float *x, const float *mean,
+                              const float *rstd, const float *gamma, int64_t rows, int64_t cols)
+{
+    if (rows <= 0 || cols <= 0)
+        return;
+    double *sums = NULL, *tmp = NULL;
+    float *prod = NULL;
+    if (dgamma || dbeta) {
+        const int64_t nd = cols + hg_cu_sum_rows_tmp(rows, cols);
+        sums = (double *)hg_cu_scratch(
+            k, (size_t)nd * sizeof(double) + (dgamma ? (size_t)(rows * cols) * sizeof(float) : 0));
+        if (!sums)
+            return;
+        tmp = sums + cols;
+        if (dgamma)
+            prod = (float *)(sums + nd);
+    }
+    NN_LAUNCH(layernorm_bwd_kernel, rows, k)(dx, prod, dy, x, mean, rstd, gamma, rows, cols);
+    HG_CU_LAUNCHED(k, "layernorm_backward");
+    if (dgamma)
+        col_sums_into(k, dgamma, prod, rows, cols, sums, tmp);
+    if (dbeta)
+        col_sums_into(k, dbeta, dy, rows, cols, sums, tmp);
+}
+
+/* ---------------------------------------------------------------- cross-entropy */
+
+__global__ void cross_entropy_kernel(double *rowloss, float *dl, const float *logits,
+                                     const int32_t *targets, int64_t rows, int64_t C,
+                                     float smoothing, int32_t ignore_index, float w)
+{
+    HG_DYN_SHARED(double, shd);
+    __shared__ float shf[NN_BLOCK];
+    NN_ROWS(r, rows) {
+        const float *l = logits + r * C;
+        float *d = dl ? dl + r * C : NULL;
+        const int32_t target = targets[r];
+        if (target == ignore_index) { /* the whole block takes this branch */
+            if (d)
+                NN_COLS(c, 0, C) d[c] = 0.0f;
+            if (threadIdx.x == 0)
+                rowloss[r] = 0.0;
+            continue;
+        }
+        float m = -INFINITY;
+        NN_COLS(c, 0, C) m = fmaxf(m, l[c]);
+        m = nn_block_max(m, shf);
+        double s = 0.0, sl = 0.0;
+        NN_COLS(c, 0, C) {
+            s += expf(l[c] - m);
+            sl += l[c];
+        }
+        s = nn_block_sum(s, shd);
+        sl = nn_block_sum(sl, shd);
+        const double off = (double)smoothing / (double)C;
+        if (threadIdx.x == 0)
+            rowloss[r] = (double)m + log(s) - (1.0 - smoothing) * (double)l[target] - off * sl;
+        if (d) {
+            const float inv = (float)(1.0 / s), q = (float)off;
+            NN_COLS(c, 0, C) {
+                float v = w * (expf(l[c] - m) * inv - q);
+                if (c == target)
+                    v -= w * (1.0f - smoothing);
+                d[c] = v;
+            }
+        }
+    }
+}
+
+double hg_cu_cross_entropy(const hg_kctx *k, float *dlogits, const float *logits,
+                           const int32_t *targets, int64_t rows, int64_t C, float smoothing,
+                           int32_t ignore_index, float w)
+{
+    if (rows <= 0)
+        return 0.0;
+    const int64_t tmpn = hg_cu_sum_rows_tmp(rows, 1);
+    double *res = (double *)hg_cu_scratch(k, (size_t)(1 + rows + tmpn) * sizeof(double));
+    if (!res)
+        return NAN;
+    double *rowloss = res + 1, *tmp = rowloss + rows;
+    NN_LAUNCH(cross_entropy_kernel, rows, k)(rowloss, dlogits, logits, targets, rows, C, smoothing,
+                                             ignore_index, w);
+    HG_CU_LAUNCHED(k, "cross_entropy");
+    hg_cu_sum_rows_d(k, res, rowloss, rows, 1, 1, tmp);
+    return hg_cu_fetch_double(k, res);
+}

@@ -1,0 +1,363 @@
+/* nn.c - CPU bodies of the neural-network ops (kernels/ops_nn.def): activations, bias, row
+ * softmax, layer norm, token cross-entropy.
+ *
+ * Row-wise ops split their rows between threads (OpenMP, static schedule) when the work is large
+ * enough; every row is computed the same way on any thread, so results do not depend on the
+ * thread count. Sums over the rows (bias, gamma and beta gradients) run over tiles of columns,
+ * each column summed in double in row order; the cross-entropy's loss is summed over fixed
+ * chunks of rows, then the chunks in order. */
+#include <math.h>
+#include <string.h>
+
+#include "../src/hg.h"
+#include "backend.h"
+#include "hg_config.h"
+
+/* Elements of work below which a loop stays on one thread. */
+#define NN_PAR_MIN 32768
+/* Columns per tile of the sums over rows. */
+#define NN_TILE 64
+/* Rows per chunk of the cross-entropy's loss, and chunks per round. */
+#define NN_CE_CHUNK 64
+#define NN_CE_ROUND 256
+
+#if HG_HAVE_OPENMP
+#define NN_PRAGMA(x) _Pragma(#x)
+/* The next for loop split statically between nt threads (one: no parallel region). */
+#define NN_FOR(nt) NN_PRAGMA(omp parallel for schedule(static) if (nt > 1) num_threads(nt))
+#else
+#define NN_FOR(nt)
+#endif
+
+/* Threads for `work` elements of work. */
+static int nn_threads(const hg_kctx *k, int64_t work) { return work >= NN_PAR_MIN ? k->threads : 1; }
+
+/* ---------------------------------------------------------------- row helpers
+ * Written so that the compiler vectorises them: sums run in NN_LANES interleaved double partial
+ * sums (element i into lane i mod NN_LANES) added in a fixed tree at the end, so the order, and
+ * the result, depends on the data alone. */
+
+#define NN_LANES 8
+
+static double lanes_total(const double *a)
+{
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+/* sum_i x[i] (a NULL y) or sum_i x[i] y[i], in double. */
+static double row_dot(const float *x, const float *y, int64_t n)
+{
+    double a[NN_LANES] = {0};
+    int64_t i = 0;
+    if (y)
+        for (; i + NN_LANES <= n; i += NN_LANES)
+            for (int l = 0; l < NN_LANES; l++)
+                a[l] += (double)x[i + l] * y[i + l];
+    else
+        for (; i + NN_LANES <= n; i += NN_LANES)
+            for (int l = 0; l < NN_LANES; l++)
+                a[l] += x[i + l];
+    for (int l = 0; i < n; i++, l++)
+        a[l] += y ? (double)x[i] * y[i] : (double)x[i];
+    return lanes_total(a);
+}
+
+/* max_i scale x[i] (-inf for n = 0; NaN elements are skipped). */
+static float row_max(const float *x, int64_t n, float scale)
+{
+    float m[NN_LANES];
+    for (int l = 0; l < NN_LANES; l++)
+        m[l] = -INFINITY;
+    int64_t i = 0;
+    for (; i + NN_LANES <= n; i += NN_LANES)
+        for (int l = 0; l < NN_LANES; l++)
+            m[l] = m[l] > scale * x[i + l] ? m[l] : scale * x[i + l];
+    for (int l = 0; i < n; i++, l++)
+        m[l] = m[l] > scale * x[i] ? m[l] : scale * x[i];
+    float r = m[0];
+    for (int l = 1; l < NN_LANES; l++)
+        r = r > m[l] ? r : m[l];
+    return r;
+}
+
+/* e^x for x <= 0 (0 below -87, where e^x leaves the normal floats), within 2 ulp of expf:
+ * x = n ln 2 + r with |r| <= ln 2 / 2 (ln 2 split in two for an exact product), e^r by its
+ * degree-7 Taylor polynomial, 2^n put into the exponent bits. Branch-free, so that loops of it
+ * vectorise (the C library's expf does not without -ffast-math). */
+static inline float nn_exp(float x)
+{
+    const float n = rintf(x * 1.44269504088896341f);
+    float r = fmaf(n, -0.693145751953125f, x);
+    r = fmaf(n, -1.42860682030941723212e-6f, r);
+    float p = 1.0f / 5040.0f;
+    p = fmaf(p, r, 1.0f / 720.0f);
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    const int32_t bits = ((int32_t)n + 127) << 23;
+    float two_n;
+    memcpy(&two_n, &bits, sizeof two_n);
+    return x < -87.0f ? 0.0f : p * two_n;
+}
+
+/* ---------------------------------------------------------------- activations, bias */
+
+void hg_cpu_relu_forward(const hg_kctx *k, float *y, const float *x, int64_t n)
+{
+    (void)k;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void hg_cpu_relu_backward(const hg_kctx *k, float *dx, const float *dy, const float *x, int64_t n)
+{
+    (void)k;
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void hg_cpu_gelu_forward(const hg_kctx *k, float *y, const float *x, int64_t n)
+{
+    const int nt = nn_threads(k, n * 8);
+    NN_FOR(nt)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+}
+
+void hg_cpu_gelu_backward(const hg_kctx *k, float *dx, const float *dy, const float *x, int64_t n)
+{
+    const float c = (float)(0.5 * M_2_SQRTPI * M_SQRT1_2); /* 1 / sqrt(2 pi) */
+    const int nt = nn_threads(k, n * 8);
+    NN_FOR(nt)
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i];
+        const float cdf = 0.5f * (1.0f + erff(v * (float)M_SQRT1_2));
+        dx[i] = dy[i] * (cdf + v * c * nn_exp(-0.5f * v * v));
+    }
+}
+
+void hg_cpu_add_bias_rows(const hg_kctx *k, float *y, const float *b, int64_t rows, int64_t cols)
+{
+    const int nt = nn_threads(k, rows * cols);
+    NN_FOR(nt)
+    for (int64_t r = 0; r < rows; r++) {
+        float *yr = y + r * cols;
+        for (int64_t c = 0; c < cols; c++)
+            yr[c] += b[c];
+    }
+}
+
+void hg_cpu_col_sums(const hg_kctx *k, float *out, const float *x, int64_t rows, int64_t cols)
+{
+    const int64_t ntiles = (cols + NN_TILE - 1) / NN_TILE;
+    const int nt = nn_threads(k, rows * cols);
+    NN_FOR(nt)
+    for (int64_t t = 0; t < ntiles; t++) {
+        const int64_t c0 = t * NN_TILE, w = HG_MIN(NN_TILE, cols - c0);
+        double acc[NN_TILE] = {0};
+        for (int64_t r = 0; r < rows; r++) {
+            const float *xr = x + r * cols + c0;
+            for (int64_t j = 0; j < w; j++)
+                acc[j] += xr[j];
+        }
+        for (int64_t j = 0; j < w; j++)
+            out[c0 + j] = (float)((double)out[c0 + j] + acc[j]);
+    }
+}
+
+/* ---------------------------------------------------------------- softmax */
+
+/* Unmasked keys of row r: a prefix (both masks cut a row's tail). */
+static int64_t softmax_keys(int64_t r, int64_t cols, int64_t causal, const int32_t *key_len,
+                            int64_t rows_per_len)
+{
+    int64_t nk = cols;
+    if (causal > 0 && r % causal + 1 < nk)
+        nk = r % causal + 1;
+    if (key_len && key_len[r / rows_per_len] < nk)
+        nk = key_len[r / rows_per_len] < 0 ? 0 : key_len[r / rows_per_len];
+    return nk;
+}
+
+void hg_cpu_softmax_forward(const hg_kctx *k, float *y, const float *x, int64_t rows, int64_t cols,
+                            float scale, int64_t causal, const int32_t *key_len,
+                            int64_t rows_per_len)
+{
+    const int nt = nn_threads(k, rows * cols * 4);
+    NN_FOR(nt)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        const int64_t nk = softmax_keys(r, cols, causal, key_len, rows_per_len);
+        const float m = row_max(xr, nk, scale);
+        for (int64_t j = 0; j < nk; j++)
+            yr[j] = nn_exp(scale * xr[j] - m);
+        const double s = row_dot(yr, NULL, nk);
+        const float inv = nk > 0 ? (float)(1.0 / s) : 0.0f;
+        for (int64_t j = 0; j < nk; j++)
+            yr[j] *= inv;
+        for (int64_t j = nk; j < cols; j++)
+            yr[j] = 0.0f;
+    }
+}
+
+void hg_cpu_softmax_backward(const hg_kctx *k, float *dx, const float *dy, const float *y,
+                             int64_t rows, int64_t cols, float scale)
+{
+    const int nt = nn_threads(k, rows * cols);
+    NN_FOR(nt)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *dyr = dy + r * cols, *yr = y + r * cols;
+        float *dxr = dx + r * cols;
+        const float fd = (float)row_dot(dyr, yr, cols);
+        for (int64_t j = 0; j < cols; j++)
+            dxr[j] = scale * yr[j] * (dyr[j] - fd);
+    }
+}
+
+/* ---------------------------------------------------------------- layer norm */
+
+void hg_cpu_layernorm_forward(const hg_kctx *k, float *y, float *mean, float *rstd, const float *x,
+                              const float *gamma, const float *beta, int64_t rows, int64_t cols,
+                              float eps)
+{
+    const int nt = nn_threads(k, rows * cols);
+    NN_FOR(nt)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        const double mu = row_dot(xr, NULL, cols) / (double)cols;
+        double a[NN_LANES] = {0};
+        int64_t j = 0;
+        for (; j + NN_LANES <= cols; j += NN_LANES)
+            for (int l = 0; l < NN_LANES; l++)
+                a[l] += ((double)xr[j + l] - mu) * ((double)xr[j + l] - mu);
+        for (int l = 0; j < cols; j++, l++)
+            a[l] += ((double)xr[j] - mu) * ((double)xr[j] - mu);
+        const double v = lanes_total(a);
+        const float m = (float)mu, rs = (float)(1.0 / sqrt(v / (double)cols + (double)eps));
+        mean[r] = m;
+        rstd[r] = rs;
+        for (int64_t c = 0; c < cols; c++)
+            yr[c] = (xr[c] - m) * rs;
+        if (gamma)
+            for (int64_t c = 0; c < cols; c++)
+                yr[c] *= gamma[c];
+        if (beta)
+            for (int64_t c = 0; c < cols; c++)
+                yr[c] += beta[c];
+    }
+}
+
+void hg_cpu_layernorm_backward(const hg_kctx *k, float *dx, float *dgamma, float *dbeta,
+                               const float *dy, const float *x, const float *mean,
+                               const float *rstd, const float *gamma, int64_t rows, int64_t cols)
+{
+    const int nt = nn_threads(k, rows * cols);
+    NN_FOR(nt)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols, *dyr = dy + r * cols;
+        float *dxr = dx + r * cols;
+        const float m = mean[r], rs = rstd[r];
+        double la[NN_LANES] = {0}, lb[NN_LANES] = {0};
+        int64_t j = 0;
+        for (; j + NN_LANES <= cols; j += NN_LANES)
+            for (int l = 0; l < NN_LANES; l++) {
+                const float g = gamma ? dyr[j + l] * gamma[j + l] : dyr[j + l];
+                la[l] += g;
+                lb[l] += (double)g * ((xr[j + l] - m) * rs);
+            }
+        for (int l = 0; j < cols; j++, l++) {
+            const float g = gamma ? dyr[j] * gamma[j] : dyr[j];
+            la[l] += g;
+            lb[l] += (double)g * ((xr[j] - m) * rs);
+        }
+        const double a = lanes_total(la), b = lanes_total(lb);
+        const float fa = (float)(a / (double)cols), fb = (float)(b / (double)cols);
+        for (int64_t c = 0; c < cols; c++) {
+            const float g = gamma ? dyr[c] * gamma[c] : dyr[c];
+            dxr[c] = rs * (g - fa - (xr[c] - m) * rs * fb);
+        }
+    }
+    if (!dgamma && !dbeta)
+        return;
+    const int64_t ntiles = (cols + NN_TILE - 1) / NN_TILE;
+    NN_FOR(nt)
+    for (int64_t t = 0; t < ntiles; t++) {
+        const int64_t c0 = t * NN_TILE, w = HG_MIN(NN_TILE, cols - c0);
+        double ag[NN_TILE] = {0}, ab[NN_TILE] = {0};
+        for (int64_t r = 0; r < rows; r++) {
+            const float *xr = x + r * cols + c0, *dyr = dy + r * cols + c0;
+            const float m = mean[r], rs = rstd[r];
+            for (int64_t j = 0; j < w; j++) {
+                ag[j] += (double)dyr[j] * ((xr[j] - m) * rs);
+                ab[j] += dyr[j];
+            }
+        }
+        for (int64_t j = 0; j < w; j++) {
+            if (dgamma)
+                dgamma[c0 + j] = (float)((double)dgamma[c0 + j] + ag[j]);
+            if (dbeta)
+                dbeta[c0 + j] = (float)((double)dbeta[c0 + j] + ab[j]);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- cross-entropy */
+
+/* Loss of row r (0 when ignored); its gradient row when dl. */
+static double ce_row(float *dl, const float *l, int32_t target, int64_t C, float smoothing,
+                     int32_t ignore_index, float w)
+{
+    if (target == ignore_index) {
+        if (dl)
+            memset(dl, 0, (size_t)C * sizeof *dl);
+        return 0.0;
+    }
+    const float m = row_max(l, C, 1.0f);
+    double ls[NN_LANES] = {0};
+    int64_t c = 0;
+    for (; c + NN_LANES <= C; c += NN_LANES)
+        for (int j = 0; j < NN_LANES; j++)
+            ls[j] += nn_exp(l[c + j] - m);
+    for (int j = 0; c < C; c++, j++)
+        ls[j] += nn_exp(l[c] - m);
+    const double s = lanes_total(ls), sl = row_dot(l, NULL, C);
+    const double lse = (double)m + log(s);
+    const double off = (double)smoothing / (double)C;
+    const double loss = lse - (1.0 - smoothing) * (double)l[target] - off * sl;
+    if (dl) {
+        const float inv = (float)(1.0 / s), q = (float)off;
+        for (int64_t j = 0; j < C; j++)
+            dl[j] = w * (nn_exp(l[j] - m) * inv - q);
+        dl[target] -= w * (1.0f - smoothing);
+    }
+    return loss;
+}
+
+double hg_cpu_cross_entropy(const hg_kctx *k, float *dlogits, const float *logits,
+                            const int32_t *targets, int64_t rows, int64_t C, float smoothing,
+                            int32_t ignore_index, float w)
+{
+    const int nt = nn_threads(k, rows * C * 4);
+    double total = 0.0;
+    for (int64_t r0 = 0; r0 < rows; r0 += (int64_t)NN_CE_CHUNK * NN_CE_ROUND) {
+        const int64_t nch = HG_MIN(NN_CE_ROUND, (rows - r0 + NN_CE_CHUNK - 1) / NN_CE_CHUNK);
+        double part[NN_CE_ROUND];
+        NN_FOR(nt)
+        for (int64_t c = 0; c < nch; c++) {
+            const int64_t a = r0 + c * NN_CE_CHUNK, b = HG_MIN(a + NN_CE_CHUNK, rows);
+            double s = 0.0;
+            for (int64_t r = a; r < b; r++)
+                s += ce_row(dlogits ? dlogits + r * C : NULL, logits + r * C, targets[r], C,
+                            smoothing, ignore_index, w);
+            part[c] = s;
+        }
+        for (int64_t c = 0; c < nch; c++)
+            total += part[c];
+    }
+    return total;
+}

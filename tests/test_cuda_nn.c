@@ -1,0 +1,439 @@
+/* test_cuda_nn.c - the CUDA twins of the neural-network ops (kernels/ops_nn.def, cuda_nn.cu)
+ * against the CPU bodies (whose correctness tests/test_nn.c checks). Built twice, as
+ * test_cuda.c: against the real backend module (skips without a GPU) and against the emulated
+ * backend, whose block mode runs the row kernels' shared-memory reductions and barriers.
+ *
+ * Each op runs on the same seeded inputs on both contexts. On the GPU it runs twice on the
+ * re-uploaded inputs: the outputs and the returned loss must be bitwise identical (fixed
+ * reduction trees, no atomics), the second call must make no device allocation, and the inputs
+ * must come back unchanged. Outputs (=) start as NaN (a slot left unwritten fails), (+=) ones
+ * at random values.
+ *
+ * Tolerances: both sides sum in double in other orders and round once to float, and call expf
+ * and erff of a few ulp each; an element may differ by a few dozen float ulps (u = 2^-24) of the
+ * magnitudes it is computed from. Every check allows 64 u times the largest magnitude of its row
+ * (softmax, layer norm, cross-entropy) or of its element and inputs (element-wise), far below
+ * what a wrong index, mask or missing term produces. */
+#include "testutil.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/backend.h"
+#include "../kernels/kernels.h"
+#include "../src/hg.h"
+
+#define U32 (0.5 * (double)FLT_EPSILON)
+#define TOL (64 * U32)
+
+static hg_kctx CPU, GPU;
+static int have_gpu;
+
+static int teardown(void **state)
+{
+    (void)state;
+    hg_test_free_all();
+    return 0;
+}
+
+/* ---- running an op on a context ---- */
+
+enum { IN, OUT, ACC }; /* input; output (=), NaN-filled; output (+=), starting from host */
+typedef struct {
+    const void *init; /* host contents (IN, ACC) */
+    size_t bytes;
+    int role;
+    void *dev;
+} buf;
+
+#define MAXB 10
+typedef double (*op_fn)(const hg_kctx *k, void **d, const void *par);
+
+static double call(const hg_kctx *k, buf *b, int nb, op_fn fn, const void *par)
+{
+    void *d[MAXB];
+    for (int i = 0; i < nb; i++) {
+        if (b[i].role == OUT) {
+            void *nan = hg_test_alloc((int64_t)b[i].bytes, 1);
+            memset(nan, 0xff, b[i].bytes);
+            hg_k_upload(k, b[i].dev, nan, b[i].bytes);
+        } else {
+            hg_k_upload(k, b[i].dev, b[i].init, b[i].bytes);
+        }
+        d[i] = b[i].dev;
+    }
+    const double r = fn(k, d, par);
+    if (hg_k_sync(k) != HG_OK)
+        fail_msg("hg_k_sync failed on %s: %s", hg_k_device_name(k), hg_last_error());
+    return r;
+}
+
+/* Runs fn on k; host copies of every buffer after the call in out[i]; returns fn's value. */
+static double run(const hg_kctx *k, buf *b, int nb, op_fn fn, const void *par, void **out,
+                  const char *label)
+{
+    for (int i = 0; i < nb; i++) {
+        b[i].dev = hg_k_alloc(k, b[i].bytes ? b[i].bytes : 1, "test_cuda_nn");
+        assert_non_null(b[i].dev);
+    }
+    const double r = call(k, b, nb, fn, par);
+    for (int i = 0; i < nb; i++) {
+        out[i] = hg_test_alloc((int64_t)b[i].bytes, 1);
+        hg_k_download(k, out[i], b[i].dev, b[i].bytes);
+    }
+    if (k->backend) {
+        const int64_t a0 = hg_k_device_allocs(k);
+        const double r2 = call(k, b, nb, fn, par);
+        if (hg_k_device_allocs(k) != a0)
+            fail_msg("%s: the second GPU call allocated device memory", label);
+        if (memcmp(&r, &r2, sizeof r))
+            fail_msg("%s: GPU result not deterministic: %.17g then %.17g", label, r, r2);
+        for (int i = 0; i < nb; i++) {
+            void *h2 = hg_test_alloc((int64_t)b[i].bytes, 1);
+            hg_k_download(k, h2, b[i].dev, b[i].bytes);
+            if (memcmp(h2, out[i], b[i].bytes))
+                fail_msg("%s: GPU buffer %d not deterministic", label, i);
+            if (b[i].role == IN && memcmp(h2, b[i].init, b[i].bytes))
+                fail_msg("%s: the GPU call changed input %d", label, i);
+        }
+    }
+    for (int i = 0; i < nb; i++)
+        hg_k_free(k, b[i].dev);
+    return r;
+}
+
+/* |g - c| <= TOL * scale[row] for the n floats of buffer i (rows of width w). */
+static void expect_close(const char *label, const float *g, const float *c, int64_t n, int64_t w,
+                         const double *scale)
+{
+    int64_t bad = 0, worst = -1;
+    double wr = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const double tol = TOL * scale[i / w] + DBL_MIN;
+        const double e = fabs((double)g[i] - c[i]);
+        const double r = isnan(g[i]) || isnan(c[i]) ? INFINITY : e / tol;
+        if (r > 1.0)
+            bad++;
+        if (r > wr || worst < 0)
+            wr = r, worst = i;
+    }
+    if (bad)
+        fail_msg("%s: %lld of %lld elements off; worst [%lld] (row %lld): gpu %.9g cpu %.9g, "
+                 "%.3g x tol", label, (long long)bad, (long long)n, (long long)worst,
+                 (long long)(worst / w), g[worst], c[worst], wr);
+}
+
+/* Largest |x| of each row of width w (at least 1e-30). */
+static double *row_scale(const float *x, int64_t rows, int64_t w)
+{
+    double *s = hg_test_doubles(rows);
+    for (int64_t r = 0; r < rows; r++) {
+        s[r] = 1e-30;
+        for (int64_t j = 0; j < w; j++)
+            s[r] = fmax(s[r], fabs(x[r * w + j]));
+    }
+    return s;
+}
+
+/* Runs the op on both contexts: out_c, out_g the host copies. */
+static double run_both(buf *b, int nb, op_fn fn, const void *par, void **oc, void **og,
+                       const char *label, double *ret_g)
+{
+    const double rc = run(&CPU, b, nb, fn, par, oc, label);
+    *ret_g = run(&GPU, b, nb, fn, par, og, label);
+    return rc;
+}
+
+#define F(i) ((float *)d[i])
+
+/* ---- element-wise and bias ---- */
+
+typedef struct {
+    int64_t n, rows, cols;
+} ew_par;
+
+static double gelu_fn(const hg_kctx *k, void **d, const void *p_)
+{
+    const ew_par *p = p_;
+    hg_k_gelu_forward(k, F(1), F(0), p->n);
+    hg_k_gelu_backward(k, F(3), F(2), F(0), p->n);
+    hg_k_relu_forward(k, F(4), F(0), p->n);
+    hg_k_relu_backward(k, F(5), F(2), F(0), p->n);
+    return 0.0;
+}
+
+static void test_activations(void **state)
+{
+    (void)state;
+    if (!have_gpu)
+        skip();
+    const int64_t n = 3001;
+    const float *x = hg_test_uniform(n, -6.0f, 6.0f, 1), *dy = hg_test_uniform(n, -1, 1, 2);
+    const size_t b4 = (size_t)n * 4;
+    buf b[6] = {{x, b4, IN, 0}, {0, b4, OUT, 0}, {dy, b4, IN, 0},
+                {0, b4, OUT, 0}, {0, b4, OUT, 0}, {0, b4, OUT, 0}};
+    void *oc[6], *og[6];
+    const ew_par p = {n, 0, 0};
+    double rg;
+    run_both(b, 6, gelu_fn, &p, oc, og, "gelu/relu", &rg);
+    double *sc = hg_test_doubles(n);
+    for (int64_t i = 0; i < n; i++)
+        sc[i] = fabs(x[i]) * (1.0 + fabs(dy[i])) + fabs(dy[i]);
+    expect_close("gelu_forward", og[1], oc[1], n, 1, sc);
+    expect_close("gelu_backward", og[3], oc[3], n, 1, sc);
+    assert_memory_equal(og[4], oc[4], b4); /* relu: exact */
+    assert_memory_equal(og[5], oc[5], b4);
+}
+
+static double bias_fn(const hg_kctx *k, void **d, const void *p_)
+{
+    const ew_par *p = p_;
+    hg_k_add_bias_rows(k, F(0), F(1), p->rows, p->cols);
+    hg_k_col_sums(k, F(2), F(3), p->rows, p->cols);
+    return 0.0;
+}
+
+static void test_bias(void **state)
+{
+    (void)state;
+    if (!have_gpu)
+        skip();
+    const int64_t rows = 301, cols = 67;
+    const float *y = hg_test_uniform(rows * cols, -1, 1, 3), *bb = hg_test_uniform(cols, -1, 1, 4);
+    const float *acc = hg_test_uniform(cols, -1, 1, 5), *x = hg_test_uniform(rows * cols, -1, 1, 6);
+    buf b[4] = {{y, (size_t)(rows * cols) * 4, ACC, 0}, {bb, (size_t)cols * 4, IN, 0},
+                {acc, (size_t)cols * 4, ACC, 0}, {x, (size_t)(rows * cols) * 4, IN, 0}};
+    void *oc[4], *og[4];
+    const ew_par p = {0, rows, cols};
+    double rg;
+    run_both(b, 4, bias_fn, &p, oc, og, "bias", &rg);
+    assert_memory_equal(og[0], oc[0], (size_t)(rows * cols) * 4); /* one add per element */
+    double *sc = hg_test_doubles(cols);
+    for (int64_t j = 0; j < cols; j++) { /* sum of |terms| */
+        sc[j] = fabs(acc[j]);
+        for (int64_t r = 0; r < rows; r++)
+            sc[j] += fabs(x[r * cols + j]);
+    }
+    expect_close("col_sums", og[2], oc[2], cols, 1, sc);
+}
+
+/* ---- softmax ---- */
+
+typedef struct {
+    int64_t rows, cols, causal, rpl;
+    float scale;
+    int with_len;
+} sm_par;
+
+static double softmax_fn(const hg_kctx *k, void **d, const void *p_)
+{
+    const sm_par *p = p_;
+    const int32_t *len = p->with_len ? (const int32_t *)d[4] : NULL;
+    hg_k_softmax_forward(k, F(1), F(0), p->rows, p->cols, p->scale, p->causal, len, p->rpl);
+    hg_k_softmax_backward(k, F(3), F(2), F(1), p->rows, p->cols, p->scale);
+    return 0.0;
+}
+
+static void softmax_case(int64_t rows, int64_t cols, float scale, int64_t causal, int with_len,
+                         uint64_t seed)
+{
+    const int mark = hg_test_mark();
+    const int64_t n = rows * cols, rpl = 3, ng = (rows + rpl - 1) / rpl;
+    const float *x = hg_test_uniform(n, -5, 5, seed), *dy = hg_test_uniform(n, -1, 1, seed + 1);
+    int32_t *len = hg_test_alloc(ng, sizeof *len);
+    for (int64_t g = 0; g < ng; g++)
+        len[g] = (int32_t)((g * 5) % (cols + 2)); /* 0 (every key masked), ..., > cols */
+    buf b[5] = {{x, (size_t)n * 4, IN, 0}, {0, (size_t)n * 4, OUT, 0}, {dy, (size_t)n * 4, IN, 0},
+                {0, (size_t)n * 4, OUT, 0}, {len, (size_t)ng * 4, IN, 0}};
+    void *oc[5], *og[5];
+    const sm_par p = {rows, cols, causal, rpl, scale, with_len};
+    double rg;
+    run_both(b, 5, softmax_fn, &p, oc, og, "softmax", &rg);
+    double *one = hg_test_doubles(rows);
+    for (int64_t r = 0; r < rows; r++)
+        one[r] = 1.0; /* probabilities: at most 1 */
+    expect_close("softmax_forward", og[1], oc[1], n, cols, one);
+    double *sc = row_scale(dy, rows, cols);
+    for (int64_t r = 0; r < rows; r++)
+        sc[r] *= 2.0 * fabs(scale); /* |dx| <= scale y (|dy| + |dot|) */
+    expect_close("softmax_backward", og[3], oc[3], n, cols, sc);
+    hg_test_release(mark);
+}
+
+static void test_softmax(void **state)
+{
+    (void)state;
+    if (!have_gpu)
+        skip();
+    softmax_case(7, 700, 1.0f, 0, 0, 10); /* rows longer than a block */
+    softmax_case(24, 8, 0.3f, 8, 0, 11);  /* causal */
+    softmax_case(10, 13, 1.7f, 0, 1, 12); /* padding */
+    softmax_case(12, 5, 1.0f, 4, 1, 13);  /* both */
+}
+
+/* ---- layer norm ---- */
+
+typedef struct {
+    int64_t rows, cols;
+    int affine;
+} ln_par;
+
+/* args: x, gamma, beta, y, mean, rstd, dy, dx, dgamma (+=), dbeta (+=) */
+static double layernorm_fn(const hg_kctx *k, void **d, const void *p_)
+{
+    const ln_par *p = p_;
+    const float *g = p->affine ? F(1) : NULL, *be = p->affine ? F(2) : NULL;
+    hg_k_layernorm_forward(k, F(3), F(4), F(5), F(0), g, be, p->rows, p->cols, 1e-5f);
+    hg_k_layernorm_backward(k, F(7), p->affine ? F(8) : NULL, p->affine ? F(9) : NULL, F(6),
+                            F(0), F(4), F(5), g, p->rows, p->cols);
+    return 0.0;
+}
+
+static void layernorm_case(int64_t rows, int64_t cols, int affine, uint64_t seed)
+{
+    const int mark = hg_test_mark();
+    const int64_t n = rows * cols;
+    const size_t bn = (size_t)n * 4, bc = (size_t)cols * 4, br = (size_t)rows * 4;
+    const float *x = hg_test_uniform(n, -2, 3, seed), *dy = hg_test_uniform(n, -1, 1, seed + 1);
+    const float *g = hg_test_uniform(cols, 0.5f, 1.5f, seed + 2);
+    const float *be = hg_test_uniform(cols, -1, 1, seed + 3);
+    const float *dg = hg_test_uniform(cols, -1, 1, seed + 4), *db = hg_test_uniform(cols, -1, 1, 5);
+    buf b[10] = {{x, bn, IN, 0},  {g, bc, IN, 0},   {be, bc, IN, 0},  {0, bn, OUT, 0},
+                 {0, br, OUT, 0}, {0, br, OUT, 0},  {dy, bn, IN, 0},  {0, bn, OUT, 0},
+                 {dg, bc, ACC, 0}, {db, bc, ACC, 0}};
+    void *oc[10], *og[10];
+    const ln_par p = {rows, cols, affine};
+    double rg;
+    run_both(b, 10, layernorm_fn, &p, oc, og, "layernorm", &rg);
+    double *sy = row_scale(oc[3], rows, cols), *sm = row_scale(x, rows, 1);
+    double *sr = row_scale(oc[5], rows, 1), *sdx = row_scale(oc[7], rows, cols);
+    double *sdy = row_scale(dy, rows, cols), *srs = row_scale(oc[5], rows, 1);
+    for (int64_t r = 0; r < rows; r++) { /* dx is made of terms up to rstd |dy| (|gamma| <= 1.5) */
+        sy[r] *= 4.0;
+        sdx[r] = fmax(sdx[r], 4.0 * srs[r] * sdy[r]);
+    }
+    expect_close("layernorm y", og[3], oc[3], n, cols, sy);
+    expect_close("layernorm mean", og[4], oc[4], rows, 1, sm);
+    expect_close("layernorm rstd", og[5], oc[5], rows, 1, sr);
+    expect_close("layernorm dx", og[7], oc[7], n, cols, sdx);
+    if (affine) {
+        double *sg = hg_test_doubles(cols), *sb = hg_test_doubles(cols);
+        for (int64_t j = 0; j < cols; j++) { /* sums of |terms| */
+            sg[j] = fabs(dg[j]);
+            sb[j] = fabs(db[j]);
+            for (int64_t r = 0; r < rows; r++) {
+                const double xhat = fabs((x[r * cols + j] - ((float *)oc[4])[r]) *
+                                         ((float *)oc[5])[r]);
+                sg[j] += fabs(dy[r * cols + j]) * xhat;
+                sb[j] += fabs(dy[r * cols + j]);
+            }
+        }
+        expect_close("layernorm dgamma", og[8], oc[8], cols, 1, sg);
+        expect_close("layernorm dbeta", og[9], oc[9], cols, 1, sb);
+    }
+    hg_test_release(mark);
+}
+
+static void test_layernorm(void **state)
+{
+    (void)state;
+    if (!have_gpu)
+        skip();
+    layernorm_case(9, 600, 1, 20); /* rows longer than a block */
+    layernorm_case(70, 33, 1, 21);
+    layernorm_case(5, 17, 0, 22);
+}
+
+/* ---- cross-entropy ---- */
+
+typedef struct {
+    int64_t rows, C;
+    float smoothing, w;
+    int grad;
+} ce_par;
+
+static double ce_fn(const hg_kctx *k, void **d, const void *p_)
+{
+    const ce_par *p = p_;
+    return hg_k_cross_entropy(k, p->grad ? F(2) : NULL, F(0), (const int32_t *)d[1], p->rows,
+                              p->C, p->smoothing, -100, p->w);
+}
+
+static void ce_case(int64_t rows, int64_t C, float smoothing, int grad, uint64_t seed)
+{
+    const int mark = hg_test_mark();
+    const int64_t n = rows * C;
+    const float *l = hg_test_uniform(n, -8, 8, seed);
+    int32_t *t = hg_test_alloc(rows, sizeof *t);
+    for (int64_t r = 0; r < rows; r++)
+        t[r] = r % 4 == 1 ? -100 : (int32_t)((r * 13 + 1) % C);
+    buf b[3] = {{l, (size_t)n * 4, IN, 0}, {t, (size_t)rows * 4, IN, 0},
+                {0, (size_t)n * 4, OUT, 0}};
+    void *oc[3], *og[3];
+    const ce_par p = {rows, C, smoothing, 0.5f, grad};
+    double rg;
+    const double rc = run_both(b, 3, ce_fn, &p, oc, og, "cross_entropy", &rg);
+    /* the loss: a sum over rows of logsumexp minus a weighted sum of logits */
+    double sl = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        sl += fabs(l[i]);
+    if (!(fabs(rg - rc) <= TOL * (sl + rows * 10.0)))
+        fail_msg("cross_entropy loss: gpu %.17g cpu %.17g", rg, rc);
+    if (grad) {
+        double *half = hg_test_doubles(rows);
+        for (int64_t r = 0; r < rows; r++)
+            half[r] = 0.5; /* w (p - q): at most w */
+        expect_close("cross_entropy dlogits", og[2], oc[2], n, C, half);
+    }
+    hg_test_release(mark);
+}
+
+static void test_cross_entropy(void **state)
+{
+    (void)state;
+    if (!have_gpu)
+        skip();
+    ce_case(9, 1000, 0.1f, 1, 30); /* vocabulary wider than a block */
+    ce_case(40, 7, 0.0f, 1, 31);
+    ce_case(6, 5, 0.2f, 0, 32); /* loss only */
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (hg_kctx_init(&CPU, HG_DEVICE_CPU, 1) != HG_OK)
+        return -1;
+    int rc = hg_kctx_init(&GPU, HG_DEVICE_CUDA, 1);
+    have_gpu = rc == HG_OK;
+    if (!have_gpu)
+        printf("test_cuda_nn: no CUDA context (%s: %s); every test is skipped\n",
+               hg_strerror(rc), hg_last_error());
+    else
+        printf("test_cuda_nn: CUDA device %s\n", hg_k_device_name(&GPU));
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (have_gpu)
+        hg_kctx_destroy(&GPU);
+    hg_kctx_destroy(&CPU);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_activations, teardown),
+        cmocka_unit_test_teardown(test_bias, teardown),
+        cmocka_unit_test_teardown(test_softmax, teardown),
+        cmocka_unit_test_teardown(test_layernorm, teardown),
+        cmocka_unit_test_teardown(test_cross_entropy, teardown),
+    };
+    int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return failed == 0 && !have_gpu ? 77 : failed;
+}
