@@ -255,27 +255,32 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
     hg_k_upload(k, m->params, hparams, (size_t)m->nparams * sizeof(float));
 
     /* a first layer with few input coordinates (Disease, Airport: 11 features) and no dropout
-       runs as a dense 16 x 16 product: cheaper than gathering its near-dense rows */
-    if (dim == 16 && m->layer[0].din <= 16 && cfg->dropout == 0.0f) {
-        x0_dense = hg_calloc((size_t)(n * 16), sizeof *x0_dense, "dense input");
-        m->x0_dense = alloc_f(k, n * 16, "dense input");
-        m->w0_pad = alloc_f(k, 16 * 16, "padded first weight");
-        if (!x0_dense || !m->x0_dense || !m->w0_pad) {
+       runs as a dense product (16-wide: zero-padded inside the kernel): cheaper than gathering
+       its near-dense rows */
+    const int64_t din0 = m->layer[0].din;
+    if (dim == 16 && din0 <= 16 && cfg->dropout == 0.0f) {
+        x0_dense = hg_calloc((size_t)(n * din0), sizeof *x0_dense, "dense input");
+        m->x0_dense = alloc_f(k, n * din0, "dense input");
+        if (!x0_dense || !m->x0_dense) {
             rc = HG_ENOMEM;
             goto done;
         }
         for (int64_t i = 0; i < n; i++)
             for (int64_t p = x0.rowptr[i]; p < x0.rowptr[i + 1]; p++)
-                x0_dense[i * 16 + x0.col[p]] = x0.val[p];
-        hg_k_upload(k, m->x0_dense, x0_dense, (size_t)(n * 16) * sizeof(float));
+                x0_dense[i * din0 + x0.col[p]] = x0.val[p];
+        hg_k_upload(k, m->x0_dense, x0_dense, (size_t)(n * din0) * sizeof(float));
+    } else {
+        m->wt = alloc_f(k, din0 * dim, "first weight transpose");
+        if (!m->wt) {
+            rc = HG_ENOMEM;
+            goto done;
+        }
     }
 
     m->demb = alloc_f(k, n * dim, "embedding gradient");
     m->g0 = alloc_f(k, n * dim, "scratch");
     m->g1 = alloc_f(k, n * dim, "scratch");
-    m->wt = alloc_f(k, max_din * dim, "weight transpose");
-    /* (the dense first-layer path writes a full 16 x 16 block) */
-    m->gwt = alloc_k(k, HG_MAX(max_din, 16) * dim, sizeof(double), "weight gradient (double)");
+    m->dz = alloc_f(k, n * dim, "head gradient");
     m->gw = alloc_f(k, max_din * dim, "weight gradient");
     m->logits = alloc_f(k, n * HG_MAX(C, 1), "logits");
     m->dlogits = alloc_f(k, n * HG_MAX(C, 1), "logit gradient");
@@ -284,7 +289,7 @@ int hg_hybonet_init(hg_hybonet *m, const hg_kctx *k, const hg_hybonet_config *cf
     m->pair_score = alloc_f(k, max_pairs, "pair scores");
     m->ws = alloc_f(k, hg_k_workspace_floats(n), "kernel workspace");
     m->pair_ws = alloc_f(k, hg_k_pair_workspace_floats((max_pairs + 1) / 2), "pair workspace");
-    if (!m->demb || !m->g0 || !m->g1 || !m->wt || !m->gwt || !m->gw || !m->logits ||
+    if (!m->demb || !m->g0 || !m->g1 || !m->dz || !m->gw || !m->logits ||
         !m->dlogits || !m->pred || !m->pair_score || !m->ws || !m->pair_ws)
         rc = HG_ENOMEM;
 done:
@@ -319,8 +324,8 @@ void hg_hybonet_destroy(hg_hybonet *m)
     csr_free_k(k, &m->adj_t);
     csr_free_k(k, &m->x0);
     csr_free_k(k, &m->x0t);
-    void *bufs[] = {m->x0t_src, m->gwt, m->pred, m->x0_drop, m->x0t_drop, m->x0_dense, m->w0_pad,
-                    m->demb, m->g0, m->g1, m->wt,
+    void *bufs[] = {m->x0t_src, m->dz, m->pred, m->x0_drop, m->x0t_drop, m->x0_dense, m->demb,
+                    m->g0, m->g1, m->wt,
                     m->gw, m->logits, m->dlogits, m->pair_score, m->ws, m->pair_ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         hg_k_free(k, bufs[i]);
@@ -348,10 +353,8 @@ void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed)
         const float *b = m->cfg.bias ? L->bias : NULL;
         uint64_t ds = dropout_seed_of(dropout_seed, l);
         if (l == 0 && m->x0_dense) {
-            /* W^T, zero-padded to 16 x 16: w0_pad[j][o] = W[o][j] (rows j >= din stay 0) */
-            hg_k_transpose(k, m->w0_pad, W, 16, L->din);
-            hg_k_lorentz_linear_forward(k, NULL, L->z, L->y, m->x0_dense, m->w0_pad, b, L->scale,
-                                        0, 0.0f, ds, n, 16, 16);
+            hg_k_lorentz_linear_forward(k, NULL, L->z, L->y, m->x0_dense, W, b, L->scale, 0, 0.0f,
+                                        ds, n, L->din, dim);
         } else if (l == 0) {
             /* sparse input: z = drop(x0) W^T + b as CSR x (W^T) */
             const float *xv = m->x0.val;
@@ -359,13 +362,11 @@ void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed)
                 hg_k_dropout(k, m->x0_drop, m->x0.val, m->x0.nnz, p, ds);
                 xv = m->x0_drop;
             }
-            hg_k_transpose(k, m->wt, W, dim, L->din);
-            hg_k_lorentz_linear_forward_csr(k, L->z, L->y, m->x0.rowptr, m->x0.col, xv, m->wt, b,
-                                            L->scale, n, dim);
+            hg_k_lorentz_linear_forward_csr(k, L->z, L->y, m->x0.rowptr, m->x0.col, xv, W, m->wt,
+                                            b, L->scale, n, L->din, dim);
         } else {
-            hg_k_transpose(k, m->wt, W, dim, L->din);
             hg_k_lorentz_linear_forward(k, layer_has_hd(m, p) ? L->hd : NULL, L->z, L->y,
-                                        m->layer[l - 1].out, m->wt, b, L->scale,
+                                        m->layer[l - 1].out, W, b, L->scale,
                                         m->cfg.act_relu, p, ds, n, L->din, dim);
         }
         hg_k_lorentz_agg_forward(k, L->s, L->out, m->adj.rowptr, m->adj.col, m->adj.val, L->y,
@@ -385,33 +386,32 @@ void hg_hybonet_backward(hg_hybonet *m, int train, uint64_t dropout_seed)
     for (int l = m->cfg.nlayers - 1; l >= 0; l--) {
         hg_hybonet_layer *L = &m->layer[l];
         float *gb = m->cfg.bias ? L->gbias : NULL;
-        if (l == 0 && m->x0_dense) {
-            /* no input gradient: the weight argument is not read */
-            hg_k_lorentz_linear_backward(k, NULL, m->gwt, gb, L->gscale, at->rowptr, at->col,
-                                         at->val, gS, L->z, m->x0_dense, m->x0_dense, m->w0_pad,
-                                         NULL, L->scale, 0, 0.0f, 0, n, 16, 16, m->ws);
+        const float *W = hg_linear_weight(L->lin);
+        if (l == 0 && m->x0_dense) { /* no input gradient */
+            hg_k_lorentz_linear_backward(k, NULL, m->dz, m->gw, gb, L->gscale, at->rowptr,
+                                         at->col, at->val, gS, L->z, m->x0_dense, m->x0_dense, W,
+                                         NULL, L->scale, 0, 0.0f, 0, n, L->din, dim, m->ws);
         } else if (l == 0) {
             const float *xtv = m->x0t.val;
             if (p > 0.0f) { /* the forward's dropped values, in transposed order */
                 hg_k_gather(k, m->x0t_drop, m->x0_drop, m->x0t_src, m->x0t.nnz);
                 xtv = m->x0t_drop;
             }
-            hg_k_lorentz_linear_backward_csr(k, gSp, m->gwt, gb, L->gscale, at->rowptr, at->col,
+            hg_k_lorentz_linear_backward_csr(k, gSp, m->gw, gb, L->gscale, at->rowptr, at->col,
                                              at->val, gS, L->z, m->x0t.rowptr, m->x0t.col, xtv,
                                              L->scale, n, L->din, dim, m->ws);
         } else {
             const float *x = m->layer[l - 1].out;
-            hg_k_lorentz_linear_backward(k, gSp, m->gwt, gb, L->gscale, at->rowptr, at->col,
-                                         at->val, gS, L->z, layer_has_hd(m, p) ? L->hd : x, x,
-                                         hg_linear_weight(L->lin), m->layer[l - 1].s, L->scale,
+            hg_k_lorentz_linear_backward(k, gSp, m->dz, m->gw, gb, L->gscale, at->rowptr,
+                                         at->col, at->val, gS, L->z,
+                                         layer_has_hd(m, p) ? L->hd : x, x, W,
+                                         m->layer[l - 1].s, L->scale,
                                          m->cfg.act_relu, p, dropout_seed_of(dropout_seed, l), n,
                                          L->din, dim, m->ws);
             float *t = gS;
             gS = gSp;
             gSp = t;
         }
-        /* gw (dim x din) = gwt^T, rounded to float, for sst/ */
-        hg_k_transpose_d2f(k, m->gw, m->gwt, L->din, dim);
         hg_linear_accumulate_grad(L->lin, m->gw);
     }
 }

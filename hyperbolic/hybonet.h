@@ -63,11 +63,9 @@ typedef struct hg_hybonet {
     hg_csr x0t;          /* (nfeat+1 x n) x0 transposed: the first layer's weight gradient gathers */
     int64_t *x0t_src;    /* (nnz of x0) index in x0 of each entry of x0t */
     float *x0t_drop;     /* (nnz of x0) x0_drop in x0t's order */
-    float *x0_dense;     /* (n x 16) x0 as a dense matrix, zero-padded to 16 columns, when the
-                            first layer takes the dense 16-wide path (dim 16, at most 16 input
-                            coordinates, no dropout); NULL otherwise */
-    float *w0_pad;       /* (16 x 16) the first layer's weight transposed, zero-padded, for that
-                            path */
+    float *x0_dense;     /* (n x nfeat+1) x0 as a dense matrix, when the first layer takes the
+                            dense 16-wide path (dim 16, at most 16 input coordinates, no
+                            dropout); NULL otherwise */
     hg_hybonet_layer layer[HG_HYBONET_MAX_LAYERS];
     float *emb;          /* (n x dim) final embeddings (= last layer's out) */
     float *demb;         /* (n x dim) dL/demb, filled by the losses */
@@ -84,10 +82,11 @@ typedef struct hg_hybonet {
     int64_t cls_offset;                /* offset of the Riemannian block in params */
     /* scratch, all (n x dim) unless noted */
     float *g0, *g1;      /* dL/dS of consecutive layers (backward) */
-    float *wt;           /* (max din x dim) the current layer's weight, transposed */
-    double *gwt;         /* (max(max din, 16) x dim) transposed weight gradient, summed in
-                            double */
-    float *gw;           /* (dim x max din) weight gradient handed to sst/ */
+    float *wt;           /* (nfeat+1 x dim) the sparse first layer's weight, transposed (its rows
+                            are gathered); NULL with x0_dense */
+    float *dz;           /* (n x dim) head-gradient scratch of the layer backward */
+    float *gw;           /* (dim x max din) weight gradient handed to sst/ (W's layout, written
+                            by the kernels) */
     float *logits;       /* (n x C) */
     int32_t *pred;       /* (n) hg_hybonet_nc_predict's output buffer, for callers */
     float *dlogits;      /* (n x C) scratch: logit gradients of the loss's rows, compacted */

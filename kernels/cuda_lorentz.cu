@@ -513,7 +513,7 @@ void hg_cu_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *d
 }
 
 void hg_cu_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
-                                  const float *Wt, const float *b, const float *s, int relu,
+                                  const float *W, const float *b, const float *s, int relu,
                                   float p, uint64_t seed, int64_t n, int64_t din, int64_t d)
 {
     if (n <= 0)
@@ -524,8 +524,8 @@ void hg_cu_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *
         HG_CU_LAUNCHED(k, "lorentz_linear_forward (dropout)");
         h = hd;
     }
-    /* z (=) h Wt */
-    if (hg_cu_gemm(k, 0, 0, n, d, din, 1.0f, h, din, Wt, d, 0.0f, z, d)) {
+    /* z (=) h W^T */
+    if (hg_cu_gemm(k, 0, 1, n, d, din, 1.0f, h, din, W, din, 0.0f, z, d)) {
         lz_gemm_failed(k, "hg_cu_lorentz_linear_forward");
         return;
     }
@@ -534,9 +534,11 @@ void hg_cu_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *
 }
 
 void hg_cu_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const int64_t *rowptr,
-                                      const int32_t *col, const float *val, const float *Wt,
-                                      const float *b, const float *s, int64_t n, int64_t d)
+                                      const int32_t *col, const float *val, const float *W,
+                                      float *Wt, const float *b, const float *s, int64_t n,
+                                      int64_t din, int64_t d)
 {
+    hg_cu_transpose(k, Wt, W, d, din); /* Wt (=) W^T */
     if (n <= 0)
         return;
     hg_cu_csr_spmm(k, n, rowptr, col, val, Wt, d, 0.0f, z); /* z (=) X Wt */
@@ -569,32 +571,32 @@ static void lz_bias_scale_grads(const hg_kctx *k, float *gb, float *gs, const fl
     hg_cu_add_d2f(k, gs, sums + d, 1);
 }
 
-void hg_cu_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, float *gb, float *gs,
-                                   const int64_t *t_rowptr, const int32_t *t_col,
+void hg_cu_lorentz_linear_backward(const hg_kctx *k, float *gx, float *dz, float *gW, float *gb,
+                                   float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                    const float *t_val, const float *gS, const float *z,
                                    const float *hd, const float *x, const float *W,
                                    const float *S_prev, const float *s, int relu, float p,
                                    uint64_t seed, int64_t n, int64_t din, int64_t d, float *ws)
 {
     (void)ws;
-    if (n <= 0) { /* gWt (=) an empty sum; gb, gs, gx: nothing */
-        hg_cu_zero(k, gWt, (size_t)(din * d) * sizeof *gWt);
+    if (n <= 0) { /* gW (=) an empty sum; gb, gs, gx: nothing */
+        hg_cu_zero(k, gW, (size_t)(din * d) * sizeof *gW);
         return;
     }
     const int64_t MN = din * d, rows = lz_chunk_rows(n, MN), nch = (n + rows - 1) / rows;
     const int64_t ntmp = lz_max(hg_cu_sum_rows_tmp(nch, MN),
                                 lz_max(hg_cu_sum_rows_tmp(n, d), hg_cu_sum_rows_tmp(n, 1)));
     lz_layout L = {0};
-    const size_t o_dz = lz_take(&L, (size_t)(n * d) * sizeof(float));
     const size_t o_gsr = lz_take(&L, (size_t)n * sizeof(double));
     const size_t o_part = lz_take(&L, (size_t)(nch * MN) * sizeof(double));
+    const size_t o_gwt = lz_take(&L, (size_t)MN * sizeof(double));
     const size_t o_sums = lz_take(&L, (size_t)(d + 1) * sizeof(double));
     const size_t o_tmp = lz_take(&L, (size_t)ntmp * sizeof(double));
     const size_t o_dx = gx && S_prev ? lz_take(&L, (size_t)(n * din) * sizeof(float)) : 0;
     void *base = hg_cu_scratch(k, L.off);
     if (!base)
         return;
-    float *dz = LZ_AT(base, o_dz, float);
+    double *gWt = LZ_AT(base, o_gwt, double);
     double *gsr = LZ_AT(base, o_gsr, double), *part = LZ_AT(base, o_part, double);
     double *sums = LZ_AT(base, o_sums, double), *tmp = LZ_AT(base, o_tmp, double);
 
@@ -602,11 +604,12 @@ void hg_cu_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, flo
     hg_cu_csr_spmm(k, n, t_rowptr, t_col, t_val, gS, d, 0.0f, dz);
     LZ_LAUNCH(k_head_backward, n, k)(dz, gsr, z, s, n, d);
     HG_CU_LAUNCHED(k, "lorentz_linear_backward (head)");
-    /* gWt (=) hd^T dz: chunk partials, then their sum in chunk order */
+    /* gWt = hd^T dz: chunk partials, then their sum in chunk order; gW (=) gWt^T in float */
     LZ_LAUNCH(k_chunk_products, nch * MN, k)(part, hd, din, dz, d, (const int64_t *)NULL, n, din,
                                              d, rows, nch);
     HG_CU_LAUNCHED(k, "lorentz_linear_backward (weight)");
     hg_cu_sum_rows_d(k, gWt, part, nch, MN, MN, tmp);
+    hg_cu_transpose_d2f(k, gW, gWt, din, d);
     lz_bias_scale_grads(k, gb, gs, dz, gsr, n, d, sums, tmp);
     if (!gx)
         return;
@@ -626,7 +629,7 @@ void hg_cu_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, flo
     }
 }
 
-void hg_cu_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, float *gb,
+void hg_cu_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, float *gW, float *gb,
                                        float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                        const float *t_val, const float *gS, const float *z,
                                        const int64_t *xt_rowptr, const int32_t *xt_col,
@@ -634,15 +637,16 @@ void hg_cu_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt,
                                        int64_t din, int64_t d, float *ws)
 {
     (void)ws;
+    const int64_t ntmp = lz_max(hg_cu_sum_rows_tmp(n, d), hg_cu_sum_rows_tmp(n, 1));
+    lz_layout L = {0};
+    const size_t o_gsr = lz_take(&L, (size_t)n * sizeof(double));
+    const size_t o_sums = lz_take(&L, (size_t)(d + 1) * sizeof(double));
+    const size_t o_tmp = lz_take(&L, (size_t)ntmp * sizeof(double));
+    const size_t o_gwt = lz_take(&L, (size_t)(din * d) * sizeof(double));
+    void *base = hg_cu_scratch(k, L.off);
+    if (!base)
+        return;
     if (n > 0) {
-        const int64_t ntmp = lz_max(hg_cu_sum_rows_tmp(n, d), hg_cu_sum_rows_tmp(n, 1));
-        lz_layout L = {0};
-        const size_t o_gsr = lz_take(&L, (size_t)n * sizeof(double));
-        const size_t o_sums = lz_take(&L, (size_t)(d + 1) * sizeof(double));
-        const size_t o_tmp = lz_take(&L, (size_t)ntmp * sizeof(double));
-        void *base = hg_cu_scratch(k, L.off);
-        if (!base)
-            return;
         double *gsr = LZ_AT(base, o_gsr, double), *sums = LZ_AT(base, o_sums, double);
         hg_cu_csr_spmm(k, n, t_rowptr, t_col, t_val, gS, d, 0.0f, dz); /* dy = At gS */
         LZ_LAUNCH(k_head_backward, n, k)(dz, gsr, z, s, n, d);
@@ -651,9 +655,11 @@ void hg_cu_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt,
     }
     if (din <= 0)
         return;
-    /* gWt (=) Xt dz (rows of Xt are empty when n == 0: zeros) */
+    /* gWt = Xt dz (rows of Xt are empty when n == 0: zeros), gW (=) gWt^T in float */
+    double *gWt = LZ_AT(base, o_gwt, double);
     LZ_LAUNCH(k_csr_gather_d, din * d, k)(gWt, xt_rowptr, xt_col, xt_val, dz, din, d);
     HG_CU_LAUNCHED(k, "lorentz_linear_backward_csr (weight)");
+    hg_cu_transpose_d2f(k, gW, gWt, din, d);
 }
 
 void hg_cu_lorentz_pair_score(const hg_kctx *k, float *out, const float *X, const int32_t *pairs,

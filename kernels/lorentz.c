@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../src/hg.h"
 #include "kernels.h"
 #include "backend.h"
 #include "reference.h"
@@ -545,23 +546,29 @@ static inline float inner16(const float *restrict x, const float *restrict y, in
     return s;
 }
 
+/* sum_{j0 <= j < d} x_j y_j in double, in four interleaved partial sums (j mod 4) so that the
+ * additions overlap instead of waiting on one another: the per-row reductions of the
+ * generic-width paths. */
+static inline double dot_d(const float *restrict x, const float *restrict y, int64_t j0, int64_t d)
+{
+    double a[4] = {0.0, 0.0, 0.0, 0.0};
+    int64_t j = j0;
+    for (; j + 4 <= d; j += 4)
+        for (int u = 0; u < 4; u++)
+            a[u] += (double)x[j + u] * y[j + u];
+    for (; j < d; j++)
+        a[0] += (double)x[j] * y[j];
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 static inline double inner(const float *restrict x, const float *restrict y, int64_t d)
 {
-    double s = -(double)x[0] * y[0];
-    for (int64_t j = 1; j < d; j++)
-        s += (double)x[j] * y[j];
-    return s;
+    return dot_d(x, y, 1, d) - (double)x[0] * y[0];
 }
 
 double hg_k_lorentz_inner(const float *x, const float *y, int64_t d) { return inner(x, y, d); }
 
-static inline double spatial_sqnorm(const float *z, int64_t d)
-{
-    double q = 0.0;
-    for (int64_t j = 1; j < d; j++)
-        q += (double)z[j] * z[j];
-    return q;
-}
+static inline double spatial_sqnorm(const float *z, int64_t d) { return dot_d(z, z, 1, d); }
 
 static inline double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
@@ -612,9 +619,7 @@ static inline double head_backward_row(float *restrict gz, const float *restrict
     int clamped = q_raw < HG_LORENTZ_LINEAR_MIN_SQNORM;
     double q = clamped ? HG_LORENTZ_LINEAR_MIN_SQNORM : q_raw;
     double f = sqrt((t * t - 1.0) / q);
-    double a = 0.0; /* sum_j dy_j z_j over the spatial part */
-    for (int64_t j = 1; j < d; j++)
-        a += (double)gy[j] * zi[j];
+    double a = dot_d(gy, zi, 1, d); /* sum_j dy_j z_j over the spatial part */
     double df_dt = t / (q * f);
     double df_dq = clamped ? 0.0 : -0.5 * f / q;
     double gt = gy[0] + a * df_dt;
@@ -697,9 +702,7 @@ static inline void centroid_backward_row(float *restrict dS, const float *restri
     int clamped = a < HG_LORENTZ_CENTROID_MIN;
     double c = clamped ? HG_LORENTZ_CENTROID_MIN : a;
     double r = 1.0 / sqrt(c);
-    double gs = 0.0; /* dout . S */
-    for (int64_t j = 0; j < d; j++)
-        gs += (double)go[j] * si[j];
+    double gs = dot_d(go, si, 0, d); /* dout . S */
     /* dr/dm = -1/2 c^(-3/2) sign(m); dm/dS_j = 2 eta_j S_j */
     double dr_dm = clamped ? 0.0 : -0.5 * r / c * (m < 0 ? -1.0 : 1.0);
     const float rf = (float)r, cf = (float)(gs * dr_dm * 2.0);
@@ -758,27 +761,40 @@ void hg_cpu_lorentz_centroid_backward(const hg_kctx *k, float *dS, const float *
 
 /* ---- fused HyboNet layer kernels ---- */
 
-/* z row = b + sum_k h[k] wt[k] (two accumulators for a shorter dependency chain). */
-static inline v16f matvec16(const v16f *wt, const float *restrict h, v16f b)
+/* z row = b + sum_{k < kn} h[k] wt[k], kn <= 16 (two accumulators for a shorter dependency
+ * chain: even k, odd k). */
+static inline v16f matvec16(const v16f *wt, const float *restrict h, v16f b, int kn)
 {
     v16f a0 = b, a1 = ZERO16;
-    for (int k = 0; k < 16; k += 2) {
+    int k = 0;
+    for (; k + 1 < kn; k += 2) {
         a0 = vfma(splat(h[k]), wt[k], a0);
         a1 = vfma(splat(h[k + 1]), wt[k + 1], a1);
     }
+    if (k < kn)
+        a0 = vfma(splat(h[k]), wt[k], a0);
     return a0 + a1;
 }
 
 typedef struct {
     float *hd, *z, *y;
-    const float *x, *Wt, *b;
+    const float *x, *W, *b;
     float es, p;
     int relu;
     uint64_t seed;
-    int64_t n;
+    int64_t n, din;
 } linear_fwd_args;
 
-/* Rows r0 .. r1 - 1 of the dense 16 x 16 LorentzLinear. */
+/* wt (16 x 16) (=) W^T for W (16 x din), din <= 16; rows k >= din of wt are 0. */
+static void transpose_pad16(float (*wt)[16], const float *W, int64_t din)
+{
+    for (int kk = 0; kk < 16; kk++)
+        for (int o = 0; o < 16; o++)
+            wt[kk][o] = kk < din ? W[o * din + kk] : 0.0f;
+}
+
+/* Rows r0 .. r1 - 1 of the dense LorentzLinear of width 16 (din = 16, or din < 16 without hd:
+ * the sums then stop at din terms; a padded input would only add exact zeros). */
 static void linear_forward16(const linear_fwd_args *a, int64_t r0, int64_t r1)
 {
     float *restrict hd = a->hd, *restrict z = a->z, *restrict y = a->y;
@@ -786,10 +802,12 @@ static void linear_forward16(const linear_fwd_args *a, int64_t r0, int64_t r1)
     const float es = a->es, p = a->p;
     const int relu = a->relu;
     const uint64_t seed = a->seed;
-    const int64_t n = a->n;
+    const int64_t n = a->n, din = a->din;
+    float wtm[16][16] __attribute__((aligned(64)));
+    transpose_pad16(wtm, a->W, din);
     v16f wt[16];
     for (int kk = 0; kk < 16; kk++)
-        wt[kk] = load16(a->Wt + kk * 16);
+        wt[kk] = load16(wtm[kk]);
     const v16f bv = a->b ? load16(a->b) : ZERO16;
     const float *h = hd ? hd : x;
     head_fwd_sc sc[2];
@@ -821,7 +839,8 @@ static void linear_forward16(const linear_fwd_args *a, int64_t r0, int64_t r1)
                 continue;
             }
             const int64_t i = i0 + r;
-            zb[r] = matvec16(wt, h + i * 16, bv);
+            zb[r] = din == 16 ? matvec16(wt, h + i * 16, bv, 16)
+                              : matvec16(wt, h + i * din, bv, (int)din);
             store16(z + i * 16, zb[r]);
         }
         head_fwd_scalars(&sc[blk], zb, es);
@@ -835,84 +854,131 @@ static void linear_forward16_part(void *arg, int t, int T)
 }
 
 /* Scratch rows of the generic (d != 16) paths. */
-/* Largest weight (din x d floats) whose gradient partials the generic backward keeps on the
- * stack. */
-#define HG_K_GW_FLOATS 4096
-
 typedef struct {
     double acc[HG_LORENTZ_MAX_D];
-    float f[HG_LORENTZ_MAX_D], a[HG_LORENTZ_MAX_D], b[2 * HG_LORENTZ_MAX_D], c[HG_LORENTZ_MAX_D];
+    float f[HG_LORENTZ_MAX_D], a[HG_LORENTZ_MAX_D], c[HG_LORENTZ_MAX_D];
 } row_scratch;
 
+/* out (d) (=) init (NULL: 0) + sum_{q0 <= q < q1} coef[q] X[row(q)] in float, each element's
+ * terms added in q order; zero coefficients skipped. Columns go 64 at a time through four vector
+ * accumulators (registers, not a row in memory updated once per term), then 16 at a time. */
+static void run_sum(float *restrict out, const float *init, int64_t q0, int64_t q1,
+                    const float *coef, const int32_t *idx, const float *X, int64_t d)
+{
+    int64_t o0 = 0;
+    for (; o0 + 64 <= d; o0 += 64) {
+        v16f a[4];
+        for (int u = 0; u < 4; u++)
+            a[u] = init ? load16(init + o0 + 16 * u) : ZERO16;
+        for (int64_t q = q0; q < q1; q++) {
+            const float c = coef[q];
+            if (c == 0.0f)
+                continue;
+            const float *x = X + (idx ? (int64_t)idx[q] : q) * d + o0;
+            for (int u = 0; u < 4; u++)
+                a[u] = vfma(splat(c), load16(x + 16 * u), a[u]);
+        }
+        for (int u = 0; u < 4; u++)
+            store16(out + o0 + 16 * u, a[u]);
+    }
+    for (; o0 < d; o0 += 16) {
+        const int64_t w = d - o0 < 16 ? d - o0 : 16;
+        v16f a = init ? load_first16(init + o0, w) : ZERO16;
+        for (int64_t q = q0; q < q1; q++) {
+            const float c = coef[q];
+            if (c == 0.0f)
+                continue;
+            a = vfma(splat(c), load_first16(X + (idx ? (int64_t)idx[q] : q) * d + o0, w), a);
+        }
+        store_first16(out + o0, a, w);
+    }
+}
+
 /* out (d) = b (NULL: 0) + sum_{q < nterms} coef[q] X[row(q)] with row(q) = idx[q] (or q when idx
- * is NULL), X rows of width d: float runs of HG_K_FLOAT_RUN terms (vectorisable over the row)
- * added into double. The generic-width form of gather_row16 and of the 16 x 16 products. */
+ * is NULL), X rows of width d: float runs of HG_K_FLOAT_RUN terms added into double; zero
+ * coefficients (dropped inputs) are skipped. The generic-width form of gather_row16. */
 static void axpy_rows(float *restrict out, const float *b, int64_t nterms, const float *coef,
                       const int32_t *idx, const float *X, int64_t d, row_scratch *sc)
 {
     if (nterms <= HG_K_FLOAT_RUN) { /* one run: straight into out */
-        for (int64_t o = 0; o < d; o++)
-            out[o] = b ? b[o] : 0.0f;
-        for (int64_t q = 0; q < nterms; q++) {
-            const float a = coef[q];
-            const float *x = X + (idx ? (int64_t)idx[q] : q) * d;
-            for (int64_t o = 0; o < d; o++)
-                out[o] += a * x[o];
-        }
+        run_sum(out, b, 0, nterms, coef, idx, X, d);
         return;
     }
-    for (int64_t o = 0; o < d; o++) {
+    for (int64_t o = 0; o < d; o++)
         sc->acc[o] = b ? b[o] : 0.0;
-        sc->f[o] = 0.0f;
-    }
     for (int64_t q0 = 0; q0 < nterms; q0 += HG_K_FLOAT_RUN) {
         const int64_t q1 = q0 + HG_K_FLOAT_RUN < nterms ? q0 + HG_K_FLOAT_RUN : nterms;
-        for (int64_t q = q0; q < q1; q++) {
-            const float a = coef[q];
-            const float *x = X + (idx ? (int64_t)idx[q] : q) * d;
-            for (int64_t o = 0; o < d; o++)
-                sc->f[o] += a * x[o];
-        }
-        for (int64_t o = 0; o < d; o++) {
+        run_sum(sc->f, NULL, q0, q1, coef, idx, X, d);
+        for (int64_t o = 0; o < d; o++)
             sc->acc[o] += sc->f[o];
-            sc->f[o] = 0.0f;
-        }
     }
     for (int64_t o = 0; o < d; o++)
         out[o] = (float)sc->acc[o];
 }
 
+/* The heads of rows r0 .. r1 - 1 of z (width d) into y, after adding the bias b (NULL: none) to
+ * z: a block of rows at a time so that their scalar chains overlap. */
+static void bias_heads(float *restrict y, float *restrict z, const float *b, double es, int64_t n,
+                       int64_t d)
+{
+    for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+        const int64_t i1 = i0 + BLK < n ? i0 + BLK : n;
+        for (int64_t i = i0; b && i < i1; i++)
+            for (int64_t o = 0; o < d; o++)
+                z[i * d + o] += b[o];
+        for (int64_t i = i0; i < i1; i++)
+            head_forward_row(y + i * d, z + i * d, es, d);
+    }
+}
+
+/* hd (=) dropout(act(x)) row by row (n x din), with the element mask of hg_k_dropout. */
+static void act_dropout_rows(float *restrict hd, const float *restrict x, int relu, float p,
+                             uint64_t seed, int64_t n, int64_t din, float *mask)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float *xi = x + i * din;
+        float *hi = hd + i * din;
+        if (p > 0.0f) {
+            hg_k_dropout_mask(mask, i * din, din, p, seed);
+            for (int64_t j = 0; j < din; j++)
+                hi[j] = (relu && !(xi[j] > 0.0f) ? 0.0f : xi[j]) * mask[j];
+        } else {
+            for (int64_t j = 0; j < din; j++)
+                hi[j] = relu && !(xi[j] > 0.0f) ? 0.0f : xi[j];
+        }
+    }
+}
+
+/* A product of the wide paths through BLAS; a size past the BLAS int is recorded (the model's
+ * sizes never get there: dim <= HG_LORENTZ_MAX_D, n and din fit int32 indices). */
+static void wide_gemm(const hg_kctx *k, int tA, int tB, int64_t M, int64_t N, int64_t K,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                      int64_t ldc, const char *what)
+{
+    if (hg_cpu_gemm(k, tA, tB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc))
+        HG_ERRORF(HG_EINVAL, "%s: a product of %lld x %lld x %lld does not fit BLAS", what,
+                  (long long)M, (long long)N, (long long)K);
+}
+
 void hg_cpu_lorentz_linear_forward(const hg_kctx *k, float *hd, float *z, float *y, const float *x,
-                                 const float *Wt, const float *b, const float *s, int relu, float p,
-                                 uint64_t seed, int64_t n, int64_t din, int64_t d)
+                                   const float *W, const float *b, const float *s, int relu,
+                                   float p, uint64_t seed, int64_t n, int64_t din, int64_t d)
 {
     (void)k;
     const double es = exp((double)*s);
-    if (d == 16 && din == 16) {
-        linear_fwd_args a = {hd, z, y, x, Wt, b, (float)es, p, relu, seed, n};
+    if (d == 16 && (din == 16 || (din < 16 && !hd))) {
+        linear_fwd_args a = {hd, z, y, x, W, b, (float)es, p, relu, seed, n, din};
         par_run(par_threads(k, n), linear_forward16_part, &a);
         return;
     }
     if (d > HG_LORENTZ_MAX_D || din > HG_LORENTZ_MAX_D)
         return; /* the caller validates dim against this limit */
-    row_scratch scratch, *sc = &scratch;
-    for (int64_t i = 0; i < n; i++) {
-        const float *h = x + i * din;
-        if (hd) {
-            hg_k_dropout_mask(sc->c, i * din, din, p, seed);
-            for (int64_t j = 0; j < din; j++) {
-                float v = h[j];
-                if (relu)
-                    v = v > 0.0f ? v : 0.0f;
-                hd[i * din + j] = v * sc->c[j];
-            }
-            h = hd + i * din;
-        }
-        axpy_rows(z + i * d, b, din, h, NULL, Wt, d, sc); /* b + sum_j h_j Wt_j */
-        if (i % BLK == BLK - 1 || i == n - 1) /* the heads of a block of rows together: their */
-            for (int64_t r = i / BLK * BLK; r <= i; r++) /* scalar chains then overlap */
-                head_forward_row(y + r * d, z + r * d, es, d);
-    }
+    /* any other width: the element-wise input map, z = h W^T through BLAS, bias and heads */
+    float mask[HG_LORENTZ_MAX_D];
+    if (hd)
+        act_dropout_rows(hd, x, relu, p, seed, n, din, mask);
+    wide_gemm(k, 0, 1, n, d, din, hd ? hd : x, din, W, din, z, d, "hg_k_lorentz_linear_forward");
+    bias_heads(y, z, b, es, n, d);
 }
 
 /* Arguments of the two kernels that gather rows through a CSR matrix A: the sparse-input
@@ -984,11 +1050,27 @@ static void gather_map_generic(float *acc, float *out, const int64_t *rowptr, co
     }
 }
 
-void hg_cpu_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y, const int64_t *rowptr,
-                                     const int32_t *col, const float *val, const float *Wt,
-                                     const float *b, const float *s, int64_t n, int64_t d)
+/* Wt (din x d) (=) W^T for W (d x din), in tiles of 16 x 16 so that both sides stream through
+ * whole cache lines. */
+static void transpose_tiled(float *restrict Wt, const float *restrict W, int64_t d, int64_t din)
+{
+    for (int64_t o0 = 0; o0 < d; o0 += 16)
+        for (int64_t c0 = 0; c0 < din; c0 += 16) {
+            const int64_t o1 = o0 + 16 < d ? o0 + 16 : d, c1 = c0 + 16 < din ? c0 + 16 : din;
+            for (int64_t c = c0; c < c1; c++)
+                for (int64_t o = o0; o < o1; o++)
+                    Wt[c * d + o] = W[o * din + c];
+        }
+}
+
+void hg_cpu_lorentz_linear_forward_csr(const hg_kctx *k, float *z, float *y,
+                                       const int64_t *rowptr, const int32_t *col,
+                                       const float *val, const float *W, float *Wt,
+                                       const float *b, const float *s, int64_t n, int64_t din,
+                                       int64_t d)
 {
     const double es = exp((double)*s);
+    transpose_tiled(Wt, W, d, din);
     if (d == 16) {
         gather_args a = {z, y, rowptr, col, val, Wt, b, (float)es, n};
         par_run(par_threads(k, n), linear_forward_csr16_part, &a);
@@ -1134,20 +1216,21 @@ static inline void input_grad_out_blk(float *restrict gx, const float (*gz)[16],
 
 typedef struct {
     float *gx;
-    double *gWt;
+    double gWt[256];  /* the transposed weight gradient (din rows of 16), in double */
     const int64_t *t_rowptr;
     const int32_t *t_col;
     const float *t_val, *gS, *z, *hd, *x, *W, *S_prev;
     float es, p;
     int relu;
     uint64_t seed;
-    int64_t n;
+    int64_t n, din;
     float *ws;        /* chunk slots (threads), or NULL */
     double gbd[16];   /* the bias gradient, in double */
     double gsd;       /* the scale gradient, in double */
 } linear_bwd_args;
 
-/* Rows r0 .. r1 - 1 (r0 a multiple of HG_K_CHUNK) of the 16 x 16 LorentzLinear backward. Each
+/* Rows r0 .. r1 - 1 (r0 a multiple of HG_K_CHUNK) of the LorentzLinear backward of width 16 (din
+ * = 16, or din < 16 without gx: the input zero-padded to 16 coordinates). Each
  * chunk's float partials of the weight and bias gradients and each block's part of the scale
  * gradient go, with ws, to the chunk's slot; without, straight into a->gWt, a->gbd, a->gsd. */
 static void linear_backward16(linear_bwd_args *a, int64_t r0, int64_t r1, float *ws)
@@ -1157,14 +1240,15 @@ static void linear_backward16(linear_bwd_args *a, int64_t r0, int64_t r1, float 
     const float es = a->es, p = a->p;
     const int relu = a->relu;
     const uint64_t seed = a->seed;
-    const int64_t n = a->n;
+    const int64_t n = a->n, din = a->din;
     /* Gm[k][o]: float partial of sum_rows hd[k] dz[o], kept in memory between blocks and in
        registers within one (the phases of a block would not fit in 32 registers at once) */
     float Gm[16][16] __attribute__((aligned(64))) = {{0}};
     /* an aligned copy of W: its rows are read as vector operands, and a row straddling two cache
        lines costs two loads */
-    float Wa[16][16] __attribute__((aligned(64)));
-    memcpy(Wa, a->W, sizeof Wa);
+    float Wa[16][16] __attribute__((aligned(64))), pad[16];
+    if (gx)
+        memcpy(Wa, a->W, sizeof Wa);
     float dyr[2][BLK][16] __attribute__((aligned(64))); /* dy rows of this block and the last */
     float gz[BLK][16] __attribute__((aligned(64)));     /* head gradients of the last block */
     head_bwd_sc sc[2];
@@ -1195,8 +1279,17 @@ static void linear_backward16(linear_bwd_args *a, int64_t r0, int64_t r1, float 
                 G[kk] = load16(Gm[kk]);
             for (int r = 0; r < nb; r++) {
                 const v16f g = load16(gz[r]);
-                const float *h = hd + (p0 + r) * 16;
+                const int64_t i = p0 + r;
+                const float *h = hd + i * din;
                 gbp += g;
+                /* din < 16: rows kk >= din of G collect products with the next row's first
+                   coordinates and are never read; the last rows read a zero-padded copy
+                   instead of reading past the array */
+                if (din < 16 && i * din + 16 > n * din) {
+                    memset(pad, 0, sizeof pad);
+                    memcpy(pad, h, (size_t)din * sizeof *h);
+                    h = pad;
+                }
                 for (int kk = 0; kk < 16; kk++)
                     G[kk] = vfma(splat(h[kk]), g, G[kk]);
             }
@@ -1241,24 +1334,49 @@ static void linear_backward16_part(void *arg, int t, int T)
     }
 }
 
-void hg_cpu_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, float *gb, float *gs,
-                                  const int64_t *t_rowptr, const int32_t *t_col,
+/* gW (d x din) (=) the float rounding of the transposed double sums gWt (din x d). */
+static void store_gw(float *restrict gW, const double *gWt, int64_t din, int64_t d)
+{
+    for (int64_t o = 0; o < d; o++)
+        for (int64_t c = 0; c < din; c++)
+            gW[o * din + c] = (float)gWt[c * d + o];
+}
+
+/* dz (=) the head backward of dy = At gS row by row (n x d); gbd (+=) the column sums of dz in
+ * double. Returns the scale gradient. */
+static double head_backward_rows(float *restrict dz, double *restrict gbd, const int64_t *t_rowptr,
+                                 const int32_t *t_col, const float *t_val, const float *gS,
+                                 const float *z, double es, int64_t n, int64_t d, row_scratch *sc)
+{
+    double gsd = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        float *dzi = dz + i * d;
+        axpy_rows(sc->a, NULL, t_rowptr[i + 1] - t_rowptr[i], t_val + t_rowptr[i],
+                  t_col + t_rowptr[i], gS, d, sc);
+        gsd += head_backward_row(dzi, sc->a, z + i * d, es, d);
+        for (int64_t o = 0; o < d; o++)
+            gbd[o] += dzi[o];
+    }
+    return gsd;
+}
+
+void hg_cpu_lorentz_linear_backward(const hg_kctx *k, float *gx, float *dz, float *gW, float *gb,
+                                  float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                   const float *t_val, const float *gS, const float *z,
                                   const float *hd, const float *x, const float *W,
                                   const float *S_prev, const float *s, int relu, float p, uint64_t seed,
                                   int64_t n, int64_t din, int64_t d, float *ws)
 {
     const double es = exp((double)*s);
-    if (d == 16 && din == 16) {
-        linear_bwd_args a = {gx,   gWt,       t_rowptr, t_col, t_val, gS,   z,    hd, x, W,
-                             S_prev, (float)es, p,      relu,  seed,  n,    ws,   {0}, 0.0};
+    if (d == 16 && (din == 16 || (din < 16 && !gx))) {
+        linear_bwd_args a = {gx,   {0},       t_rowptr, t_col, t_val, gS,   z,    hd, x, W,
+                             S_prev, (float)es, p,      relu,  seed,  n,    din,  ws, {0}, 0.0};
         const int T = ws ? par_threads(k, n) : 1;
-        if (T > 1) {
+        if (T > 1)
             par_run(T, linear_backward16_part, &a);
-        } else {
-            memset(gWt, 0, 256 * sizeof *gWt);
+        else
             linear_backward16(&a, 0, n, NULL);
-        }
+        store_gw(gW, a.gWt, din, 16);
         if (gb)
             for (int j = 0; j < 16; j++)
                 gb[j] += (float)a.gbd[j];
@@ -1267,62 +1385,37 @@ void hg_cpu_lorentz_linear_backward(const hg_kctx *k, float *gx, double *gWt, fl
     }
     if (d > HG_LORENTZ_MAX_D || din > HG_LORENTZ_MAX_D)
         return;
+    /* any other width: the head backward row by row into dz, the two products through BLAS, the
+       input gradient's element-wise masks and centroid backward row by row */
     row_scratch scratch, *sc = &scratch;
-    double gsd = 0.0, gbd[HG_LORENTZ_MAX_D] = {0};
-    /* float partials of the weight gradient when they fit on the stack (width <= 64) */
-    float gf[HG_K_GW_FLOATS], *Gf = din * d <= HG_K_GW_FLOATS ? gf : NULL;
-    if (Gf)
-        memset(gf, 0, (size_t)(din * d) * sizeof *gf);
-    memset(gWt, 0, (size_t)(din * d) * sizeof *gWt);
-    for (int64_t i = 0; i < n; i++) {
-        float *dy = sc->a, *dz = sc->b;
-        axpy_rows(dy, NULL, t_rowptr[i + 1] - t_rowptr[i], t_val + t_rowptr[i],
-                  t_col + t_rowptr[i], gS, d, sc);
-        gsd += head_backward_row(dz, dy, z + i * d, es, d);
-        const float *h = hd + i * din;
-        for (int64_t o = 0; o < d; o++)
-            gbd[o] += dz[o];
-        if (Gf) { /* rows of gWt (vectorisable): float runs of rows, flushed into double */
-            for (int64_t j = 0; j < din; j++) {
-                const float hj = h[j];
-                float *g = Gf + j * d;
-                for (int64_t o = 0; o < d; o++)
-                    g[o] += hj * dz[o];
-            }
-            if (i % HG_K_FLOAT_RUN == HG_K_FLOAT_RUN - 1 || i == n - 1)
-                for (int64_t q = 0; q < din * d; q++) {
-                    gWt[q] += Gf[q];
-                    Gf[q] = 0.0f;
-                }
-        } else {
-            for (int64_t j = 0; j < din; j++) {
-                const double hj = h[j];
-                double *g = gWt + j * d;
-                for (int64_t o = 0; o < d; o++)
-                    g[o] += hj * dz[o];
-            }
-        }
-        if (gx) {
-            float *dx = S_prev ? sc->c : gx + i * din, *mask = dz + d; /* dz: d of 2d floats */
-            axpy_rows(dx, NULL, d, dz, NULL, W, din, sc); /* dz W */
-            hg_k_dropout_mask(mask, i * din, din, p, seed);
-            for (int64_t j = 0; j < din; j++) {
-                float g = dx[j] * mask[j];
-                dx[j] = relu && !(x[i * din + j] > 0.0f) ? 0.0f : g;
-            }
-            if (S_prev)
-                centroid_backward_row(gx + i * din, dx, S_prev + i * din, din);
-        }
-    }
+    double gbd[HG_LORENTZ_MAX_D] = {0};
+    const double gsd = head_backward_rows(dz, gbd, t_rowptr, t_col, t_val, gS, z, es, n, d, sc);
+    wide_gemm(k, 1, 0, d, din, n, dz, d, hd, din, gW, din, "hg_k_lorentz_linear_backward");
     if (gb)
         for (int64_t j = 0; j < d; j++)
             gb[j] += (float)gbd[j];
     *gs += (float)gsd;
+    if (!gx)
+        return;
+    wide_gemm(k, 0, 0, n, din, d, dz, d, W, din, gx, din, "hg_k_lorentz_linear_backward");
+    for (int64_t i = 0; i < n; i++) {
+        float *gi = gx + i * din, *dx = S_prev ? sc->c : gi;
+        const float *xi = x + i * din;
+        if (p > 0.0f) {
+            hg_k_dropout_mask(sc->f, i * din, din, p, seed);
+            for (int64_t j = 0; j < din; j++)
+                dx[j] = relu && !(xi[j] > 0.0f) ? 0.0f : gi[j] * sc->f[j];
+        } else if (relu || S_prev) {
+            for (int64_t j = 0; j < din; j++)
+                dx[j] = relu && !(xi[j] > 0.0f) ? 0.0f : gi[j];
+        }
+        if (S_prev)
+            centroid_backward_row(gi, dx, S_prev + i * din, din);
+    }
 }
 
 typedef struct {
-    float *dz;
-    double *gWt;
+    float *dz, *gW;
     const int64_t *t_rowptr, *xt_rowptr;
     const int32_t *t_col, *xt_col;
     const float *t_val, *gS, *z, *xt_val;
@@ -1372,17 +1465,19 @@ static void linear_backward_csr16_rows(linear_bwd_csr_args *a, int64_t r0, int64
     }
 }
 
-/* Rows c0 .. c1 - 1 of gWt: row c = sum over the rows i holding feature c of X_ic dz_i, a gather
- * through Xt in float runs added in double. */
+/* Columns c0 .. c1 - 1 of gW (16 x din): column c = sum over the rows i holding feature c of
+ * X_ic dz_i, a gather through Xt in float runs added in double, rounded to float. */
 static void linear_backward_csr16_weight(const linear_bwd_csr_args *a, int64_t c0, int64_t c1)
 {
+    const int64_t din = a->din;
     for (int64_t c = c0; c < c1; c++) {
         const int64_t p0 = a->xt_rowptr[c], p1 = a->xt_rowptr[c + 1];
-        double *w = a->gWt + c * 16;
-        memset(w, 0, 16 * sizeof *w);
+        double w[16] = {0};
         for (int64_t q = p0; q < p1; q += HG_K_FLOAT_RUN)
             flush16(w, gather_run16(q, q + HG_K_FLOAT_RUN < p1 ? q + HG_K_FLOAT_RUN : p1,
                                     a->xt_col, a->xt_val, a->dz));
+        for (int o = 0; o < 16; o++)
+            a->gW[o * din + c] = (float)w[o];
     }
 }
 
@@ -1404,7 +1499,7 @@ static void linear_backward_csr16_part(void *arg, int t, int T)
     }
 }
 
-void hg_cpu_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt, float *gb,
+void hg_cpu_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, float *gW, float *gb,
                                       float *gs, const int64_t *t_rowptr, const int32_t *t_col,
                                       const float *t_val, const float *gS, const float *z,
                                       const int64_t *xt_rowptr, const int32_t *xt_col,
@@ -1413,7 +1508,7 @@ void hg_cpu_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt
 {
     const double es = exp((double)*s);
     if (d == 16) {
-        linear_bwd_csr_args a = {dz, gWt, t_rowptr, xt_rowptr, t_col, xt_col, t_val, gS, z,
+        linear_bwd_csr_args a = {dz, gW, t_rowptr, xt_rowptr, t_col, xt_col, t_val, gS, z,
                                  xt_val, (float)es, n, din, ws, {0}, 0.0};
         const int T = ws ? par_threads(k, n) : 1;
         if (T > 1) {
@@ -1431,22 +1526,14 @@ void hg_cpu_lorentz_linear_backward_csr(const hg_kctx *k, float *dz, double *gWt
     if (d > HG_LORENTZ_MAX_D)
         return;
     row_scratch scratch, *sc = &scratch;
-    double gsd = 0.0, gbd[HG_LORENTZ_MAX_D] = {0};
-    for (int64_t i = 0; i < n; i++) {
-        float *dy = sc->a, *dzi = dz + i * d;
-        axpy_rows(dy, NULL, t_rowptr[i + 1] - t_rowptr[i], t_val + t_rowptr[i],
-                  t_col + t_rowptr[i], gS, d, sc);
-        gsd += head_backward_row(dzi, dy, z + i * d, es, d);
-        for (int64_t o = 0; o < d; o++)
-            gbd[o] += dzi[o];
-    }
+    double gbd[HG_LORENTZ_MAX_D] = {0};
+    const double gsd = head_backward_rows(dz, gbd, t_rowptr, t_col, t_val, gS, z, es, n, d, sc);
+    /* column c of gW: the rows of dz holding feature c, weighted (float runs into double) */
     for (int64_t c = 0; c < din; c++) {
-        double *w = gWt + c * d;
+        const int64_t q0 = xt_rowptr[c], nq = xt_rowptr[c + 1] - q0;
+        axpy_rows(sc->a, NULL, nq, xt_val + q0, xt_col + q0, dz, d, sc);
         for (int64_t o = 0; o < d; o++)
-            w[o] = 0.0;
-        for (int64_t q = xt_rowptr[c]; q < xt_rowptr[c + 1]; q++)
-            for (int64_t o = 0; o < d; o++)
-                w[o] += (double)xt_val[q] * dz[(int64_t)xt_col[q] * d + o];
+            gW[o * din + c] = sc->a[o];
     }
     if (gb)
         for (int64_t j = 0; j < d; j++)
@@ -1696,7 +1783,7 @@ static void class_logits16(const class_args *a, int64_t r0, int64_t r1)
         c0[c] = 2.0f + (a->b ? a->b[c] : 0.0f);
     const v16f base = load16(c0);
     for (int64_t i = r0; i < r1; i++)
-        store_first16(a->logits + i * C, matvec16(pt, a->X + i * 16, ZERO16) + base, C);
+        store_first16(a->logits + i * C, matvec16(pt, a->X + i * 16, ZERO16, 16) + base, C);
 }
 
 static void class_logits16_part(void *arg, int t, int T)

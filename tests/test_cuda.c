@@ -1376,7 +1376,7 @@ typedef struct {
     uint64_t seed;
 } lin_par;
 
-/* args: x, Wt, b, s, hd, z, y */
+/* args: x, W, b, s, hd, z, y */
 static void linear_fwd_fn(const hg_kctx *k, op *o)
 {
     const lin_par *p = o->par;
@@ -1405,7 +1405,7 @@ static void test_linear_forward(void **state)
                     (long long)din, (long long)d, p.relu, (double)p.p, p.has_b,
                     p.has_hd ? "given" : "NULL");
             op_arg(&o, T_F32, ARG_IN, n * din, L.x);
-            op_arg(&o, T_F32, ARG_IN, din * d, L.Wt);
+            op_arg(&o, T_F32, ARG_IN, d * din, L.W);
             op_arg(&o, T_F32, ARG_IN, d, L.b);
             op_arg(&o, T_F32, ARG_IN, 1, &L.s);
             const int ihd = op_arg(&o, T_F32, ARG_OUT, n * din, NULL);
@@ -1431,16 +1431,17 @@ static void test_linear_forward(void **state)
 #define CSR_DIN 80 /* hub rows of X (> HG_K_FLOAT_RUN entries) */
 
 typedef struct {
-    int64_t n, d;
+    int64_t n, din, d;
     int has_b;
 } csr_par;
 
-/* args: rowptr, col, val, Wt, b, s, z, y */
+/* args: rowptr, col, val, W, b, s, z, y, Wt (scratch: W^T) */
 static void linear_fwd_csr_fn(const hg_kctx *k, op *o)
 {
     const csr_par *p = o->par;
     hg_k_lorentz_linear_forward_csr(k, F(o, 6), F(o, 7), I64(o, 0), I32(o, 1), F(o, 2), F(o, 3),
-                                    p->has_b ? F(o, 4) : NULL, F(o, 5), p->n, p->d);
+                                    F(o, 8), p->has_b ? F(o, 4) : NULL, F(o, 5), p->n, p->din,
+                                    p->d);
 }
 
 static void test_linear_forward_csr(void **state)
@@ -1452,7 +1453,7 @@ static void test_linear_forward_csr(void **state)
         for (int bias = 0; bias < 3; bias++) { /* NULL, random, clamp_bias */
             const int mark = hg_test_mark();
             const int64_t n = LIN_N, d = widths[w], din = CSR_DIN;
-            const csr_par p = {n, d, bias > 0};
+            const csr_par p = {n, din, d, bias > 0};
             hg_test_layer L;
             hg_test_csr X, Xt;
             layer_setup(&L, din, d, 3000 + 10 * (uint64_t)w);
@@ -1463,13 +1464,15 @@ static void test_linear_forward_csr(void **state)
             op_init(&o, linear_fwd_csr_fn, &p, "lorentz_linear_forward_csr(d=%lld, bias=%d)",
                     (long long)d, bias);
             arg_csr(&o, &X);
-            op_arg(&o, T_F32, ARG_IN, din * d, L.Wt);
+            op_arg(&o, T_F32, ARG_IN, d * din, L.W);
             op_arg(&o, T_F32, ARG_IN, d, L.b);
             op_arg(&o, T_F32, ARG_IN, 1, &L.s);
             const int iz = op_arg(&o, T_F32, ARG_OUT, n * d, NULL);
             const int iy = op_arg(&o, T_F32, ARG_OUT, n * d, NULL);
+            const int iwt = op_arg(&o, T_F32, ARG_OUT, din * d, NULL);
             res rc, rg;
             run_both(&o, &rc, &rg);
+            expect_arg_bits(&o, iwt, &rg, &rc, "Wt (the transposed weight)");
             /* the dense bound over din + 1 terms holds (the zeros of X add exactly) */
             const float *Xd = hg_test_csr_dense(&X);
             expect_arg_within(&o, iz, &rg, &rc,
@@ -1588,11 +1591,22 @@ typedef struct {
     uint64_t seed;
 } lbwd_par;
 
-/* args: t_rowptr, t_col, t_val, gS, z, hd, x, W, S_prev, s, gx, gWt, gb, gs */
+/* A tolerance of the transposed weight gradient (din x d) in W's layout (d x din). */
+static double *tol_t(const double *t, int64_t din, int64_t d)
+{
+    double *r = td(din * d);
+    for (int64_t c = 0; c < din; c++)
+        for (int64_t o = 0; o < d; o++)
+            r[o * din + c] = t[c * d + o];
+    return r;
+}
+
+/* args: t_rowptr, t_col, t_val, gS, z, hd, x, W, S_prev, s, gx, gW, gb, gs, dz (scratch) */
 static void linear_bwd_fn(const hg_kctx *k, op *o)
 {
     const lbwd_par *p = o->par;
-    hg_k_lorentz_linear_backward(k, p->gx ? F(o, 10) : NULL, D(o, 11), p->gb ? F(o, 12) : NULL,
+    hg_k_lorentz_linear_backward(k, p->gx ? F(o, 10) : NULL, F(o, 14), F(o, 11),
+                                 p->gb ? F(o, 12) : NULL,
                                  F(o, 13), I64(o, 0), I32(o, 1), F(o, 2), F(o, 3), F(o, 4),
                                  F(o, 5), F(o, 6), F(o, 7), p->gx == 2 ? F(o, 8) : NULL, F(o, 9),
                                  p->relu, p->p, p->seed, p->n, p->din, p->d, NULL);
@@ -1610,7 +1624,7 @@ static void linear_backward_case(int64_t n, int64_t din, int64_t d, int v, uint6
      * bias the zero rows of x (empty aggregates) give z = 0: the head's clamp with z_sp = 0 */
     const int with_hd = p.relu || p.p > 0.0f;
     float *z = tf(n * d), *y = tf(n * d), *hd = with_hd ? tf(n * din) : NULL;
-    hg_k_lorentz_linear_forward(&CPU, hd, z, y, L.x, L.Wt, p.gb ? L.b : NULL, &L.s, p.relu, p.p,
+    hg_k_lorentz_linear_forward(&CPU, hd, z, y, L.x, L.W, p.gb ? L.b : NULL, &L.s, p.relu, p.p,
                                 p.seed, n, din, d);
     set_clamp_rows(z, n, d);
     const float *h = hd ? hd : L.x;
@@ -1629,9 +1643,10 @@ static void linear_backward_case(int64_t n, int64_t din, int64_t d, int v, uint6
     op_arg(&o, T_F32, ARG_IN, n * din, L.S_prev);
     op_arg(&o, T_F32, ARG_IN, 1, &L.s);
     const int igx = op_arg(&o, T_F32, ARG_OUT, n * din, NULL);
-    const int igW = op_arg(&o, T_F64, ARG_OUT, din * d, NULL);
+    const int igW = op_arg(&o, T_F32, ARG_OUT, din * d, NULL);
     const int igb = op_arg(&o, T_F32, ARG_OUT, d, gb0);
     const int igs = op_arg(&o, T_F32, ARG_OUT, 1, &gs0);
+    op_arg(&o, T_F32, ARG_OUT, n * d, NULL); /* dz: scratch, not compared */
     res rc, rg;
     run_both(&o, &rc, &rg);
 
@@ -1639,7 +1654,8 @@ static void linear_backward_case(int64_t n, int64_t din, int64_t d, int v, uint6
                                p.gx ? L.W : NULL, p.gx == 2 ? L.S_prev : NULL};
     hg_test_bwd_bound B;
     hg_test_bwd_bounds(&B, &in, &gpu_kappa);
-    expect_arg_within(&o, igW, &rg, &rc, hg_test_twice(B.gWt, din * d), d, "gWt");
+    expect_arg_within(&o, igW, &rg, &rc, tol_t(hg_test_twice(B.gWt, din * d), din, d), din,
+                      "gW");
     check_gb_gs(&o, p.gb ? igb : -1, igs, &rg, &rc, gb0, gs0, &B, d);
     if (!p.gb)
         expect_arg_bits(&o, igb, &rg, &rc, "gb buffer (gb NULL: untouched)");
@@ -1679,11 +1695,11 @@ typedef struct {
     int gb;
 } lbwd_csr_par;
 
-/* args: t_rowptr, t_col, t_val, gS, z, xt_rowptr, xt_col, xt_val, s, dz, gWt, gb, gs */
+/* args: t_rowptr, t_col, t_val, gS, z, xt_rowptr, xt_col, xt_val, s, dz, gW, gb, gs */
 static void linear_bwd_csr_fn(const hg_kctx *k, op *o)
 {
     const lbwd_csr_par *p = o->par;
-    hg_k_lorentz_linear_backward_csr(k, F(o, 9), D(o, 10), p->gb ? F(o, 11) : NULL, F(o, 12),
+    hg_k_lorentz_linear_backward_csr(k, F(o, 9), F(o, 10), p->gb ? F(o, 11) : NULL, F(o, 12),
                                      I64(o, 0), I32(o, 1), F(o, 2), F(o, 3), F(o, 4), I64(o, 5),
                                      I32(o, 6), F(o, 7), F(o, 8), p->n, p->din, p->d, NULL);
 }
@@ -1702,9 +1718,10 @@ static void test_linear_backward_csr(void **state)
             hg_test_csr X, Xt;
             layer_setup(&L, din, d, 4000 + 10 * (uint64_t)w);
             hg_test_csr_input(&X, &Xt, LIN_N, CSR_DIN, 4005 + 10 * (uint64_t)w);
-            float *z = tf(n * d), *y = tf(n * d); /* no bias: the empty rows of X clamp */
-            hg_k_lorentz_linear_forward_csr(&CPU, z, y, X.rowptr, X.col, X.val, L.Wt,
-                                            gb ? L.b : NULL, &L.s, n, d);
+            float *z = tf(n * d), *y = tf(n * d), *wt = tf(din * d); /* no bias: the empty rows
+                                                                        of X clamp */
+            hg_k_lorentz_linear_forward_csr(&CPU, z, y, X.rowptr, X.col, X.val, L.W, wt,
+                                            gb ? L.b : NULL, &L.s, n, din, d);
             set_clamp_rows(z, n, d);
             float *gb0 = uniform(d, -1.0f, 1.0f, 4100 + (uint64_t)w), gs0 = -0.625f;
             op o;
@@ -1716,7 +1733,7 @@ static void test_linear_backward_csr(void **state)
             arg_csr(&o, &Xt);
             op_arg(&o, T_F32, ARG_IN, 1, &L.s);
             const int idz = op_arg(&o, T_F32, ARG_OUT, n * d, NULL);
-            const int igW = op_arg(&o, T_F64, ARG_OUT, din * d, NULL);
+            const int igW = op_arg(&o, T_F32, ARG_OUT, din * d, NULL);
             const int igb = op_arg(&o, T_F32, ARG_OUT, d, gb0);
             const int igs = op_arg(&o, T_F32, ARG_OUT, 1, &gs0);
             res rc, rg;
@@ -1726,7 +1743,8 @@ static void test_linear_backward_csr(void **state)
             hg_test_bwd_bound B;
             hg_test_bwd_bounds(&B, &in, &gpu_kappa);
             expect_arg_within(&o, idz, &rg, &rc, hg_test_twice(B.dz, n * d), d, "dz");
-            expect_arg_within(&o, igW, &rg, &rc, hg_test_twice(B.gWt, din * d), d, "gWt");
+            expect_arg_within(&o, igW, &rg, &rc, tol_t(hg_test_twice(B.gWt, din * d), din, d),
+                              din, "gW");
             check_gb_gs(&o, gb ? igb : -1, igs, &rg, &rc, gb0, gs0, &B, d);
             if (!gb)
                 expect_arg_bits(&o, igb, &rg, &rc, "gb buffer (gb NULL: untouched)");
@@ -2231,11 +2249,12 @@ static void test_empty(void **state)
         op_arg(&o, T_F32, ARG_IN, 0, NULL); /* S_prev */
         op_arg(&o, T_F32, ARG_IN, 1, &s);
         op_arg(&o, T_F32, ARG_OUT, 0, NULL); /* gx */
-        const int igW = op_arg(&o, T_F64, ARG_OUT, din * d, NULL);
+        const int igW = op_arg(&o, T_F32, ARG_OUT, din * d, NULL);
         const int igb = op_arg(&o, T_F32, ARG_OUT, d, gb0);
         const int igs = op_arg(&o, T_F32, ARG_OUT, 1, &gs0);
+        op_arg(&o, T_F32, ARG_OUT, 0, NULL); /* dz */
         run_both(&o, &rc, &rg);
-        expect_arg_bits(&o, igW, &rg, &rc, "gWt");
+        expect_arg_bits(&o, igW, &rg, &rc, "gW");
         expect_arg_bits(&o, igb, &rg, &rc, "gb");
         expect_arg_bits(&o, igs, &rg, &rc, "gs");
 

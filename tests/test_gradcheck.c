@@ -100,9 +100,9 @@ static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL};
 #define GN 12
 #define GF 7
 #define GC 3
-#define MAXD 16
+#define MAXD 64
 #define MAXL 3
-#define MAXDIN 16
+#define MAXDIN 64
 #define MAXPAIRS 16
 #define MAXTHETA (MAXL * (MAXD + 1 + MAXD * MAXDIN) + GC * MAXD + GC)
 #define MAXPAT (2 * GN * GC + MAXL * GN * MAXD + 2 * MAXL * GN + 2 * MAXPAIRS)
@@ -685,12 +685,16 @@ static void test_nc_2layers(void **state)
     nc_case(2, 6, 0, 0.0f, 1, 11, "nc 2 layers dim 6");
 }
 
-/* (2) 3 layers, ReLU, dropout 0.3 with a fixed seed (the reference applies the same mask) */
+/* (2) 3 layers, ReLU, dropout 0.3 with a fixed seed (the reference applies the same mask); the
+ * wide widths run the BLAS products and the generic gathers (24: a partial block of 16 columns,
+ * 64: whole blocks of 64) */
 static void test_nc_3layers_relu_dropout(void **state)
 {
     (void)state;
     nc_case(3, 16, 1, 0.3f, 1, 12, "nc 3 layers relu dropout 0.3 dim 16");
     nc_case(3, 6, 1, 0.3f, 1, 12, "nc 3 layers relu dropout 0.3 dim 6");
+    nc_case(3, 24, 1, 0.3f, 1, 12, "nc 3 layers relu dropout 0.3 dim 24");
+    nc_case(3, 64, 1, 0.3f, 1, 12, "nc 3 layers relu dropout 0.3 dim 64");
 }
 
 /* (3) no biases (their gradients must be exactly 0 on both sides) */
@@ -767,6 +771,7 @@ static void test_lp(void **state)
     (void)state;
     lp_case(16, 0.0f, "lp 2 layers dim 16");
     lp_case(6, 0.2f, "lp 2 layers dropout 0.2 dim 6");
+    lp_case(24, 0.2f, "lp 2 layers dropout 0.2 dim 24");
 }
 
 /* ---------------------------------------------------------------- kernel oracles */

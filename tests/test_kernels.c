@@ -883,11 +883,6 @@ static void test_stabilize(void **state)
  *     E_out = |J| E_in + kappa_s u |J| M_in along the magnitude chain M_out = |J| M_in, M_0 = |gS|.
  *     Fused kernel and reference are both within E of the exact result: allow 2 E. */
 
-static void fill_nan_d(double *x, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        x[i] = NAN;
-}
 
 /* |got - want| <= tol elementwise (NaN fails); prints the first mismatches with row/column. */
 static void assert_within_(const double *got, const double *want, const double *tol, int64_t n,
@@ -959,7 +954,8 @@ static void layer_setup(hg_test_layer *L, int64_t din, int64_t d, uint64_t seed)
 
 static const struct {
     int64_t din, d;
-} lin_cfgs[] = {{16, 16}, {5, 5}, {24, 24}, {7, 16}, {72, 72}};
+} lin_cfgs[] = {{16, 16}, {5, 5}, {24, 24}, {7, 16}, {72, 72}, {64, 64}, {128, 128}, {12, 16},
+                {40, 24}};
 #define NLIN_CFGS ((int)(sizeof lin_cfgs / sizeof lin_cfgs[0]))
 
 /* z = h Wt + b (=) and y = head(z), checked stage-wise: z against hg_k_gemm on the same h plus
@@ -994,7 +990,7 @@ static float *run_linear_forward(const hg_test_layer *L, float *z, float *y, int
         hg_test_fill_nan(hd, n * din);
     hg_test_fill_nan(z, n * d);
     hg_test_fill_nan(y, n * d);
-    hg_k_lorentz_linear_forward(&K, hd, z, y, L->x, L->Wt, b, &L->s, relu, p, seed, n, din, d);
+    hg_k_lorentz_linear_forward(&K, hd, z, y, L->x, L->W, b, &L->s, relu, p, seed, n, din, d);
     return hd;
 }
 
@@ -1027,7 +1023,8 @@ static void test_fused_linear_forward(void **state)
                                  (long long)cfg, (long long)i, (double)hd[i], (double)hr[i]);
                 h = hd;
             }
-            check_z_y(z, y, h, L.Wt, b, L.s, n, din, d, d == 16 && din == 16, cfg);
+            check_z_y(z, y, h, L.Wt, b, L.s, n, din, d,
+                      d == 16 && (din == 16 || (din < 16 && !hd)), cfg);
             hg_test_free_all();
         }
 }
@@ -1153,11 +1150,22 @@ static void bwd_reference(bwd_out *o, const hg_test_bwd_in *in)
     hg_test_bwd_bounds(&o->E, in, &cpu_kappa);
 }
 
-/* gWt (=, double), gb (+= from gb0; NULL: not computed), gs (+= from gs0) against the reference. */
-static void check_param_grads(const double *gWt, const float *gb, const float *gb0, float gs,
+/* gW (d x din, W's layout) transposed to din x d, in double: the reference's layout. */
+static double *gw_t(const float *gW, int64_t din, int64_t d)
+{
+    double *t = td(din * d);
+    for (int64_t c = 0; c < din; c++)
+        for (int64_t o = 0; o < d; o++)
+            t[c * d + o] = gW[o * din + c];
+    return t;
+}
+
+/* gW (=, d x din, W's layout), gb (+= from gb0; NULL: not computed), gs (+= from gs0) against the
+ * reference (whose gWt is transposed). */
+static void check_param_grads(const float *gW, const float *gb, const float *gb0, float gs,
                               float gs0, const bwd_out *R, int64_t din, int64_t d, int64_t cfg)
 {
-    double *want = f2d(R->gWt, din * d);
+    double *want = f2d(R->gWt, din * d), *gWt = gw_t(gW, din, d);
     assert_within(gWt, want, hg_test_twice(R->E.gWt, din * d), din * d, d,
                   "fused gWt vs gemm(hd^T dz)", cfg);
     if (gb) {
@@ -1195,18 +1203,19 @@ static void test_fused_linear_backward(void **state)
             bwd_out R;
             bwd_reference(&R, &in);
 
-            double *gWt = td(din * d);
+            float *gW = tf(din * d), *dzs = tf(n * d);
             float *gx = tf(n * din), *gb0 = tf(d), *gb = tf(d);
             hg_test_fill_uniform(gb0, (size_t)d, -1.0f, 1.0f, seed + 1);
             memcpy(gb, gb0, (size_t)d * sizeof *gb);
             const float gs0 = 0.375f;
             float gs = gs0;
-            fill_nan_d(gWt, din * d);
+            hg_test_fill_nan(gW, din * d);
+            hg_test_fill_nan(dzs, n * d);
             hg_test_fill_nan(gx, n * din);
-            hg_k_lorentz_linear_backward(&K, gx, gWt, bias ? gb : NULL, &gs, L.At.rowptr,
+            hg_k_lorentz_linear_backward(&K, gx, dzs, gW, bias ? gb : NULL, &gs, L.At.rowptr,
                                          L.At.col, L.At.val, L.gS, z, h, L.x, L.W, in.S_prev, &L.s,
                                          relu, p, seed, n, din, d, NULL);
-            check_param_grads(gWt, bias ? gb : NULL, gb0, gs, gs0, &R, din, d, cfg);
+            check_param_grads(gW, bias ? gb : NULL, gb0, gs, gs0, &R, din, d, cfg);
             assert_within(f2d(gx, n * din), f2d(R.gx, n * din), hg_test_twice(R.E.gx, n * din),
                           n * din, din, sprev ? "fused gx vs centroid_backward(act'(x) mask (dz W))"
                                      : "fused gx vs act'(x) mask (dz W)",
@@ -1215,11 +1224,11 @@ static void test_fused_linear_backward(void **state)
             if (v == 3) { /* without the input gradient: the parameter gradients alone */
                 memcpy(gb, gb0, (size_t)d * sizeof *gb);
                 gs = gs0;
-                fill_nan_d(gWt, din * d);
-                hg_k_lorentz_linear_backward(&K, NULL, gWt, gb, &gs, L.At.rowptr, L.At.col,
+                hg_test_fill_nan(gW, din * d);
+                hg_k_lorentz_linear_backward(&K, NULL, dzs, gW, gb, &gs, L.At.rowptr, L.At.col,
                                              L.At.val, L.gS, z, h, L.x, L.W, NULL, &L.s, relu, p,
                                              seed, n, din, d, NULL);
-                check_param_grads(gWt, gb, gb0, gs, gs0, &R, din, d, cfg + 1000);
+                check_param_grads(gW, gb, gb0, gs, gs0, &R, din, d, cfg + 1000);
             }
             hg_test_free_all();
         }
@@ -1241,17 +1250,21 @@ static void csr_layer_setup(hg_test_layer *L, hg_test_csr *X, hg_test_csr *Xt, i
 static void test_fused_linear_forward_csr(void **state)
 {
     (void)state;
-    static const int64_t widths[] = {16, 5, 24};
-    for (int w = 0; w < 3; w++) {
+    static const int64_t widths[] = {16, 5, 24, 128};
+    for (int w = 0; w < 4; w++) {
         const int64_t n = LIN_N, d = widths[w], din = CSR_DIN;
         hg_test_layer L;
         hg_test_csr X, Xt;
         csr_layer_setup(&L, &X, &Xt, d, 3000 + 10 * (uint64_t)w);
         const float *b = w == 1 ? NULL : L.b;
-        float *z = tf(n * d), *y = tf(n * d);
+        float *z = tf(n * d), *y = tf(n * d), *wt = tf(din * d);
         hg_test_fill_nan(z, n * d);
         hg_test_fill_nan(y, n * d);
-        hg_k_lorentz_linear_forward_csr(&K, z, y, X.rowptr, X.col, X.val, L.Wt, b, &L.s, n, d);
+        hg_test_fill_nan(wt, din * d);
+        hg_k_lorentz_linear_forward_csr(&K, z, y, X.rowptr, X.col, X.val, L.W, wt, b, &L.s, n,
+                                        din, d);
+        /* the scratch holds W^T exactly */
+        assert_memory_equal(wt, L.Wt, (size_t)(din * d) * sizeof *wt);
         /* z = X Wt + b against the dense product (the same sums: the zeros of X add exactly, so
          * the bound over din + 1 terms holds), y against head(z) */
         check_z_y(z, y, hg_test_csr_dense(&X), L.Wt, b, L.s, n, din, d, d == 16, d);
@@ -1262,41 +1275,40 @@ static void test_fused_linear_forward_csr(void **state)
 static void test_fused_linear_backward_csr(void **state)
 {
     (void)state;
-    static const int64_t widths[] = {16, 5, 24};
-    for (int w = 0; w < 3; w++) {
+    static const int64_t widths[] = {16, 5, 24, 128};
+    for (int w = 0; w < 4; w++) {
         const int64_t n = LIN_N, d = widths[w], din = CSR_DIN;
         hg_test_layer L;
         hg_test_csr X, Xt;
         csr_layer_setup(&L, &X, &Xt, d, 4000 + 10 * (uint64_t)w);
         const int bias = w != 1;
-        float *z = tf(n * d), *y = tf(n * d);
-        hg_k_lorentz_linear_forward_csr(&K, z, y, X.rowptr, X.col, X.val, L.Wt,
-                                        bias ? L.b : NULL, &L.s, n, d);
+        float *z = tf(n * d), *y = tf(n * d), *wt = tf(din * d);
+        hg_k_lorentz_linear_forward_csr(&K, z, y, X.rowptr, X.col, X.val, L.W, wt,
+                                        bias ? L.b : NULL, &L.s, n, din, d);
         /* the reference chain with hd = X (dense) and no input gradient */
         hg_test_bwd_in in = {n, din, d, 0, 0.0f, L.s, 0, &L.At, L.gS, z, hg_test_csr_dense(&X),
                              NULL, NULL, NULL};
         bwd_out R;
         bwd_reference(&R, &in);
 
-        float *dz = tf(n * d), *gb0 = tf(d), *gb = tf(d);
-        double *gWt = td(din * d);
+        float *dz = tf(n * d), *gb0 = tf(d), *gb = tf(d), *gW = tf(din * d);
         hg_test_fill_uniform(gb0, (size_t)d, -1.0f, 1.0f, 4100 + (uint64_t)w);
         memcpy(gb, gb0, (size_t)d * sizeof *gb);
         const float gs0 = -0.625f;
         float gs = gs0;
         hg_test_fill_nan(dz, n * d);
-        fill_nan_d(gWt, din * d);
-        hg_k_lorentz_linear_backward_csr(&K, dz, gWt, bias ? gb : NULL, &gs, L.At.rowptr, L.At.col,
+        hg_test_fill_nan(gW, din * d);
+        hg_k_lorentz_linear_backward_csr(&K, dz, gW, bias ? gb : NULL, &gs, L.At.rowptr, L.At.col,
                                          L.At.val, L.gS, z, Xt.rowptr, Xt.col, Xt.val, &L.s, n, din,
                                          d, NULL);
         assert_within(f2d(dz, n * d), f2d(R.dz, n * d), hg_test_twice(R.E.dz, n * d), n * d, d,
                       "fused csr dz vs head_backward(At gS)", d);
-        check_param_grads(gWt, bias ? gb : NULL, gb0, gs, gs0, &R, din, d, d);
+        check_param_grads(gW, bias ? gb : NULL, gb0, gs, gs0, &R, din, d, d);
         hg_test_free_all();
     }
 }
 
-/* ---- the dense first layer: din <= 16 zero-padded to 16 x 16 (hybonet.c, no dropout) ---- */
+/* ---- the dense first layer: din < 16 on the 16-wide path (hybonet.c, no dropout) ---- */
 
 static void test_fused_dense_first_layer(void **state)
 {
@@ -1309,58 +1321,50 @@ static void test_fused_dense_first_layer(void **state)
     hg_test_csr X, Xt;
     hg_test_csr_random(&X, n, DIN0, 0.5, hubs, 1, 9, -1.0f, 1.0f, 5005);
     hg_test_csr_transpose(&Xt, &X);
-    /* x0_dense (n x 16) and w0_pad[j][o] = W[o][j] (0 for j >= DIN0), as hybonet.c builds them */
-    float *Xd = tf(n * 16), *Wp = tf(16 * 16);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t q = X.rowptr[i]; q < X.rowptr[i + 1]; q++)
-            Xd[i * 16 + X.col[q]] = X.val[q];
-    for (int64_t j = 0; j < 16; j++)
-        for (int64_t o = 0; o < 16; o++)
-            Wp[j * 16 + o] = j < DIN0 ? L.W[o * DIN0 + j] : 0.0f;
+    /* x0_dense (n x DIN0), as hybonet.c builds it */
+    const float *Xd = hg_test_csr_dense(&X);
 
-    float *z = tf(n * d), *y = tf(n * d), *zc = tf(n * d), *yc = tf(n * d);
+    float *z = tf(n * d), *y = tf(n * d), *zc = tf(n * d), *yc = tf(n * d), *wt = tf(DIN0 * d);
     hg_test_fill_nan(z, n * d);
     hg_test_fill_nan(y, n * d);
-    hg_k_lorentz_linear_forward(&K, NULL, z, y, Xd, Wp, L.b, &L.s, 0, 0.0f, 99, n, 16, 16);
-    check_z_y(z, y, Xd, Wp, L.b, L.s, n, 16, d, 1, 0);
-    /* the sparse path on the same input: both z within (16 + 1) u sum|terms| of the exact one */
-    hg_k_lorentz_linear_forward_csr(&K, zc, yc, X.rowptr, X.col, X.val, L.Wt, L.b, &L.s, n, d);
+    hg_k_lorentz_linear_forward(&K, NULL, z, y, Xd, L.W, L.b, &L.s, 0, 0.0f, 99, n, DIN0, d);
+    check_z_y(z, y, Xd, L.Wt, L.b, L.s, n, DIN0, d, 1, 0);
+    /* the sparse path on the same input: both z within (DIN0 + 1) u sum|terms| of the exact one */
+    hg_k_lorentz_linear_forward_csr(&K, zc, yc, X.rowptr, X.col, X.val, L.W, wt, L.b, &L.s, n,
+                                    DIN0, d);
     {
         double *tol = td(n * d);
         for (int64_t i = 0; i < n; i++)
             for (int64_t o = 0; o < d; o++) {
                 double mag = fabs((double)L.b[o]);
-                for (int64_t j = 0; j < 16; j++)
-                    mag += fabs((double)Xd[i * 16 + j] * Wp[j * 16 + o]);
-                tol[i * d + o] = 2.0 * (16 + 2) * U32 * mag;
+                for (int64_t j = 0; j < DIN0; j++)
+                    mag += fabs((double)Xd[i * DIN0 + j] * L.Wt[j * d + o]);
+                tol[i * d + o] = 2.0 * (DIN0 + 2) * U32 * mag;
             }
         assert_within(f2d(z, n * d), f2d(zc, n * d), tol, n * d, d, "dense z vs csr z", 0);
     }
 
-    /* backward as hybonet.c calls it: no input gradient, hd = x = x0_dense, a 16 x 16 gWt */
-    hg_test_bwd_in in = {n, 16, d, 0, 0.0f, L.s, 0, &L.At, L.gS, z, Xd, Xd, NULL, NULL};
+    /* backward as hybonet.c calls it: no input gradient, hd = x = x0_dense */
+    hg_test_bwd_in in = {n, DIN0, d, 0, 0.0f, L.s, 0, &L.At, L.gS, z, Xd, Xd, NULL, NULL};
     bwd_out R;
     bwd_reference(&R, &in);
-    double *gWt = td(16 * 16), *gWtc = td(DIN0 * 16);
+    float *gW = tf(DIN0 * 16), *gWc = tf(DIN0 * 16), *dzs = tf(n * d);
     float gb0[16], gb[16], gbc[16], dzc[LIN_N * 16];
     hg_test_fill_uniform(gb0, 16, -1.0f, 1.0f, 5010);
     memcpy(gb, gb0, sizeof gb);
     memcpy(gbc, gb0, sizeof gbc);
     const float gs0 = 0.125f;
     float gs = gs0, gsc = gs0;
-    fill_nan_d(gWt, 16 * 16);
-    hg_k_lorentz_linear_backward(&K, NULL, gWt, gb, &gs, L.At.rowptr, L.At.col, L.At.val, L.gS, z,
-                                 Xd, Xd, Wp, NULL, &L.s, 0, 0.0f, 0, n, 16, 16, NULL);
-    check_param_grads(gWt, gb, gb0, gs, gs0, &R, 16, d, 0);
-    for (int64_t j = DIN0; j < 16; j++) /* the padding rows: sums of exact zeros */
-        for (int64_t o = 0; o < 16; o++)
-            assert_true(gWt[j * 16 + o] == 0.0);
-    /* the sparse backward on the same z: the same gradients (rows < DIN0 of the padded gWt) */
-    fill_nan_d(gWtc, DIN0 * 16);
-    hg_k_lorentz_linear_backward_csr(&K, dzc, gWtc, gbc, &gsc, L.At.rowptr, L.At.col, L.At.val,
+    hg_test_fill_nan(gW, DIN0 * 16);
+    hg_k_lorentz_linear_backward(&K, NULL, dzs, gW, gb, &gs, L.At.rowptr, L.At.col, L.At.val,
+                                 L.gS, z, Xd, Xd, L.W, NULL, &L.s, 0, 0.0f, 0, n, DIN0, 16, NULL);
+    check_param_grads(gW, gb, gb0, gs, gs0, &R, DIN0, d, 0);
+    /* the sparse backward on the same z: the same gradients */
+    hg_test_fill_nan(gWc, DIN0 * 16);
+    hg_k_lorentz_linear_backward_csr(&K, dzc, gWc, gbc, &gsc, L.At.rowptr, L.At.col, L.At.val,
                                      L.gS, z, Xt.rowptr, Xt.col, Xt.val, &L.s, n, DIN0, d, NULL);
-    assert_within(gWtc, gWt, hg_test_twice(R.E.gWt, DIN0 * 16), DIN0 * 16, 16,
-                  "csr gWt vs dense gWt", 0);
+    assert_within(gw_t(gWc, DIN0, d), gw_t(gW, DIN0, d), hg_test_twice(R.E.gWt, DIN0 * 16),
+                  DIN0 * 16, 16, "csr gW vs dense gW", 0);
     {
         double got[16], want[16], tol[16];
         for (int o = 0; o < 16; o++) {

@@ -74,7 +74,8 @@ static void linear_lora(void **s) { (void)s; linear_steps(HG_LINEAR_LORA); }
 static void linear_relora(void **s) { (void)s; linear_steps(HG_LINEAR_RELORA); }
 static void linear_sst(void **s) { (void)s; linear_steps(HG_LINEAR_SST); }
 
-static void run_steps(hg_task task, hg_linear_method method, const char *name, int threads)
+static void run_steps(hg_task task, hg_linear_method method, const char *name, int threads,
+                      int dim)
 {
     char dir[4096];
     hg_dataset d = {0};
@@ -96,7 +97,7 @@ static void run_steps(hg_task task, hg_linear_method method, const char *name, i
     hg_hybonet_config c = {0};
     c.n = d.n;
     c.nfeat = d.nfeat;
-    c.dim = 16;
+    c.dim = dim;
     c.nlayers = 2;
     c.nclasses = task == HG_TASK_NC ? d.nclasses : 0;
     c.dropout = 0.5f;
@@ -143,23 +144,28 @@ static void run_steps(hg_task task, hg_linear_method method, const char *name, i
     }
     armed = 0;
     if (allocations)
-        fail_msg("%s %s, %d threads: %ld heap allocations inside 20 training steps", name,
-                 hg_linear_method_name(method), threads, allocations);
+        fail_msg("%s %s, dim %d, %d threads: %ld heap allocations inside 20 training steps", name,
+                 hg_linear_method_name(method), dim, threads, allocations);
     free(neg);
     hg_hybonet_destroy(&m);
     hg_dataset_destroy(&d);
 }
 
-static void nc_full(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_FULL, "cora", 1); }
-static void nc_lora(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_LORA, "cora", 1); }
-static void nc_relora(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_RELORA, "cora", 1); }
-static void nc_sst(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_SST, "cora", 1); }
-static void lp_full(void **s) { (void)s; run_steps(HG_TASK_LP, HG_LINEAR_FULL, "disease_lp", 1); }
-static void lp_sst(void **s) { (void)s; run_steps(HG_TASK_LP, HG_LINEAR_SST, "disease_lp", 1); }
+static void nc_full(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_FULL, "cora", 1, 16); }
+static void nc_lora(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_LORA, "cora", 1, 16); }
+static void nc_relora(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_RELORA, "cora", 1, 16); }
+static void nc_sst(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_SST, "cora", 1, 16); }
+static void lp_full(void **s) { (void)s; run_steps(HG_TASK_LP, HG_LINEAR_FULL, "disease_lp", 1, 16); }
+static void lp_sst(void **s) { (void)s; run_steps(HG_TASK_LP, HG_LINEAR_SST, "disease_lp", 1, 16); }
 /* Multi-threaded kernels keep their partial sums in the model's workspace. (The OpenMP runtime's
    own bookkeeping, inside its shared library, is not counted here.) */
-static void nc_full_threads(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_FULL, "cora", 2); }
-static void lp_full_threads(void **s) { (void)s; run_steps(HG_TASK_LP, HG_LINEAR_FULL, "disease_lp", 2); }
+static void nc_full_threads(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_FULL, "cora", 2, 16); }
+static void lp_full_threads(void **s) { (void)s; run_steps(HG_TASK_LP, HG_LINEAR_FULL, "disease_lp", 2, 16); }
+
+/* Widths other than 16: the BLAS products and the row loops of the generic paths. */
+static void nc_full_wide(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_FULL, "cora", 1, 64); }
+static void nc_sst_wide(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_SST, "cora", 1, 24); }
+static void lp_full_wide(void **s) { (void)s; run_steps(HG_TASK_LP, HG_LINEAR_FULL, "disease_lp", 2, 128); }
 
 /* The counter itself works (a test that cannot fail is no test). */
 static void counter_counts(void **s)
@@ -179,9 +185,10 @@ int main(void)
         cmocka_unit_test(counter_counts), cmocka_unit_test(nc_full), cmocka_unit_test(nc_lora),
         cmocka_unit_test(nc_relora),      cmocka_unit_test(nc_sst),  cmocka_unit_test(lp_full),
         cmocka_unit_test(lp_sst),         cmocka_unit_test(nc_full_threads),
-        cmocka_unit_test(lp_full_threads),
-        cmocka_unit_test(linear_full),    cmocka_unit_test(linear_lora),
-        cmocka_unit_test(linear_relora),  cmocka_unit_test(linear_sst),
+        cmocka_unit_test(lp_full_threads), cmocka_unit_test(nc_full_wide),
+        cmocka_unit_test(nc_sst_wide),     cmocka_unit_test(lp_full_wide),
+        cmocka_unit_test(linear_full),     cmocka_unit_test(linear_lora),
+        cmocka_unit_test(linear_relora),   cmocka_unit_test(linear_sst),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
