@@ -4,7 +4,9 @@
  * (Matrix Market coordinate real, nodes x dims, optional with use_feats = 0), labels.txt (one
  * integer per node, -1 = unlabelled), and optionally split.txt / split_hybonet.txt (Planetoid:
  * train/val/test/none per node) and self_loops.txt (nodes whose original adjacency has a loop).
- * Every parse error names the file and line.
+ * Every parse error names the file and line, and input echoed in it is escaped and truncated.
+ * Lines holding a control character (other than a tab) or longer than 64 KiB are malformed;
+ * memory stays proportional to what the files hold, whatever counts they declare.
  *
  * Choices made by the loader (HGCN's utils/data_utils.py is the reference):
  * - n = number of lines of labels.txt; graph.edges may not name a node >= n (nodes without edges
@@ -36,6 +38,11 @@ typedef enum { HG_TASK_NC = 0, HG_TASK_LP = 1 } hg_task;
 /* Labels are classes in [0, HG_DATASET_MAX_CLASSES): a typo such as 100000000 would otherwise
  * size every per-class buffer (logits, class points) by it. */
 #define HG_DATASET_MAX_CLASSES 65536
+
+/* features.mtx may declare at most this many columns: the model's first layer is sized by the
+ * column count, which no entry of a sparse file has to back (a three-line file could declare
+ * two billion). Bag-of-words features of the usual graph datasets have a few thousand. */
+#define HG_DATASET_MAX_FEATURES (1 << 20)
 
 typedef enum {
     HG_NEG_POOL_REFERENCE = 0, /* pairs that are not training edges: HGCN's pool (all non-edges plus

@@ -77,6 +77,43 @@ code=$?
 [ $code -eq 0 ] || [ $code -eq 2 ] && [ "$(wc -l <"$TMP/err")" -le 1 ] &&
     ok "features.mtx with no columns: exit $code $(cat "$TMP/err")" || ko "features.mtx with no columns (exit $code)"
 
+# hostile files: declared sizes no data backs, NUL bytes, terminal escapes, binary junk. Each
+# must fail in bounded time and memory (a 2 GiB address space, 30 s), with one printable line.
+# (A sanitizer build reserves terabytes of address space up front: no limit there.)
+as_limit=2097152
+LC_ALL=C grep -q __asan_init "$BIN" && as_limit=unlimited
+expect_malformed() {
+    name=$1 pat=$2
+    shift 2
+    (ulimit -v $as_limit; exec timeout 30 "$BIN" --quiet "$@") >"$TMP/out" 2>"$TMP/err"
+    code=$?
+    lines=$(wc -l <"$TMP/err")
+    if [ "$code" -eq 2 ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" "$TMP/err" &&
+        ! LC_ALL=C grep -q '[^[:print:]]' "$TMP/err"; then
+        ok "$name: $(cat "$TMP/err")"
+    else
+        ko "$name: exit $code, $lines stderr lines, wanted /$pat/ in printable ASCII:"
+        LC_ALL=C cat -v "$TMP/err"
+    fi
+}
+mk; printf '%%%%MatrixMarket matrix coordinate real general\n2665 2000000000 1\n1 1 1.0\n' \
+    >"$TMP/d/features.mtx"
+expect_malformed "features.mtx declaring 2e9 columns" "features.mtx:2: .*columns" --data-dir "$TMP/d" --task lp
+mk; printf '%%%%MatrixMarket matrix coordinate real general\n2665 5 1000000000000\n1 1 1.0\n' \
+    >"$TMP/d/features.mtx"
+expect_malformed "features.mtx declaring 1e12 entries" "features.mtx:2: declares" --data-dir "$TMP/d" --task lp
+mk; printf '3 4\000 2000000000 5\n' >>"$TMP/d/graph.edges"
+expect_malformed "NUL byte hiding a node id" "graph.edges:2665: control character 0x00" --data-dir "$TMP/d" --task lp
+mk; printf '0\n\033]0;pwned\007\033[2J\n' >"$TMP/l"; tail -n +3 "$TMP/d/labels.txt" >>"$TMP/l"
+mv "$TMP/l" "$TMP/d/labels.txt"
+expect_malformed "terminal escape in labels.txt" "labels.txt:2: control character 0x1b" --data-dir "$TMP/d" --task lp
+mk; sed -i '5s/.*/\xc3\xa9t\xc3\xa9/' "$TMP/d/labels.txt"
+expect_malformed "non-ASCII label echoed escaped" "labels.txt:5: .*'\\\\xc3\\\\xa9t" --data-dir "$TMP/d" --task lp
+mk; head -c 1048576 /dev/zero | tr '\000' '7' >"$TMP/d/graph.edges"
+expect_malformed "1 MiB line in graph.edges" "graph.edges:1: line longer" --data-dir "$TMP/d" --task lp
+mk; head -c 65536 "$BIN" >"$TMP/d/features.mtx"
+expect_malformed "binary junk as features.mtx" "features.mtx:1:" --data-dir "$TMP/d" --task lp
+
 # unlabelled (-1) nodes named in a split file are left out, not indexed
 rm -rf "$TMP/c"; cp -r "$DATA/cora" "$TMP/c"; chmod -R u+w "$TMP/c"
 sed -i '1s/.*/-1/; 6s/.*/-1/' "$TMP/c/labels.txt"
