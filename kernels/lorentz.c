@@ -86,15 +86,6 @@ static inline v16f vfma(v16f a, v16f b, v16f c)
 #endif
 }
 
-static inline v8d vfmad(v8d a, v8d b, v8d c)
-{
-#if defined(__AVX512F__)
-    return (v8d)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
-#else
-    return a * b + c;
-#endif
-}
-
 static inline v16f vsel(v16i mask, v16f a, v16f b) /* mask ? a : b, lane-wise */
 {
     return (v16f)(((v16i)a & mask) | ((v16i)b & ~mask));
