@@ -1,4 +1,4 @@
-/* hybonet.c - HyboNet forward/backward, decoders and losses (DESIGN.md section 3). */
+/* hybonet.c - HyboNet forward/backward, decoders and losses (ARCHITECTURE.md section 3). */
 #include "hybonet.h"
 
 #include <math.h>

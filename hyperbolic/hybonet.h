@@ -1,5 +1,5 @@
 /* hybonet.h - HyboNet (Chen et al., "Fully Hyperbolic Neural Networks", ACL 2022) for node
- * classification and link prediction on the Lorentz model, DESIGN.md section 3.
+ * classification and link prediction on the Lorentz model, ARCHITECTURE.md section 3.
  *
  *   features -> expmap0 -> [LorentzLinear (weight through sst/) -> LorentzAgg] x L -> decoder
  *

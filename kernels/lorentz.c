@@ -1,5 +1,5 @@
-/* lorentz.c - CPU reference kernels of the Lorentz model (curvature -1), DESIGN.md section 3,
- * and the fused HyboNet layer kernels built on them. Row-wise maps over n points of width d
+/* lorentz.c - CPU reference kernels of the Lorentz model of ARCHITECTURE.md section 3 (curvature
+ * -1), and the fused HyboNet layer kernels built on them. Row-wise maps over n points of width d
  * (coordinate 0 is time); per-row arithmetic in double on the generic-width paths, in float on
  * the 16-wide ones (see below). */
 #include <math.h>

@@ -18,7 +18,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # PyTorch HyboNet reference on this machine kind (Debian torch 1.13 + OpenBLAS, 1 thread): ms per
-# training step (forward, backward, optimiser step), from the issue.
+# training step (forward, backward, optimiser step), measured outside this repository.
 REFERENCE_STEP_MS = {
     ("cora", "nc"): 50.0,
     ("cora", "lp"): 62.0,

@@ -64,7 +64,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=1234)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--quick", action="store_true", help="only the three settings of the issue")
+    ap.add_argument("--quick", action="store_true", help="only cora nc, disease_lp lp and airport lp")
     ap.add_argument("--extra", default="", help="options appended to every run")
     ap.add_argument("--methods", default="full,lora,relora,sst",
                     help="comma-separated subset of the methods to run")

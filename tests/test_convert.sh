@@ -72,7 +72,7 @@ check() {
         for got in "$out"/*; do
             f=$(basename "$got")
             if [ ! -e "$refdir/$f" ]; then
-                # files the project adds beyond ../shared/datasets (features_lp.mtx) are checked
+                # files the project adds beyond the reference datasets (features_lp.mtx) are checked
                 # against the bundled copy only
                 [ "$refdir" = "$REF/$name" ] && [ -e "$BUNDLED/$name/$f" ] && continue
                 echo "FAIL: $name: produced $f, which $refdir does not have"

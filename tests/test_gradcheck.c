@@ -1,13 +1,13 @@
-/* test_gradcheck.c - double-precision oracles for every backward of HyboNet (DESIGN.md section 3).
- * Suite: numerics.
+/* test_gradcheck.c - double-precision oracles for every backward of HyboNet (the mathematics of
+ * ARCHITECTURE.md section 3). Suite: numerics.
  *
  * The float32 code is compared with a naive, separate re-implementation in double written from
- * DESIGN.md section 3 (and the clamps named in kernels/kernels.h): the whole model's forward and
- * loss on a tiny graph, and the expmap0, LorentzLinear head and centroid maps alone. The oracle
- * for every gradient is a central difference of the DOUBLE re-implementation, so its own error is
- * ~1e-10 relative and the tolerances below are the float32 rounding of the code under test only
- * (test_kernels.c and test_hyperbolic.c difference the float code itself, whose rounding noise
- * forces steps of 1e-2 and tolerances of ~1e-3).
+ * ARCHITECTURE.md section 3 (and the clamps named in kernels/kernels.h): the whole model's
+ * forward and loss on a tiny graph, and the expmap0, LorentzLinear head and centroid maps alone.
+ * The oracle for every gradient is a central difference of the DOUBLE re-implementation, so its
+ * own error is ~1e-10 relative and the tolerances below are the float32 rounding of the code
+ * under test only (test_kernels.c and test_hyperbolic.c difference the float code itself, whose
+ * rounding noise forces steps of 1e-2 and tolerances of ~1e-3).
  *
  * Notation: u = 2^-24 (float32 unit roundoff).
  *
@@ -83,7 +83,7 @@
 
 static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL};
 
-/* DESIGN.md section 3 / kernels.h constants, restated in double for the reference */
+/* ARCHITECTURE.md section 3 / kernels.h constants, restated in double for the reference */
 #define REF_TIME_OFFSET 1.1
 #define REF_HEAD_MIN_SQNORM 1e-8
 #define REF_CENTROID_MIN 1e-8

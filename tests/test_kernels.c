@@ -1,6 +1,6 @@
 /* test_kernels.c - the CPU reference kernels (kernels/core.c, sparse.c, lorentz.c) against naive
  * double-precision oracles, central differences and the identities of the Lorentz model
- * (DESIGN.md section 3). Suite: numerics.
+ * (ARCHITECTURE.md section 3). Suite: numerics.
  *
  * Tolerances. Storage is float32, unit roundoff u = FLT_EPSILON / 2 = 2^-24. Each kernel output
  * carries a relative error of at most kappa u, kappa derived per kernel and per code path below:
