@@ -52,7 +52,8 @@ typedef struct hg_khost {
 #define HG_KBACKEND_MODULE_ENTRY "hg_kbackend_cuda_module"
 typedef const hg_kbackend *(*hg_kbackend_module_entry)(const hg_khost *host);
 
-/* The CPU bodies: hg_cpu_X for every op X (kernels/core.c, sparse.c, lorentz.c, nn.c). */
+/* The CPU bodies: hg_cpu_X for every op X (kernels/core.c, sparse.c, lorentz_ops.c,
+ * lorentz_layer.c, lorentz_decoder.c, nn.c). */
 #define HG_KOP(name, params, args) void hg_cpu_##name params;
 #define HG_KOPR(type, name, params, args) type hg_cpu_##name params;
 #include "ops_core.def"

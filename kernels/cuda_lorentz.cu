@@ -1,6 +1,7 @@
 /* cuda_lorentz.cu - the CUDA twins of the Lorentz-model and fused HyboNet kernels of
- * kernels/lorentz.c (contracts: ops_lorentz.def; entry points: cuda.h). Every hg_cu_lorentz_X computes
- * what hg_k_lorentz_X computes, up to float rounding, and gives the same bits on every run.
+ * kernels/lorentz_*.c (contracts: ops_lorentz.def; entry points: cuda.h). Every
+ * hg_cu_lorentz_X computes what hg_k_lorentz_X computes, up to float rounding, and gives the same
+ * bits on every run.
  *
  * Structure: the dense products go through the library wrappers (hg_cu_gemm, hg_cu_csr_spmm);
  * the row-wise maps (LorentzLinear head and its backward, centroid normalisation and its
@@ -76,7 +77,7 @@ __device__ static inline double lz_inner(const float *x, const float *y, int64_t
     return s;
 }
 
-/* Centroid backward of one row (lorentz.c centroid_backward_row): dS (=) from dout and the
+/* Centroid backward of one row (lorentz_simd.h centroid_backward_row): dS (=) from dout and the
  * forward input S. dS may be dout (every read of a coordinate precedes its write). */
 __device__ static inline void lz_centroid_backward_row(float *dS, const float *go, const float *si,
                                                        int64_t d)
@@ -99,7 +100,7 @@ __device__ static inline void lz_centroid_backward_row(float *dS, const float *g
 
 /* ---- row-wise kernels ---- */
 
-/* LorentzLinear head, one row per thread (lorentz.c head_forward_row): z (+=) b (NULL: none),
+/* LorentzLinear head, one row per thread (lorentz_simd.h head_forward_row): z (+=) b (NULL: none),
  * then y (=) [t, z_{1:} f], t = sigmoid(z0) e^s + 1.1,
  * f = sqrt((t^2 - 1) / max(|z_{1:}|^2, 1e-8)). */
 __global__ static void k_head_forward(float *y, float *z, const float *b, const float *s,
@@ -124,7 +125,7 @@ __global__ static void k_head_forward(float *y, float *z, const float *b, const 
 }
 
 /* LorentzLinear head backward, one row per thread, in place: g holds dy (=) and gets dz
- * (lorentz.c head_backward_row); gsr[i] (=) the row's part of dL/ds. */
+ * (lorentz_simd.h head_backward_row); gsr[i] (=) the row's part of dL/ds. */
 __global__ static void k_head_backward(float *g, double *gsr, const float *z, const float *s,
                                        int64_t n, int64_t d)
 {
@@ -236,7 +237,7 @@ static int64_t lz_chunk_rows(int64_t n, int64_t MN)
 }
 
 /* out[c * d + o] (=) sum_{q in row c of A} val[q] X[col[q] * d + o] for a CSR matrix A (nrows
- * rows), float runs added into double: the sparse layer's weight gradient Xt dz (lorentz.c's
+ * rows), float runs added into double: the sparse layer's weight gradient Xt dz (lorentz_layer.c's
  * 16-wide path; the generic one sums in double). One thread per output. */
 __global__ static void k_csr_gather_d(double *out, const int64_t *rowptr, const int32_t *col,
                                       const float *val, const float *X, int64_t nrows, int64_t d)
@@ -419,7 +420,7 @@ __global__ static void k_class_dx(float *dX, const float *dl, const float *P, co
     }
 }
 
-/* ---- Riemannian Adam and stabilisation (lorentz.c hg_k_lorentz_radam_step) ---- */
+/* ---- Riemannian Adam and stabilisation (lorentz_ops.c hg_cpu_lorentz_radam_step) ---- */
 
 /* The per-coordinate quantities of the step at point x, recomputed from the unchanged inputs in
  * every pass (so no per-thread arrays): U_j the Riemannian gradient (inverse metric, projection

@@ -162,7 +162,7 @@ def self_test(root):
     plants = [
         ("kernels/core.c", "../sst/linear.h", "layer kernels may not use layer sst"),
         ("sst/linear.c", "../datasets/dataset.h", "layer sst may not use layer datasets"),
-        ("kernels/lorentz.c", "../src/rng.h", "layer kernels may not use layer core"),
+        ("kernels/lorentz_layer.c", "../src/rng.h", "layer kernels may not use layer core"),
         ("src/csr.c", "../hyperbolic/hybonet.h", "layer core may not use layer models"),
         ("hyperbolic/hybonet.c", "../src/cli/options.h", "layer models may not use layer programs"),
         ("hyperbolic/hybonet.h", "../datasets/dataset.h",

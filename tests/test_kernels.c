@@ -1,4 +1,4 @@
-/* test_kernels.c - the CPU reference kernels (kernels/core.c, sparse.c, lorentz.c) against naive
+/* test_kernels.c - the CPU reference kernels (kernels/core.c, sparse.c, lorentz_*.c) against naive
  * double-precision oracles, central differences and the identities of the Lorentz model
  * (ARCHITECTURE.md section 3). Suite: numerics.
  *
@@ -853,7 +853,7 @@ static void test_stabilize(void **state)
 }
 
 /* ========================================================================================== */
-/* Fused HyboNet layer kernels (kernels/lorentz.c, what hyperbolic/hybonet.c calls) against the
+/* Fused HyboNet layer kernels (kernels/lorentz_layer.c, what hyperbolic/hybonet.c calls) against the
  * composition of the reference kernels (hg_k_dropout, hg_k_relu_*, hg_k_gemm, hg_k_csr_spmm,
  * hg_k_lorentz_linear_head_*, hg_k_lorentz_centroid_*) tested above, and the decoders against
  * naive double formulas. Every kernel runs at d = 16 (the vector paths of every reference run)
