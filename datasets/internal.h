@@ -40,13 +40,6 @@ int hg_text_open(hg_text *t, const char *path);
 int hg_text_next(hg_text *t, char **line);
 void hg_text_close(hg_text *t); /* safe on a zeroed or closed struct */
 
-/* Input shown in a message: printable ASCII as is, other bytes and quotes as \xNN, at most
- * HG_QUOTE_MAX input bytes (then "..."). */
-#define HG_QUOTE_MAX 32
-typedef struct {
-    char s[4 * HG_QUOTE_MAX + 4];
-} hg_quoted;
-const char *hg_quote(hg_quoted *q, const char *s);
 
 /* Regular file at path. */
 int hg_ds_file_exists(const char *path);

@@ -99,30 +99,6 @@ int hg_text_next(hg_text *t, char **line)
     return HG_OK;
 }
 
-const char *hg_quote(hg_quoted *q, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    char *o = q->s;
-    size_t i = 0;
-    for (; s[i] && i < HG_QUOTE_MAX; i++) {
-        unsigned char b = (unsigned char)s[i];
-        if (b >= 0x20 && b < 0x7f && b != '\'' && b != '"' && b != '\\') {
-            *o++ = (char)b;
-        } else {
-            *o++ = '\\';
-            *o++ = 'x';
-            *o++ = hex[b >> 4];
-            *o++ = hex[b & 15];
-        }
-    }
-    if (s[i]) {
-        memcpy(o, "...", 3);
-        o += 3;
-    }
-    *o = '\0';
-    return q->s;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* tokens                                                                                       */
 

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static _Thread_local char last_error[1024];
@@ -49,4 +50,28 @@ double hg_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+const char *hg_quote(hg_quoted *q, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *o = q->s;
+    size_t i = 0;
+    for (; s[i] && i < HG_QUOTE_MAX; i++) {
+        unsigned char b = (unsigned char)s[i];
+        if (b >= 0x20 && b < 0x7f && b != '\'' && b != '"' && b != '\\') {
+            *o++ = (char)b;
+        } else {
+            *o++ = '\\';
+            *o++ = 'x';
+            *o++ = hex[b >> 4];
+            *o++ = hex[b & 15];
+        }
+    }
+    if (s[i]) {
+        memcpy(o, "...", 3);
+        o += 3;
+    }
+    *o = '\0';
+    return q->s;
 }

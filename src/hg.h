@@ -45,6 +45,14 @@ void hg_error_clear(void);
         if (rc != HG_OK) goto done; \
     } while (0)
 
+/* Input shown in a message (file contents, command-line arguments): printable ASCII as is, other
+ * bytes and quotes as \xNN, at most HG_QUOTE_MAX input bytes (then "..."). q holds the result. */
+#define HG_QUOTE_MAX 64
+typedef struct {
+    char s[4 * HG_QUOTE_MAX + 4];
+} hg_quoted;
+const char *hg_quote(hg_quoted *q, const char *s);
+
 /* Checked allocation: zeroed; records HG_ENOMEM with the purpose on failure. */
 void *hg_calloc(size_t count, size_t size, const char *what);
 void hg_free(void *p);

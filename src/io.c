@@ -461,9 +461,14 @@ static int ckpt_pass(ckpt_reader *r, int fill, const ckpt_request *q)
     /* version 1: the tensor count; version 2: a reserved zero (the count follows the meta) */
     uint32_t version = get_u32(b);
     uint64_t ntensors = get_u32(b + 4), mlen = get_u64(b + 8);
-    if (version != 1 && !(version == HG_CKPT_VERSION && ntensors == 0)) {
+    if (version != 1 && version != HG_CKPT_VERSION) {
         rc = HG_ERRORF(HG_EFORMAT, "%s: unsupported checkpoint version %" PRIu32
                        " (expected 1 or %u)", r->path, version, HG_CKPT_VERSION);
+        goto done;
+    }
+    if (version == HG_CKPT_VERSION && ntensors != 0) {
+        rc = HG_ERRORF(HG_EFORMAT, "%s: corrupt version-%u header (reserved field %" PRIu64
+                       " is not 0)", r->path, HG_CKPT_VERSION, ntensors);
         goto done;
     }
     if (mlen > r->left) {

@@ -23,8 +23,10 @@ static int split(int argc, char **argv, int *i, char *key, size_t key_len, const
         return HG_OK;
     }
     snprintf(key, key_len, "%s", a);
-    if (*i + 1 >= argc)
-        return HG_ERRORF(HG_EINVAL, "option %s needs a value (see --help)", a);
+    if (*i + 1 >= argc) {
+        hg_quoted q;
+        return HG_ERRORF(HG_EINVAL, "option %s needs a value (see --help)", hg_quote(&q, a));
+    }
     *val = argv[++*i];
     return HG_OK;
 }
@@ -45,9 +47,11 @@ int hg_arg_parse(const hg_arg_program *p, int argc, char **argv)
             *p->quiet = 1;
             continue;
         }
-        if (strncmp(a, "--", 2) != 0)
-            return HG_ERRORF(HG_EINVAL, "unexpected argument '%s' (%s)", a,
+        if (strncmp(a, "--", 2) != 0) {
+            hg_quoted q;
+            return HG_ERRORF(HG_EINVAL, "unexpected argument '%s' (%s)", hg_quote(&q, a),
                              p->hint ? p->hint : "options start with --; see --help");
+        }
         char key[64];
         const char *val = NULL;
         int rc = split(argc, argv, &i, key, sizeof key, &val);
@@ -61,12 +65,14 @@ int hg_arg_parse(const hg_arg_program *p, int argc, char **argv)
 
 int hg_arg_unknown(const char *key)
 {
-    return HG_ERRORF(HG_EINVAL, "unknown option '%s' (see --help)", key);
+    hg_quoted q;
+    return HG_ERRORF(HG_EINVAL, "unknown option '%s' (see --help)", hg_quote(&q, key));
 }
 
 int hg_arg_bad(const char *opt, const char *val, const char *why)
 {
-    return HG_ERRORF(HG_EINVAL, "option %s: '%s' %s", opt, val ? val : "", why);
+    hg_quoted q;
+    return HG_ERRORF(HG_EINVAL, "option %s: '%s' %s", opt, hg_quote(&q, val ? val : ""), why);
 }
 
 int hg_arg_choice(const char *opt, const char *val, const char *what, const char *const *names,

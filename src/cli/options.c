@@ -358,9 +358,11 @@ int hg_train_options_save(const char *dir, int argc, char **argv)
 {
     size_t len = 1;
     for (int i = 1; i < argc; i++) {
-        if (strchr(argv[i], '\n'))
+        if (strchr(argv[i], '\n')) {
+            hg_quoted q;
             return HG_ERRORF(HG_EINVAL, "argument '%s' holds a newline: cannot be saved in %s/%s",
-                             argv[i], dir, ARGS_FILE);
+                             hg_quote(&q, argv[i]), dir, ARGS_FILE);
+        }
         len += strlen(argv[i]) + 1;
     }
     char *text = hg_calloc(len, 1, "saved options"), path[4200];
