@@ -1,6 +1,6 @@
 /* cuda.h - the CUDA backend's bodies: hg_cu_X for every op X of the op lists (ops_*.def), with
  * the op's exact parameters (every array in device memory), matching the CPU body within float
- * rounding (tests/test_cuda.c, tests/test_cuda_nn.c compare them); and its lifecycle.
+ * rounding (tests/test_cuda*.c compare them); and its lifecycle.
  *
  * Files: cuda_lib.cu (context, streams, cuBLAS/cuSPARSE/cuSOLVER calls), cuda.cu (memory, the
  * element-wise/reduction kernels, the backend table), cuda_lorentz.cu (the Lorentz and fused

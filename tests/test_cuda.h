@@ -35,8 +35,8 @@
  *    stages (hd, z, y; S, out): each stage is compared on the GPU's own input of that stage
  *    through the CPU reference map, so no conditioning of a later map enters.
  *  - The fused backward kernels return no intermediate: their bound is the first-order error
- *    chain E of test_kernels.c (bwd_reference), each stage with the float path's kappa at width
- *    d (>= the CPU's on either path). CPU and GPU are each within E of the exact result:
+ *    chain E of test_kernels_fused.c (bwd_reference), each stage with the float path's kappa at
+ *    width d (>= the CPU's on either path). CPU and GPU are each within E of the exact result:
  *    tol = 2E.
  *  - The steps that run in double (Adam's bias corrections, the Riemannian step, stabilisation,
  *    SVD) differ by their final float roundings; their tolerances allow a float evaluation of

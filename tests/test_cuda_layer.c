@@ -99,7 +99,7 @@ static void test_centroid_backward(void **state)
         res rc, rg;
         run_both(&o, &rc, &rg);
         /* dS_j = r dout_j + 2 dr/dm (dout . S) eta_j S_j, r = c^-1/2, c = max(|<S,S>_L|, 1e-8):
-         * magnitude r |dout_j| + 2 |dr/dm| sum_k |dout_k S_k| |S_j|; kappa (test_kernels.c's
+         * magnitude r |dout_j| + 2 |dr/dm| sum_k |dout_k S_k| |S_j|; kappa (test_kernels_fused.c's
          * bwd_reference): CPU 6 generic or 30 rho + 30 16-wide; GPU float at width d:
          * (2d - 2) rho + d + 14 (= 30 rho + 30 at d = 16). */
         double *tol = td(n * d);
@@ -311,11 +311,11 @@ static void test_agg_forward(void **state)
     }
 }
 
-/* ---- backward: the first-order error bound of the chain (test_kernels.c's bwd_reference) ---- */
+/* ---- backward: the first-order error bound of the chain (test_kernels_fused.c, bwd_reference) */
 
 /* The running error bound E of every result of the backward chain (hg_test_bwd_bounds; see
- * test_kernels.c for the derivation). Stage roundings kappa_s (units of u), the float path's at
- * width d (which bounds the CPU's generic double path too):
+ * test_kernels_fused.c for the derivation). Stage roundings kappa_s (units of u), the float
+ * path's at width d (which bounds the CPU's generic double path too):
  *   dy = At gS: float sums of k_i terms: k_i + 1.
  *   head backward: a = sum of d products (d); t, t^2 - 1, f, dfdt, dfdq as the 16-wide path
  *     (test_kernels.c): dz0: 204 + d + 5 e^max(z0,0); dz_j: 84 + d; ds: dz0's plus two float sums

@@ -1,5 +1,5 @@
 /* testutil.h - shared cmocka helpers: tolerance comparisons, finite-difference checks, a small
- * test graph, and the kernel tests' scratch and input builders (test_kernels.c and test_cuda.c
+ * test graph, and the kernel tests' scratch and input builders (test_kernels*.c and test_cuda*.c
  * build the same inputs from the same seeds with them). */
 #ifndef HG_TESTUTIL_H
 #define HG_TESTUTIL_H
@@ -188,7 +188,8 @@ typedef struct hg_test_bwd_in {
 } hg_test_bwd_in;
 
 /* Stage roundings kappa (units of u = 2^-24) of one implementation of the chain; each caller
- * derives its own (test_kernels.c: the CPU's paths; test_cuda.c: the float path at any width). */
+ * derives its own (test_kernels_fused.c: the CPU's paths; test_cuda_layer.c: the float path at
+ * any width). */
 typedef struct hg_test_bwd_kappa {
     double (*head_time)(int64_t d, float z0); /* dz0 (dfdt, K) of a row with time coordinate z0 */
     double (*head_space)(int64_t d);          /* dz_j (f, a dfdq) */
