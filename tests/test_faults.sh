@@ -1,0 +1,130 @@
+#!/bin/sh
+# test_faults.sh - hgnn-train's --out directory under sudden death and failing writes: runs killed
+# with SIGKILL at random moments must leave one consistent set of files (scripts/check_outdir.py)
+# whose checkpoint loads; a second run into the same directory killed early must leave nothing of
+# the first passing for its own; a file-size limit and a full disk end the run with exit status 3
+# and one line naming the file and the system's reason, leaving no temporary file.
+# Usage: test_faults.sh PATH/TO/hgnn-train   (meson passes the built program)
+set -u
+BIN=${1:?usage: test_faults.sh HGNN_TRAIN}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+CHECK="python3 $SRC/scripts/check_outdir.py"
+TMP=$(mktemp -d)
+MNT=
+cleanup() {
+    [ -n "$MNT" ] && umount "$MNT" 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   - $1"; }
+ko() { fail=$((fail + 1)); echo "FAIL - $1"; }
+RUN="--dataset disease_lp --task lp --epochs 300 --save-every 5 --quiet"
+
+# random N: a number in [0, N)
+random() { echo $(( $(od -An -N4 -tu4 /dev/urandom) % $1 )); }
+
+# run_killed DIR SECONDS ARGS...: start a run, SIGKILL it after SECONDS (if still running)
+run_killed() {
+    dir=$1 delay=$2
+    shift 2
+    "$BIN" $RUN --out "$dir" "$@" >/dev/null 2>&1 &
+    pid=$!
+    sleep "$delay"
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+
+# no_tmp DIR: no temporary file left in DIR
+no_tmp() { [ -z "$(find "$1" -name '*.tmp' -o -name '*.new' 2>/dev/null)" ]; }
+
+# --- kills at random moments: one consistent set whose checkpoint loads ---
+runs=${FAULT_RUNS:-20}
+i=0
+unfinished=
+while [ "$i" -lt "$runs" ]; do
+    i=$((i + 1))
+    dir=$TMP/kill$i
+    ms=$(( 50 + $(random 1500) ))
+    run_killed "$dir" "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
+    [ -f "$dir/last.ckpt" ] && [ ! -f "$dir/result.json" ] && unfinished=$dir
+    if msg=$($CHECK "$dir" 2>&1); then
+        if [ -f "$dir/checkpoint.bin" ]; then
+            if "$BIN" --dataset disease_lp --task lp --epochs 0 --quiet \
+                --load "$dir/checkpoint.bin" >/dev/null 2>"$TMP/err"; then
+                ok "kill after ${ms} ms: $msg; checkpoint loads"
+            else
+                ko "kill after ${ms} ms: checkpoint does not load: $(cat "$TMP/err")"
+            fi
+        else
+            ok "kill after ${ms} ms: $msg"
+        fi
+    else
+        ko "kill after ${ms} ms: $msg"
+    fi
+done
+
+# --- a run killed before its end, resumed to its end: consistent, complete ---
+if [ -z "$unfinished" ]; then
+    echo "skip - resume: every run finished or saved nothing before its kill"
+elif "$BIN" --resume "$unfinished" --quiet >/dev/null 2>"$TMP/err" &&
+    msg=$($CHECK "$unfinished" 2>&1) && [ -f "$unfinished/result.json" ]; then
+    ok "resumed after the kill: $msg"
+else
+    ko "resume after the kill: $(cat "$TMP/err") $msg"
+fi
+
+# --- a second run into a finished run's directory, killed early ---
+dir=$TMP/second
+"$BIN" $RUN --out "$dir" >/dev/null 2>&1
+first=$(grep -o '"run": "[^"]*"' "$dir/manifest.json")
+for delay in 0.05 0.3; do
+    run_killed "$dir" "$delay" --seed 7
+    if msg=$($CHECK "$dir" 2>&1) && [ ! -f "$dir/result.json" ] &&
+        ! grep -q -- "$first" "$dir/manifest.json" 2>/dev/null; then
+        ok "second run killed after $delay s: nothing of the first run left: $msg"
+    else
+        ko "second run killed after $delay s: $msg"
+        ls -l "$dir"
+    fi
+    "$BIN" $RUN --out "$dir" >/dev/null 2>&1 # a finished first run again
+    first=$(grep -o '"run": "[^"]*"' "$dir/manifest.json")
+done
+
+# expect_write_failure NAME DIR REASON: the last run exited 3 with one line naming a file in DIR
+# and REASON; no temporary file left; the directory is consistent
+expect_write_failure() {
+    name=$1 dir=$2 reason=$3
+    lines=$(wc -l <"$TMP/err")
+    if [ "$code" -eq 3 ] && [ "$lines" -eq 1 ] && grep -q -- "$dir/.*$reason" "$TMP/err" &&
+        no_tmp "$dir" && msg=$($CHECK "$dir" 2>&1); then
+        ok "$name: $(cat "$TMP/err")"
+    else
+        ko "$name: exit $code, $lines stderr lines, wanted /$reason/: $(cat "$TMP/err")"
+        ls -l "$dir"
+    fi
+}
+
+# --- a file-size limit (SIGXFSZ ignored: the write fails with EFBIG) ---
+for kib in 8 100; do
+    dir=$TMP/fsize$kib
+    (ulimit -f "$kib" && exec "$BIN" $RUN --out "$dir") >/dev/null 2>"$TMP/err"
+    code=$?
+    expect_write_failure "ulimit -f $kib" "$dir" "File too large"
+done
+
+# --- a full disk: a small tmpfs (root only) ---
+if [ "$(id -u)" -eq 0 ] && mkdir -p "$TMP/mnt" && mount -t tmpfs -o size=200k tmpfs "$TMP/mnt" 2>/dev/null; then
+    MNT=$TMP/mnt
+    dir=$MNT/out
+    "$BIN" $RUN --out "$dir" >/dev/null 2>"$TMP/err"
+    code=$?
+    expect_write_failure "full disk" "$dir" "No space left on device"
+    umount "$MNT" && MNT=
+else
+    echo "skip - full disk: needs root and mount -t tmpfs"
+fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
