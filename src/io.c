@@ -450,7 +450,7 @@ static int ckpt_pass(ckpt_reader *r, int fill, const ckpt_request *q)
     int rc = HG_OK, bad_rc = HG_OK;
     char bad_msg[512] = "";
     unsigned char b[16];
-    char name[HG_CKPT_MAX_NAME + 1];
+    char name[HG_CKPT_MAX_NAME + 1], shown[HG_CKPT_MAX_NAME + 1];
 
     HG_CHECK(rd_bytes(r, b, 8, 1, "the magic"));
     if (memcmp(b, HG_CKPT_MAGIC, 8) != 0) {
@@ -497,13 +497,15 @@ static int ckpt_pass(ckpt_reader *r, int fill, const ckpt_request *q)
         }
         HG_CHECK(rd_bytes(r, name, len, 1, "a tensor name"));
         name[len] = '\0';
+        for (uint32_t i = 0; i <= len; i++) /* for messages: printable ASCII only */
+            shown[i] = i == len ? '\0' : name[i] >= 0x20 && name[i] < 0x7f ? name[i] : '?';
         uint32_t dtype = HG_DTYPE_F32;
         if (version != 1) {
             HG_CHECK(rd_bytes(r, b, 4, 1, "a tensor dtype"));
             dtype = get_u32(b);
             if (dtype != HG_DTYPE_F32 && dtype != HG_DTYPE_U64) {
                 rc = HG_ERRORF(HG_EFORMAT, "%s: tensor '%s': unknown dtype %" PRIu32, r->path,
-                               name, dtype);
+                               shown, dtype);
                 goto done;
             }
         }
@@ -519,18 +521,18 @@ static int ckpt_pass(ckpt_reader *r, int fill, const ckpt_request *q)
             const hg_ckpt_entry *w = &q->e[want];
             if (q->seen[want] && !fill) {
                 bad_rc = HG_EFORMAT;
-                snprintf(bad_msg, sizeof bad_msg, "%s: tensor '%s' stored twice", r->path, name);
+                snprintf(bad_msg, sizeof bad_msg, "%s: tensor '%s' stored twice", r->path, shown);
             } else if (count != (uint64_t)w->count || dtype != (uint32_t)w->dtype) {
                 bad_rc = HG_EFORMAT;
                 snprintf(bad_msg, sizeof bad_msg,
                          "%s: tensor '%s' has %" PRIu64 " values%s, expected %lld", r->path,
-                         name, count, dtype != (uint32_t)w->dtype ? " of another type" : "",
+                         shown, count, dtype != (uint32_t)w->dtype ? " of another type" : "",
                          (long long)w->count);
             }
             q->seen[want] = 1;
         }
         int deliver = fill && want >= 0 && bad_rc == HG_OK;
-        HG_CHECK(rd_values(r, deliver ? q->host : NULL, (hg_dtype)dtype, count, name));
+        HG_CHECK(rd_values(r, deliver ? q->host : NULL, (hg_dtype)dtype, count, shown));
         if (deliver)
             HG_CHECK(q->put(q->ctx, want, q->host));
     }
