@@ -92,6 +92,39 @@ for delay in 0.05 0.3; do
     first=$(grep -o '"run": "[^"]*"' "$dir/manifest.json")
 done
 
+# --- the checker and the recovery: a set whose renames a kill interrupted, and broken sets ---
+dir=$TMP/set
+"$BIN" $RUN --out "$dir" >/dev/null 2>&1
+mv "$dir/checkpoint.bin" "$dir/checkpoint.bin.new" && cp "$dir/last.ckpt" "$dir/checkpoint.bin"
+if msg=$($CHECK "$dir" 2>&1) && "$BIN" --resume "$dir" --quiet >/dev/null 2>"$TMP/err" &&
+    [ ! -f "$dir/checkpoint.bin.new" ] && msg=$($CHECK "$dir" 2>&1) && no_tmp "$dir"; then
+    ok "interrupted renames: consistent, completed by --resume: $msg"
+else
+    ko "interrupted renames: $msg $(cat "$TMP/err")"
+fi
+cp -r "$dir" "$TMP/good"
+# expect_inconsistent NAME: check_outdir.py rejects $dir (exit 1, naming a file); $dir restored
+expect_inconsistent() {
+    if msg=$($CHECK "$dir" 2>&1); then
+        ko "$1: accepted: $msg"
+    elif [ $? -eq 1 ] && echo "$msg" | grep -q "$dir"; then
+        ok "$1: $msg"
+    else
+        ko "$1: $msg"
+    fi
+    rm -rf "$dir" && cp -r "$TMP/good" "$dir"
+}
+printf 'x' >>"$dir/embeddings.npy"
+expect_inconsistent "an embedding file of another size"
+python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[len(b)//2]^=1; open(p,"wb").write(b)' "$dir/checkpoint.bin"
+expect_inconsistent "a checkpoint of the same size, one bit changed"
+printf '1,2' >>"$dir/log.csv"
+expect_inconsistent "log.csv ending in a partial line"
+rm "$dir/manifest.json"
+expect_inconsistent "saved files without a manifest"
+python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); m["files"]=[f for f in m["files"] if f["name"]!="result.json"]; json.dump(m, open(sys.argv[1],"w"))' "$dir/manifest.json"
+expect_inconsistent "a result.json the manifest does not list"
+
 # expect_write_failure NAME DIR REASON: the last run exited 3 with one line naming a file in DIR
 # and REASON; no temporary file left; the directory is consistent
 expect_write_failure() {
