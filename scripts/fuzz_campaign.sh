@@ -1,7 +1,8 @@
 #!/bin/sh
-# fuzz_campaign.sh - a long libFuzzer campaign on one dataset parser (tests/fuzz/).
+# fuzz_campaign.sh - a long libFuzzer campaign on one harness (tests/fuzz/).
 # Usage: scripts/fuzz_campaign.sh HARNESS SECONDS [JOBS]
-#   HARNESS: features, edges, labels, split, self_loops, ckpt or options; JOBS: parallel fuzzing processes (1).
+#   HARNESS: features, edges, labels, split, self_loops, ckpt or options;
+#   JOBS: parallel fuzzing processes (1).
 # Configures build-fuzz (clang, ASan + UBSan + libFuzzer: CC=clang meson setup build-fuzz
 # -Dfuzz=true) when it is missing, builds the harness, and fuzzes from the seed corpus
 # tests/fuzz/corpus/HARNESS/ (left unchanged) into build-fuzz/campaign/HARNESS/corpus/, which
@@ -10,7 +11,8 @@
 # tests/test_readers.c or tests/test_cli.sh.
 set -eu
 cd "$(dirname "$0")/.."
-usage="usage: scripts/fuzz_campaign.sh features|edges|labels|split|self_loops|ckpt|options SECONDS [JOBS]"
+usage="usage: scripts/fuzz_campaign.sh HARNESS SECONDS [JOBS]
+  HARNESS: features|edges|labels|split|self_loops|ckpt|options"
 harness=${1:?$usage}
 seconds=${2:?$usage}
 jobs=${3:-1}

@@ -116,13 +116,16 @@ expect_inconsistent() {
 }
 printf 'x' >>"$dir/embeddings.npy"
 expect_inconsistent "an embedding file of another size"
-python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[len(b)//2]^=1; open(p,"wb").write(b)' "$dir/checkpoint.bin"
+python3 -c 'import sys; p = sys.argv[1]; b = bytearray(open(p, "rb").read())
+b[len(b) // 2] ^= 1; open(p, "wb").write(b)' "$dir/checkpoint.bin"
 expect_inconsistent "a checkpoint of the same size, one bit changed"
 printf '1,2' >>"$dir/log.csv"
 expect_inconsistent "log.csv ending in a partial line"
 rm "$dir/manifest.json"
 expect_inconsistent "saved files without a manifest"
-python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); m["files"]=[f for f in m["files"] if f["name"]!="result.json"]; json.dump(m, open(sys.argv[1],"w"))' "$dir/manifest.json"
+python3 -c 'import json, sys; m = json.load(open(sys.argv[1]))
+m["files"] = [f for f in m["files"] if f["name"] != "result.json"]
+json.dump(m, open(sys.argv[1], "w"))' "$dir/manifest.json"
 expect_inconsistent "a result.json the manifest does not list"
 
 # expect_write_failure NAME DIR REASON: the last run exited 3 with one line naming a file in DIR
@@ -147,13 +150,23 @@ for kib in 8 100; do
     expect_write_failure "ulimit -f $kib" "$dir" "File too large"
 done
 
-# --- a full disk: a small tmpfs (root only) ---
-if [ "$(id -u)" -eq 0 ] && mkdir -p "$TMP/mnt" && mount -t tmpfs -o size=200k tmpfs "$TMP/mnt" 2>/dev/null; then
+# --- a full disk, then a read-only file system: a small tmpfs (root only) ---
+mkdir -p "$TMP/mnt"
+if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=200k tmpfs "$TMP/mnt" 2>/dev/null; then
     MNT=$TMP/mnt
     dir=$MNT/out
     "$BIN" $RUN --out "$dir" >/dev/null 2>"$TMP/err"
     code=$?
     expect_write_failure "full disk" "$dir" "No space left on device"
+    mount -o remount,ro "$MNT"
+    "$BIN" $RUN --out "$dir" >/dev/null 2>"$TMP/err"
+    code=$?
+    if [ "$code" -eq 2 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] &&
+        grep -q "$dir/.*Read-only file system" "$TMP/err"; then
+        ok "read-only file system: $(cat "$TMP/err")"
+    else
+        ko "read-only file system: exit $code: $(cat "$TMP/err")"
+    fi
     umount "$MNT" && MNT=
 else
     echo "skip - full disk: needs root and mount -t tmpfs"
