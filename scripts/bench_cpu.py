@@ -15,6 +15,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import write_table  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # PyTorch HyboNet reference on this machine kind (Debian torch 1.13 + OpenBLAS, 1 thread): ms per
@@ -158,11 +161,7 @@ def main():
                  % (flops / 1e6, byts / 1e6, t_flops, a.peak_gflops, t_bytes, a.bandwidth_gbs, floor))
     if cora:
         lines.append("Measured %.3f ms: %.1fx the floor." % (cora["step_ms"], cora["step_ms"] / floor))
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write(text)
+    write_table(lines, a.out)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ import statistics
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import write_table  # noqa: E402
+
 SHAPES = [(512, 512), (2048, 512), (512, 2048), (768, 3072), (3072, 768)]
 METHODS = ["full", "lora", "relora", "sst"]
 T3 = 200
@@ -98,11 +101,7 @@ def main():
             lines.append(f"| {m}x{n} | {meth} | {r or '-'} | {ms:.1f} | {ms / full_ms:.2f} | "
                          f"{floor_ms:.1f} | {amort:.3f} | {held / 2**20:.2f} | "
                          f"{held / full_b:.2f} | {s0['shared_workspace_bytes'] / 2**20:.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out + ".md", "w") as f:
-        f.write(text)
+    write_table(lines, a.out + ".md")
     with open(a.out + ".json", "w") as f:
         json.dump(dict(sgemm_gflops=gflops, rows=a.rows, results=rows_out), f, indent=1)
 

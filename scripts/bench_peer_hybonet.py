@@ -37,6 +37,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import write_table  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # PyTorch HyboNet (Debian torch, OpenBLAS, one thread) ms per training step, measured earlier on
@@ -201,11 +204,7 @@ def main():
             src = ("--peer-ms (given)" if s in given else
                    "earlier measurement on this machine kind (not now)")
         lines.append("| %s | %.3f | %.1f | %s | %.0fx |" % (s, mine, ref, src, ref / mine))
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write(text)
+    write_table(lines, a.out)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import write_table  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = [("cora", "nc"), ("disease_lp", "lp"), ("airport", "lp"), ("pubmed", "nc")]
 METHODS = [("full", 1), ("lora", 1), ("relora", 1), ("sst", 1), ("sst", 2)]
@@ -54,11 +57,7 @@ def main():
                 ds, task, name, r["epoch_ms"], r["epoch_ms"] / full, 100 * share,
                 r["sst_reorths"], r["relora_merges"]))
             print("  %s %s %s done" % (ds, task, name), file=sys.stderr)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write(text)
+    write_table(lines, a.out)
 
 
 if __name__ == "__main__":

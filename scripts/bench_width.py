@@ -27,6 +27,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import write_table  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "datasets", "data", "cora")
 # Cora NC with the reference settings: 3 layers = 2 graph layers, 7 classes, dropout 0.9,
@@ -147,11 +150,7 @@ def main():
         floor = 1e3 * (flops / rates[d] + byts / bw)
         lines.append("| %d | %.3f | %.1f | %.1f | %.1f | %.2f | %.3f | %.1f |" % (
             d, med, rss[d], flops / 1e6, rates[d] / 1e9, byts / 1e6, floor, med / floor))
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write(text)
+    write_table(lines, a.out)
 
 
 if __name__ == "__main__":
