@@ -46,7 +46,7 @@ unfinished=
 while [ "$i" -lt "$runs" ]; do
     i=$((i + 1))
     dir=$TMP/kill$i
-    ms=$(( 50 + $(random 1500) ))
+    ms=$(( 50 + $(random 1000) ))
     run_killed "$dir" "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
     [ -f "$dir/last.ckpt" ] && [ ! -f "$dir/result.json" ] && unfinished=$dir
     if msg=$($CHECK "$dir" 2>&1); then
