@@ -1,7 +1,8 @@
 #!/bin/sh
-# fuzz_campaign.sh - a long libFuzzer campaign on one dataset parser (tests/fuzz/).
+# fuzz_campaign.sh - a long libFuzzer campaign on one harness (tests/fuzz/).
 # Usage: scripts/fuzz_campaign.sh HARNESS SECONDS [JOBS]
-#   HARNESS: features, edges, labels, split or self_loops; JOBS: parallel fuzzing processes (1).
+#   HARNESS: features, edges, labels, split, self_loops, ckpt or options;
+#   JOBS: parallel fuzzing processes (1).
 # Configures build-fuzz (clang, ASan + UBSan + libFuzzer: CC=clang meson setup build-fuzz
 # -Dfuzz=true) when it is missing, builds the harness, and fuzzes from the seed corpus
 # tests/fuzz/corpus/HARNESS/ (left unchanged) into build-fuzz/campaign/HARNESS/corpus/, which
@@ -10,12 +11,13 @@
 # tests/test_readers.c or tests/test_cli.sh.
 set -eu
 cd "$(dirname "$0")/.."
-usage="usage: scripts/fuzz_campaign.sh features|edges|labels|split|self_loops SECONDS [JOBS]"
+usage="usage: scripts/fuzz_campaign.sh HARNESS SECONDS [JOBS]
+  HARNESS: features|edges|labels|split|self_loops|ckpt|options"
 harness=${1:?$usage}
 seconds=${2:?$usage}
 jobs=${3:-1}
 case $harness in
-features | edges | labels | split | self_loops) ;;
+features | edges | labels | split | self_loops | ckpt | options) ;;
 *) echo "fuzz_campaign.sh: unknown harness '$harness'; $usage" >&2; exit 2 ;;
 esac
 case $seconds$jobs in

@@ -1,15 +1,18 @@
 /* driver.c - the shared training loop (see driver.h). */
 #include "driver.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hg.h"
+#include "outdir.h"
 
 #define JSON_CAP (1u << 16)
 
@@ -113,11 +116,12 @@ void hg_driver_restore_best(hg_driver *d)
 
 /* ---- files ---- */
 
+/* The best model's files, staged for the next commit (outdir.h). */
 static int save_best(hg_driver *d)
 {
     char path[4200], meta[4096];
     d->model.meta(d->model.ctx, meta, sizeof meta);
-    path_in(path, sizeof path, d->cfg.out_dir, "checkpoint.bin");
+    hg_outdir_staged(path, sizeof path, d->cfg.out_dir, "checkpoint.bin");
     int rc = hg_registry_save(&d->best_reg, 0, path, meta);
     if (rc == HG_OK && d->model.save_best)
         rc = d->model.save_best(d->model.ctx, d->cfg.out_dir);
@@ -126,11 +130,10 @@ static int save_best(hg_driver *d)
     return rc;
 }
 
+/* last.ckpt, staged for the next commit. */
 static int save_last(hg_driver *d)
 {
     char path[4200], meta[4096];
-    if (fflush(d->log) != 0)
-        return HG_ERRORF(HG_EIO, "%s/log.csv: write error", d->cfg.out_dir);
     uint64_t *s = d->state;
     s[ST_STEP] = (uint64_t)d->step;
     s[ST_STOPPED] = (uint64_t)d->stopped_early;
@@ -141,8 +144,28 @@ static int save_last(hg_driver *d)
     s[ST_LOG_LINES] = (uint64_t)d->log_lines;
     s[ST_NMETRICS] = (uint64_t)d->model.nmetrics;
     d->model.meta(d->model.ctx, meta, sizeof meta);
-    path_in(path, sizeof path, d->cfg.out_dir, "last.ckpt");
+    hg_outdir_staged(path, sizeof path, d->cfg.out_dir, "last.ckpt");
     return hg_registry_save(&d->resume, 0, path, meta);
+}
+
+/* Make the staged files and log.csv's lines so far the directory's set (outdir.h). */
+static int commit(hg_driver *d)
+{
+    return hg_outdir_commit(d->cfg.out_dir, d->run_id, d->step, (uint64_t)d->log_bytes);
+}
+
+/* Stage and commit: the best model when it changed (or `force`), and last.ckpt. A failure
+ * removes what was staged. */
+static int save_set(hg_driver *d, int force)
+{
+    int rc = d->dirty || force ? save_best(d) : HG_OK;
+    if (rc == HG_OK)
+        rc = save_last(d);
+    if (rc == HG_OK)
+        rc = commit(d);
+    if (rc != HG_OK)
+        hg_outdir_discard(d->cfg.out_dir);
+    return rc;
 }
 
 /* Continue from last.ckpt: every tensor, the driver's state, log.csv cut back to the lines
@@ -176,6 +199,21 @@ static int load_last(hg_driver *d, const char *path)
         fseek(d->log, 0, SEEK_END) != 0)
         return HG_ERRORF(HG_EIO, "%s: cannot continue it (%lld lines expected)", log,
                          (long long)d->log_lines + 1);
+    d->log_bytes = ftell(d->log);
+    return HG_OK;
+}
+
+/* Push the line just printed to log.csv out whole (one write: a kill leaves whole lines). On a
+ * write error the file is cut back to its previous lines. */
+static int end_log_line(hg_driver *d)
+{
+    if (fflush(d->log) != 0 || ferror(d->log)) {
+        int e = errno;
+        clearerr(d->log);
+        (void)ftruncate(fileno(d->log), d->log_bytes);
+        return HG_ERRORF(HG_EIO, "%s/log.csv: write error: %s", d->cfg.out_dir, strerror(e));
+    }
+    d->log_bytes = ftell(d->log);
     return HG_OK;
 }
 
@@ -186,13 +224,13 @@ static int open_log(hg_driver *d)
     path_in(path, sizeof path, d->cfg.out_dir, "log.csv");
     d->log = fopen(path, "w");
     if (!d->log)
-        return HG_ERRORF(HG_EIO, "%s: cannot write", path);
+        return HG_ERRORF(HG_EIO, "%s: cannot write: %s", path, strerror(errno));
     fprintf(d->log, "%s,loss,grad_norm", d->cfg.unit);
     for (int k = 0; k < d->model.nmetrics; k++)
         if (d->model.metrics[k].flags & HG_METRIC_LOG)
             fprintf(d->log, ",val_%s", d->model.metrics[k].name);
     fprintf(d->log, ",step_ms\n");
-    return fflush(d->log) == 0 ? HG_OK : HG_ERRORF(HG_EIO, "%s: write error", path);
+    return end_log_line(d);
 }
 
 /* ---- the loop ---- */
@@ -221,7 +259,7 @@ static int evaluate(hg_driver *d, int64_t step, double *val)
     return rc;
 }
 
-static void log_line(hg_driver *d, int64_t step, double loss, double gnorm, const double *val)
+static int log_line(hg_driver *d, int64_t step, double loss, double gnorm, const double *val)
 {
     const hg_driver_model *m = &d->model;
     double ms = d->step_ms[step - 1];
@@ -231,17 +269,20 @@ static void log_line(hg_driver *d, int64_t step, double loss, double gnorm, cons
             if (m->metrics[k].flags & HG_METRIC_LOG)
                 fprintf(d->log, ",%.9g", val[k]);
         fprintf(d->log, ",%.4f\n", ms);
-        fflush(d->log);
+        int rc = end_log_line(d);
+        if (rc != HG_OK)
+            return rc;
         d->log_lines++;
     }
     if (d->cfg.quiet || d->cfg.log_freq <= 0 || step % d->cfg.log_freq != 0)
-        return;
+        return HG_OK;
     printf("%s %5lld | loss %.4f | val", d->cfg.unit, (long long)step, loss);
     for (int k = 0; k < m->nmetrics; k++)
         if (m->metrics[k].flags & HG_METRIC_REPORT)
             printf(" %s %.4f", m->metrics[k].label ? m->metrics[k].label : m->metrics[k].name,
                    val[k]);
     printf(" | best %lld | %.3f ms/step\n", (long long)d->es.best_step, ms);
+    return HG_OK;
 }
 
 /* One step and, when due, its evaluation, log line and saves. */
@@ -268,14 +309,12 @@ static int one_step(hg_driver *d, int64_t step, double *val)
     if (step % d->cfg.eval_every == 0 || step == d->cfg.max_steps) {
         if ((rc = evaluate(d, step, val)))
             return rc;
-        log_line(d, step, loss, gnorm, val);
+        if ((rc = log_line(d, step, loss, gnorm, val)))
+            return rc;
         d->stopped_early = hg_early_stop_done(&d->es, step);
     }
-    if (d->cfg.out_dir && step % d->cfg.save_every == 0) {
-        if (d->dirty && (rc = save_best(d)))
-            return rc;
-        rc = save_last(d);
-    }
+    if (d->cfg.out_dir && step % d->cfg.save_every == 0)
+        rc = save_set(d, 0);
     return rc;
 }
 
@@ -293,6 +332,12 @@ int hg_driver_run(hg_driver *d, int resume)
 {
     double val[HG_DRIVER_MAX_METRICS] = {0};
     int rc = HG_OK;
+    if (d->cfg.out_dir)
+        snprintf(d->run_id, sizeof d->run_id, "%llx-%lx", (unsigned long long)time(NULL),
+                 (long)getpid());
+    if (resume && d->cfg.out_dir &&
+        (rc = hg_outdir_recover(d->cfg.out_dir, d->run_id, sizeof d->run_id)))
+        return rc;
     if (resume && hg_driver_resumable(d)) {
         char path[4200];
         path_in(path, sizeof path, d->cfg.out_dir, "last.ckpt");
@@ -311,13 +356,14 @@ int hg_driver_run(hg_driver *d, int resume)
     d->first_step = d->step;
     while (rc == HG_OK && !d->stopped_early && d->step < d->cfg.max_steps)
         rc = one_step(d, d->step + 1, val);
-    if (rc == HG_OK && d->cfg.out_dir && (rc = save_last(d)) == HG_OK)
-        rc = save_best(d);
+    if (rc == HG_OK && d->cfg.out_dir)
+        rc = save_set(d, 1);
     if (rc != HG_OK && d->cfg.out_dir && d->es.best_step >= 0) {
         /* keep what was already achieved: the best model so far (the message stays) */
         char why[1024];
         snprintf(why, sizeof why, "%s", hg_last_error());
-        save_best(d);
+        if (save_best(d) != HG_OK || commit(d) != HG_OK)
+            hg_outdir_discard(d->cfg.out_dir);
         HG_ERRORF(rc, "%s", why);
     }
     return rc;
@@ -422,11 +468,15 @@ int hg_driver_report(hg_driver *d)
     if (!d->cfg.out_dir)
         return HG_OK;
     char path[4200];
-    path_in(path, sizeof path, d->cfg.out_dir, "result.json");
+    hg_outdir_staged(path, sizeof path, d->cfg.out_dir, "result.json");
     size_t len = strlen(d->json);
     d->json[len] = '\n'; /* the file ends with a newline, as stdout does */
     d->json[len + 1] = '\0';
     rc = hg_text_write(path, d->json);
     d->json[len] = '\0';
+    if (rc == HG_OK)
+        rc = commit(d);
+    if (rc != HG_OK)
+        hg_outdir_discard(d->cfg.out_dir);
     return rc;
 }

@@ -14,6 +14,9 @@
  *                    It holds no timings, so an interrupted and resumed run ends with the same
  *                    bytes as an uninterrupted one
  *   result.json      the JSON line
+ *   manifest.json    what makes the files above one set (outdir.h): every save stages the files
+ *                    that changed and commits them with log.csv's lines so far, so that after a
+ *                    kill at any moment the directory holds one run's files of one step
  * A run resumed from last.ckpt (hg_driver_run with resume = 1) continues exactly where the saved
  * one was: same metrics, same final parameters, same files (but for the timings), as a run
  * never interrupted. The timings reported (train_seconds, the median step) are those of the steps
@@ -68,7 +71,9 @@ typedef struct hg_driver_model {
     void (*reloaded)(void *ctx);
     /* A new best model (the driver has taken its snapshot); NULL: nothing more to keep. */
     void (*on_best)(void *ctx);
-    /* Write the best model's own outputs into dir besides checkpoint.bin; NULL: none. */
+    /* Write the best model's own outputs into dir besides checkpoint.bin, staged for the
+       driver's next commit (hg_outdir_staged: DIR/NAME.new, NAME one of outdir.c's set);
+       NULL: none. */
     int (*save_best)(void *ctx, const char *dir);
     /* Meta JSON stored in the checkpoints, into buf (cap bytes). */
     void (*meta)(void *ctx, char *buf, size_t cap);
@@ -100,6 +105,8 @@ typedef struct hg_driver {
     int64_t step;            /* steps taken */
     int64_t first_step;      /* steps taken before this process (resumed) */
     int64_t log_lines;       /* lines of log.csv after its header */
+    int64_t log_bytes;       /* bytes of log.csv written (whole lines) */
+    char run_id[40];         /* this run's id in the directory's manifest (outdir.h) */
     int stopped_early;
     int dirty;               /* a best model not yet written */
     double train_seconds;    /* in the steps of this process */

@@ -16,12 +16,12 @@
 /* Values are converted to little-endian bytes through a stack buffer of this many floats. */
 #define IO_CHUNK_FLOATS 4096
 
-/* FNV-1a, 64-bit (Fowler/Noll/Vo): offset basis and prime. */
-#define FNV64_OFFSET UINT64_C(0xcbf29ce484222325)
+/* FNV-1a, 64-bit (Fowler/Noll/Vo): the prime (the offset basis is in io.h). */
 #define FNV64_PRIME UINT64_C(0x100000001b3)
 
-static uint64_t fnv1a64(uint64_t h, const unsigned char *p, size_t n)
+uint64_t hg_fnv1a64(uint64_t h, const void *data, size_t n)
 {
+    const unsigned char *p = data;
     for (size_t i = 0; i < n; i++) {
         h ^= p[i];
         h *= FNV64_PRIME;
@@ -88,7 +88,7 @@ static int af_open(atomic_file *a, const char *path)
 {
     memset(a, 0, sizeof *a);
     a->path = path;
-    a->hash = FNV64_OFFSET;
+    a->hash = HG_FNV64_OFFSET;
     size_t len = strlen(path);
     a->tmp = hg_calloc(len + 5, 1, "temporary file name");
     if (!a->tmp)
@@ -112,7 +112,7 @@ static int af_write(atomic_file *a, const void *p, size_t n)
         return HG_OK;
     if (fwrite(p, 1, n, a->f) != n)
         return HG_ERRORF(HG_EIO, "%s: write error on %s: %s", a->path, a->tmp, strerror(errno));
-    a->hash = fnv1a64(a->hash, p, n);
+    a->hash = hg_fnv1a64(a->hash, p, n);
     return HG_OK;
 }
 
@@ -396,7 +396,7 @@ static int rd_bytes(ckpt_reader *r, void *dst, uint64_t n, int hash, const char 
                              what);
         }
         if (hash)
-            r->hash = fnv1a64(r->hash, p, m);
+            r->hash = hg_fnv1a64(r->hash, p, m);
         r->left -= m;
         n -= m;
         if (dst)
@@ -450,7 +450,7 @@ static int ckpt_pass(ckpt_reader *r, int fill, const ckpt_request *q)
     int rc = HG_OK, bad_rc = HG_OK;
     char bad_msg[512] = "";
     unsigned char b[16];
-    char name[HG_CKPT_MAX_NAME + 1];
+    char name[HG_CKPT_MAX_NAME + 1], shown[HG_CKPT_MAX_NAME + 1];
 
     HG_CHECK(rd_bytes(r, b, 8, 1, "the magic"));
     if (memcmp(b, HG_CKPT_MAGIC, 8) != 0) {
@@ -502,13 +502,15 @@ static int ckpt_pass(ckpt_reader *r, int fill, const ckpt_request *q)
         }
         HG_CHECK(rd_bytes(r, name, len, 1, "a tensor name"));
         name[len] = '\0';
+        for (uint32_t i = 0; i <= len; i++) /* for messages: printable ASCII only */
+            shown[i] = i == len ? '\0' : name[i] >= 0x20 && name[i] < 0x7f ? name[i] : '?';
         uint32_t dtype = HG_DTYPE_F32;
         if (version != 1) {
             HG_CHECK(rd_bytes(r, b, 4, 1, "a tensor dtype"));
             dtype = get_u32(b);
             if (dtype != HG_DTYPE_F32 && dtype != HG_DTYPE_U64) {
                 rc = HG_ERRORF(HG_EFORMAT, "%s: tensor '%s': unknown dtype %" PRIu32, r->path,
-                               name, dtype);
+                               shown, dtype);
                 goto done;
             }
         }
@@ -524,18 +526,18 @@ static int ckpt_pass(ckpt_reader *r, int fill, const ckpt_request *q)
             const hg_ckpt_entry *w = &q->e[want];
             if (q->seen[want] && !fill) {
                 bad_rc = HG_EFORMAT;
-                snprintf(bad_msg, sizeof bad_msg, "%s: tensor '%s' stored twice", r->path, name);
+                snprintf(bad_msg, sizeof bad_msg, "%s: tensor '%s' stored twice", r->path, shown);
             } else if (count != (uint64_t)w->count || dtype != (uint32_t)w->dtype) {
                 bad_rc = HG_EFORMAT;
                 snprintf(bad_msg, sizeof bad_msg,
                          "%s: tensor '%s' has %" PRIu64 " values%s, expected %lld", r->path,
-                         name, count, dtype != (uint32_t)w->dtype ? " of another type" : "",
+                         shown, count, dtype != (uint32_t)w->dtype ? " of another type" : "",
                          (long long)w->count);
             }
             q->seen[want] = 1;
         }
         int deliver = fill && want >= 0 && bad_rc == HG_OK;
-        HG_CHECK(rd_values(r, deliver ? q->host : NULL, (hg_dtype)dtype, count, name));
+        HG_CHECK(rd_values(r, deliver ? q->host : NULL, (hg_dtype)dtype, count, shown));
         if (deliver)
             HG_CHECK(q->put(q->ctx, want, q->host));
     }
@@ -603,7 +605,7 @@ int hg_ckpt_load(const char *path, int64_t n, const hg_ckpt_entry *e, hg_ckpt_pu
             rewind(f);
             memset(q.seen, 0, (size_t)n);
         }
-        ckpt_reader r = {f, path, FNV64_OFFSET, (uint64_t)st.st_size};
+        ckpt_reader r = {f, path, HG_FNV64_OFFSET, (uint64_t)st.st_size};
         HG_CHECK(ckpt_pass(&r, fill, &q));
     }
 done:

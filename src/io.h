@@ -25,6 +25,11 @@ int hg_npy_write(const char *path, const float *data, int64_t rows, int64_t cols
 /* Write a text file atomically (see above). Errors: HG_EINVAL (NULL), HG_EIO. */
 int hg_text_write(const char *path, const char *text);
 
+/* FNV-1a 64 of n bytes, continuing from h (start with HG_FNV64_OFFSET): the checksum of
+ * checkpoints and of the output directory's manifest (outdir.h). */
+#define HG_FNV64_OFFSET UINT64_C(0xcbf29ce484222325)
+uint64_t hg_fnv1a64(uint64_t h, const void *data, size_t n);
+
 /* ---- Checkpoints --------------------------------------------------------------------------- */
 
 /* Checkpoint layout, version 2, all integers little-endian:

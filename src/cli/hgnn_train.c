@@ -3,6 +3,7 @@
  * This is the one place that ties datasets/, hyperbolic/ and sst/ together; the training loop
  * itself is the shared driver's (src/driver.h), to which this file describes the model. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "../driver.h"
 #include "../hg.h"
 #include "../io.h"
+#include "../outdir.h"
 #include "../params.h"
 #include "../metrics.h"
 #include "../registry.h"
@@ -187,7 +189,7 @@ static int save_embeddings(void *ctx, const char *dir)
 {
     run *r = ctx;
     char path[4200];
-    snprintf(path, sizeof path, "%s/embeddings.npy", dir);
+    hg_outdir_staged(path, sizeof path, dir, "embeddings.npy");
     return hg_npy_write(path, r->best_emb, r->data.n, r->model.cfg.dim);
 }
 
@@ -630,6 +632,9 @@ int main(int argc, char **argv)
     run r;
     memset(&r, 0, sizeof r);
     r.o = &o;
+    /* a file-size limit makes writes fail with EFBIG, reported like a full disk, instead of
+     * killing the process */
+    signal(SIGXFSZ, SIG_IGN);
     int rc = hg_train_options_parse(&o, argc, argv);
     if (rc == HG_OPTIONS_DONE)
         return 0;
@@ -643,7 +648,8 @@ int main(int argc, char **argv)
     double t_start = hg_now();
     /* the command line first, so that a run interrupted at any point can be resumed */
     if (o.out_dir && ((rc = hg_mkdir_p(o.out_dir)) ||
-                      (!o.resume && (rc = hg_train_options_save(o.out_dir, argc, argv)))))
+                      (!o.resume && ((rc = hg_outdir_reset(o.out_dir)) ||
+                                     (rc = hg_train_options_save(o.out_dir, argc, argv))))))
         goto fail;
     if ((rc = hg_kctx_init(&r.k, strcmp(o.device, "cuda") == 0 ? HG_DEVICE_CUDA : HG_DEVICE_CPU,
                            o.threads)) ||

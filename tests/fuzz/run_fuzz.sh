@@ -16,4 +16,4 @@ else
 fi
 mkdir -p "$artifacts" "$corpus"
 "$harness" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=64 \
-    -max_len=8192 -print_final_stats=1 -artifact_prefix="$artifacts/" "$@" "$corpus" "$seeds"
+    -max_len=8192 -print_final_stats=1 -error_exitcode=1 -artifact_prefix="$artifacts/" "$@" "$corpus" "$seeds"
