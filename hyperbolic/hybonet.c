@@ -475,11 +475,11 @@ void hg_hybonet_scale_grad(hg_hybonet *m, float a) { hg_params_scale_grad(m->P, 
 
 int hg_hybonet_step(hg_hybonet *m, float lr, int stabilize)
 {
-    m->step++;
     /* one fused step: biases and scales (Adam), class points (Riemannian Adam), every weight's
        method and schedule (sst/) */
     int rc = hg_params_step(m->P, lr);
-    if (m->cfg.nclasses > 0 && stabilize > 0 && m->step % stabilize == 0)
+    const int64_t t = hg_params_group_clock(m->P, m->group_plain)->t; /* steps taken */
+    if (m->cfg.nclasses > 0 && stabilize > 0 && t % stabilize == 0)
         hg_k_lorentz_stabilize(m->k, m->cls, hg_params_moment1(m->P, m->id_classes),
                                m->cfg.nclasses, m->cfg.dim);
     return rc;
@@ -561,4 +561,45 @@ void hg_hybonet_rematerialise(hg_hybonet *m)
 {
     for (int l = 0; l < m->cfg.nlayers; l++)
         hg_linear_rematerialise(m->layer[l].lin);
+}
+
+static void tensor_read_cb(const void *obj, int64_t i, void *host_dst)
+{
+    hg_hybonet_tensor_read(obj, (int)i, host_dst);
+}
+
+static void tensor_write_cb(void *obj, int64_t i, const void *host_src)
+{
+    hg_hybonet_tensor_write(obj, (int)i, host_src);
+}
+
+int hg_hybonet_register(hg_hybonet *m, hg_registry *reg)
+{
+    int rc = HG_OK;
+    for (int t = 0; t < hg_hybonet_num_tensors(m); t++) {
+        char name[128];
+        int64_t count;
+        hg_hybonet_tensor_info(m, t, name, sizeof name, &count);
+        HG_CHECK(hg_registry_add_io(reg, name, HG_DTYPE_F32, count, tensor_read_cb,
+                                    tensor_write_cb, m, t, 0));
+    }
+    /* the ordinary parameters' moments and their clock (the sst/ maps save theirs in their
+       own tensors); optional: checkpoints of the first format lack them */
+    const int ids[2] = {m->id_params, m->id_classes};
+    const char *names[2] = {"params", "classes"};
+    for (int i = 0; i < 2; i++) {
+        char name[64];
+        const int64_t count = hg_params_count(m->P, ids[i]);
+        snprintf(name, sizeof name, "%s.adam_m", names[i]);
+        HG_CHECK(hg_registry_add(reg, name, HG_DTYPE_F32, hg_params_moment1(m->P, ids[i]), count,
+                                 m->k, HG_TENSOR_OPTIONAL));
+        snprintf(name, sizeof name, "%s.adam_v", names[i]);
+        HG_CHECK(hg_registry_add(reg, name, HG_DTYPE_F32, hg_params_moment2(m->P, ids[i]), count,
+                                 m->k, HG_TENSOR_OPTIONAL));
+    }
+    HG_CHECK(hg_registry_add(reg, "params.clock_t", HG_DTYPE_U64,
+                             &hg_params_group_clock(m->P, m->group_plain)->t, 1, NULL,
+                             HG_TENSOR_OPTIONAL));
+done:
+    return rc;
 }

@@ -21,6 +21,7 @@
 #include "../sst/linear.h"
 #include "../src/csr.h"
 #include "../src/params.h"
+#include "../src/registry.h"
 
 #define HG_HYBONET_MAX_LAYERS 16
 
@@ -97,7 +98,6 @@ typedef struct hg_hybonet {
                             kernels */
     float *pair_ws;      /* (hg_k_pair_workspace_floats(max_pairs / 2)) hinges of the
                             multi-threaded link-prediction loss */
-    int64_t step;        /* optimiser steps taken */
 } hg_hybonet;
 
 /* Build the model: W of every layer from the reference initialisation (uniform +-1/sqrt(dim),
@@ -157,6 +157,10 @@ void hg_hybonet_tensor_info(const hg_hybonet *m, int i, char *name, size_t name_
                             int64_t *count);
 void hg_hybonet_tensor_read(const hg_hybonet *m, int i, float *host_dst);
 void hg_hybonet_tensor_write(hg_hybonet *m, int i, const float *host_src);
+/* Register every persistent tensor of the model in reg (for checkpoints): the tensors above, the
+ * ordinary parameters' Adam moments and their step counter (the optimiser steps taken).
+ * Errors: those of hg_registry_add. */
+int hg_hybonet_register(hg_hybonet *m, hg_registry *reg);
 /* After writing tensors: rebuild the weights. */
 void hg_hybonet_rematerialise(hg_hybonet *m);
 

@@ -193,16 +193,6 @@ static int save_embeddings(void *ctx, const char *dir)
     return hg_npy_write(path, r->best_emb, r->data.n, r->model.cfg.dim);
 }
 
-static void model_tensor_read(const void *obj, int64_t i, void *host_dst)
-{
-    hg_hybonet_tensor_read(obj, (int)i, host_dst);
-}
-
-static void model_tensor_write(void *obj, int64_t i, const void *host_src)
-{
-    hg_hybonet_tensor_write(obj, (int)i, host_src);
-}
-
 /* SST round ends and ReLoRA merges of every layer, those before a resume included. */
 static void linear_stats(const run *r, hg_linear_stats *total)
 {
@@ -240,43 +230,15 @@ static void stats_write(void *obj, int64_t i, const void *host_src)
     r->stats_base[1] = (int64_t)u[1] - ls.merges;
 }
 
-/* Every tensor the model keeps across steps: sst/'s (weights, moments, schedules) and the
- * ordinary parameters (hg_hybonet_tensor_*); the ordinary parameters' moments, their optimiser
- * clock and the model's step counter (absent from older checkpoints); and the run's own state
- * for a resume: the negative sampler's generator, the best model's embeddings, the schedule
- * counters reported. */
+/* Every tensor the model keeps across steps (hg_hybonet_register) and the run's own state for a
+ * resume: the negative sampler's generator, the best model's embeddings, the schedule counters
+ * reported. */
 static int register_tensors(run *r)
 {
     hg_hybonet *m = &r->model;
     hg_registry *g = &r->reg;
-    const hg_kctx *k = &r->k;
     int rc = HG_OK;
-    for (int t = 0; t < hg_hybonet_num_tensors(m); t++) {
-        char name[128];
-        int64_t count;
-        hg_hybonet_tensor_info(m, t, name, sizeof name, &count);
-        HG_CHECK(hg_registry_add_io(g, name, HG_DTYPE_F32, count, model_tensor_read,
-                                    model_tensor_write, m, t, 0));
-    }
-    const int ids[2] = {m->id_params, m->id_classes};
-    const char *names[2] = {"params", "classes"};
-    for (int i = 0; i < 2; i++) {
-        char name[64];
-        int64_t count = hg_params_count(m->P, ids[i]);
-        snprintf(name, sizeof name, "%s.adam_m", names[i]);
-        HG_CHECK(hg_registry_add(g, name, HG_DTYPE_F32, hg_params_moment1(m->P, ids[i]), count, k,
-                                 HG_TENSOR_OPTIONAL));
-        snprintf(name, sizeof name, "%s.adam_v", names[i]);
-        HG_CHECK(hg_registry_add(g, name, HG_DTYPE_F32, hg_params_moment2(m->P, ids[i]), count, k,
-                                 HG_TENSOR_OPTIONAL));
-    }
-    hg_param_clock *clock = hg_params_group_clock(m->P, m->group_plain);
-    HG_CHECK(hg_registry_add(g, "params.clock_t", HG_DTYPE_U64, &clock->t, 1, NULL,
-                             HG_TENSOR_OPTIONAL));
-    HG_CHECK(hg_registry_add(g, "params.clock_lr_factor", HG_DTYPE_F32, &clock->lr_factor, 1,
-                             NULL, HG_TENSOR_OPTIONAL));
-    HG_CHECK(hg_registry_add(g, "params.step", HG_DTYPE_U64, &m->step, 1, NULL,
-                             HG_TENSOR_OPTIONAL));
+    HG_CHECK(hg_hybonet_register(m, g));
     HG_CHECK(hg_registry_add(g, "run.neg_rng", HG_DTYPE_U64, r->neg_rng.s, 4, NULL,
                              HG_TENSOR_RUN));
     HG_CHECK(hg_registry_add(g, "run.best_emb", HG_DTYPE_F32, r->best_emb,
