@@ -115,6 +115,14 @@ float hg__linear_lr_factor(const hg_linear *L)
     return 1.0f;
 }
 
+/* The learning-rate factors of the next step from the schedule's position: ReLoRA*'s A and B
+ * and SST's sampled vectors warm up after each merge / iteration start; the rest take 1. */
+static void set_lr_factors(hg_linear *L)
+{
+    L->clk_main.lr_factor = L->o.method == HG_LINEAR_RELORA ? hg__linear_lr_factor(L) : 1.0f;
+    L->clk_vec.lr_factor = L->o.method == HG_LINEAR_SST ? hg__linear_lr_factor(L) : 1.0f;
+}
+
 /* torch.nn.init.kaiming_uniform_(A, a=sqrt(5)) on A (r x n): fan_in = n, gain = sqrt(2/(1+5)),
  * bound = gain * sqrt(3 / fan_in) = 1 / sqrt(n). Drawn on the host, then uploaded. */
 static void lora_init_A(hg_linear *L)
@@ -472,8 +480,7 @@ static int bind(void *ctx)
     L->W_init = NULL;
     if (rc == HG_OK)
         materialise(L);
-    L->clk_main.lr_factor = L->o.method == HG_LINEAR_RELORA ? hg__linear_lr_factor(L) : 1.0f;
-    L->clk_vec.lr_factor = hg__linear_lr_factor(L);
+    set_lr_factors(L);
     sched_store(L);
     return rc;
 }
@@ -610,9 +617,7 @@ static int after_step(void *ctx)
     } else if (o->method != HG_LINEAR_RELORA && o->method != HG_LINEAR_SST) {
         L->in_iter = 0; /* no periods */
     }
-    if (o->method == HG_LINEAR_RELORA)
-        L->clk_main.lr_factor = hg__linear_lr_factor(L);
-    L->clk_vec.lr_factor = hg__linear_lr_factor(L);
+    set_lr_factors(L);
     sched_store(L);
     return rc;
 }
@@ -693,9 +698,7 @@ void hg_linear_rematerialise(hg_linear *L)
 {
     sched_load(L);
     materialise(L);
-    if (L->o.method == HG_LINEAR_RELORA)
-        L->clk_main.lr_factor = hg__linear_lr_factor(L);
-    L->clk_vec.lr_factor = hg__linear_lr_factor(L);
+    set_lr_factors(L);
     sched_store(L);
 }
 

@@ -64,7 +64,8 @@ struct hg_linear {
     float *UR, *VR;           /* ((k - r) x m), ((k - r) x n) */
     float *W_own;             /* the map's allocation of W (LoRA, SST) */
     int64_t *sel;             /* (r) host: sampled canonical indices, draw order */
-    int64_t *order;           /* (k) host: canonical index at each storage position */
+    int64_t *order;           /* (4k) host: canonical index at each storage position (first k),
+                                 then scratch for the next layout: draw, order, positions */
     int64_t *pos;             /* (k) host: storage position of each canonical index */
     double *wsamp;            /* (k) host: sampling weights scratch */
     float *sigma_host;        /* (k) host: sigma in canonical order, at each iteration begin */
