@@ -612,8 +612,9 @@ void hg_test_random_pairs(int32_t *pairs, int64_t count, int32_t npts, uint64_t 
 
 #include "../sst/linear_internal.h"
 
-int hg_test_linear_try(const hg_kctx *k, int64_t m, int64_t n, const float *W,
-                       const hg_linear_opts *o, uint64_t seed, hg_linear **out)
+/* A group of its own (weights, vectors), the map, the commit; on failure nothing is left. */
+static int linear_make(const hg_kctx *k, int64_t m, int64_t n, const float *W,
+                       const hg_linear_opts *o, uint64_t seed, int64_t max_rows, hg_linear **out)
 {
     hg_params *P = NULL;
     hg_param_hp wh, vh;
@@ -624,30 +625,26 @@ int hg_test_linear_try(const hg_kctx *k, int64_t m, int64_t n, const float *W,
     hg_linear_group_hp(o, &wh, &vh);
     if ((rc = hg_params_add_group(P, "weights", &wh, &gw)) != HG_OK ||
         (rc = hg_params_add_group(P, "vectors", &vh, &gv)) != HG_OK ||
-        (rc = hg_linear_create(out, P, gw, gv, "lin", m, n, W, o, seed, 0)) != HG_OK ||
+        (rc = hg_linear_create(out, P, gw, gv, "lin", m, n, W, o, seed, max_rows)) != HG_OK ||
         (rc = hg_params_commit(P)) != HG_OK) {
         hg_linear_free(*out);
         *out = NULL;
         hg_params_free(P);
-        return rc;
     }
-    return HG_OK;
+    return rc;
+}
+
+int hg_test_linear_try(const hg_kctx *k, int64_t m, int64_t n, const float *W,
+                       const hg_linear_opts *o, uint64_t seed, hg_linear **out)
+{
+    return linear_make(k, m, n, W, o, seed, 0, out);
 }
 
 hg_linear *hg_test_linear_create(const hg_kctx *k, int64_t m, int64_t n, const float *W,
                                  const hg_linear_opts *o, uint64_t seed, int64_t max_rows)
 {
-    hg_params *P = NULL;
-    hg_param_hp wh, vh;
-    int gw, gv, rc;
     hg_linear *L = NULL;
-    if ((rc = hg_params_create(&P, k)) == HG_OK) {
-        hg_linear_group_hp(o, &wh, &vh);
-        if ((rc = hg_params_add_group(P, "weights", &wh, &gw)) == HG_OK &&
-            (rc = hg_params_add_group(P, "vectors", &vh, &gv)) == HG_OK &&
-            (rc = hg_linear_create(&L, P, gw, gv, "lin", m, n, W, o, seed, max_rows)) == HG_OK)
-            rc = hg_params_commit(P);
-    }
+    int rc = linear_make(k, m, n, W, o, seed, max_rows, &L);
     if (rc != HG_OK)
         fail_msg("hg_linear_create(%s, %lld x %lld, %s): %s: %s",
                  hg_linear_method_name(o->method), (long long)m, (long long)n,
