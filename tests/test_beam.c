@@ -298,7 +298,7 @@ static void ref_beam(const toy *m, int64_t src, int64_t lmax, int K, double alph
     }
 }
 
-/* ---- helpers ----------------------------------------------------------------------------------- */
+/* ---- helpers --------------------------------------------------------------------------------- */
 
 static void run_ok(toy *m, const int64_t *src_len, int64_t n, hg_beam_opts o, hg_beam_result *r)
 {
