@@ -13,7 +13,6 @@
 #include "../driver.h"
 #include "../hg.h"
 #include "../io.h"
-#include "../json.h"
 #include "../outdir.h"
 #include "../rng.h"
 #include "../../datasets/batches.h"

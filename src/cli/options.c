@@ -9,6 +9,7 @@
 #include "../hg.h"
 #include "../io.h"
 #include "args.h"
+#include "linear_args.h"
 
 _Static_assert(HG_OPTIONS_DONE == HG_ARG_DONE, "HG_OPTIONS_DONE is hg_arg_parse's HG_ARG_DONE");
 
