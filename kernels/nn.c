@@ -322,28 +322,21 @@ static double ce_row(float *dl, const float *l, int32_t target, int64_t C, float
        target's logit; then one exp pass keeps exp(l - m) in dl, and one pass scales it */
     const float m = row_max(l, C, 1.0f), lt = l[target];
     const double sl = row_dot(l, NULL, C);
-    double ls[NN_LANES] = {0};
-    int64_t c = 0;
+    double s;
     if (dl) {
-        for (; c + NN_LANES <= C; c += NN_LANES)
-            for (int j = 0; j < NN_LANES; j++) {
-                const float e = nn_exp(l[c + j] - m);
-                dl[c + j] = e;
-                ls[j] += e;
-            }
-        for (int j = 0; c < C; c++, j++) {
-            const float e = nn_exp(l[c] - m);
-            dl[c] = e;
-            ls[j] += e;
-        }
+        for (int64_t c = 0; c < C; c++)
+            dl[c] = nn_exp(l[c] - m);
+        s = row_dot(dl, NULL, C);
     } else {
+        double ls[NN_LANES] = {0};
+        int64_t c = 0;
         for (; c + NN_LANES <= C; c += NN_LANES)
             for (int j = 0; j < NN_LANES; j++)
                 ls[j] += nn_exp(l[c + j] - m);
         for (int j = 0; c < C; c++, j++)
             ls[j] += nn_exp(l[c] - m);
+        s = lanes_total(ls);
     }
-    const double s = lanes_total(ls);
     const double lse = (double)m + log(s);
     const double off = (double)smoothing / (double)C;
     const double loss = lse - (1.0 - smoothing) * (double)lt - off * sl;
