@@ -166,6 +166,20 @@ static void test_save_load(void **state)
     hg_token_corpus_free(&c1);
     hg_token_corpus_free(&c2);
     hg_token_corpus_free(&c2); /* zeroed: fine */
+
+    /* on several threads: the same ids as on one (8000 lines: chunks of 2000 and more) */
+    hg_text_lines part = head(&train_en, 8000);
+    assert_int_equal(hg_spm_encode_lines(model, &part, &c0), HG_OK);
+    static const int threads[] = {2, 3, 4};
+    for (size_t k = 0; k < 3; k++) {
+        assert_int_equal(hg_spm_encode_lines_mt(model, &part, threads[k], &c1), HG_OK);
+        assert_int_equal(c1.n, c0.n);
+        assert_memory_equal(c1.off, c0.off, (size_t)(c0.n + 1) * sizeof *c0.off);
+        assert_memory_equal(c1.ids, c0.ids, (size_t)c0.off[c0.n] * sizeof *c0.ids);
+        hg_token_corpus_free(&c1);
+    }
+    hg_token_corpus_free(&c0);
+    assert_int_equal(hg_spm_encode_lines_mt(model, &part, 0, &c1), HG_EINVAL);
     hg_spm_free(loaded);
     hg_spm_free(from_bytes);
     unlink(path);
