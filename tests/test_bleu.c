@@ -418,6 +418,21 @@ static void test_lowercase(void **state)
     assert_int_equal(r.counts[0], 1);
     r = sentence(HG_BLEU_TOK_NONE, 1, "\xce\xa3\xce\x91", "\xcf\x83\xce\xb1"); /* ΣΑ vs σα */
     assert_int_equal(r.counts[0], 1);
+    /* the final-sigma context skips case-ignorable characters (the apostrophe) on both sides;
+     * a squared capital counts as cased though it has no lowercase; a lone sigma is not final */
+    static const char *const sigma[][2] = {
+        {"A'\xce\xa3", "a'\xcf\x82"},
+        {"A\xce\xa3'b", "a\xcf\x83'b"},
+        {"A\xce\xa3'", "a\xcf\x82'"},
+        {"\xf0\x9f\x84\xb0\xce\xa3", "\xf0\x9f\x84\xb0\xcf\x82"},
+        {"\xce\xa3", "\xcf\x83"},
+    };
+    for (size_t k = 0; k < sizeof sigma / sizeof sigma[0]; k++) {
+        r = sentence(HG_BLEU_TOK_NONE, 1, sigma[k][0], sigma[k][1]);
+        assert_int_equal(r.counts[0], 1);
+        r = sentence(HG_BLEU_TOK_NONE, 1, sigma[k][0], sigma[(k + 1) % 5][1]);
+        assert_int_equal(r.counts[0], 0);
+    }
     r = sentence(HG_BLEU_TOK_NONE, 1, "\xc4\xb0", "i\xcc\x87"); /* İ vs i + combining dot */
     assert_int_equal(r.counts[0], 1);
     r = sentence(HG_BLEU_TOK_NONE, 1, "\xc3\x89T\xc3\x89 \xe2\x84\xaa", "\xc3\xa9t\xc3\xa9 k");
@@ -481,8 +496,8 @@ static void test_edges(void **state)
     const char *h[] = {"the cat sat on the mat today"}, *rf[] = {"the cat sat on the mat"};
     assert_int_equal(hg_bleu_corpus(m, h, rf, 1, &r), HG_OK);
     assert_true(r.bp == 1.0);
-    assert_close(r.score, 100 * exp((log(6.0 / 7) + log(5.0 / 6) + log(4.0 / 5) + log(3.0 / 4)) / 4),
-                 "longer hypothesis");
+    double logs = log(6.0 / 7) + log(5.0 / 6) + log(4.0 / 5) + log(3.0 / 4);
+    assert_close(r.score, 100 * exp(logs / 4), "longer hypothesis");
     /* empty corpus: score 0, no penalty */
     assert_int_equal(hg_bleu_corpus(m, NULL, NULL, 0, &r), HG_OK);
     assert_true(r.score == 0.0 && r.bp == 1.0 && r.sys_len == 0);

@@ -37,7 +37,8 @@ for case in expected["cases"]:
     p = run("--ref", REF, "--hyp", hyp, *flags[case["config"]])
     want = f"{case['score']:.4f}"
     check(p.returncode == 0 and p.stdout == want + "\n",
-          f"{case['config']}: printed {p.stdout!r} (status {p.returncode}, {p.stderr!r}), want {want}")
+          f"{case['config']}: printed {p.stdout!r} (status {p.returncode}, {p.stderr!r}), "
+          f"want {want}")
     if case["config"] == "13a":
         p = run("--ref", REF, "--hyp", hyp, "--json")
         got = json.loads(p.stdout)
@@ -49,7 +50,8 @@ for case in expected["cases"]:
 # --sentence: one line per segment, each sentence_bleu's score
 p = run("--ref", REF, "--hyp", hyp, "--sentence")
 lines = p.stdout.splitlines()
-check(p.returncode == 0 and len(lines) == 1000, f"--sentence: {len(lines)} lines, status {p.returncode}")
+check(p.returncode == 0 and len(lines) == 1000,
+      f"--sentence: {len(lines)} lines, status {p.returncode}")
 for s in expected["sentence_bleu_default"]:
     if s["hyp_file"] == "hyp_swaphalf.en":
         check(lines[s["line"] - 1] == f"{s['score']:.4f}",
