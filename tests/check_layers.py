@@ -45,7 +45,7 @@ GENERATED = {"hg_config.h"}
 # stands in for <cuda_runtime.h> in the kernels' emulated twin.
 EXTRA_FILES = {"tests/cuda_emu.h": "kernels"}
 
-SOURCE_EXT = (".c", ".h", ".cu", ".cuh", ".cpp", ".def")
+SOURCE_EXT = (".c", ".h", ".cu", ".cuh", ".cpp", ".cc", ".def")
 SCANNED_DIRS = ("src", "kernels", "sst", "datasets", "hyperbolic", "scripts")
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"')
 

@@ -14,6 +14,8 @@ typedef struct mt_command {
 } mt_command;
 
 static const mt_command commands[] = {
+    {"train", hg_mt_train_main, "train a translation model, then score it on the test set"},
+    {"translate", hg_mt_translate_main, "translate standard input with a trained model"},
     {"score", hg_mt_score_main, "BLEU or chrF of a translation against its reference"},
 };
 

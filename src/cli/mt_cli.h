@@ -5,7 +5,12 @@
 #ifndef HG_MT_CLI_H
 #define HG_MT_CLI_H
 
-/* `hgnn-mt score`: BLEU or chrF of a hypothesis file against a reference file, as sacreBLEU. */
+/* `hgnn-mt train`: train a translation model and score it on the test set (mt_train.c). */
+int hg_mt_train_main(int argc, char **argv);
+/* `hgnn-mt translate --model DIR`: translate standard input (mt_translate.c). */
+int hg_mt_translate_main(int argc, char **argv);
+/* `hgnn-mt score`: BLEU or chrF of a hypothesis file against a reference file, as sacreBLEU
+ * (mt_score.c). */
 int hg_mt_score_main(int argc, char **argv);
 
 #endif
