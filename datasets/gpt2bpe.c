@@ -196,6 +196,17 @@ static const merge_slot *merge_find(const hg_gpt2bpe *t, int32_t l, int32_t r)
             return &t->merge[i];
 }
 
+int32_t hg_gpt2bpe_merge_rank(const hg_gpt2bpe *t, int32_t left, int32_t right, int32_t *result)
+{
+    if (left < 0 || right < 0 || left >= t->n || right >= t->n)
+        return -1;
+    const merge_slot *e = merge_find(t, left, right);
+    if (!e->key)
+        return -1;
+    *result = e->result;
+    return e->rank;
+}
+
 static int compile_pretokeniser(hg_gpt2bpe *t)
 {
     uint32_t unicode = 0;

@@ -51,6 +51,10 @@ int32_t hg_gpt2bpe_vocab_size(const hg_gpt2bpe *t);
  * range. */
 const char *hg_gpt2bpe_token(const hg_gpt2bpe *t, int32_t id, size_t *len);
 
+/* The merge of the pair (left, right): its rank (0 first), and the id it makes in *result;
+ * -1 when the pair has no merge. */
+int32_t hg_gpt2bpe_merge_rank(const hg_gpt2bpe *t, int32_t left, int32_t right, int32_t *result);
+
 /* A growable array of ids. */
 typedef struct hg_gpt2_ids {
     int32_t *id;

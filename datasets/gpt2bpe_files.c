@@ -141,7 +141,8 @@ int hg_gpt2_read_vocab(const char *path, int32_t *n_out, uint32_t **off_out, cha
     }
     j.p++;
     json_ws(&j);
-    while (j.p < j.end && *j.p != '}') {
+    int more = j.p >= j.end || *j.p != '}'; /* '{}' holds no token */
+    while (more) {
         if (n == cap) {
             cap *= 2;
             uint32_t *r2 = realloc(roff, (cap + 1) * sizeof *roff);
@@ -177,19 +178,20 @@ int hg_gpt2_read_vocab(const char *path, int32_t *n_out, uint32_t **off_out, cha
         }
         tid[n++] = (int32_t)v;
         json_ws(&j);
-        if (j.p < j.end && *j.p == ',') {
-            j.p++;
-            json_ws(&j);
-        } else if (j.p >= j.end || *j.p != '}') {
+        if (j.p >= j.end || (*j.p != ',' && *j.p != '}')) {
             rc = json_err(&j, "expected ',' or '}'");
             goto done;
         }
+        more = *j.p++ == ',';
+        json_ws(&j);
     }
-    if (j.p >= j.end) {
-        rc = json_err(&j, "unterminated object");
-        goto done;
+    if (n == 0) {
+        if (j.p >= j.end || *j.p != '}') {
+            rc = json_err(&j, "expected '}'");
+            goto done;
+        }
+        j.p++;
     }
-    j.p++;
     json_ws(&j);
     if (j.p != j.end) {
         rc = json_err(&j, "text after the object");
