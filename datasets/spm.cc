@@ -27,13 +27,15 @@ struct hg_spm {
 
 namespace {
 
-// SentencePiece's message as one line of printable text.
+// SentencePiece's message as one line of printable ASCII (other bytes become '?').
 std::string one_line(const sentencepiece::util::Status &st)
 {
     std::string m = st.ToString();
     for (char &c : m)
-        if ((unsigned char)c < 0x20 || c == 0x7f)
+        if ((unsigned char)c < 0x20)
             c = ' ';
+        else if ((unsigned char)c >= 0x7f)
+            c = '?';
     while (!m.empty() && m.back() == ' ')
         m.pop_back();
     return m;
