@@ -359,7 +359,7 @@ void hg_hybonet_forward(hg_hybonet *m, int train, uint64_t dropout_seed)
             /* sparse input: z = drop(x0) W^T + b as CSR x (W^T) */
             const float *xv = m->x0.val;
             if (p > 0.0f) {
-                hg_k_dropout(k, m->x0_drop, m->x0.val, m->x0.nnz, p, ds);
+                hg_k_dropout(k, m->x0_drop, m->x0.val, m->x0.nnz, p, ds, 0);
                 xv = m->x0_drop;
             }
             hg_k_lorentz_linear_forward_csr(k, L->z, L->y, m->x0.rowptr, m->x0.col, xv, W, m->wt,

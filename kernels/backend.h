@@ -17,7 +17,7 @@ extern "C" {
 
 /* Raised whenever the table's layout or an op's parameters change, so that a module built from
  * other sources is refused rather than called with wrong arguments. */
-#define HG_KBACKEND_ABI 3
+#define HG_KBACKEND_ABI 4
 
 typedef struct hg_kbackend {
     uint32_t abi;  /* HG_KBACKEND_ABI of the sources the backend was built from */

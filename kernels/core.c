@@ -46,6 +46,32 @@ int hg_cpu_gemm(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, 
     return 0;
 }
 
+/* Floating-point operations below which a batch of products stays on one thread. */
+#define GEMM_BATCH_PAR_MIN 65536
+
+int hg_cpu_gemm_batched(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, int64_t K,
+                        float alpha, const float *A, int64_t lda, int64_t strideA, const float *B,
+                        int64_t ldb, int64_t strideB, float beta, float *C, int64_t ldc,
+                        int64_t strideC, int64_t batch)
+{
+    if (!fits_int(M) || !fits_int(N) || !fits_int(K) || !fits_int(lda) || !fits_int(ldb) ||
+        !fits_int(ldc) || batch < 0)
+        return -1;
+    if (M == 0 || N == 0 || batch == 0)
+        return 0;
+    /* every item is one single-threaded BLAS call, whichever thread makes it: the bits of
+       hg_cpu_gemm per item, for any thread count */
+    const int nt = 2 * M * N * K * batch >= GEMM_BATCH_PAR_MIN && batch > 1 ? k->threads : 1;
+#if HG_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (nt > 1) num_threads(nt)
+#endif
+    for (int64_t i = 0; i < batch; i++)
+        hg_cpu_gemm(k, transA, transB, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb,
+                    beta, C + i * strideC, ldc);
+    (void)nt;
+    return 0;
+}
+
 /* The model's width (dim 16 in every reference run) gets a 16-float vector path, written with
  * GCC/Clang vector extensions so the row update y += a x stays in registers whatever the ISA
  * (one zmm, two ymm or four xmm); other widths take the generic loop. */
@@ -60,9 +86,9 @@ static inline uint64_t mix64(uint64_t z)
 }
 
 /* Element i is dropped when the top 53 bits of its hash fall below p * 2^53. */
-static inline uint64_t dropout_hash(uint64_t seed, int64_t i)
+static inline uint64_t dropout_hash(uint64_t seed, uint64_t i)
 {
-    return mix64(seed * 0x9e3779b97f4a7c15ULL + (uint64_t)i + 0x632be59bd9b4e019ULL) >> 11;
+    return mix64(seed * 0x9e3779b97f4a7c15ULL + i + 0x632be59bd9b4e019ULL) >> 11;
 }
 
 float hg_k_dropout_scale(int64_t i, float p, uint64_t seed)
@@ -70,7 +96,7 @@ float hg_k_dropout_scale(int64_t i, float p, uint64_t seed)
     if (p <= 0.0f)
         return 1.0f;
     uint64_t threshold = (uint64_t)((double)p * 0x1.0p53);
-    return dropout_hash(seed, i) < threshold ? 0.0f : 1.0f / (1.0f - p);
+    return dropout_hash(seed, (uint64_t)i) < threshold ? 0.0f : 1.0f / (1.0f - p);
 }
 
 void hg_k_dropout_mask(float *mask, int64_t i0, int64_t n, float p, uint64_t seed)
@@ -83,11 +109,11 @@ void hg_k_dropout_mask(float *mask, int64_t i0, int64_t n, float p, uint64_t see
     const uint64_t threshold = (uint64_t)((double)p * 0x1.0p53);
     const float keep = 1.0f / (1.0f - p);
     for (int64_t j = 0; j < n; j++)
-        mask[j] = dropout_hash(seed, i0 + j) < threshold ? 0.0f : keep;
+        mask[j] = dropout_hash(seed, (uint64_t)(i0 + j)) < threshold ? 0.0f : keep;
 }
 
 void hg_cpu_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, float p,
-                    uint64_t seed)
+                    uint64_t seed, uint64_t offset)
 {
     (void)k;
     if (p <= 0.0f) {
@@ -98,7 +124,7 @@ void hg_cpu_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, fl
     const uint64_t threshold = (uint64_t)((double)p * 0x1.0p53);
     const float keep = 1.0f / (1.0f - p);
     for (int64_t i = 0; i < n; i++) /* branch-free: the mask is a coin flip at p = 0.5 */
-        out[i] = in[i] * (dropout_hash(seed, i) < threshold ? 0.0f : keep);
+        out[i] = in[i] * (dropout_hash(seed, offset + (uint64_t)i) < threshold ? 0.0f : keep);
 }
 
 void hg_cpu_adam_step(const hg_kctx *k, float *p, const float *g, float *m, float *v, int64_t n,

@@ -245,13 +245,15 @@ int hg_cu_all_finite(const hg_kctx *k, const float *x, int64_t n)
 
 /* ---------------------------------------------------------------- element-wise kernels */
 
-__global__ void dropout_kernel(float *out, const float *in, int64_t n, float p, uint64_t seed)
+__global__ void dropout_kernel(float *out, const float *in, int64_t n, float p, uint64_t seed,
+                               uint64_t offset)
 {
     for (int64_t i = HG_CU_TID; i < n; i += HG_CU_STRIDE)
-        out[i] = in[i] * hg_cu_dropout_scale(i, p, seed);
+        out[i] = in[i] * hg_cu_dropout_scale((int64_t)(offset + (uint64_t)i), p, seed);
 }
 
-void hg_cu_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, float p, uint64_t seed)
+void hg_cu_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, float p, uint64_t seed,
+                   uint64_t offset)
 {
     if (n <= 0)
         return;
@@ -260,7 +262,7 @@ void hg_cu_dropout(const hg_kctx *k, float *out, const float *in, int64_t n, flo
             hg_cu_memcpy(k, out, in, (size_t)n * sizeof(float), HG_CU_D2D);
         return;
     }
-    HG_LAUNCH(dropout_kernel, hg_cu_blocks(n), HG_CU_BLOCK, k)(out, in, n, p, seed);
+    HG_LAUNCH(dropout_kernel, hg_cu_blocks(n), HG_CU_BLOCK, k)(out, in, n, p, seed, offset);
     HG_CU_LAUNCHED(k, "dropout");
 }
 

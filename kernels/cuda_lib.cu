@@ -192,6 +192,24 @@ int hg_cu_gemm(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, i
     return blas_ok(k, s, "cublasSgemm") ? 0 : -1;
 }
 
+int hg_cu_gemm_batched(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, int64_t K,
+                       float alpha, const float *A, int64_t lda, int64_t strideA, const float *B,
+                       int64_t ldb, int64_t strideB, float beta, float *C, int64_t ldc,
+                       int64_t strideC, int64_t batch)
+{
+    const int64_t lim = 2147483647;
+    if (M < 0 || N < 0 || K < 0 || M > lim || N > lim || K > lim || lda > lim || ldb > lim ||
+        ldc > lim || batch < 0 || batch > lim)
+        return -1;
+    if (M == 0 || N == 0 || batch == 0)
+        return 0;
+    cublasStatus_t s = cublasSgemmStridedBatched(
+        lib(k)->blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N,
+        (int)N, (int)M, (int)K, &alpha, B, (int)ldb, (long long)strideB, A, (int)lda,
+        (long long)strideA, &beta, C, (int)ldc, (long long)strideC, (int)batch);
+    return blas_ok(k, s, "cublasSgemmStridedBatched") ? 0 : -1;
+}
+
 /* ---------------------------------------------------------------- cuSPARSE */
 
 __global__ void offsets_to_int32(int32_t *dst, const int64_t *src, int64_t n)

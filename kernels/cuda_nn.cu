@@ -1,9 +1,11 @@
 /* cuda_nn.cu - the CUDA twins of the neural-network ops of kernels/nn.c (contracts:
- * ops_nn.def). Element-wise ops are grid-stride loops; the row ops (softmax, layer norm,
+ * ops_nn.def). Element-wise ops (and the embedding and head copies) are grid-stride loops; the row ops (softmax, layer norm,
  * cross-entropy) run one block per row (rows strided over the grid), the block's threads
  * striding over the row's columns and combining their partial results by tree reductions in
  * shared memory (fixed shape: the same bits on every run). Sums over the rows (bias, gamma and
- * beta gradients, the loss) are hg_cu_sum_rows's two-pass deterministic reductions.
+ * beta gradients, the loss) are hg_cu_sum_rows's two-pass deterministic reductions. The
+ * embedding gradient has no atomics: each thread owns a column of the ids of one residue class
+ * and walks the rows in order (the CPU's sequence of operations, bit for bit).
  *
  * Scratch: each entry point asks hg_cu_scratch once and carves it (cuda_common.h). */
 #include <math.h>
@@ -341,6 +343,7 @@ __global__ void cross_entropy_kernel(double *rowloss, float *dl, const float *lo
                 rowloss[r] = 0.0;
             continue;
         }
+        const float lt = l[target]; /* read before any thread writes d (in place: d == l) */
         float m = -INFINITY;
         NN_COLS(c, 0, C) m = fmaxf(m, l[c]);
         m = nn_block_max(m, shf);
@@ -353,7 +356,7 @@ __global__ void cross_entropy_kernel(double *rowloss, float *dl, const float *lo
         sl = nn_block_sum(sl, shd);
         const double off = (double)smoothing / (double)C;
         if (threadIdx.x == 0)
-            rowloss[r] = (double)m + log(s) - (1.0 - smoothing) * (double)l[target] - off * sl;
+            rowloss[r] = (double)m + log(s) - (1.0 - smoothing) * (double)lt - off * sl;
         if (d) {
             const float inv = (float)(1.0 / s), q = (float)off;
             NN_COLS(c, 0, C) {
@@ -382,4 +385,97 @@ double hg_cu_cross_entropy(const hg_kctx *k, float *dlogits, const float *logits
     HG_CU_LAUNCHED(k, "cross_entropy");
     hg_cu_sum_rows_d(k, res, rowloss, rows, 1, 1, tmp);
     return hg_cu_fetch_double(k, res);
+}
+
+/* ---------------------------------------------------------------- embeddings */
+
+__global__ void embed_fwd_kernel(float *Y, const float *E, const int32_t *ids, const float *pos,
+                                 int64_t rows, int64_t T, int64_t d, float scale)
+{
+    for (int64_t i = HG_CU_TID; i < rows * d; i += HG_CU_STRIDE) {
+        const int64_t r = i / d, c = i % d;
+        const int32_t id = ids[r];
+        Y[i] = fmaf(scale, id >= 0 ? E[(int64_t)id * d + c] : 0.0f,
+                    pos ? pos[(r % T) * d + c] : 0.0f);
+    }
+}
+
+void hg_cu_embed_forward(const hg_kctx *k, float *Y, const float *E, const int32_t *ids,
+                         const float *pos, int64_t rows, int64_t T, int64_t d, float scale)
+{
+    if (rows <= 0 || d <= 0)
+        return;
+    HG_LAUNCH(embed_fwd_kernel, hg_cu_blocks(rows * d), HG_CU_BLOCK, k)(Y, E, ids, pos, rows, T, d,
+                                                                        scale);
+    HG_CU_LAUNCHED(k, "embed_forward");
+}
+
+/* Work item (p, c), p < nclass: column c of the ids with id mod nclass == p, their rows in
+ * order. Every id belongs to one class, so each element of dE sees the CPU's sequence. */
+__global__ void embed_bwd_kernel(float *dE, const float *dY, const int32_t *ids, int64_t rows,
+                                 int64_t d, float scale, int64_t nclass)
+{
+    for (int64_t i = HG_CU_TID; i < nclass * d; i += HG_CU_STRIDE) {
+        const int64_t p = i / d, c = i % d;
+        for (int64_t r = 0; r < rows; r++) {
+            const int32_t id = ids[r];
+            if (id >= 0 && id % nclass == p)
+                dE[(int64_t)id * d + c] = fmaf(scale, dY[r * d + c], dE[(int64_t)id * d + c]);
+        }
+    }
+}
+
+/* Threads of the embedding gradient: enough residue classes of ids to fill the device. */
+#define NN_EMBED_THREADS 65536
+#define NN_EMBED_MAX_CLASSES 512
+
+void hg_cu_embed_backward(const hg_kctx *k, float *dE, const float *dY, const int32_t *ids,
+                          int64_t rows, int64_t d, float scale)
+{
+    if (rows <= 0 || d <= 0)
+        return;
+    int64_t nclass = NN_EMBED_THREADS / d;
+    nclass = nclass < 1 ? 1 : nclass > NN_EMBED_MAX_CLASSES ? NN_EMBED_MAX_CLASSES : nclass;
+    HG_LAUNCH(embed_bwd_kernel, hg_cu_blocks(nclass * d), HG_CU_BLOCK, k)(dE, dY, ids, rows, d,
+                                                                          scale, nclass);
+    HG_CU_LAUNCHED(k, "embed_backward");
+}
+
+/* ---------------------------------------------------------------- attention heads */
+
+/* Element i of the (B, H, T, dh) array and its place in the (B, T, H, dh) one; split writes the
+ * first from the second, merge the reverse. */
+__global__ void heads_kernel(float *dst, const float *src, int64_t B, int64_t T, int64_t H,
+                             int64_t dh, int split)
+{
+    for (int64_t i = HG_CU_TID; i < B * H * T * dh; i += HG_CU_STRIDE) {
+        const int64_t e = i % dh, t = i / dh % T, h = i / (dh * T) % H, b = i / (dh * T * H);
+        const int64_t j = ((b * T + t) * H + h) * dh + e;
+        if (split)
+            dst[i] = src[j];
+        else
+            dst[j] = src[i];
+    }
+}
+
+static void heads_launch(const hg_kctx *k, float *dst, const float *src, int64_t B, int64_t T,
+                         int64_t H, int64_t dh, int split)
+{
+    const int64_t n = B * T * H * dh;
+    if (B <= 0 || T <= 0 || H <= 0 || dh <= 0)
+        return;
+    HG_LAUNCH(heads_kernel, hg_cu_blocks(n), HG_CU_BLOCK, k)(dst, src, B, T, H, dh, split);
+    HG_CU_LAUNCHED(k, split ? "heads_split" : "heads_merge");
+}
+
+void hg_cu_heads_split(const hg_kctx *k, float *dst, const float *src, int64_t B, int64_t T,
+                       int64_t H, int64_t dh)
+{
+    heads_launch(k, dst, src, B, T, H, dh, 1);
+}
+
+void hg_cu_heads_merge(const hg_kctx *k, float *dst, const float *src, int64_t B, int64_t T,
+                       int64_t H, int64_t dh)
+{
+    heads_launch(k, dst, src, B, T, H, dh, 0);
 }

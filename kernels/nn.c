@@ -1,11 +1,12 @@
 /* nn.c - CPU bodies of the neural-network ops (kernels/ops_nn.def): activations, bias, row
- * softmax, layer norm, token cross-entropy.
+ * softmax, layer norm, token cross-entropy, embeddings, attention heads.
  *
  * Row-wise ops split their rows between threads (OpenMP, static schedule) when the work is large
  * enough; every row is computed the same way on any thread, so results do not depend on the
  * thread count. Sums over the rows (bias, gamma and beta gradients) run over tiles of columns,
  * each column summed in double in row order; the cross-entropy's loss is summed over fixed
- * chunks of rows, then the chunks in order. */
+ * chunks of rows, then the chunks in order; the embedding gradient, likewise over tiles of
+ * columns, walks the rows in order. */
 #include <math.h>
 #include <string.h>
 
@@ -317,22 +318,32 @@ static double ce_row(float *dl, const float *l, int32_t target, int64_t C, float
             memset(dl, 0, (size_t)C * sizeof *dl);
         return 0.0;
     }
-    const float m = row_max(l, C, 1.0f);
-    double ls[NN_LANES] = {0};
-    int64_t c = 0;
-    for (; c + NN_LANES <= C; c += NN_LANES)
-        for (int j = 0; j < NN_LANES; j++)
-            ls[j] += nn_exp(l[c + j] - m);
-    for (int j = 0; c < C; c++, j++)
-        ls[j] += nn_exp(l[c] - m);
-    const double s = lanes_total(ls), sl = row_dot(l, NULL, C);
+    /* everything read from l before dl (which may be l) is written: the maximum, the sum, the
+       target's logit; then one exp pass keeps exp(l - m) in dl, and one pass scales it */
+    const float m = row_max(l, C, 1.0f), lt = l[target];
+    const double sl = row_dot(l, NULL, C);
+    double s;
+    if (dl) {
+        for (int64_t c = 0; c < C; c++)
+            dl[c] = nn_exp(l[c] - m);
+        s = row_dot(dl, NULL, C);
+    } else {
+        double ls[NN_LANES] = {0};
+        int64_t c = 0;
+        for (; c + NN_LANES <= C; c += NN_LANES)
+            for (int j = 0; j < NN_LANES; j++)
+                ls[j] += nn_exp(l[c + j] - m);
+        for (int j = 0; c < C; c++, j++)
+            ls[j] += nn_exp(l[c] - m);
+        s = lanes_total(ls);
+    }
     const double lse = (double)m + log(s);
     const double off = (double)smoothing / (double)C;
-    const double loss = lse - (1.0 - smoothing) * (double)l[target] - off * sl;
+    const double loss = lse - (1.0 - smoothing) * (double)lt - off * sl;
     if (dl) {
-        const float inv = (float)(1.0 / s), q = (float)off;
+        const float a = w * (float)(1.0 / s), q = w * (float)off;
         for (int64_t j = 0; j < C; j++)
-            dl[j] = w * (nn_exp(l[j] - m) * inv - q);
+            dl[j] = dl[j] * a - q;
         dl[target] -= w * (1.0f - smoothing);
     }
     return loss;
@@ -360,4 +371,69 @@ double hg_cpu_cross_entropy(const hg_kctx *k, float *dlogits, const float *logit
             total += part[c];
     }
     return total;
+}
+
+/* ---------------------------------------------------------------- embeddings */
+
+void hg_cpu_embed_forward(const hg_kctx *k, float *Y, const float *E, const int32_t *ids,
+                          const float *pos, int64_t rows, int64_t T, int64_t d, float scale)
+{
+    const int nt = nn_threads(k, rows * d);
+    NN_FOR(nt)
+    for (int64_t r = 0; r < rows; r++) {
+        float *yr = Y + r * d;
+        const float *er = ids[r] >= 0 ? E + (int64_t)ids[r] * d : NULL;
+        const float *pr = pos ? pos + (r % T) * d : NULL;
+        for (int64_t c = 0; c < d; c++)
+            yr[c] = fmaf(scale, er ? er[c] : 0.0f, pr ? pr[c] : 0.0f);
+    }
+}
+
+void hg_cpu_embed_backward(const hg_kctx *k, float *dE, const float *dY, const int32_t *ids,
+                           int64_t rows, int64_t d, float scale)
+{
+    const int64_t ntiles = (d + NN_TILE - 1) / NN_TILE;
+    const int nt = nn_threads(k, rows * d);
+    NN_FOR(nt)
+    for (int64_t t = 0; t < ntiles; t++) {
+        const int64_t c0 = t * NN_TILE, w = HG_MIN(NN_TILE, d - c0);
+        for (int64_t r = 0; r < rows; r++) {
+            if (ids[r] < 0)
+                continue;
+            float *er = dE + (int64_t)ids[r] * d + c0;
+            const float *dyr = dY + r * d + c0;
+            for (int64_t j = 0; j < w; j++)
+                er[j] = fmaf(scale, dyr[j], er[j]);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- attention heads */
+
+/* One (b, t, h) row of dh floats moves between (B, T, H, dh) and (B, H, T, dh); split: from the
+ * first layout to the second. */
+static void heads_move(const hg_kctx *k, float *dst, const float *src, int64_t B, int64_t T,
+                       int64_t H, int64_t dh, int split)
+{
+    const int nt = nn_threads(k, B * T * H * dh);
+    NN_FOR(nt)
+    for (int64_t bt = 0; bt < B * T; bt++) {
+        const int64_t b = bt / T, t = bt % T;
+        for (int64_t h = 0; h < H; h++) {
+            const int64_t a = (bt * H + h) * dh, s = ((b * H + h) * T + t) * dh;
+            memcpy(split ? dst + s : dst + a, split ? src + a : src + s, (size_t)dh * sizeof *dst);
+        }
+    }
+}
+
+void hg_cpu_heads_split(const hg_kctx *k, float *dst, const float *src, int64_t B, int64_t T,
+                        int64_t H, int64_t dh)
+{
+    heads_move(k, dst, src, B, T, H, dh, 1);
+}
+
+void hg_cpu_heads_merge(const hg_kctx *k, float *dst, const float *src, int64_t B, int64_t T,
+                        int64_t H, int64_t dh)
+{
+    heads_move(k, dst, src, B, T, H, dh, 0);
 }

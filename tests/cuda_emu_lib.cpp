@@ -55,6 +55,19 @@ int hg_cu_gemm(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, i
     return r_;
 }
 
+int hg_cu_gemm_batched(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, int64_t K,
+                       float alpha, const float *A, int64_t lda, int64_t strideA, const float *B,
+                       int64_t ldb, int64_t strideB, float beta, float *C, int64_t ldc,
+                       int64_t strideC, int64_t batch)
+{
+    (void)k;
+    hg_emu_open();
+    int r_ = hg_k_gemm_batched(&cpu, transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb,
+                               strideB, beta, C, ldc, strideC, batch);
+    hg_emu_close();
+    return r_;
+}
+
 void hg_cu_csr_spmm(const hg_kctx *k, int64_t nrows, const int64_t *rowptr, const int32_t *col,
                     const float *val, const float *X, int64_t d, float beta, float *Y)
 {

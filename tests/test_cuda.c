@@ -246,9 +246,9 @@ static void dropout_fn(const hg_kctx *k, op *o)
 {
     const dropout_par *p = o->par;
     if (p->inplace)
-        hg_k_dropout(k, F(o, 0), F(o, 0), p->n, p->p, p->seed);
+        hg_k_dropout(k, F(o, 0), F(o, 0), p->n, p->p, p->seed, 0);
     else
-        hg_k_dropout(k, F(o, 1), F(o, 0), p->n, p->p, p->seed);
+        hg_k_dropout(k, F(o, 1), F(o, 0), p->n, p->p, p->seed, 0);
 }
 
 static void test_dropout(void **state)

@@ -1,5 +1,5 @@
-/* test_cuda_nn.c - the CUDA twins of the neural-network ops (kernels/ops_nn.def, cuda_nn.cu)
- * against the CPU bodies (whose correctness tests/test_nn.c checks). Built twice, as
+/* test_cuda_nn.c - the CUDA twins of the neural-network ops (kernels/ops_nn.def, cuda_nn.cu),
+ * of the batched product and of dropout with an offset (ops_core.def) against the CPU bodies (whose correctness tests/test_nn.c checks). Built twice, as
  * test_cuda.c: against the real backend module (skips without a GPU) and against the emulated
  * backend, whose block mode runs the row kernels' shared-memory reductions and barriers.
  *
@@ -13,7 +13,8 @@
  * and erff of a few ulp each; an element may differ by a few dozen float ulps (u = 2^-24) of the
  * magnitudes it is computed from. Every check allows 64 u times the largest magnitude of its row
  * (softmax, layer norm, cross-entropy) or of its element and inputs (element-wise), far below
- * what a wrong index, mask or missing term produces. */
+ * what a wrong index, mask or missing term produces. The embeddings (one fmaf per step, the same
+ * order), the head copies and dropout must give the CPU's bits. */
 #include "testutil.h"
 
 #include <float.h>
@@ -49,7 +50,7 @@ typedef struct {
     void *dev;
 } buf;
 
-#define MAXB 10
+#define MAXB 12
 typedef double (*op_fn)(const hg_kctx *k, void **d, const void *par);
 
 static double call(const hg_kctx *k, buf *b, int nb, op_fn fn, const void *par)
@@ -401,6 +402,127 @@ static void test_cross_entropy(void **state)
     ce_case(6, 5, 0.2f, 0, 32); /* loss only */
 }
 
+/* ---- embeddings, heads, dropout with an offset: the same bits (fmaf, copies, the same mask) ---- */
+
+typedef struct {
+    int64_t rows, T, d, V, B, H, dh;
+    float scale, p;
+} seq_par;
+
+/* args: E, ids, pos, Y (pos), Y (no pos), dY, dE (+=), heads split, heads merged, dropout out,
+ * dropout in place */
+static double seq_fn(const hg_kctx *k, void **d, const void *p_)
+{
+    const seq_par *p = p_;
+    const int32_t *ids = (const int32_t *)d[1];
+    hg_k_embed_forward(k, F(3), F(0), ids, F(2), p->rows, p->T, p->d, p->scale);
+    hg_k_embed_forward(k, F(4), F(0), ids, NULL, p->rows, p->T, p->d, p->scale);
+    hg_k_embed_backward(k, F(6), F(5), ids, p->rows, p->d, p->scale);
+    hg_k_heads_split(k, F(7), F(5), p->B, p->T, p->H, p->dh);
+    hg_k_heads_merge(k, F(8), F(7), p->B, p->T, p->H, p->dh);
+    hg_k_dropout(k, F(9), F(5), p->rows * p->d, p->p, 99, 1000);
+    hg_k_dropout(k, F(10), F(10), p->rows * p->d, p->p, 99, 1000);
+    return 0.0;
+}
+
+static void seq_case(int64_t B, int64_t T, int64_t H, int64_t dh, int64_t V, uint64_t seed)
+{
+    const int mark = hg_test_mark();
+    const int64_t rows = B * T, d = H * dh, n = rows * d;
+    const float *E = hg_test_uniform(V * d, -1, 1, seed), *pos = hg_test_uniform(T * d, -1, 1, 2);
+    const float *dY = hg_test_uniform(n, -1, 1, seed + 1);
+    const float *dE = hg_test_uniform(V * d, -1, 1, seed + 2);
+    int32_t *ids = hg_test_alloc(rows, sizeof *ids);
+    for (int64_t r = 0; r < rows; r++) /* padding (-1) and ids repeated */
+        ids[r] = r % 6 == 5 ? -1 : (int32_t)((r * r + 3) % V);
+    const size_t bn = (size_t)n * 4;
+    buf b[11] = {{E, (size_t)(V * d) * 4, IN, 0}, {ids, (size_t)rows * 4, IN, 0},
+                 {pos, (size_t)(T * d) * 4, IN, 0}, {0, bn, OUT, 0}, {0, bn, OUT, 0},
+                 {dY, bn, IN, 0}, {dE, (size_t)(V * d) * 4, ACC, 0}, {0, bn, OUT, 0},
+                 {0, bn, OUT, 0}, {0, bn, OUT, 0}, {dY, bn, ACC, 0}};
+    void *oc[11], *og[11];
+    const seq_par p = {rows, T, d, V, B, H, dh, 2.83f, 0.3f};
+    double rg;
+    run_both(b, 11, seq_fn, &p, oc, og, "embed/heads/dropout", &rg);
+    static const char *what[11] = {0, 0, 0, "embed_forward", "embed_forward (no pos)", 0,
+                                   "embed_backward", "heads_split", "heads_merge", "dropout",
+                                   "dropout (in place)"};
+    for (int i = 3; i < 11; i++)
+        if (what[i] && memcmp(og[i], oc[i], b[i].bytes))
+            fail_msg("%s: the GPU's bits differ from the CPU's", what[i]);
+    hg_test_release(mark);
+}
+
+static void test_embed_heads_dropout(void **state)
+{
+    (void)state;
+    if (!have_gpu)
+        skip();
+    seq_case(3, 7, 4, 10, 9, 40);  /* d 40: the largest number of id classes */
+    seq_case(2, 5, 3, 300, 4, 41); /* d 900: wider than a block */
+}
+
+/* ---- batched products ---- */
+
+typedef struct {
+    int ta, tb;
+    int64_t M, N, K, lda, ldb, ldc, sA, sB, sC, batch;
+    float alpha, beta;
+} gb_par;
+
+static double gemm_batched_fn(const hg_kctx *k, void **d, const void *p_)
+{
+    const gb_par *p = p_;
+    return hg_k_gemm_batched(k, p->ta, p->tb, p->M, p->N, p->K, p->alpha, F(0), p->lda, p->sA,
+                             F(1), p->ldb, p->sB, p->beta, F(2), p->ldc, p->sC, p->batch);
+}
+
+static void gemm_batched_case(int ta, int tb, int64_t M, int64_t N, int64_t KK, int64_t batch,
+                              float beta, uint64_t seed)
+{
+    const int mark = hg_test_mark();
+    const int64_t ac = ta ? M : KK, bc = tb ? KK : N, ar = ta ? KK : M, br = tb ? N : KK;
+    gb_par p = {ta, tb, M, N, KK, ac + 1, bc + 2, N + 3, 0, 0, 0, batch, 0.75f, beta};
+    p.sA = ar * p.lda + 5, p.sB = br * p.ldb + 1, p.sC = M * p.ldc + 7;
+    const float *A = hg_test_uniform(p.sA * batch, -1, 1, seed);
+    const float *Bm = hg_test_uniform(p.sB * batch, -1, 1, seed + 1);
+    const float *C = hg_test_uniform(p.sC * batch, -1, 1, seed + 2);
+    buf b[3] = {{A, (size_t)(p.sA * batch) * 4, IN, 0}, {Bm, (size_t)(p.sB * batch) * 4, IN, 0},
+                {C, (size_t)(p.sC * batch) * 4, ACC, 0}};
+    void *oc[3], *og[3];
+    double rg;
+    const double rc = run_both(b, 3, gemm_batched_fn, &p, oc, og, "gemm_batched", &rg);
+    assert_true(rc == 0.0 && rg == 0.0);
+    /* each element: K products and the beta term, summed in other orders */
+    double *sc = hg_test_doubles(p.sC * batch);
+    for (int64_t i = 0; i < p.sC * batch; i++)
+        sc[i] = fabs(C[i]); /* padding between rows and items: beta C at most, or untouched */
+    for (int64_t q = 0; q < batch; q++)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double s = 0.0;
+                for (int64_t l = 0; l < KK; l++) {
+                    const float a = A[q * p.sA + (ta ? l * p.lda + i : i * p.lda + l)];
+                    const float bv = Bm[q * p.sB + (tb ? j * p.ldb + l : l * p.ldb + j)];
+                    s += fabs((double)a * bv);
+                }
+                sc[q * p.sC + i * p.ldc + j] = 0.75 * s + fabs(beta * C[q * p.sC + i * p.ldc + j]);
+            }
+    expect_close("gemm_batched", og[2], oc[2], p.sC * batch, 1, sc);
+    hg_test_release(mark);
+}
+
+static void test_gemm_batched(void **state)
+{
+    (void)state;
+    if (!have_gpu)
+        skip();
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            gemm_batched_case(ta, tb, 9, 7, 16, 5, ta ? 0.5f : 0.0f, 50 + 2 * ta + tb);
+    gemm_batched_case(0, 1, 30, 30, 16, 40, 0.0f, 60); /* attention's scores */
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -433,6 +555,8 @@ int main(void)
         cmocka_unit_test_teardown(test_softmax, teardown),
         cmocka_unit_test_teardown(test_layernorm, teardown),
         cmocka_unit_test_teardown(test_cross_entropy, teardown),
+        cmocka_unit_test_teardown(test_embed_heads_dropout, teardown),
+        cmocka_unit_test_teardown(test_gemm_batched, teardown),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
     return failed == 0 && !have_gpu ? 77 : failed;

@@ -540,10 +540,10 @@ static void test_dropout(void **state)
     hg_test_fill_uniform(in, N, 0.5f, 1.5f, 71); /* never 0: a zero in out means dropped */
 
     /* p = 0: identity, also in place, whatever the seed */
-    hg_k_dropout(&K, out, in, N, 0.0f, 123);
+    hg_k_dropout(&K, out, in, N, 0.0f, 123, 0);
     assert_memory_equal(out, in, N * sizeof(float));
     memcpy(out2, in, N * sizeof(float));
-    hg_k_dropout(&K, out2, out2, N, 0.0f, 5);
+    hg_k_dropout(&K, out2, out2, N, 0.0f, 5, 0);
     assert_memory_equal(out2, in, N * sizeof(float));
     assert_true(hg_k_dropout_scale(17, 0.0f, 9) == 1.0f);
 
@@ -551,10 +551,10 @@ static void test_dropout(void **state)
     for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
         const float p = ps[k];
         const float keep = 1.0f / (1.0f - p);
-        hg_k_dropout(&K, out, in, N, p, 1234);
+        hg_k_dropout(&K, out, in, N, p, 1234, 0);
         /* deterministic for a seed (also in place) */
         memcpy(out2, in, N * sizeof(float));
-        hg_k_dropout(&K, out2, out2, N, p, 1234);
+        hg_k_dropout(&K, out2, out2, N, p, 1234, 0);
         assert_memory_equal(out, out2, N * sizeof(float));
         int64_t zeros = 0, differ = 0;
         for (int64_t i = 0; i < N; i++) {
@@ -573,7 +573,7 @@ static void test_dropout(void **state)
                      (long long)zeros, N, (double)N * p, 6.0 * sigma);
         /* another seed gives another mask (the masks of two seeds agree on a fraction
          * p^2 + (1-p)^2 of the entries; they differ on ~2p(1-p)N >> 1 of them) */
-        hg_k_dropout(&K, out2, in, N, p, 1235);
+        hg_k_dropout(&K, out2, in, N, p, 1235, 0);
         for (int64_t i = 0; i < N; i++)
             differ += (out[i] == 0.0f) != (out2[i] == 0.0f);
         double expect = 2.0 * p * (1.0 - p) * N, sd = sqrt(expect);

@@ -183,7 +183,7 @@ static void test_fused_linear_forward(void **state)
                     hg_k_relu_forward(&K, hr, L.x, n * din);
                 else
                     memcpy(hr, L.x, (size_t)(n * din) * sizeof *hr);
-                hg_k_dropout(&K, hr, hr, n * din, p, seed);
+                hg_k_dropout(&K, hr, hr, n * din, p, seed, 0);
                 for (int64_t i = 0; i < n * din; i++)
                     if (!(hd[i] == hr[i]))
                         fail_msg("fused hd (case %lld) [%lld]: %.9g, dropout(act(x)) %.9g",
@@ -305,7 +305,7 @@ static void bwd_reference(bwd_out *o, const hg_test_bwd_in *in)
         o->gx = tf(n * din);
         assert_int_equal(hg_k_gemm(&K, 0, 0, n, din, d, 1.0f, o->dz, d, in->W, din, 0.0f, dx, din),
                          0);
-        hg_k_dropout(&K, dx, dx, n * din, in->p, in->seed);
+        hg_k_dropout(&K, dx, dx, n * din, in->p, in->seed, 0);
         if (in->relu)
             hg_k_relu_backward(&K, dx, dx, in->x, n * din);
         if (in->S_prev)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../hg.h"
+#include "../io.h"
 
 /* argv[*i], which starts with "--", split into key and value (contract of hg_arg_parse). */
 static int split(int argc, char **argv, int *i, char *key, size_t key_len, const char **val)
@@ -174,4 +175,73 @@ int hg_arg_u64(const char *opt, const char *s, uint64_t *out)
         return hg_arg_bad(opt, s, "is not a non-negative integer");
     *out = v;
     return HG_OK;
+}
+
+int hg_arg_save(const char *dir, const char *file, int argc, char **argv)
+{
+    size_t len = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strchr(argv[i], '\n')) {
+            hg_quoted q;
+            return HG_ERRORF(HG_EINVAL, "argument '%s' holds a newline: cannot be saved in %s/%s",
+                             hg_quote(&q, argv[i]), dir, file);
+        }
+        len += strlen(argv[i]) + 1;
+    }
+    char *text = hg_calloc(len, 1, "saved options"), path[4200];
+    if (!text)
+        return HG_ENOMEM;
+    for (int i = 1; i < argc; i++) {
+        strcat(text, argv[i]);
+        strcat(text, "\n");
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int rc = hg_text_write(path, text);
+    hg_free(text);
+    return rc;
+}
+
+int hg_arg_saved_read(hg_arg_saved *s, const char *program, const char *dir, const char *file)
+{
+    char path[4200];
+    hg_arg_saved_free(s);
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return HG_ERRORF(HG_EIO, "option --resume %s: cannot read %s (was the run started with "
+                         "--out %s?)", dir, path, dir);
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    rewind(f);
+    s->text = size >= 0 ? hg_calloc((size_t)size + 1, 1, "saved options") : NULL;
+    int ok = s->text && fread(s->text, 1, (size_t)size, f) == (size_t)size;
+    fclose(f);
+    if (!ok)
+        return HG_ERRORF(HG_EIO, "option --resume %s: cannot read %s", dir, path);
+    int n = 1;
+    for (long i = 0; i < size; i++)
+        n += s->text[i] == '\n';
+    s->argv = hg_calloc((size_t)n + 2, sizeof *s->argv, "saved options");
+    if (!s->argv)
+        return HG_ENOMEM;
+    int a = 0;
+    s->argv[a++] = (char *)program;
+    for (char *p = s->text; *p;) { /* one argument a line */
+        char *nl = strchr(p, '\n');
+        s->argv[a++] = p;
+        if (!nl)
+            break;
+        *nl = '\0';
+        p = nl + 1;
+    }
+    s->argc = a;
+    return HG_OK;
+}
+
+void hg_arg_saved_free(hg_arg_saved *s)
+{
+    hg_free(s->text);
+    hg_free(s->argv);
+    s->text = NULL;
+    s->argv = NULL;
+    s->argc = 0;
 }

@@ -76,4 +76,20 @@ int hg_arg_bool(const char *opt, const char *s, int *out);
  * non-negative integer" when strtoull does not read all of s or overflows. */
 int hg_arg_u64(const char *opt, const char *s, uint64_t *out);
 
+/* ---- a run's command line, saved for --resume DIR ---- */
+
+/* Save argv[1..argc-1] as DIR/FILE (one argument a line; atomic).
+ * Errors: HG_EINVAL (an argument with a newline), HG_EIO, HG_ENOMEM. */
+int hg_arg_save(const char *dir, const char *file, int argc, char **argv);
+
+/* A saved command line read back: argv[0] = program, then the arguments, NULL last. */
+typedef struct hg_arg_saved {
+    char *text;  /* owned; the arguments point into it */
+    char **argv; /* owned */
+    int argc;
+} hg_arg_saved;
+/* Read DIR/FILE into s. Errors: HG_EIO ("option --resume DIR: cannot read ..."), HG_ENOMEM. */
+int hg_arg_saved_read(hg_arg_saved *s, const char *program, const char *dir, const char *file);
+void hg_arg_saved_free(hg_arg_saved *s); /* safe on a zeroed struct */
+
 #endif

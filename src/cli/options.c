@@ -9,6 +9,7 @@
 #include "../hg.h"
 #include "../io.h"
 #include "args.h"
+#include "linear_args.h"
 
 _Static_assert(HG_OPTIONS_DONE == HG_ARG_DONE, "HG_OPTIONS_DONE is hg_arg_parse's HG_ARG_DONE");
 
@@ -209,28 +210,8 @@ static int train_option(void *ctx, const char *key, const char *val)
         tp->set |= SET_MARGIN;
     } else if (IS("--scale-init"))
         rc = hg_arg_float(key, val, 1e-3, 1e6, &o->scale_init);
-    else if (IS("--method")) {
-        int m = hg_linear_method_parse(val);
-        if (m < 0)
-            return hg_arg_bad(key, val, "is not a method (full, lora, relora, sst)");
-        o->linear.method = (hg_linear_method)m;
-    } else if (IS("--rank"))
-        rc = hg_arg_int(key, val, 1, 1 << 20, &o->linear.rank);
-    else if (IS("--lora-alpha"))
-        rc = hg_arg_float(key, val, 1e-6, 1e6, &o->linear.lora_alpha);
-    else if (IS("--sst-steps"))
-        rc = hg_arg_int(key, val, 1, 1 << 30, &o->linear.steps_per_iter);
-    else if (IS("--sst-warmup"))
-        rc = hg_arg_int(key, val, 0, 1 << 30, &o->linear.warmup);
-    else if (IS("--sst-rounds-iters"))
-        rc = hg_arg_int(key, val, 0, 1 << 30, &o->linear.iters_per_round);
-    else if (IS("--sst-sampling")) {
-        int s = hg_sst_sampling_parse(val);
-        if (s < 0)
-            return hg_arg_bad(key, val, "is not a sampling rule (sigma, mixed, uniform, top)");
-        o->linear.sampling = (hg_sst_sampling)s;
-    } else if (IS("--sst-renorm"))
-        rc = hg_arg_bool(key, val, &o->linear.renorm);
+    else if ((rc = hg_arg_linear(&o->linear, key, val, &c)) || c)
+        ;
     else if (IS("--prune-sigma"))
         rc = parse_list(key, val, o->prune, &o->nprune);
     else if (IS("--lr")) {
@@ -317,73 +298,14 @@ static void set_defaults(hg_train_options *o)
 
 #define ARGS_FILE "args.txt"
 
-/* o->saved_argv: DIR/args.txt as an argv (a placeholder program name first, NULL last). */
-static int read_saved_args(hg_train_options *o, const char *dir, int *argc)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, ARGS_FILE);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return HG_ERRORF(HG_EIO, "option --resume %s: cannot read %s (was the run started with "
-                         "--out %s?)", dir, path, dir);
-    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    rewind(f);
-    o->saved_args = size >= 0 ? hg_calloc((size_t)size + 1, 1, "saved options") : NULL;
-    int ok = o->saved_args && fread(o->saved_args, 1, (size_t)size, f) == (size_t)size;
-    fclose(f);
-    if (!ok)
-        return HG_ERRORF(HG_EIO, "option --resume %s: cannot read %s", dir, path);
-    int n = 1;
-    for (long i = 0; i < size; i++)
-        n += o->saved_args[i] == '\n';
-    o->saved_argv = hg_calloc((size_t)n + 2, sizeof *o->saved_argv, "saved options");
-    if (!o->saved_argv)
-        return HG_ENOMEM;
-    static char program[] = "hgnn-train";
-    int a = 0;
-    o->saved_argv[a++] = program;
-    for (char *p = o->saved_args; *p;) { /* one argument a line */
-        char *nl = strchr(p, '\n');
-        o->saved_argv[a++] = p;
-        if (!nl)
-            break;
-        *nl = '\0';
-        p = nl + 1;
-    }
-    *argc = a;
-    return HG_OK;
-}
-
 int hg_train_options_save(const char *dir, int argc, char **argv)
 {
-    size_t len = 1;
-    for (int i = 1; i < argc; i++) {
-        if (strchr(argv[i], '\n')) {
-            hg_quoted q;
-            return HG_ERRORF(HG_EINVAL, "argument '%s' holds a newline: cannot be saved in %s/%s",
-                             hg_quote(&q, argv[i]), dir, ARGS_FILE);
-        }
-        len += strlen(argv[i]) + 1;
-    }
-    char *text = hg_calloc(len, 1, "saved options"), path[4200];
-    if (!text)
-        return HG_ENOMEM;
-    for (int i = 1; i < argc; i++) {
-        strcat(text, argv[i]);
-        strcat(text, "\n");
-    }
-    snprintf(path, sizeof path, "%s/%s", dir, ARGS_FILE);
-    int rc = hg_text_write(path, text);
-    hg_free(text);
-    return rc;
+    return hg_arg_save(dir, ARGS_FILE, argc, argv);
 }
 
 void hg_train_options_free(hg_train_options *o)
 {
-    hg_free(o->saved_args);
-    hg_free(o->saved_argv);
-    o->saved_args = NULL;
-    o->saved_argv = NULL;
+    hg_arg_saved_free(&o->saved);
 }
 
 int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
@@ -397,11 +319,10 @@ int hg_train_options_parse(hg_train_options *o, int argc, char **argv)
         return rc;
     if (o->resume) { /* again: the saved options, then the ones given */
         const char *dir = o->resume;
-        int sargc = 0;
         set_defaults(o);
         tp.set = 0;
-        if ((rc = read_saved_args(o, dir, &sargc)) ||
-            (rc = hg_arg_parse(&prog, sargc, o->saved_argv)) ||
+        if ((rc = hg_arg_saved_read(&o->saved, "hgnn-train", dir, ARGS_FILE)) ||
+            (rc = hg_arg_parse(&prog, o->saved.argc, o->saved.argv)) ||
             (rc = hg_arg_parse(&prog, argc, argv)))
             return rc;
         o->out_dir = dir;

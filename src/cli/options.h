@@ -8,6 +8,7 @@
 
 #include "../../datasets/dataset.h"
 #include "../../sst/linear.h"
+#include "args.h"
 #include "../schedule.h"
 
 #define HG_MAX_PRUNE 32
@@ -40,9 +41,8 @@ typedef struct hg_train_options {
     const char *out_dir;
     const char *load;      /* checkpoint to start from (evaluate it with --epochs 0) */
     const char *resume;    /* directory of an interrupted run (then out_dir is the same) */
-    char *saved_args;      /* the resumed run's command line (owned; the strings of its options
-                              point into it) */
-    char **saved_argv;
+    hg_arg_saved saved;    /* the resumed run's command line (the strings of its options point
+                              into it) */
     const char *device;
     /* singular-value pruning sweep of the best model: each entry K >= 1 keeps the K largest
        singular values of every weight, 0 < K < 1 keeps that fraction of them (rounded up) */
