@@ -36,12 +36,29 @@ typedef struct strmap {
     size_t keys_len, keys_cap;
 } strmap;
 
+/* A multiplicative hash of 8 bytes at a time. */
 static uint32_t hash_bytes(const char *s, size_t n)
 {
-    uint32_t h = 2166136261u;
+    uint64_t h = 0x9E3779B97F4A7C15u ^ n, w;
+    for (; n >= 8; s += 8, n -= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDu;
+        h ^= h >> 32;
+    }
+    w = 0;
     for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+        w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    h = (h ^ w) * 0xC4CEB9FE1A85EC53u;
+    return (uint32_t)(h >> 32);
+}
+
+/* a[0..n) == b[0..n), inlined for the short keys of the cache */
+static int same_bytes(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
 }
 
 static int strmap_init(strmap *m, size_t slots)
@@ -73,7 +90,7 @@ static strmap_slot *strmap_find(const strmap *m, const char *s, size_t n, uint32
 {
     for (size_t i = h & m->mask;; i = (i + 1) & m->mask) {
         strmap_slot *e = &m->slot[i];
-        if (e->len == 0 || (e->hash == h && e->len == n && !memcmp(m->keys + e->off, s, n)))
+        if (e->len == 0 || (e->hash == h && e->len == n && same_bytes(m->keys + e->off, s, n)))
             return e;
     }
 }
