@@ -20,8 +20,11 @@ static const char PRETOKEN_RE[] =
 
 /* Pre-tokens longer than this are encoded each time rather than cached. */
 #define CACHE_MAX_KEY 64
-/* The cache is emptied when it holds this many pre-tokens (bounded memory). */
-#define CACHE_MAX_ENTRIES (1u << 20)
+/* The cache is emptied when it holds this many pre-tokens, or this many bytes of keys and ids,
+ * so that its memory stays bounded (about 40 MB at most); a large English corpus has a few
+ * hundred thousand distinct pre-tokens. */
+#define CACHE_MAX_ENTRIES (1u << 19)
+#define CACHE_MAX_BYTES (16u << 20)
 
 /* ---- a hash map of byte strings -> uint32 --------------------------------------------------- */
 
@@ -522,7 +525,8 @@ static int encode_pretoken(hg_gpt2bpe *t, const char *s, size_t n, hg_gpt2_ids *
     for (int32_t i = 0; i >= 0; i = t->next[i])
         *dst++ = t->sym[i];
     if (n <= CACHE_MAX_KEY) {
-        if (t->cache.used >= CACHE_MAX_ENTRIES) {
+        if (t->cache.used >= CACHE_MAX_ENTRIES ||
+            t->cache.keys_len + n + 4 * (t->pool_len + count + 1) > CACHE_MAX_BYTES) {
             strmap_clear(&t->cache);
             t->pool_len = 0;
         }

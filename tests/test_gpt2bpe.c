@@ -287,6 +287,35 @@ static void test_merges_match_gpt2_loop(void **state)
     free(ends);
 }
 
+/* More distinct pre-tokens than the cache holds: it is emptied on the way, and the ids stay
+ * those of a second pass (which meets another cache state) and decode to the text. */
+static void test_cache_overflow(void **state)
+{
+    (void)state;
+    size_t words = 700000, len = 0;
+    char *text = malloc(8 * words);
+    assert_non_null(text);
+    for (size_t w = 0; w < words; w++) { /* " xxxxxx": six letters, base 26, all distinct */
+        text[len++] = ' ';
+        for (size_t k = 0, v = w; k < 6; k++, v /= 26)
+            text[len++] = (char)('a' + v % 26);
+    }
+    hg_gpt2_ids a = {0}, b = {0};
+    assert_int_equal(hg_gpt2bpe_encode(tok, text, len, &a), HG_OK);
+    assert_int_equal(hg_gpt2bpe_encode(tok, text, len, &b), HG_OK);
+    assert_int_equal(a.n, b.n);
+    assert_memory_equal(a.id, b.id, a.n * sizeof *a.id);
+    char *back;
+    size_t blen;
+    assert_int_equal(hg_gpt2bpe_decode(tok, a.id, a.n, &back, &blen), HG_OK);
+    assert_int_equal(blen, len);
+    assert_memory_equal(back, text, len);
+    free(back);
+    free(text);
+    hg_gpt2_ids_free(&a);
+    hg_gpt2_ids_free(&b);
+}
+
 /* ---- round trips of any bytes -------------------------------------------------------------- */
 
 static void test_random_bytes_roundtrip(void **state)
@@ -512,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_vectors),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_merges_match_gpt2_loop),
+        cmocka_unit_test(test_cache_overflow),
         cmocka_unit_test(test_random_bytes_roundtrip),
         cmocka_unit_test(test_decode_errors),
         cmocka_unit_test(test_tokfile),
