@@ -306,10 +306,11 @@ int hg_gpt2bpe_load(hg_gpt2bpe **out, const char *encoder_json, const char *voca
             size_t n = k < 2 ? len[k] : len[0] + len[1];
             const strmap_slot *e = strmap_find(&vocab, s, n, hash_bytes(s, n));
             if (!e->len) {
+                hg_quoted q2;
                 rc = HG_ERRORF(HG_EFORMAT, "%s:%d: %s of the merge is not a token of %s",
                                hg_quote(&q, vocab_bpe), (int)m.line[r],
                                k == 0 ? "the left part" : k == 1 ? "the right part" : "the result",
-                               encoder_json);
+                               hg_quote(&q2, encoder_json));
                 goto merges_done;
             }
             id[k] = (int32_t)e->val;
@@ -548,15 +549,26 @@ static int encode_pretoken(hg_gpt2bpe *t, const char *s, size_t n, hg_gpt2_ids *
     return HG_OK;
 }
 
-/* The next pre-token of text[0..len) from *pos: [*s, *e), and *pos moved to *e. Returns 0 at
- * the end. Bytes the expression skips (invalid UTF-8) come out as a pre-token of their own. */
+/* The next pre-token of text[0..len) from *pos: [*s, *e), and *pos moved to *e. Returns 1, 0
+ * at the end, or -1 with an error recorded (HG_EUNSUPPORTED: PCRE2 failed, such as a resource
+ * limit; the interpreter is tried after the JIT). Bytes the expression skips (invalid UTF-8)
+ * come out as a pre-token of their own. */
 static int next_pretoken(const pcre2_code *re, pcre2_match_data *md, int jit, const char *text,
                          size_t len, size_t *pos, size_t *s, size_t *e)
 {
     if (*pos >= len)
         return 0;
     int rc = jit ? pcre2_jit_match(re, (PCRE2_SPTR)text, len, *pos, 0, md, NULL)
-                 : pcre2_match(re, (PCRE2_SPTR)text, len, *pos, 0, md, NULL);
+                 : PCRE2_ERROR_JIT_STACKLIMIT;
+    if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
+        rc = pcre2_match(re, (PCRE2_SPTR)text, len, *pos, 0, md, NULL);
+    if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(rc, msg, sizeof msg);
+        HG_ERRORF(HG_EUNSUPPORTED, "pre-tokeniser: PCRE2 failed at byte %zu: %s", *pos,
+                  (const char *)msg);
+        return -1;
+    }
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
     *s = *pos;
     if (rc < 0) /* nothing but skipped bytes left */
@@ -572,14 +584,12 @@ static int next_pretoken(const pcre2_code *re, pcre2_match_data *md, int jit, co
 int hg_gpt2bpe_encode(hg_gpt2bpe *t, const char *text, size_t len, hg_gpt2_ids *ids)
 {
     size_t n0 = ids->n, pos = 0, s, e;
-    while (next_pretoken(t->re, t->md, t->jit, text, len, &pos, &s, &e)) {
-        int rc = encode_pretoken(t, text + s, e - s, ids);
-        if (rc != HG_OK) {
-            ids->n = n0;
-            return rc;
-        }
-    }
-    return HG_OK;
+    int more, rc = HG_OK;
+    while (rc == HG_OK && (more = next_pretoken(t->re, t->md, t->jit, text, len, &pos, &s, &e)))
+        rc = more < 0 ? HG_EUNSUPPORTED : encode_pretoken(t, text + s, e - s, ids);
+    if (rc != HG_OK)
+        ids->n = n0;
+    return rc;
 }
 
 int hg_gpt2bpe_split(const hg_gpt2bpe *t, const char *text, size_t len, size_t *ends,
@@ -589,14 +599,15 @@ int hg_gpt2bpe_split(const hg_gpt2bpe *t, const char *text, size_t len, size_t *
     if (!md)
         return HG_ERRORF(HG_ENOMEM, "out of memory (PCRE2 match data)");
     size_t n = 0, pos = 0, s, e;
-    while (next_pretoken(t->re, md, t->jit, text, len, &pos, &s, &e)) {
+    int more;
+    while ((more = next_pretoken(t->re, md, t->jit, text, len, &pos, &s, &e)) > 0) {
         if (n < max_ends)
             ends[n] = e;
         n++;
     }
     pcre2_match_data_free(md);
     *count = n;
-    return HG_OK;
+    return more < 0 ? HG_EUNSUPPORTED : HG_OK;
 }
 
 /* ---- decoding ------------------------------------------------------------------------------ */

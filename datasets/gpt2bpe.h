@@ -62,13 +62,15 @@ typedef struct hg_gpt2_ids {
 } hg_gpt2_ids;
 void hg_gpt2_ids_free(hg_gpt2_ids *ids); /* safe on a zeroed struct */
 
-/* Append the ids of text[0..len) (any bytes, NUL included) to *ids. Errors: HG_ENOMEM (ids
- * keeps what it held before the call). */
+/* Append the ids of text[0..len) (any bytes, NUL included) to *ids. Errors: HG_ENOMEM,
+ * HG_EUNSUPPORTED (PCRE2 failed to match, such as at a resource limit: not seen with this
+ * expression, whose matches need no deep backtracking); ids keeps what it held before the
+ * call. */
 int hg_gpt2bpe_encode(hg_gpt2bpe *t, const char *text, size_t len, hg_gpt2_ids *ids);
 
 /* The pre-tokens of text[0..len) as GPT-2's expression splits it (see above), for tests and
  * tools: ends[k] is the end offset of pre-token k; at most max_ends are stored and the total
- * count is returned in *count. Errors: HG_ENOMEM. */
+ * count is returned in *count. Errors: HG_ENOMEM, HG_EUNSUPPORTED (as hg_gpt2bpe_encode). */
 int hg_gpt2bpe_split(const hg_gpt2bpe *t, const char *text, size_t len, size_t *ends,
                      size_t max_ends, size_t *count);
 

@@ -190,6 +190,19 @@ static void test_split(void **state)
     size_t n = 1;
     assert_int_equal(hg_gpt2bpe_split(tok, "", 0, NULL, 0, &n), HG_OK);
     assert_int_equal(n, 0);
+    /* long runs need no deep backtracking: "a", 2999999 spaces, " bxx...x" (3000000 x), "!" */
+    size_t len = 6000003, ends[4];
+    char *big = malloc(len);
+    assert_non_null(big);
+    big[0] = 'a';
+    memset(big + 1, ' ', 3000000);
+    big[3000001] = 'b';
+    memset(big + 3000002, 'x', 3000000);
+    big[len - 1] = '!';
+    assert_int_equal(hg_gpt2bpe_split(tok, big, len, ends, 4, &n), HG_OK);
+    assert_int_equal(n, 4);
+    assert_true(ends[0] == 1 && ends[1] == 3000000 && ends[2] == 6000002 && ends[3] == len);
+    free(big);
 }
 
 /* ---- the merges against GPT-2's loop ------------------------------------------------------- */
