@@ -12,6 +12,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -223,37 +224,105 @@ extern "C" int hg_spm_eos(const hg_spm *s) { return s->sp.eos_id(); }
 extern "C" int hg_spm_unk(const hg_spm *s) { return s->sp.unk_id(); }
 extern "C" void hg_spm_free(hg_spm *s) { delete s; }
 
-extern "C" int hg_spm_encode_lines(const hg_spm *s, const hg_text_lines *t, hg_token_corpus *out)
+namespace {
+
+// Lines [lo, hi) of t encoded: their ids one after the other, and each line's count. The first
+// line that fails sets bad (its index) and why; the rest are skipped. Catches everything (it
+// runs on its own thread).
+struct Chunk {
+    int64_t lo = 0, hi = 0, bad = -1;
+    std::vector<int32_t> ids;
+    std::vector<int64_t> lens;
+    std::string why;
+    bool no_memory = false;
+};
+
+void encode_chunk(const hg_spm *s, const hg_text_lines *t, Chunk *c) noexcept
+{
+    try {
+        std::vector<int> ids;
+        c->lens.reserve((size_t)(c->hi - c->lo));
+        for (int64_t i = c->lo; i < c->hi; i++) {
+            sentencepiece::util::Status st = s->sp.Encode(t->line[i], &ids);
+            if (!st.ok()) {
+                c->bad = i;
+                c->why = one_line(st);
+                return;
+            }
+            c->ids.insert(c->ids.end(), ids.begin(), ids.end());
+            c->lens.push_back((int64_t)ids.size());
+        }
+    } catch (...) {
+        c->no_memory = true; // what SentencePiece throws here is allocation failures
+    }
+}
+
+} // namespace
+
+extern "C" int hg_spm_encode_lines_mt(const hg_spm *s, const hg_text_lines *t, int threads,
+                                      hg_token_corpus *out)
 {
     memset(out, 0, sizeof *out);
+    if (threads < 1)
+        return HG_ERRORF(HG_EINVAL, "SentencePiece encoding: %d threads", threads);
     try {
-        std::vector<int64_t> off(1, 0);
-        off.reserve((size_t)t->n + 1);
-        std::vector<int32_t> all;
-        std::vector<int> ids;
-        for (int64_t i = 0; i < t->n; i++) {
-            sentencepiece::util::Status st = s->sp.Encode(t->line[i], &ids);
-            if (!st.ok())
-                return HG_ERRORF(HG_EINVAL, "line %lld: SentencePiece cannot encode it (%s)",
-                                 (long long)(i + 1), one_line(st).c_str());
-            all.insert(all.end(), ids.begin(), ids.end());
-            off.push_back((int64_t)all.size());
+        int64_t n = t->n, nchunks = HG_MAX(1, HG_MIN((int64_t)threads, n / 256));
+        std::vector<Chunk> chunk((size_t)nchunks);
+        for (int64_t k = 0; k < nchunks; k++) {
+            chunk[(size_t)k].lo = n * k / nchunks;
+            chunk[(size_t)k].hi = n * (k + 1) / nchunks;
         }
-        out->off = static_cast<int64_t *>(malloc(off.size() * sizeof *out->off));
-        out->ids = static_cast<int32_t *>(malloc((all.empty() ? 1 : all.size()) * sizeof(int32_t)));
+        // chunk 0 on this thread, the others on their own (or here too when one cannot start)
+        std::vector<std::thread> pool;
+        int64_t started = 1;
+        try {
+            for (; started < nchunks; started++)
+                pool.emplace_back(encode_chunk, s, t, &chunk[(size_t)started]);
+        } catch (...) {
+        }
+        encode_chunk(s, t, &chunk[0]);
+        for (int64_t k = started; k < nchunks; k++)
+            encode_chunk(s, t, &chunk[(size_t)k]);
+        for (std::thread &th : pool)
+            th.join();
+        size_t total = 0;
+        for (const Chunk &c : chunk) {
+            if (c.no_memory)
+                return out_of_memory("encoding lines");
+            if (c.bad >= 0)
+                return HG_ERRORF(HG_EINVAL, "line %lld: SentencePiece cannot encode it (%s)",
+                                 (long long)(c.bad + 1), c.why.c_str());
+            total += c.ids.size();
+        }
+        out->off = static_cast<int64_t *>(malloc(((size_t)n + 1) * sizeof *out->off));
+        out->ids = static_cast<int32_t *>(malloc((total ? total : 1) * sizeof(int32_t)));
         if (!out->off || !out->ids) {
             hg_token_corpus_free(out);
             return out_of_memory("encoding lines");
         }
-        memcpy(out->off, off.data(), off.size() * sizeof *out->off);
-        memcpy(out->ids, all.data(), all.size() * sizeof(int32_t));
-        out->n = t->n;
+        int64_t i = 0;
+        size_t at = 0;
+        out->off[0] = 0;
+        for (const Chunk &c : chunk) {
+            memcpy(out->ids + at, c.ids.data(), c.ids.size() * sizeof(int32_t));
+            at += c.ids.size();
+            for (int64_t len : c.lens) {
+                out->off[i + 1] = out->off[i] + len;
+                i++;
+            }
+        }
+        out->n = n;
         return HG_OK;
     } catch (const std::bad_alloc &) {
         return out_of_memory("encoding lines");
     } catch (...) {
         return unexpected("encoding lines");
     }
+}
+
+extern "C" int hg_spm_encode_lines(const hg_spm *s, const hg_text_lines *t, hg_token_corpus *out)
+{
+    return hg_spm_encode_lines_mt(s, t, 1, out);
 }
 
 extern "C" int hg_spm_encode(const hg_spm *s, const char *text, int32_t **ids, int64_t *n)

@@ -60,8 +60,12 @@ typedef struct hg_token_corpus {
     int32_t *ids;
 } hg_token_corpus;
 
-/* Encode every line of t into *out (zeroed on failure). HG_EINVAL, HG_ENOMEM. */
+/* Encode every line of t into *out (zeroed on failure). HG_EINVAL ("line N: ..."), HG_ENOMEM.
+ * The _mt form splits the lines over up to `threads` threads (>= 1; this one included): the
+ * result is the same for every thread count. */
 int hg_spm_encode_lines(const hg_spm *s, const hg_text_lines *t, hg_token_corpus *out);
+int hg_spm_encode_lines_mt(const hg_spm *s, const hg_text_lines *t, int threads,
+                           hg_token_corpus *out);
 /* Encode one NUL-terminated text; *ids is malloc'd (free()), *n ids. HG_EINVAL, HG_ENOMEM. */
 int hg_spm_encode(const hg_spm *s, const char *text, int32_t **ids, int64_t *n);
 /* Decode n ids (no BOS/EOS; each in [0, vocab size)) into a malloc'd NUL-terminated *text

@@ -13,6 +13,8 @@
 enum { STREAM_EMB = 1, STREAM_MAP = 100, STREAM_LINEAR = 10000 };
 /* Dropout sites: the embeddings, then per layer and sublayer the inner dropout (attention
  * probabilities, FFN hidden) and the residual branch. */
+/* Rows of the output projection computed at once. */
+#define TF_OUT_CHUNK 256
 enum { SITE_SRC = 1, SITE_TGT = 2, SITE_ENC = 1000, SITE_DEC = 100000 };
 
 static uint64_t site(int dec, int l, int j, int which)
@@ -208,9 +210,10 @@ static void sinusoid(float *pe, int64_t len, int64_t d)
 
 int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
 {
-    int rc = HG_OK;
     *out = NULL;
-    HG_CHECK(check_config(cfg));
+    int rc = check_config(cfg);
+    if (rc)
+        return rc;
     hg_tf *m = hg_calloc(1, sizeof *m, "transformer");
     if (!m)
         return HG_ENOMEM;
@@ -302,7 +305,7 @@ int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
     m->h = alloc_f(k, Rt * d, "decoder output");
     m->h_mean = alloc_f(k, Rt, "decoder norm");
     m->h_rstd = alloc_f(k, Rt, "decoder norm");
-    m->logits = alloc_f(k, Rt * V, "logits");
+    m->logits = alloc_f(k, HG_MIN(Rt, TF_OUT_CHUNK) * V, "logits");
     tf_scratch *s = &m->sc;
     float **rd[] = {&s->f, &s->g, &s->dy, &s->t1, &s->t2, &s->dq, &s->dk, &s->dv, &s->dqh,
                     &s->dkh, &s->dvh, &s->dch, &s->dln, &s->dkv};
@@ -533,23 +536,29 @@ int hg_tf_loss(hg_tf *m, const hg_tf_batch *b, float smoothing, int train, uint6
         tf_ln_forward(m, &m->dec_ln, m->h, m->h_mean, m->h_rstd, x, Rt);
         h = m->h;
     }
-    hg_k_gemm(k, 0, 1, Rt, V, d, 1.0f, h, d, m->E, d, 0.0f, m->logits, V);
+    /* the tied output projection and the loss, TF_OUT_CHUNK rows at a time (the logits of a
+       chunk stay in cache; the gradient replaces them in place and is used at once) */
+    tf_scratch *s = &m->sc;
+    float *dh = c->post_ln ? s->g : s->dln;
     const float w = b->ntok > 0 ? 1.0f / (float)b->ntok : 0.0f;
-    *loss = hg_k_cross_entropy(k, want_grad ? m->logits : NULL, m->logits, b->tgt_out, Rt, V,
-                               smoothing, HG_TF_IGNORE, w);
+    *loss = 0.0;
+    for (int64_t r0 = 0; r0 < Rt; r0 += TF_OUT_CHUNK) {
+        const int64_t n = HG_MIN(TF_OUT_CHUNK, Rt - r0);
+        hg_k_gemm(k, 0, 1, n, V, d, 1.0f, h + r0 * d, d, m->E, d, 0.0f, m->logits, V);
+        *loss += hg_k_cross_entropy(k, want_grad ? m->logits : NULL, m->logits,
+                                    b->tgt_out + r0, n, V, smoothing, HG_TF_IGNORE, w);
+        if (!want_grad)
+            continue;
+        hg_k_gemm(k, 1, 0, V, d, n, 1.0f, m->logits, V, h + r0 * d, d, 1.0f, m->gE, d);
+        hg_k_gemm(k, 0, 0, n, d, V, 1.0f, m->logits, V, m->E, d, 0.0f, dh + r0 * d, d);
+    }
     if (!want_grad)
         goto done;
 
-    /* backward: output projection (both uses of E), decoder, encoder */
-    tf_scratch *s = &m->sc;
+    /* backward: decoder (from the output projection's gradient dh), encoder */
     float *ds = s->g;
-    hg_k_gemm(k, 1, 0, V, d, Rt, 1.0f, m->logits, V, h, d, 1.0f, m->gE, d);
-    if (c->post_ln) {
-        hg_k_gemm(k, 0, 0, Rt, d, V, 1.0f, m->logits, V, m->E, d, 0.0f, ds, d);
-    } else {
-        hg_k_gemm(k, 0, 0, Rt, d, V, 1.0f, m->logits, V, m->E, d, 0.0f, s->dln, d);
+    if (!c->post_ln)
         tf_ln_backward(m, &m->dec_ln, ds, s->dln, x, m->h_mean, m->h_rstd, Rt);
-    }
     hg_k_zero(k, s->dmem, (size_t)(Rs * d) * sizeof(float));
     for (int l = c->dec_layers - 1; l >= 0; l--)
         for (int j = m->dec[l].nsub - 1; j >= 0; j--)
