@@ -179,10 +179,14 @@ static const int32_t tf_tgt_in[TF_B * TF_TT] = {1, 6, 6, 9, 1, 12, 2, 2, 1, 3, 1
 static const int32_t tf_tgt_out[TF_B * TF_TT] = {6, 6, 9, 2, 12, 2, HG_TF_IGNORE, HG_TF_IGNORE,
                                                  3, 10, 7, 2};
 
+enum { TF_PRE_LN, TF_POST_LN, TF_DECODER_ONLY };
+static const char *const variants[] = {"pre-LN", "post-LN", "decoder-only"};
+
 /* 20 training steps (dropout on; SST iterations of 3 steps, rounds of 2 iterations, ReLoRA
  * merges every 3 steps), each followed by an evaluation loss, after one step unarmed; then
- * greedy-shaped decoding of the batch's sources, 2 rows per source, parents swapped each step. */
-static void tf_steps(hg_linear_method method, int threads, int post_ln)
+ * decoding of the batch's sources (none for the decoder-only model), 2 rows per source, parents
+ * swapped each step, after one decoding unarmed. */
+static void tf_steps(hg_linear_method method, int threads, int variant)
 {
     hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
     hg_k_set_threads(&k, threads);
@@ -195,7 +199,7 @@ static void tf_steps(hg_linear_method method, int threads, int post_ln)
     c.enc_layers = 2;
     c.dec_layers = 2;
     c.dropout = 0.1f;
-    c.post_ln = post_ln;
+    c.post_ln = variant == TF_POST_LN;
     c.ln_eps = 1e-5f;
     c.max_len = 16;
     c.max_batch = 4;
@@ -210,11 +214,18 @@ static void tf_steps(hg_linear_method method, int threads, int post_ln)
     c.linear.warmup = 2;
     c.linear.iters_per_round = 2;
     c.seed = 7;
+    const int lm = variant == TF_DECODER_ONLY;
+    if (lm) { /* a causal language model: no encoder, trained positions */
+        c.enc_layers = 0;
+        c.learned_pos = 1;
+        c.emb_scale = 1.0f;
+        c.init_std = 0.2f;
+    }
     hg_tf *m = NULL;
     assert_int_equal(hg_tf_init(&m, &k, &c), HG_OK);
     hg_params *P = hg_tf_params(m);
-    const hg_tf_batch b = {TF_B, TF_TS, TF_TT, TF_NTOK, tf_src, tf_src_len, tf_tgt_in,
-                           tf_tgt_out};
+    const hg_tf_batch b = {TF_B, lm ? 0 : TF_TS, TF_TT, TF_NTOK, lm ? NULL : tf_src,
+                           lm ? NULL : tf_src_len, tf_tgt_in, tf_tgt_out};
     double first = 0.0, last = 0.0;
     for (int step = 1; step <= 21; step++) {
         double l, g, ev;
@@ -234,21 +245,23 @@ static void tf_steps(hg_linear_method method, int threads, int post_ln)
     }
     armed = 0;
     if (allocations)
-        fail_msg("Transformer %s, %d threads: %ld heap allocations inside 20 training steps",
-                 hg_linear_method_name(method), threads, allocations);
+        fail_msg("Transformer (%s) %s, %d threads: %ld heap allocations inside 20 training steps",
+                 variants[variant], hg_linear_method_name(method), threads, allocations);
     assert_true(last < first); /* the steps did train */
 
     /* decoding: every buffer sized by hg_tf_decode_init */
     enum { R = 2 * TF_B };
     float *logits = calloc((size_t)(R * TF_V), sizeof *logits);
     assert_non_null(logits);
-    assert_int_equal(hg_tf_decode_init(m, TF_B, R, TF_TS, TF_TT), HG_OK);
+    assert_int_equal(hg_tf_decode_init(m, TF_B, R, lm ? 1 : TF_TS, TF_TT), HG_OK);
     int64_t parent[R], src_row[R];
     int32_t tok[R];
     for (int round = 0; round < 2; round++) {
         armed = round > 0;
         allocations = 0;
-        assert_int_equal(hg_tf_decode_start(m, tf_src, tf_src_len, TF_B, TF_TS), HG_OK);
+        assert_int_equal(hg_tf_decode_start(m, lm ? NULL : tf_src, lm ? NULL : tf_src_len, TF_B,
+                                            lm ? 0 : TF_TS),
+                         HG_OK);
         for (int64_t t = 0; t < TF_TT; t++) {
             for (int64_t i = 0; i < R; i++) {
                 src_row[i] = i / 2;
@@ -260,19 +273,21 @@ static void tf_steps(hg_linear_method method, int threads, int post_ln)
         armed = 0;
     }
     if (allocations)
-        fail_msg("Transformer %s, %d threads: %ld heap allocations in decoding",
-                 hg_linear_method_name(method), threads, allocations);
+        fail_msg("Transformer (%s) %s, %d threads: %ld heap allocations in decoding",
+                 variants[variant], hg_linear_method_name(method), threads, allocations);
     free(logits);
     hg_tf_free(m);
 }
 
-static void tf_full(void **s) { (void)s; tf_steps(HG_LINEAR_FULL, 1, 0); }
-static void tf_full_post_ln(void **s) { (void)s; tf_steps(HG_LINEAR_FULL, 1, 1); }
-static void tf_full_threads(void **s) { (void)s; tf_steps(HG_LINEAR_FULL, 2, 0); }
-static void tf_lora(void **s) { (void)s; tf_steps(HG_LINEAR_LORA, 1, 0); }
-static void tf_relora(void **s) { (void)s; tf_steps(HG_LINEAR_RELORA, 1, 0); }
-static void tf_sst(void **s) { (void)s; tf_steps(HG_LINEAR_SST, 1, 0); }
-static void tf_sst_threads(void **s) { (void)s; tf_steps(HG_LINEAR_SST, 2, 0); }
+static void tf_full(void **s) { (void)s; tf_steps(HG_LINEAR_FULL, 1, TF_PRE_LN); }
+static void tf_full_post_ln(void **s) { (void)s; tf_steps(HG_LINEAR_FULL, 1, TF_POST_LN); }
+static void tf_full_threads(void **s) { (void)s; tf_steps(HG_LINEAR_FULL, 2, TF_PRE_LN); }
+static void tf_lora(void **s) { (void)s; tf_steps(HG_LINEAR_LORA, 1, TF_PRE_LN); }
+static void tf_relora(void **s) { (void)s; tf_steps(HG_LINEAR_RELORA, 1, TF_PRE_LN); }
+static void tf_sst(void **s) { (void)s; tf_steps(HG_LINEAR_SST, 1, TF_PRE_LN); }
+static void tf_sst_threads(void **s) { (void)s; tf_steps(HG_LINEAR_SST, 2, TF_PRE_LN); }
+static void tf_lm_full(void **s) { (void)s; tf_steps(HG_LINEAR_FULL, 1, TF_DECODER_ONLY); }
+static void tf_lm_sst(void **s) { (void)s; tf_steps(HG_LINEAR_SST, 1, TF_DECODER_ONLY); }
 
 /* The counter itself works (a test that cannot fail is no test). */
 static void counter_counts(void **s)
@@ -299,7 +314,8 @@ int main(void)
         cmocka_unit_test(tf_full),         cmocka_unit_test(tf_full_post_ln),
         cmocka_unit_test(tf_full_threads), cmocka_unit_test(tf_lora),
         cmocka_unit_test(tf_relora),       cmocka_unit_test(tf_sst),
-        cmocka_unit_test(tf_sst_threads),
+        cmocka_unit_test(tf_sst_threads),  cmocka_unit_test(tf_lm_full),
+        cmocka_unit_test(tf_lm_sst),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
