@@ -13,6 +13,7 @@
 #include "testutil.h"
 #include "../datasets/dataset.h"
 #include "../hyperbolic/hybonet.h"
+#include "../src/models/transformer.h"
 #include "../src/hg.h"
 
 void *__real_malloc(size_t n);
@@ -167,6 +168,68 @@ static void nc_full_wide(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_FU
 static void nc_sst_wide(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_SST, "cora", 1, 24); }
 static void lp_full_wide(void **s) { (void)s; run_steps(HG_TASK_LP, HG_LINEAR_FULL, "disease_lp", 2, 128); }
 
+/* The decoder-only Transformer (the language model's training step: loss and gradient with
+ * dropout, clipping, optimiser step; then an evaluation loss), across SST iteration and round
+ * ends and ReLoRA merges. */
+static void lm_steps(hg_linear_method method)
+{
+    enum { B = 3, T = 8, V = 64 };
+    hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    hg_tf_config c;
+    memset(&c, 0, sizeof c);
+    c.vocab = V;
+    c.dim = 16;
+    c.heads = 2;
+    c.ffn = 24;
+    c.dec_layers = 2;
+    c.dropout = 0.1f;
+    c.ln_eps = 1e-5f;
+    c.learned_pos = 1;
+    c.emb_scale = 1.0f;
+    c.init_std = 0.02f;
+    c.max_len = T;
+    c.max_src_len = 1;
+    c.max_tgt_len = T;
+    c.max_batch = B;
+    c.max_src_rows = 1;
+    c.max_tgt_rows = B * T;
+    hg_linear_opts_default(&c.linear);
+    c.linear.method = method;
+    c.linear.rank = 2;
+    c.linear.steps_per_iter = 3;
+    c.linear.warmup = 2;
+    c.linear.iters_per_round = 2;
+    c.seed = 4;
+    hg_tf *m = NULL;
+    assert_int_equal(hg_tf_init(&m, &k, &c), HG_OK);
+    int32_t in[B * T], out[B * T];
+    for (int i = 0; i < B * T; i++) {
+        in[i] = (7 * i + 3) % V;
+        out[i] = i % T == T - 1 ? HG_TF_IGNORE : (7 * i + 10) % V;
+    }
+    const hg_tf_batch b = {B, 0, T, B * (T - 1), NULL, NULL, in, out};
+    hg_params *P = hg_tf_params(m);
+    double loss;
+    armed = 1;
+    allocations = 0;
+    for (int step = 1; step <= 14; step++) {
+        hg_params_zero_grad(P);
+        assert_int_equal(hg_tf_loss(m, &b, 0.0f, 1, (uint64_t)step, 1, &loss), HG_OK);
+        hg_params_clip_grad_norm(P, 0.5);
+        assert_int_equal(hg_params_step(P, 1e-3f), HG_OK);
+        assert_int_equal(hg_tf_loss(m, &b, 0.0f, 0, 0, 0, &loss), HG_OK);
+    }
+    armed = 0;
+    if (allocations)
+        fail_msg("decoder-only Transformer, %s: %ld heap allocations inside 14 training steps",
+                 hg_linear_method_name(method), allocations);
+    hg_tf_free(m);
+}
+
+static void lm_full(void **s) { (void)s; lm_steps(HG_LINEAR_FULL); }
+static void lm_relora(void **s) { (void)s; lm_steps(HG_LINEAR_RELORA); }
+static void lm_sst(void **s) { (void)s; lm_steps(HG_LINEAR_SST); }
+
 /* The counter itself works (a test that cannot fail is no test). */
 static void counter_counts(void **s)
 {
@@ -189,6 +252,8 @@ int main(void)
         cmocka_unit_test(nc_sst_wide),     cmocka_unit_test(lp_full_wide),
         cmocka_unit_test(linear_full),     cmocka_unit_test(linear_lora),
         cmocka_unit_test(linear_relora),   cmocka_unit_test(linear_sst),
+        cmocka_unit_test(lm_full),         cmocka_unit_test(lm_relora),
+        cmocka_unit_test(lm_sst),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
