@@ -27,13 +27,15 @@ struct hg_spm {
 
 namespace {
 
-// SentencePiece's message as one line of printable text.
+// SentencePiece's message as one line of printable ASCII (other bytes become '?').
 std::string one_line(const sentencepiece::util::Status &st)
 {
     std::string m = st.ToString();
     for (char &c : m)
-        if ((unsigned char)c < 0x20 || c == 0x7f)
+        if ((unsigned char)c < 0x20)
             c = ' ';
+        else if ((unsigned char)c >= 0x7f)
+            c = '?';
     while (!m.empty() && m.back() == ' ')
         m.pop_back();
     return m;
@@ -76,6 +78,86 @@ class LinesIterator : public sentencepiece::SentenceIterator {
     int64_t i_ = 0;
     std::string value_;
 };
+
+// The serialized model without the thread count that SentencePiece records among its training
+// options (TrainerSpec.num_threads, field 16 of the trainer spec, field 2 of the model), so that
+// the bytes, like the pieces, do not depend on it. Protocol buffer wire format: each field is a
+// varint key (number << 3 | type) and a varint (type 0), 8 bytes (1), a varint length and as
+// many bytes (2), or 4 bytes (5). Input it cannot follow is returned unchanged.
+bool read_varint(const std::string &b, size_t *at, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64 && *at < b.size(); shift += 7) {
+        unsigned char c = (unsigned char)b[(*at)++];
+        *v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            return true;
+    }
+    return false;
+}
+
+void put_varint(std::string *b, uint64_t v)
+{
+    for (; v >= 0x80; v >>= 7)
+        b->push_back((char)(v | 0x80));
+    b->push_back((char)v);
+}
+
+// Skip the value of a field of wire type `type` at *at; false when it does not fit.
+bool skip_value(const std::string &b, size_t *at, uint64_t type)
+{
+    uint64_t v;
+    switch (type) {
+    case 0:
+        return read_varint(b, at, &v);
+    case 1:
+    case 5:
+        *at += type == 1 ? 8 : 4;
+        return *at <= b.size();
+    case 2:
+        if (!read_varint(b, at, &v) || v > b.size() - *at)
+            return false;
+        *at += v;
+        return true;
+    default:
+        return false;
+    }
+}
+
+std::string without_thread_count(const std::string &model)
+{
+    size_t at = 0;
+    while (at < model.size()) {
+        size_t field_start = at;
+        uint64_t key, len;
+        if (!read_varint(model, &at, &key))
+            return model;
+        if (key != (2 << 3 | 2)) { // not the trainer spec
+            if (!skip_value(model, &at, key & 7))
+                return model;
+            continue;
+        }
+        if (!read_varint(model, &at, &len) || len > model.size() - at)
+            return model;
+        const std::string spec = model.substr(at, len);
+        std::string kept;
+        for (size_t p = 0; p < spec.size();) {
+            size_t start = p;
+            uint64_t k;
+            if (!read_varint(spec, &p, &k) || !skip_value(spec, &p, k & 7))
+                return model;
+            if (k != (16 << 3 | 0))
+                kept.append(spec, start, p - start);
+        }
+        std::string out = model.substr(0, field_start);
+        put_varint(&out, key);
+        put_varint(&out, kept.size());
+        out += kept;
+        out.append(model, at + len, std::string::npos);
+        return out;
+    }
+    return model;
+}
 
 // A model from serialized bytes (taken over); HG_EINVAL naming `what` when SentencePiece
 // refuses them.
@@ -138,7 +220,7 @@ extern "C" int hg_spm_train(hg_spm **out, const hg_text_lines *const *corp, int 
             {"model_type", "bpe"},
             {"vocab_size", std::to_string(vocab_size)},
             {"character_coverage", "1.0"},
-            {"num_threads", std::to_string(threads)},
+            {"num_threads", std::to_string(HG_MIN(threads, 128))}, // SentencePiece's limit
             {"minloglevel", "2"}, // errors come back as statuses; no progress on stderr
         };
         LinesIterator it(corp, ncorp);
@@ -147,7 +229,7 @@ extern "C" int hg_spm_train(hg_spm **out, const hg_text_lines *const *corp, int 
             sentencepiece::SentencePieceTrainer::Train(args, &it, &bytes);
         if (!st.ok())
             return HG_ERRORF(HG_EINVAL, "SentencePiece training: %s", one_line(st).c_str());
-        return make_model(out, std::move(bytes), "the trained model");
+        return make_model(out, without_thread_count(bytes), "the trained model");
     } catch (const std::bad_alloc &) {
         return out_of_memory("training");
     } catch (...) {

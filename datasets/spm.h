@@ -29,8 +29,10 @@ extern "C" {
 typedef struct hg_spm hg_spm;
 
 /* Learn a BPE model of vocab_size pieces (character coverage 1.0, SentencePiece's defaults
- * otherwise) from the lines of corp[0 .. ncorp), in that order, with `threads` threads (>= 1).
- * The result depends on the lines alone (not on the thread count) and matches
+ * otherwise) from the lines of corp[0 .. ncorp), in that order, with `threads` threads (>= 1;
+ * they share the normalisation of the text, the merges run on one). The model, bytes included,
+ * depends on the lines alone, not on the thread count (SentencePiece's record of that count is
+ * left out of the bytes), and has the pieces of
  * `spm_train --input=F1,F2,... --model_type=bpe --vocab_size=V --character_coverage=1.0` on the
  * files of those lines. Errors: HG_EINVAL (no lines, vocab_size or threads out of range,
  * SentencePiece's refusal, e.g. a vocabulary larger than the text supports), HG_ENOMEM. */

@@ -16,6 +16,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 field() { sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p"; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+load=$(cut -d' ' -f1 /proc/loadavg)
 have_cli=0
 command -v spm_train >/dev/null 2>&1 && command -v spm_export_vocab >/dev/null 2>&1 && have_cli=1
 i=0
@@ -35,7 +36,8 @@ done
 {
     printf '| step (Multi30K train, both sides) | 1 thread s | 2 threads s |\n|---|---|---|\n'
     for k in read_s:"read 2 x 29,000 lines" train_s:"train BPE, 8000 pieces" \
-             encode_s:"encode 58,000 sentences" batch_s:"batches (4096 tokens)"; do
+             train_cpu_s:"train BPE, 8000 pieces: CPU time" encode_s:"encode 58,000 sentences" \
+             encode_cpu_s:"encode 58,000 sentences: CPU time" batch_s:"batches (4096 tokens)"; do
         key=${k%%:*}
         printf '| %s | %s | %s |\n' "${k#*:}" "$(field "$key" <"$TMP/ours.1" | median)" \
             "$(field "$key" <"$TMP/ours.2" | median)"
@@ -53,8 +55,9 @@ done
     else
         printf '\nspm_train not installed: no comparison with the command-line tool.\n'
     fi
-    printf '\nMedians of %s interleaved runs on %s (%s cores); the machine may be shared.\n' \
-        "$REPEATS" "$(uname -n)" "$(nproc)"
+    printf '\nMedians of %s interleaved runs on %s (%s cores, load average %s at the start); the\n' \
+        "$REPEATS" "$(uname -n)" "$(nproc)" "$load"
+    printf 'machine may be shared: wall times then stretch, CPU times less so.\n'
 } >"$TMP/table"
 cat "$TMP/table"
 mkdir -p scripts/results

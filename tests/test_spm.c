@@ -103,19 +103,8 @@ static void test_train(void **state)
     assert_true(n1 > 1000);
     assert_int_equal(n1, n2);
     assert_memory_equal(b1, b2, n1);
-    /* the thread count is stored in the model's training record, so the bytes differ there;
-     * the pieces must not (a piece twice over: "_x" gives "x x", "x" gives "xx") */
-    assert_true(n3 > 1000);
-    (void)b3;
-    for (int32_t id = 0; id < VOCAB; id++) {
-        int32_t twice[2] = {id, id};
-        char *p1, *p3;
-        assert_int_equal(hg_spm_decode(model, twice, 2, &p1), HG_OK);
-        assert_int_equal(hg_spm_decode(threaded, twice, 2, &p3), HG_OK);
-        assert_string_equal(p1, p3);
-        free(p1);
-        free(p3);
-    }
+    assert_int_equal(n3, n1); /* the thread count leaves no trace in the bytes */
+    assert_memory_equal(b3, b1, n1);
     assert_int_equal(hg_spm_vocab_size(model), VOCAB);
     assert_int_equal(hg_spm_unk(model), 0);
     assert_int_equal(hg_spm_bos(model), 1);
