@@ -47,7 +47,7 @@ static void usage(void)
            "  --warmup N (100): linear warm-up, then constant\n"
            "  --weight-decay W (0.1, on the maps' weights)  --clip C (1.0; 0: none)\n"
            "  --batch B (8) windows of ctx+1 tokens  --grad-accum N (1)\n"
-           "  --steps N (1000)  or  --tokens N: a token budget (steps = N / (B N ctx))\n"
+           "  --steps N (1000), or --tokens N: a budget (N / (batch x accum x ctx) steps)\n"
            "  --seed S (1)\n"
            "running:\n"
            "  --threads N (1)  --device cpu|cuda  --log-freq N (10 steps)  --quiet\n"
