@@ -80,26 +80,16 @@ int hg_gpt2bpe_split(const hg_gpt2bpe *t, const char *text, size_t len, size_t *
 int hg_gpt2bpe_decode(const hg_gpt2bpe *t, const int32_t *ids, size_t n, char **out, size_t *len);
 
 /* ---- token files ---------------------------------------------------------------------------
- * A token file: a 24-byte header, little-endian: the magic "HGTOK1\0\0", the format version
- * (uint32, 1), the vocabulary size (uint32), the token count (uint64); then the ids as uint16
- * (so the vocabulary size is at most 65536). */
+ * The token file of hgnn-lm (read back by hg_tokens_read, datasets/tokens.h): a 24-byte header,
+ * little-endian: the magic "HGTOK1\0\0", the format version (uint32, 1), the vocabulary size
+ * (uint32), the token count (uint64); then the ids as uint16 (so the vocabulary size is at most
+ * 65536). */
 #define HG_TOKFILE_MAGIC "HGTOK1\0\0"
 #define HG_TOKFILE_VERSION 1u
 #define HG_TOKFILE_HEADER 24
 
 /* Write ids[0..n) to path (replaced atomically). Errors: HG_EINVAL (vocab outside [1, 65536],
- * or an id outside [0, vocab)), HG_EIO ("FILE: ..."). */
+ * or an id outside [0, vocab)), HG_EIO ("FILE: ..."), HG_ENOMEM. */
 int hg_tokfile_write(const char *path, const int32_t *ids, size_t n, int32_t vocab);
-
-/* Read a token file into *ids (replacing its contents) and its vocabulary size into *vocab.
- * Errors: HG_EIO (cannot open or read), HG_EFORMAT ("FILE: not a token file (bad magic)",
- * "FILE: format version V is not supported", "FILE: truncated: header says N tokens, file has
- * room for M", "FILE: ... bytes after the last token", "FILE: token K is X, outside the
- * vocabulary of V"), HG_ENOMEM. */
-int hg_tokfile_read(const char *path, hg_gpt2_ids *ids, int32_t *vocab);
-
-/* hg_tokfile_read of a file already in memory, text[0..len); path names it in messages. */
-int hg_tokfile_parse(const char *path, const char *text, size_t len, hg_gpt2_ids *ids,
-                     int32_t *vocab);
 
 #endif

@@ -1,5 +1,6 @@
 /* gpt2bpe_files.c - the files of the GPT-2 tokeniser: encoder.json and vocab.bpe read into
- * token bytes and merges (gpt2bpe_internal.h), and token files written and read (gpt2bpe.h).
+ * token bytes and merges (gpt2bpe_internal.h), and token files written (gpt2bpe.h; tokens.c
+ * reads them).
  *
  * The vocabulary files write each byte as one printable character (GPT-2's map of bytes to
  * code points): printable Latin-1 bytes ('!'..'~', 0xA1..0xAC, 0xAE..0xFF) stand for
@@ -331,14 +332,6 @@ static void put_le(unsigned char *p, uint64_t v, int n)
         p[k] = (unsigned char)(v >> (8 * k));
 }
 
-static uint64_t get_le(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int k = n - 1; k >= 0; k--)
-        v = v << 8 | p[k];
-    return v;
-}
-
 int hg_tokfile_write(const char *path, const int32_t *ids, size_t n, int32_t vocab)
 {
     if (vocab < 1 || vocab > 65536)
@@ -361,66 +354,5 @@ int hg_tokfile_write(const char *path, const int32_t *ids, size_t n, int32_t voc
     }
     int rc = hg_file_write(path, buf, HG_TOKFILE_HEADER + 2 * n);
     free(buf);
-    return rc;
-}
-
-int hg_tokfile_read(const char *path, hg_gpt2_ids *ids, int32_t *vocab)
-{
-    char *text;
-    size_t len;
-    int rc = hg_file_read(path, &text, &len);
-    if (rc != HG_OK)
-        return rc;
-    rc = hg_tokfile_parse(path, text, len, ids, vocab);
-    free(text);
-    return rc;
-}
-
-int hg_tokfile_parse(const char *path, const char *text, size_t len, hg_gpt2_ids *ids,
-                     int32_t *vocab)
-{
-    int rc = HG_OK;
-    hg_quoted q;
-    const char *qp = hg_quote(&q, path);
-    const unsigned char *b = (const unsigned char *)text;
-    uint64_t version = len >= 12 ? get_le(b + 8, 4) : 0, v = len >= 16 ? get_le(b + 12, 4) : 0;
-    uint64_t count = len >= HG_TOKFILE_HEADER ? get_le(b + 16, 8) : 0;
-    size_t room = len >= HG_TOKFILE_HEADER ? (len - HG_TOKFILE_HEADER) / 2 : 0;
-    if (len < 8 || memcmp(text, HG_TOKFILE_MAGIC, 8) != 0)
-        rc = HG_ERRORF(HG_EFORMAT, "%s: not a token file (bad magic)", qp);
-    else if (len < HG_TOKFILE_HEADER)
-        rc = HG_ERRORF(HG_EFORMAT, "%s: truncated header (%zu bytes)", qp, len);
-    else if (version != HG_TOKFILE_VERSION)
-        rc = HG_ERRORF(HG_EFORMAT, "%s: format version %llu is not supported", qp,
-                       (unsigned long long)version);
-    else if (v < 1 || v > 65536)
-        rc = HG_ERRORF(HG_EFORMAT, "%s: vocabulary size %llu outside [1, 65536]", qp,
-                       (unsigned long long)v);
-    else if (count > room)
-        rc = HG_ERRORF(HG_EFORMAT, "%s: truncated: header says %llu tokens, file has room for %zu",
-                       qp, (unsigned long long)count, room);
-    else if (len != HG_TOKFILE_HEADER + 2 * count)
-        rc = HG_ERRORF(HG_EFORMAT, "%s: %zu bytes after the last token", qp,
-                       len - HG_TOKFILE_HEADER - 2 * (size_t)count);
-    else {
-        int32_t *id = malloc((count ? count : 1) * sizeof *id);
-        if (!id)
-            rc = HG_ERRORF(HG_ENOMEM, "%s: out of memory", qp);
-        for (size_t k = 0; id && k < count; k++) {
-            id[k] = (int32_t)get_le(b + HG_TOKFILE_HEADER + 2 * k, 2);
-            if ((uint64_t)id[k] >= v) {
-                rc = HG_ERRORF(HG_EFORMAT, "%s: token %zu is %d, outside the vocabulary of %llu",
-                               qp, k, (int)id[k], (unsigned long long)v);
-                break;
-            }
-        }
-        if (rc == HG_OK && id) {
-            free(ids->id);
-            ids->id = id;
-            ids->n = ids->cap = (size_t)count;
-            *vocab = (int32_t)v;
-        } else
-            free(id);
-    }
     return rc;
 }

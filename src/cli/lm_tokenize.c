@@ -10,6 +10,7 @@
 #include "args.h"
 #include "lm_cli.h"
 #include "../../datasets/gpt2bpe.h"
+#include "../../datasets/tokens.h"
 #include "../hg.h"
 #include "../io.h"
 
@@ -172,11 +173,16 @@ static int run(int detok, int argc, char **argv)
         goto done;
     }
     if (in_len >= 5 && !memcmp(in, HG_TOKFILE_MAGIC, 5)) {
-        int32_t file_vocab = 0;
-        rc = hg_tokfile_parse(o.in, in, in_len, &ids, &file_vocab);
-        if (rc == HG_OK && file_vocab != vocab)
+        hg_tokens tf;
+        rc = hg_tokens_read(&tf, o.in);
+        if (rc == HG_OK && tf.vocab != vocab)
             rc = HG_ERRORF(HG_EFORMAT, "%s: vocabulary size %d, not the tokeniser's %d",
-                           hg_quote(&q, o.in), (int)file_vocab, (int)vocab);
+                           hg_quote(&q, o.in), (int)tf.vocab, (int)vocab);
+        if (rc == HG_OK && (ids.id = malloc(((size_t)tf.n + 1) * sizeof *ids.id)) == NULL)
+            rc = HG_ERRORF(HG_ENOMEM, "out of memory (%lld token ids)", (long long)tf.n);
+        for (int64_t k = 0; rc == HG_OK && k < tf.n; k++)
+            ids.id[ids.n++] = tf.ids[k];
+        hg_tokens_free(&tf);
     } else
         rc = parse_ids(o.in, in, in_len, vocab, &ids);
     if (rc == HG_OK)

@@ -1,12 +1,14 @@
 /* fuzz_gpt2bpe.c - libFuzzer harness of GPT-2's byte-level BPE (datasets/gpt2bpe.h) on arbitrary
  * bytes, two ways: as text, whose ids must decode to the very same bytes (at most one id a
- * byte); and as a token file, which is read (a documented error otherwise) and, when valid,
- * written back byte for byte the same (the format has one way to write each id list). */
+ * byte); and as a token file, which is read (hg_tokens_read: a documented error otherwise) and,
+ * when valid, written back by hg_tokfile_write byte for byte the same (the format has one way to
+ * write each id list). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../datasets/gpt2bpe.h"
+#include "../../datasets/tokens.h"
 #include "../../src/hg.h"
 #include "../../src/io.h"
 #include "fuzz_common.h"
@@ -30,21 +32,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(back);
 
     const char *path = fuzz_write(data, size);
-    int32_t vocab = -1;
-    int rc = hg_tokfile_read(path, &ids, &vocab);
+    hg_tokens tf;
+    int rc = hg_tokens_read(&tf, path);
     fuzz_check_status(rc, path, NULL);
     if (rc == HG_OK) {
         char again[4096];
         snprintf(again, sizeof again, "%s.again", path);
-        FUZZ_REQUIRE(vocab >= 1 && vocab <= 65536);
-        for (size_t k = 0; k < ids.n; k++)
-            FUZZ_REQUIRE(ids.id[k] >= 0 && ids.id[k] < vocab);
-        FUZZ_REQUIRE(hg_tokfile_write(again, ids.id, ids.n, vocab) == HG_OK);
+        FUZZ_REQUIRE(tf.vocab >= 1 && tf.vocab <= 65536 && tf.n >= 0);
+        int32_t *wide = malloc(((size_t)tf.n + 1) * sizeof *wide);
+        FUZZ_REQUIRE(wide != NULL);
+        for (int64_t k = 0; k < tf.n; k++) {
+            FUZZ_REQUIRE(tf.ids[k] < tf.vocab);
+            wide[k] = tf.ids[k];
+        }
+        FUZZ_REQUIRE(hg_tokfile_write(again, wide, (size_t)tf.n, tf.vocab) == HG_OK);
+        free(wide);
         char *raw;
         FUZZ_REQUIRE(hg_file_read(again, &raw, &len) == HG_OK);
         FUZZ_REQUIRE(len == size && memcmp(raw, data, size) == 0);
         free(raw);
         remove(again);
+        hg_tokens_free(&tf);
     }
     hg_gpt2_ids_free(&ids);
     return 0;
