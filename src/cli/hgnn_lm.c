@@ -5,6 +5,7 @@
 
 #include "hg_config.h"
 #include "lm_cli.h"
+#include "lm_train.h"
 #include "../hg.h"
 
 typedef struct lm_command {
@@ -16,6 +17,9 @@ typedef struct lm_command {
 static const lm_command commands[] = {
     {"tokenize", hg_lm_tokenize_main, "a text file to GPT-2 token ids (binary or decimal)"},
     {"detokenize", hg_lm_detokenize_main, "token ids back to the exact text"},
+    {"train", hg_lm_train_main, "pre-train an OPT language model on token files"},
+    {"eval", hg_lm_eval_main, "perplexity of a trained model on a token file"},
+    {"generate", hg_lm_generate_main, "continue a prompt (token ids) with a trained model"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
