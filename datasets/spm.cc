@@ -12,6 +12,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -26,13 +27,15 @@ struct hg_spm {
 
 namespace {
 
-// SentencePiece's message as one line of printable text.
+// SentencePiece's message as one line of printable ASCII (other bytes become '?').
 std::string one_line(const sentencepiece::util::Status &st)
 {
     std::string m = st.ToString();
     for (char &c : m)
-        if ((unsigned char)c < 0x20 || c == 0x7f)
+        if ((unsigned char)c < 0x20)
             c = ' ';
+        else if ((unsigned char)c >= 0x7f)
+            c = '?';
     while (!m.empty() && m.back() == ' ')
         m.pop_back();
     return m;
@@ -75,6 +78,86 @@ class LinesIterator : public sentencepiece::SentenceIterator {
     int64_t i_ = 0;
     std::string value_;
 };
+
+// The serialized model without the thread count that SentencePiece records among its training
+// options (TrainerSpec.num_threads, field 16 of the trainer spec, field 2 of the model), so that
+// the bytes, like the pieces, do not depend on it. Protocol buffer wire format: each field is a
+// varint key (number << 3 | type) and a varint (type 0), 8 bytes (1), a varint length and as
+// many bytes (2), or 4 bytes (5). Input it cannot follow is returned unchanged.
+bool read_varint(const std::string &b, size_t *at, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64 && *at < b.size(); shift += 7) {
+        unsigned char c = (unsigned char)b[(*at)++];
+        *v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            return true;
+    }
+    return false;
+}
+
+void put_varint(std::string *b, uint64_t v)
+{
+    for (; v >= 0x80; v >>= 7)
+        b->push_back((char)(v | 0x80));
+    b->push_back((char)v);
+}
+
+// Skip the value of a field of wire type `type` at *at; false when it does not fit.
+bool skip_value(const std::string &b, size_t *at, uint64_t type)
+{
+    uint64_t v;
+    switch (type) {
+    case 0:
+        return read_varint(b, at, &v);
+    case 1:
+    case 5:
+        *at += type == 1 ? 8 : 4;
+        return *at <= b.size();
+    case 2:
+        if (!read_varint(b, at, &v) || v > b.size() - *at)
+            return false;
+        *at += v;
+        return true;
+    default:
+        return false;
+    }
+}
+
+std::string without_thread_count(const std::string &model)
+{
+    size_t at = 0;
+    while (at < model.size()) {
+        size_t field_start = at;
+        uint64_t key, len;
+        if (!read_varint(model, &at, &key))
+            return model;
+        if (key != (2 << 3 | 2)) { // not the trainer spec
+            if (!skip_value(model, &at, key & 7))
+                return model;
+            continue;
+        }
+        if (!read_varint(model, &at, &len) || len > model.size() - at)
+            return model;
+        const std::string spec = model.substr(at, len);
+        std::string kept;
+        for (size_t p = 0; p < spec.size();) {
+            size_t start = p;
+            uint64_t k;
+            if (!read_varint(spec, &p, &k) || !skip_value(spec, &p, k & 7))
+                return model;
+            if (k != (16 << 3 | 0))
+                kept.append(spec, start, p - start);
+        }
+        std::string out = model.substr(0, field_start);
+        put_varint(&out, key);
+        put_varint(&out, kept.size());
+        out += kept;
+        out.append(model, at + len, std::string::npos);
+        return out;
+    }
+    return model;
+}
 
 // A model from serialized bytes (taken over); HG_EINVAL naming `what` when SentencePiece
 // refuses them.
@@ -137,7 +220,7 @@ extern "C" int hg_spm_train(hg_spm **out, const hg_text_lines *const *corp, int 
             {"model_type", "bpe"},
             {"vocab_size", std::to_string(vocab_size)},
             {"character_coverage", "1.0"},
-            {"num_threads", std::to_string(threads)},
+            {"num_threads", std::to_string(HG_MIN(threads, 128))}, // SentencePiece's limit
             {"minloglevel", "2"}, // errors come back as statuses; no progress on stderr
         };
         LinesIterator it(corp, ncorp);
@@ -146,7 +229,7 @@ extern "C" int hg_spm_train(hg_spm **out, const hg_text_lines *const *corp, int 
             sentencepiece::SentencePieceTrainer::Train(args, &it, &bytes);
         if (!st.ok())
             return HG_ERRORF(HG_EINVAL, "SentencePiece training: %s", one_line(st).c_str());
-        return make_model(out, std::move(bytes), "the trained model");
+        return make_model(out, without_thread_count(bytes), "the trained model");
     } catch (const std::bad_alloc &) {
         return out_of_memory("training");
     } catch (...) {
@@ -223,37 +306,105 @@ extern "C" int hg_spm_eos(const hg_spm *s) { return s->sp.eos_id(); }
 extern "C" int hg_spm_unk(const hg_spm *s) { return s->sp.unk_id(); }
 extern "C" void hg_spm_free(hg_spm *s) { delete s; }
 
-extern "C" int hg_spm_encode_lines(const hg_spm *s, const hg_text_lines *t, hg_token_corpus *out)
+namespace {
+
+// Lines [lo, hi) of t encoded: their ids one after the other, and each line's count. The first
+// line that fails sets bad (its index) and why; the rest are skipped. Catches everything (it
+// runs on its own thread).
+struct Chunk {
+    int64_t lo = 0, hi = 0, bad = -1;
+    std::vector<int32_t> ids;
+    std::vector<int64_t> lens;
+    std::string why;
+    bool no_memory = false;
+};
+
+void encode_chunk(const hg_spm *s, const hg_text_lines *t, Chunk *c) noexcept
+{
+    try {
+        std::vector<int> ids;
+        c->lens.reserve((size_t)(c->hi - c->lo));
+        for (int64_t i = c->lo; i < c->hi; i++) {
+            sentencepiece::util::Status st = s->sp.Encode(t->line[i], &ids);
+            if (!st.ok()) {
+                c->bad = i;
+                c->why = one_line(st);
+                return;
+            }
+            c->ids.insert(c->ids.end(), ids.begin(), ids.end());
+            c->lens.push_back((int64_t)ids.size());
+        }
+    } catch (...) {
+        c->no_memory = true; // what SentencePiece throws here is allocation failures
+    }
+}
+
+} // namespace
+
+extern "C" int hg_spm_encode_lines_mt(const hg_spm *s, const hg_text_lines *t, int threads,
+                                      hg_token_corpus *out)
 {
     memset(out, 0, sizeof *out);
+    if (threads < 1)
+        return HG_ERRORF(HG_EINVAL, "SentencePiece encoding: %d threads", threads);
     try {
-        std::vector<int64_t> off(1, 0);
-        off.reserve((size_t)t->n + 1);
-        std::vector<int32_t> all;
-        std::vector<int> ids;
-        for (int64_t i = 0; i < t->n; i++) {
-            sentencepiece::util::Status st = s->sp.Encode(t->line[i], &ids);
-            if (!st.ok())
-                return HG_ERRORF(HG_EINVAL, "line %lld: SentencePiece cannot encode it (%s)",
-                                 (long long)(i + 1), one_line(st).c_str());
-            all.insert(all.end(), ids.begin(), ids.end());
-            off.push_back((int64_t)all.size());
+        int64_t n = t->n, nchunks = HG_MAX(1, HG_MIN((int64_t)threads, n / 256));
+        std::vector<Chunk> chunk((size_t)nchunks);
+        for (int64_t k = 0; k < nchunks; k++) {
+            chunk[(size_t)k].lo = n * k / nchunks;
+            chunk[(size_t)k].hi = n * (k + 1) / nchunks;
         }
-        out->off = static_cast<int64_t *>(malloc(off.size() * sizeof *out->off));
-        out->ids = static_cast<int32_t *>(malloc((all.empty() ? 1 : all.size()) * sizeof(int32_t)));
+        // chunk 0 on this thread, the others on their own (or here too when one cannot start)
+        std::vector<std::thread> pool;
+        int64_t started = 1;
+        try {
+            for (; started < nchunks; started++)
+                pool.emplace_back(encode_chunk, s, t, &chunk[(size_t)started]);
+        } catch (...) {
+        }
+        encode_chunk(s, t, &chunk[0]);
+        for (int64_t k = started; k < nchunks; k++)
+            encode_chunk(s, t, &chunk[(size_t)k]);
+        for (std::thread &th : pool)
+            th.join();
+        size_t total = 0;
+        for (const Chunk &c : chunk) {
+            if (c.no_memory)
+                return out_of_memory("encoding lines");
+            if (c.bad >= 0)
+                return HG_ERRORF(HG_EINVAL, "line %lld: SentencePiece cannot encode it (%s)",
+                                 (long long)(c.bad + 1), c.why.c_str());
+            total += c.ids.size();
+        }
+        out->off = static_cast<int64_t *>(malloc(((size_t)n + 1) * sizeof *out->off));
+        out->ids = static_cast<int32_t *>(malloc((total ? total : 1) * sizeof(int32_t)));
         if (!out->off || !out->ids) {
             hg_token_corpus_free(out);
             return out_of_memory("encoding lines");
         }
-        memcpy(out->off, off.data(), off.size() * sizeof *out->off);
-        memcpy(out->ids, all.data(), all.size() * sizeof(int32_t));
-        out->n = t->n;
+        int64_t i = 0;
+        size_t at = 0;
+        out->off[0] = 0;
+        for (const Chunk &c : chunk) {
+            memcpy(out->ids + at, c.ids.data(), c.ids.size() * sizeof(int32_t));
+            at += c.ids.size();
+            for (int64_t len : c.lens) {
+                out->off[i + 1] = out->off[i] + len;
+                i++;
+            }
+        }
+        out->n = n;
         return HG_OK;
     } catch (const std::bad_alloc &) {
         return out_of_memory("encoding lines");
     } catch (...) {
         return unexpected("encoding lines");
     }
+}
+
+extern "C" int hg_spm_encode_lines(const hg_spm *s, const hg_text_lines *t, hg_token_corpus *out)
+{
+    return hg_spm_encode_lines_mt(s, t, 1, out);
 }
 
 extern "C" int hg_spm_encode(const hg_spm *s, const char *text, int32_t **ids, int64_t *n)

@@ -29,8 +29,10 @@ extern "C" {
 typedef struct hg_spm hg_spm;
 
 /* Learn a BPE model of vocab_size pieces (character coverage 1.0, SentencePiece's defaults
- * otherwise) from the lines of corp[0 .. ncorp), in that order, with `threads` threads (>= 1).
- * The result depends on the lines alone (not on the thread count) and matches
+ * otherwise) from the lines of corp[0 .. ncorp), in that order, with `threads` threads (>= 1;
+ * they share the normalisation of the text, the merges run on one). The model, bytes included,
+ * depends on the lines alone, not on the thread count (SentencePiece's record of that count is
+ * left out of the bytes), and has the pieces of
  * `spm_train --input=F1,F2,... --model_type=bpe --vocab_size=V --character_coverage=1.0` on the
  * files of those lines. Errors: HG_EINVAL (no lines, vocab_size or threads out of range,
  * SentencePiece's refusal, e.g. a vocabulary larger than the text supports), HG_ENOMEM. */
@@ -60,8 +62,12 @@ typedef struct hg_token_corpus {
     int32_t *ids;
 } hg_token_corpus;
 
-/* Encode every line of t into *out (zeroed on failure). HG_EINVAL, HG_ENOMEM. */
+/* Encode every line of t into *out (zeroed on failure). HG_EINVAL ("line N: ..."), HG_ENOMEM.
+ * The _mt form splits the lines over up to `threads` threads (>= 1; this one included): the
+ * result is the same for every thread count. */
 int hg_spm_encode_lines(const hg_spm *s, const hg_text_lines *t, hg_token_corpus *out);
+int hg_spm_encode_lines_mt(const hg_spm *s, const hg_text_lines *t, int threads,
+                           hg_token_corpus *out);
 /* Encode one NUL-terminated text; *ids is malloc'd (free()), *n ids. HG_EINVAL, HG_ENOMEM. */
 int hg_spm_encode(const hg_spm *s, const char *text, int32_t **ids, int64_t *n);
 /* Decode n ids (no BOS/EOS; each in [0, vocab size)) into a malloc'd NUL-terminated *text

@@ -343,6 +343,7 @@ __global__ void cross_entropy_kernel(double *rowloss, float *dl, const float *lo
                 rowloss[r] = 0.0;
             continue;
         }
+        const float lt = l[target]; /* read before any thread writes d (in place: d == l) */
         float m = -INFINITY;
         NN_COLS(c, 0, C) m = fmaxf(m, l[c]);
         m = nn_block_max(m, shf);
@@ -355,7 +356,7 @@ __global__ void cross_entropy_kernel(double *rowloss, float *dl, const float *lo
         sl = nn_block_sum(sl, shd);
         const double off = (double)smoothing / (double)C;
         if (threadIdx.x == 0)
-            rowloss[r] = (double)m + log(s) - (1.0 - smoothing) * (double)l[target] - off * sl;
+            rowloss[r] = (double)m + log(s) - (1.0 - smoothing) * (double)lt - off * sl;
         if (d) {
             const float inv = (float)(1.0 / s), q = (float)off;
             NN_COLS(c, 0, C) {

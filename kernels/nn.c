@@ -318,22 +318,32 @@ static double ce_row(float *dl, const float *l, int32_t target, int64_t C, float
             memset(dl, 0, (size_t)C * sizeof *dl);
         return 0.0;
     }
-    const float m = row_max(l, C, 1.0f);
-    double ls[NN_LANES] = {0};
-    int64_t c = 0;
-    for (; c + NN_LANES <= C; c += NN_LANES)
-        for (int j = 0; j < NN_LANES; j++)
-            ls[j] += nn_exp(l[c + j] - m);
-    for (int j = 0; c < C; c++, j++)
-        ls[j] += nn_exp(l[c] - m);
-    const double s = lanes_total(ls), sl = row_dot(l, NULL, C);
+    /* everything read from l before dl (which may be l) is written: the maximum, the sum, the
+       target's logit; then one exp pass keeps exp(l - m) in dl, and one pass scales it */
+    const float m = row_max(l, C, 1.0f), lt = l[target];
+    const double sl = row_dot(l, NULL, C);
+    double s;
+    if (dl) {
+        for (int64_t c = 0; c < C; c++)
+            dl[c] = nn_exp(l[c] - m);
+        s = row_dot(dl, NULL, C);
+    } else {
+        double ls[NN_LANES] = {0};
+        int64_t c = 0;
+        for (; c + NN_LANES <= C; c += NN_LANES)
+            for (int j = 0; j < NN_LANES; j++)
+                ls[j] += nn_exp(l[c + j] - m);
+        for (int j = 0; c < C; c++, j++)
+            ls[j] += nn_exp(l[c] - m);
+        s = lanes_total(ls);
+    }
     const double lse = (double)m + log(s);
     const double off = (double)smoothing / (double)C;
-    const double loss = lse - (1.0 - smoothing) * (double)l[target] - off * sl;
+    const double loss = lse - (1.0 - smoothing) * (double)lt - off * sl;
     if (dl) {
-        const float inv = (float)(1.0 / s), q = (float)off;
+        const float a = w * (float)(1.0 / s), q = w * (float)off;
         for (int64_t j = 0; j < C; j++)
-            dl[j] = w * (nn_exp(l[j] - m) * inv - q);
+            dl[j] = dl[j] * a - q;
         dl[target] -= w * (1.0f - smoothing);
     }
     return loss;

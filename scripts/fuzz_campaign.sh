@@ -3,8 +3,8 @@
 # Usage: scripts/fuzz_campaign.sh HARNESS SECONDS [JOBS]
 #   HARNESS: features, edges, labels, split, self_loops, ckpt or options;
 #   JOBS: parallel fuzzing processes (1).
-# Configures build-fuzz (clang, ASan + UBSan + libFuzzer: CC=clang meson setup build-fuzz
-# -Dfuzz=true) when it is missing, builds the harness, and fuzzes from the seed corpus
+# Configures build-fuzz (clang, ASan + UBSan + libFuzzer: CC=clang CXX=clang++ meson setup
+# build-fuzz -Dfuzz=true) when it is missing, builds the harness, and fuzzes from the seed corpus
 # tests/fuzz/corpus/HARNESS/ (left unchanged) into build-fuzz/campaign/HARNESS/corpus/, which
 # the next campaign continues. A crash leaves its input in build-fuzz/campaign/HARNESS/: copy it
 # into the seed corpus (then every fuzz suite run replays it) and add a test case for it to
@@ -24,7 +24,7 @@ case $seconds$jobs in
 *[!0-9]*) echo "fuzz_campaign.sh: SECONDS and JOBS must be whole numbers; $usage" >&2; exit 2 ;;
 esac
 if [ ! -f build-fuzz/build.ninja ]; then
-    CC=clang meson setup build-fuzz -Dfuzz=true -Dcuda=disabled >/dev/null
+    CC=clang CXX=clang++ meson setup build-fuzz -Dfuzz=true -Dcuda=disabled >/dev/null
 fi
 ninja -C build-fuzz "tests/fuzz/fuzz_$harness" >/dev/null
 work=build-fuzz/campaign/$harness

@@ -287,7 +287,7 @@ int hg_bleu_create(hg_bleu **out, const hg_bleu_opts *o)
     if (!b)
         return HG_ENOMEM;
     b->o = *o;
-    rc = hg_mt_text_init(&b->s.text, (int)o->tokenize, o->lowercase);
+    rc = hg_mt_text_init(&b->s.text, o->tokenize, o->lowercase);
     if (rc) {
         hg_free(b);
         return rc;
@@ -501,7 +501,7 @@ int hg_chrf_create(hg_chrf **out, const hg_chrf_opts *o)
     if (!c)
         return HG_ENOMEM;
     c->o = *o;
-    rc = hg_mt_text_init(&c->s.text, HG_MT_TOK_NONE, o->lowercase);
+    rc = hg_mt_text_init(&c->s.text, HG_BLEU_TOK_NONE, o->lowercase);
     if (rc) {
         hg_free(c);
         return rc;

@@ -10,9 +10,12 @@
  *   - statistics: clipped n-gram matches counted on exact n-grams (no hashing collisions), per
  *     segment, summed over the corpus;
  *   - the scores: the same floating-point operations in the same order.
- * Known differences (see bleu_tok.c): lowercasing uses the C library's C.UTF-8 case tables
- * (they follow the Unicode version of the C library, Python its own), with Python's special
- * cases for U+0130 and the final sigma; intl's Unicode categories are PCRE2's.
+ * Where the Unicode data comes from: lowercasing uses the C library's C.UTF-8 case tables (plus
+ * Python's special cases, U+0130 and the final sigma), the intl tokeniser PCRE2's Unicode
+ * categories. Both follow their library's Unicode version, as sacreBLEU follows Python's and the
+ * regex module's: characters assigned in one version and not the other can tokenise or
+ * lowercase differently (with glibc 2.36 and PCRE2 10.42, every code point assigned in Python
+ * 3.11's Unicode 14 lowercases and tokenises as sacreBLEU does).
  *
  * Errors: HG_EINVAL (bad options or arguments), HG_EFORMAT (a segment that is not valid
  * UTF-8: the message gives the segment index and byte offset), HG_ENOMEM, HG_EUNSUPPORTED
@@ -114,7 +117,7 @@ typedef struct hg_chrf_opts {
     int beta;          /* recall weight, >= 0 (2) */
     int lowercase;     /* (0) */
     int whitespace;    /* keep whitespace in the character n-grams (0) */
-    int eps_smoothing; /* chrF++.py's epsilon smoothing instead of sacreBLEU's effective order (0) */
+    int eps_smoothing; /* chrF++.py's epsilon smoothing, not sacreBLEU's effective order (0) */
 } hg_chrf_opts;
 
 /* sacreBLEU's CHRF() defaults (chrF2): the values in brackets above. Word n-grams (chrF++)

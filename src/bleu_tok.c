@@ -150,15 +150,15 @@ static int compile(void **out, const char *pattern)
     return HG_OK;
 }
 
-int hg_mt_text_init(hg_mt_text *t, int kind, int lowercase)
+int hg_mt_text_init(hg_mt_text *t, hg_bleu_tok kind, int lowercase)
 {
     memset(t, 0, sizeof *t);
-    if (kind < HG_MT_TOK_13A || kind > HG_MT_TOK_CHAR)
-        return HG_ERRORF(HG_EINVAL, "unknown tokeniser %d", kind);
+    if ((unsigned)kind > HG_BLEU_TOK_CHAR)
+        return HG_ERRORF(HG_EINVAL, "unknown tokeniser %d", (int)kind);
     t->kind = kind;
     t->lowercase = lowercase != 0;
     int rc = HG_OK;
-    if (kind == HG_MT_TOK_INTL) {
+    if (kind == HG_BLEU_TOK_INTL) {
         /* mteval-v14's international tokenisation, as sacreBLEU's intl applies it: punctuation
          * not preceded by a digit, punctuation not followed by a digit, every symbol. */
         HG_CHECK(compile(&t->re[0], "(\\P{N})(\\p{P})"));
@@ -171,12 +171,15 @@ int hg_mt_text_init(hg_mt_text *t, int kind, int lowercase)
             HG_CHECK(HG_ERRORF(HG_EUNSUPPORTED, "lowercasing needs the C.UTF-8 locale"));
         /* Python's Case_Ignorable (marks, format characters, modifiers and the in-word
          * punctuation of word breaking) and Cased (upper, lower and title case letters, plus
-         * ordinal indicators; letters with a case mapping are added in is_cased) */
+         * the uppercase-only ordinal indicators and squared or circled capitals; letters
+         * with a case mapping are added in is_cased) */
         HG_CHECK(compile(&t->sigma_re[0],
                          "^[\\p{Mn}\\p{Me}\\p{Cf}\\p{Lm}\\p{Sk}'.:\\x{B7}\\x{387}\\x{55F}"
                          "\\x{5F4}\\x{2018}\\x{2019}\\x{2024}\\x{2027}\\x{FE13}\\x{FE52}"
                          "\\x{FE55}\\x{FF07}\\x{FF0E}\\x{FF1A}]$"));
-        HG_CHECK(compile(&t->sigma_re[1], "^[\\p{Lu}\\p{Ll}\\p{Lt}\\x{AA}\\x{BA}]$"));
+        HG_CHECK(compile(&t->sigma_re[1],
+                         "^[\\p{Lu}\\p{Ll}\\p{Lt}\\x{AA}\\x{BA}\\x{1F130}-\\x{1F149}"
+                         "\\x{1F150}-\\x{1F169}\\x{1F170}-\\x{1F189}]$"));
     }
     if (t->re[0] || t->sigma_re[0]) {
         t->md = pcre2_match_data_create(4, NULL);
@@ -474,7 +477,7 @@ int hg_mt_text_bleu(hg_mt_text *t, const char *s, const char **out)
         STEP(&c, lower(t, c.cur, c.n, c.dst));
     c.n = rstrip_len(c.cur, c.n);
     switch (t->kind) {
-    case HG_MT_TOK_13A:
+    case HG_BLEU_TOK_13A:
         STEP(&c, replace(c.cur, c.n, c.dst, "<skipped>", ""));
         STEP(&c, replace(c.cur, c.n, c.dst, "-\n", ""));
         STEP(&c, replace(c.cur, c.n, c.dst, "\n", " "));
@@ -490,12 +493,12 @@ int hg_mt_text_bleu(hg_mt_text *t, const char *s, const char **out)
         STEP(&c, rule_13a(c.cur, c.n, c.dst, R13_POST_DOT));
         STEP(&c, rule_13a(c.cur, c.n, c.dst, R13_DASH));
         break;
-    case HG_MT_TOK_INTL:
+    case HG_BLEU_TOK_INTL:
         STEP(&c, substitute(t, t->re[0], "$1 $2 ", c.cur, c.n, c.dst));
         STEP(&c, substitute(t, t->re[1], " $1 $2", c.cur, c.n, c.dst));
         STEP(&c, substitute(t, t->re[2], " $1 ", c.cur, c.n, c.dst));
         break;
-    case HG_MT_TOK_CHAR:
+    case HG_BLEU_TOK_CHAR:
         STEP(&c, spread_chars(c.cur, c.n, c.dst));
         break;
     default: /* none */

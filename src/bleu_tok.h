@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bleu.h"
+
 /* A growable byte buffer, NUL-terminated when it holds text. */
 typedef struct hg_mt_buf {
     char *p;
@@ -20,13 +22,10 @@ typedef struct hg_mt_buf {
 int hg_mt_buf_reserve(hg_mt_buf *b, size_t need);
 void hg_mt_buf_free(hg_mt_buf *b);
 
-/* The tokeniser kinds, in the order of hg_bleu_tok (bleu.h). */
-enum { HG_MT_TOK_13A, HG_MT_TOK_INTL, HG_MT_TOK_NONE, HG_MT_TOK_CHAR };
-
 /* What a tokeniser needs between calls: the compiled patterns (intl; and the case-ignorable /
  * cased classes of the final-sigma rule when lowercasing), the lowercasing locale, and scratch. */
 typedef struct hg_mt_text {
-    int kind;      /* HG_MT_TOK_* */
+    hg_bleu_tok kind;
     int lowercase; /* apply str.lower() first */
     void *re[3];   /* intl: the three substitutions (pcre2_code_8 *) */
     void *sigma_re[2]; /* lowercase: case-ignorable and cased classes (pcre2_code_8 *) */
@@ -35,9 +34,9 @@ typedef struct hg_mt_text {
     hg_mt_buf a, b; /* scratch: each step reads one and writes the other */
 } hg_mt_text;
 
-/* Set up for tokeniser `kind` (HG_MT_TOK_*) and optional lowercasing. Errors: HG_EINVAL (kind),
+/* Set up for tokeniser `kind` and optional lowercasing. Errors: HG_EINVAL (kind),
  * HG_EUNSUPPORTED (no C.UTF-8 locale for lowercasing, PCRE2 without Unicode), HG_ENOMEM. */
-int hg_mt_text_init(hg_mt_text *t, int kind, int lowercase);
+int hg_mt_text_init(hg_mt_text *t, hg_bleu_tok kind, int lowercase);
 void hg_mt_text_free(hg_mt_text *t);
 
 /* Decode one code point of valid UTF-8 at s: returns it and advances *s. */

@@ -30,6 +30,9 @@ static const int32_t tgt_out[B * TT] = {6, 6, 9, 2, /**/ 12, 2, HG_TF_IGNORE, HG
                                         /**/ 3, 10, 7, 2};
 enum { NTOK = 10 };
 
+/* decoder_only: no encoder, trained positions, embeddings unscaled, N(0, 0.02) weights (OPT). */
+static int decoder_only;
+
 static hg_tf *build(const hg_kctx *k, hg_linear_method method, int gelu, float dropout,
                     int post_ln)
 {
@@ -56,17 +59,25 @@ static hg_tf *build(const hg_kctx *k, hg_linear_method method, int gelu, float d
     c.linear.rank = 3;
     c.linear.beta2 = 0.98f;
     c.seed = 7;
+    if (decoder_only) {
+        c.enc_layers = 0;
+        c.learned_pos = 1;
+        c.emb_scale = 1.0f;
+        c.init_std = 0.2f;
+    }
     hg_tf *m = NULL;
     assert_int_equal(hg_tf_init(&m, k, &c), HG_OK);
     return m;
 }
 
 static const hg_tf_batch batch = {B, TS, TT, NTOK, src_ids, src_len, tgt_in, tgt_out};
+static const hg_tf_batch lm_batch = {B, 0, TT, NTOK, NULL, NULL, tgt_in, tgt_out};
 
 static double mean_loss(hg_tf *m, int train, int grad)
 {
     double l;
-    assert_int_equal(hg_tf_loss(m, &batch, 0.1f, train, 99, grad, &l), HG_OK);
+    assert_int_equal(hg_tf_loss(m, decoder_only ? &lm_batch : &batch, 0.1f, train, 99, grad, &l),
+                     HG_OK);
     return l / NTOK;
 }
 
@@ -125,6 +136,39 @@ static void test_grad_full(void **state) { (void)state; gradcheck(HG_LINEAR_FULL
 static void test_grad_full_post_ln(void **state) { (void)state; gradcheck(HG_LINEAR_FULL, 1); }
 static void test_grad_lora(void **state) { (void)state; gradcheck(HG_LINEAR_LORA, 0); }
 static void test_grad_sst(void **state) { (void)state; gradcheck(HG_LINEAR_SST, 0); }
+
+/* The decoder-only model (a causal language model): gradients, and decoding step by step. */
+static void test_decoder_only(void **state)
+{
+    (void)state;
+    decoder_only = 1;
+    gradcheck(HG_LINEAR_FULL, 0);
+    gradcheck(HG_LINEAR_SST, 0);
+    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    hg_tf *m = build(&k, HG_LINEAR_FULL, 0, 0.1f, 0);
+    mean_loss(m, 0, 0);
+    float *full = hg_calloc(B * TT * V, sizeof *full, "logits");
+    memcpy(full, m->logits, B * TT * V * sizeof *full);
+    float *lg = hg_calloc(B * V, sizeof *lg, "logits");
+    assert_int_equal(hg_tf_decode_init(m, B, B, 1, TT), HG_OK);
+    assert_int_equal(hg_tf_decode_start(m, NULL, NULL, B, 0), HG_OK);
+    int64_t parent[B], row[B];
+    int32_t tok[B];
+    for (int64_t t = 0; t < TT; t++) {
+        for (int64_t i = 0; i < B; i++) {
+            row[i] = parent[i] = i;
+            tok[i] = tgt_in[i * TT + t];
+        }
+        assert_int_equal(hg_tf_decode_step(m, t, tok, parent, row, B, lg), HG_OK);
+        for (int64_t i = 0; i < B; i++)
+            hg_assert_allclose_f(lg + i * V, full + (i * TT + t) * V, V, 1e-5, 1e-4,
+                                 "decoded logits");
+    }
+    hg_free(lg);
+    hg_free(full);
+    hg_tf_free(m);
+    decoder_only = 0;
+}
 
 /* Zero distortion: at initialisation every method computes the same function. */
 static void test_zero_distortion(void **state)
@@ -243,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_grad_full_post_ln),
         cmocka_unit_test(test_grad_lora),
         cmocka_unit_test(test_grad_sst),
+        cmocka_unit_test(test_decoder_only),
         cmocka_unit_test(test_zero_distortion),
         cmocka_unit_test(test_decode_matches_forward),
         cmocka_unit_test(test_threads),

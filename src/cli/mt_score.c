@@ -66,7 +66,8 @@ static int score_option(void *ctx, const char *key, const char *val)
 }
 
 /* The flags take no value: the shared option loop reads each as `--flag=1`. */
-static const char *const flags[] = {"--lowercase", "--sentence", "--json"};
+static const char *const flags[][2] = {
+    {"--lowercase", "--lowercase=1"}, {"--sentence", "--sentence=1"}, {"--json", "--json=1"}};
 
 static int parse(score_opts *o, int argc, char **argv)
 {
@@ -76,9 +77,9 @@ static int parse(score_opts *o, int argc, char **argv)
         return HG_ERRORF(HG_ENOMEM, "out of memory");
     for (int i = 0; i < argc; i++) {
         args[i] = argv[i];
-        for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
-            if (i > 0 && !strcmp(argv[i], flags[k]))
-                args[i] = (char *)(k == 0 ? "--lowercase=1" : k == 1 ? "--sentence=1" : "--json=1");
+        for (size_t k = 0; i > 0 && k < sizeof flags / sizeof flags[0]; k++)
+            if (!strcmp(argv[i], flags[k][0]))
+                args[i] = (char *)flags[k][1];
     }
     const hg_arg_program prog = {usage, NULL, NULL, NULL, score_option, o};
     int rc = hg_arg_parse(&prog, argc, args);
@@ -110,27 +111,23 @@ static int read_lines(const char *path, text_file *t)
         return HG_ERRORF(HG_EINVAL, "%s: %s", hg_quote(&q, path), strerror(errno));
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
-    for (;;) {
-        if (!buf)
-            break;
+    while (buf) { /* the whole file, grown by doubling; one byte kept for the NUL */
         len += fread(buf + len, 1, cap - 1 - len, f);
         if (len < cap - 1)
             break;
-        cap *= 2;
-        char *nb = realloc(buf, cap);
-        if (!nb) {
+        char *nb = realloc(buf, 2 * cap);
+        if (!nb)
             free(buf);
-            buf = NULL;
-        }
         buf = nb;
+        cap *= 2;
     }
-    int bad = ferror(f);
+    int err = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
     if (!buf)
         return HG_ERRORF(HG_ENOMEM, "%s: out of memory", hg_quote(&q, path));
-    if (bad) {
+    if (err) {
         free(buf);
-        return HG_ERRORF(HG_EINVAL, "%s: read error", hg_quote(&q, path));
+        return HG_ERRORF(HG_EINVAL, "%s: %s", hg_quote(&q, path), strerror(err));
     }
     buf[len] = '\0';
     int64_t n = 0;

@@ -108,9 +108,7 @@ static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
     if (epoch != r->order_epoch) { /* a new epoch: the batches in a fresh order */
         hg_rng g;
         hg_rng_seed(&g, hg_rng_derive(o->seed, 5000 + (uint64_t)epoch));
-        for (int64_t i = 0; i < nb; i++)
-            r->order[i] = i;
-        hg_rng_shuffle_i64(&g, r->order, nb);
+        hg_mt_batches_shuffle(r->order, nb, &g);
         r->order_epoch = epoch;
     }
     hg_tf_batch b;
@@ -240,7 +238,7 @@ static int read_data(mt_run *r)
     if (r->s.bos < 0 || r->s.eos < 0)
         return HG_ERRORF(HG_EINVAL, "the SentencePiece model has no BOS or EOS piece");
     for (int i = 0; i < 6; i++)
-        HG_CHECK(hg_spm_encode_lines(r->s.spm, &r->raw[i], &r->tok[i]));
+        HG_CHECK(hg_spm_encode_lines_mt(r->s.spm, &r->raw[i], o->threads, &r->tok[i]));
     for (int sp = 0; sp < 3; sp++)
         HG_CHECK(hg_mt_batches_make(&r->batches[sp], &r->tok[2 * sp], &r->tok[2 * sp + 1],
                                     o->max_tokens));

@@ -101,7 +101,7 @@ int hg_mt_translate_main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/spm.model", t.model);
     if ((rc = hg_text_read_lines(&lines, t.input ? t.input : "/dev/stdin", t.max_line, 1)) ||
         (rc = hg_mt_session_open(&s, &o)) || (rc = hg_spm_load(&s.spm, path)) ||
-        (rc = hg_spm_encode_lines(s.spm, &lines, &tok)))
+        (rc = hg_spm_encode_lines_mt(s.spm, &lines, o.threads, &tok)))
         goto fail;
     s.bos = hg_spm_bos(s.spm);
     s.eos = hg_spm_eos(s.spm);

@@ -50,7 +50,8 @@ int hg_tf_decode_init(hg_tf *m, int64_t max_sources, int64_t max_rows, int64_t m
     tf_dec_state *s = &m->ds;
     tf_decode_free(m);
     if (max_sources < 1 || max_rows < 1 || max_src_len < 1 || max_steps < 1 ||
-        max_sources * max_src_len > c->max_src_rows || max_src_len > c->max_len ||
+        (c->enc_layers > 0 && (max_sources * max_src_len > c->max_src_rows ||
+                               max_src_len > c->max_len)) ||
         max_steps > c->max_len)
         return HG_ERRORF(HG_EINVAL, "transformer: decoding capacity (%lld sources of %lld tokens, "
                          "%lld steps) beyond the model's (%lld source rows, %lld positions)",
@@ -106,13 +107,16 @@ int hg_tf_decode_start(hg_tf *m, const int32_t *src, const int32_t *src_len, int
     const hg_tf_config *c = &m->cfg;
     tf_dec_state *s = &m->ds;
     const int64_t d = c->dim, H = c->heads, dh = d / H;
-    if (!s->x || n < 1 || n > s->max_sources || Ts < 1 || Ts > s->max_src_len)
+    if (!s->x || n < 1 || n > s->max_sources ||
+        (c->enc_layers > 0 && (Ts < 1 || Ts > s->max_src_len || !src || !src_len)))
         return HG_ERRORF(HG_EINVAL, "transformer: %lld sources of %lld tokens beyond the decoding "
                          "capacity (%lld of %lld)", (long long)n, (long long)Ts,
                          (long long)s->max_sources, (long long)s->max_src_len);
     s->n = n;
     s->Ts = Ts;
     s->rows = 0;
+    if (c->enc_layers == 0) /* decoder-only: nothing to encode */
+        return HG_OK;
     memcpy(s->src_len_host, src_len, (size_t)n * sizeof(int32_t));
     hg_k_upload(k, s->src, src, (size_t)(n * Ts) * sizeof(int32_t));
     hg_k_upload(k, s->src_len, src_len, (size_t)n * sizeof(int32_t));
@@ -212,10 +216,11 @@ int hg_tf_decode_step(hg_tf *m, int64_t t, const int32_t *tokens, const int64_t 
                              "%lld out of range", (long long)i, (long long)src_row[i],
                              (long long)(t > 0 ? parent[i] : 0));
     reorder(m, t, parent, rows);
-    row_sources(m, src_row, rows);
+    if (c->enc_layers > 0)
+        row_sources(m, src_row, rows);
     s->rows = rows;
     hg_k_upload(k, s->tok, tokens, (size_t)rows * sizeof(int32_t));
-    hg_k_embed_forward(k, s->x, m->E, s->tok, m->pe + t * d, rows, 1, d, sqrtf((float)d));
+    hg_k_embed_forward(k, s->x, m->E, s->tok, m->pe + t * d, rows, 1, d, m->emb_scale);
     const int post = c->post_ln;
     for (int l = 0; l < c->dec_layers; l++) {
         tf_layer *L = &m->dec[l];

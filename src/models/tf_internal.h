@@ -90,7 +90,14 @@ struct hg_tf {
     int group_plain, group_weights, group_vectors;
     int emb_id;
     float *E, *gE;            /* (vocab x d) views */
-    float *pe;                /* (max_len x d) sinusoidal positions */
+    float *pe;                /* (max_len x d) positions: sinusoidal (owned) or the trained table
+                                 (a view into P) */
+    float *gpe;               /* the table's gradient (learned positions), else NULL */
+    int pos_id;
+    int32_t *pos_ids;         /* (max_tgt_rows) r mod T of the last batch shape, k's memory */
+    int32_t *pos_host;
+    int64_t pos_T, pos_rows;  /* the shape pos_ids holds */
+    float emb_scale;
     tf_layer enc[HG_TF_MAX_LAYERS], dec[HG_TF_MAX_LAYERS];
     tf_ln enc_ln, dec_ln;     /* final norms (pre-LN only) */
     int nmaps;

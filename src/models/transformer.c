@@ -13,6 +13,8 @@
 enum { STREAM_EMB = 1, STREAM_MAP = 100, STREAM_LINEAR = 10000 };
 /* Dropout sites: the embeddings, then per layer and sublayer the inner dropout (attention
  * probabilities, FFN hidden) and the residual branch. */
+/* Rows of the output projection computed at once. */
+#define TF_OUT_CHUNK 256
 enum { SITE_SRC = 1, SITE_TGT = 2, SITE_ENC = 1000, SITE_DEC = 100000 };
 
 static uint64_t site(int dec, int l, int j, int which)
@@ -47,7 +49,8 @@ static int declare_lin(builder *b, tf_lin *l, const char *name, int64_t out, int
     hg_rng_seed(&r, hg_rng_derive(c->seed, STREAM_MAP + (uint64_t)i));
     const double bound = 1.0 / sqrt((double)in);
     for (int64_t e = 0; e < out * in; e++)
-        b->w[e] = (float)((2.0 * hg_rng_uniform(&r) - 1.0) * bound);
+        b->w[e] = c->init_std > 0.0f ? (float)(hg_rng_normal(&r) * c->init_std)
+                                     : (float)((2.0 * hg_rng_uniform(&r) - 1.0) * bound);
     HG_CHECK(hg_linear_create(&l->L, m->P, m->group_weights, m->group_vectors, name, out, in, b->w,
                               &c->linear, hg_rng_derive(c->seed, STREAM_LINEAR + (uint64_t)i),
                               HG_MAX(c->max_src_rows, c->max_tgt_rows)));
@@ -79,9 +82,12 @@ static int declare_layer(builder *b, tf_layer *l, int dec, int li)
     const char *const sub[3] = {"self", "cross", "ffn"};
     int rc = HG_OK;
     char p[96];
-    l->nsub = dec ? 3 : 2;
+    /* encoder and decoder-only layers: self-attention, FFN; encoder-decoder's decoder: self,
+       cross, FFN */
+    const int cross = dec && c->enc_layers > 0;
+    l->nsub = cross ? 3 : 2;
     for (int j = 0; j < l->nsub; j++)
-        l->kind[j] = dec ? j : (j == 0 ? TF_SELF : TF_FFN);
+        l->kind[j] = cross ? j : (j == 0 ? TF_SELF : TF_FFN);
     for (int j = 0; j < l->nsub; j++) {
         snprintf(p, sizeof p, "%s.%d.ln%d", dec ? "dec" : "enc", li, j + 1);
         HG_CHECK(declare_ln(b, &l->ln[j], p));
@@ -181,10 +187,10 @@ static int check_config(const hg_tf_config *c)
         return HG_ERRORF(HG_EINVAL, "--dim %d: must be even (sinusoidal positions)", c->dim);
     if (c->ffn < 1)
         return HG_ERRORF(HG_EINVAL, "--ffn %d: must be >= 1", c->ffn);
-    if (c->enc_layers < 1 || c->enc_layers > HG_TF_MAX_LAYERS || c->dec_layers < 1 ||
+    if (c->enc_layers < 0 || c->enc_layers > HG_TF_MAX_LAYERS || c->dec_layers < 1 ||
         c->dec_layers > HG_TF_MAX_LAYERS)
-        return HG_ERRORF(HG_EINVAL, "--enc-layers %d --dec-layers %d: each in [1, %d]",
-                         c->enc_layers, c->dec_layers, HG_TF_MAX_LAYERS);
+        return HG_ERRORF(HG_EINVAL, "--enc-layers %d --dec-layers %d: in [0, %d] and [1, %d]",
+                         c->enc_layers, c->dec_layers, HG_TF_MAX_LAYERS, HG_TF_MAX_LAYERS);
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
         return HG_ERRORF(HG_EINVAL, "--dropout %g: must be in [0, 1)", c->dropout);
     if (c->max_len < 2 || c->max_src_len < 1 || c->max_tgt_len < 1 || c->max_batch < 1 ||
@@ -208,9 +214,10 @@ static void sinusoid(float *pe, int64_t len, int64_t d)
 
 int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
 {
-    int rc = HG_OK;
     *out = NULL;
-    HG_CHECK(check_config(cfg));
+    int rc = check_config(cfg);
+    if (rc)
+        return rc;
     hg_tf *m = hg_calloc(1, sizeof *m, "transformer");
     if (!m)
         return HG_ENOMEM;
@@ -232,6 +239,12 @@ int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
     }
     HG_CHECK(hg_params_add(m->P, m->group_plain, "emb", V * d, HG_PARAM_ADAM, 0, NULL, &m->emb_id));
     m->plain_ids[m->nplain++] = m->emb_id;
+    if (c->learned_pos) {
+        HG_CHECK(hg_params_add(m->P, m->group_plain, "pos", c->max_len * d, HG_PARAM_ADAM, 0, NULL,
+                               &m->pos_id));
+        m->plain_ids[m->nplain++] = m->pos_id;
+    }
+    m->emb_scale = c->emb_scale > 0.0f ? c->emb_scale : sqrtf((float)d);
     b.w = hg_calloc((size_t)(d * HG_MAX(d, f)), sizeof *b.w, "initial weight");
     if (!b.w) {
         rc = HG_ENOMEM;
@@ -248,7 +261,8 @@ int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
     HG_CHECK(hg_params_commit(m->P));
 
     /* initial values of the ordinary parameters, staged on the host */
-    host = hg_calloc((size_t)HG_MAX(V * d, 2 * d), sizeof *host, "initial parameters");
+    host = hg_calloc((size_t)HG_MAX(HG_MAX(V, c->max_len) * d, 2 * d), sizeof *host,
+                     "initial parameters");
     if (!host) {
         rc = HG_ENOMEM;
         goto done;
@@ -256,12 +270,19 @@ int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
     {
         hg_rng r;
         hg_rng_seed(&r, hg_rng_derive(c->seed, STREAM_EMB));
-        const double sd = 1.0 / sqrt((double)d);
+        const double sd = c->init_std > 0.0f ? c->init_std : 1.0 / sqrt((double)d);
         for (int64_t e = 0; e < V * d; e++)
             host[e] = (float)(hg_rng_normal(&r) * sd);
         m->E = hg_params_data(m->P, m->emb_id);
         m->gE = hg_params_grad(m->P, m->emb_id);
         hg_k_upload(k, m->E, host, (size_t)(V * d) * sizeof(float));
+        if (c->learned_pos) {
+            for (int64_t e = 0; e < c->max_len * d; e++)
+                host[e] = (float)(hg_rng_normal(&r) * sd);
+            m->pe = hg_params_data(m->P, m->pos_id);
+            m->gpe = hg_params_grad(m->P, m->pos_id);
+            hg_k_upload(k, m->pe, host, (size_t)(c->max_len * d) * sizeof(float));
+        }
     }
     for (int i = 0; i < b.nbias; i++) {
         tf_lin *l = b.bias_of[i];
@@ -270,7 +291,7 @@ int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
         hg_rng_seed(&r, hg_rng_derive(c->seed, STREAM_MAP + 5000 + (uint64_t)i));
         const double bound = 1.0 / sqrt((double)b.bias_n[i]);
         for (int64_t e = 0; e < n; e++)
-            host[e] = (float)((2.0 * hg_rng_uniform(&r) - 1.0) * bound);
+            host[e] = c->init_std > 0.0f ? 0.0f : (float)((2.0 * hg_rng_uniform(&r) - 1.0) * bound);
         l->b = hg_params_data(m->P, l->bias_id);
         l->gb = hg_params_grad(m->P, l->bias_id);
         hg_k_upload(k, l->b, host, (size_t)n * sizeof(float));
@@ -293,7 +314,10 @@ int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
         HG_CHECK(alloc_layer(m, &m->enc[l], 0));
     for (int l = 0; l < c->dec_layers; l++)
         HG_CHECK(alloc_layer(m, &m->dec[l], 1));
-    m->pe = alloc_f(k, c->max_len * d, "positions");
+    if (!c->learned_pos)
+        m->pe = alloc_f(k, c->max_len * d, "positions");
+    m->pos_ids = hg_k_alloc(k, (size_t)Rt * sizeof(int32_t), "position ids");
+    m->pos_host = hg_calloc((size_t)Rt, sizeof(int32_t), "position ids");
     m->src_x = alloc_f(k, Rs * d, "source embeddings");
     m->tgt_x = alloc_f(k, Rt * d, "target embeddings");
     m->mem = alloc_f(k, Rs * d, "encoder output");
@@ -302,7 +326,7 @@ int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
     m->h = alloc_f(k, Rt * d, "decoder output");
     m->h_mean = alloc_f(k, Rt, "decoder norm");
     m->h_rstd = alloc_f(k, Rt, "decoder norm");
-    m->logits = alloc_f(k, Rt * V, "logits");
+    m->logits = alloc_f(k, HG_MIN(Rt, TF_OUT_CHUNK) * V, "logits");
     tf_scratch *s = &m->sc;
     float **rd[] = {&s->f, &s->g, &s->dy, &s->t1, &s->t2, &s->dq, &s->dk, &s->dv, &s->dqh,
                     &s->dkh, &s->dvh, &s->dch, &s->dln, &s->dkv};
@@ -312,19 +336,15 @@ int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
     s->dp = alloc_f(k, scores, "score gradients");
     s->dh1 = alloc_f(k, R * f, "FFN gradient");
     s->dmem = alloc_f(k, Rs * d, "encoder output gradient");
-    if (rc || !m->pe || !m->src_x || !m->tgt_x || !m->mem || !m->mem_mean || !m->mem_rstd ||
+    if (rc || !m->pe || !m->pos_ids || !m->pos_host || !m->src_x || !m->tgt_x || !m->mem || !m->mem_mean || !m->mem_rstd ||
         !m->h || !m->h_mean || !m->h_rstd || !m->logits || !s->dp || !s->dh1 || !s->dmem) {
         rc = HG_ENOMEM;
         goto done;
     }
-    hg_free(host);
-    host = hg_calloc((size_t)(c->max_len * d), sizeof *host, "positions");
-    if (!host) {
-        rc = HG_ENOMEM;
-        goto done;
+    if (!c->learned_pos) {
+        sinusoid(host, c->max_len, d);
+        hg_k_upload(k, m->pe, host, (size_t)(c->max_len * d) * sizeof(float));
     }
-    sinusoid(host, c->max_len, d);
-    hg_k_upload(k, m->pe, host, (size_t)(c->max_len * d) * sizeof(float));
 done:
     hg_free(b.w);
     hg_free(host);
@@ -348,7 +368,11 @@ void hg_tf_free(hg_tf *m)
         hg_linear_free(m->maps[i]);
     hg_params_free(m->P);
     tf_scratch *s = &m->sc;
-    float *b[] = {m->pe, m->src_x, m->tgt_x, m->mem, m->mem_mean, m->mem_rstd, m->h, m->h_mean,
+    if (!m->cfg.learned_pos)
+        hg_k_free(k, m->pe);
+    hg_k_free(k, m->pos_ids);
+    hg_free(m->pos_host);
+    float *b[] = {m->src_x, m->tgt_x, m->mem, m->mem_mean, m->mem_rstd, m->h, m->h_mean,
                   m->h_rstd, m->logits, s->f, s->g, s->dy, s->t1, s->t2, s->dq, s->dk, s->dv,
                   s->dqh, s->dkh, s->dvh, s->dch, s->dln, s->dkv, s->dp, s->dh1, s->dmem};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++)
@@ -455,8 +479,10 @@ done:
 static int check_batch(const hg_tf *m, const hg_tf_batch *b)
 {
     const hg_tf_config *c = &m->cfg;
-    if (b->B < 1 || b->Ts < 1 || b->Tt < 1 || b->B > c->max_batch || b->Ts > c->max_src_len ||
-        b->Tt > c->max_tgt_len || b->B * b->Ts > c->max_src_rows ||
+    const int enc = c->enc_layers > 0;
+    if (b->B < 1 || (enc && (b->Ts < 1 || b->Ts > c->max_src_len || b->B * b->Ts > c->max_src_rows ||
+                             !b->src || !b->src_len)) ||
+        b->Tt < 1 || b->B > c->max_batch || b->Tt > c->max_tgt_len ||
         b->B * b->Tt > c->max_tgt_rows)
         return HG_ERRORF(HG_EINVAL, "transformer: batch of %lld x (%lld, %lld) beyond the model's "
                          "capacity (%lld sentences, lengths %lld/%lld, rows %lld/%lld)",
@@ -472,7 +498,7 @@ static void embed(hg_tf *m, float *x, const int32_t *ids, int64_t B, int64_t T, 
                   int which)
 {
     const int64_t d = m->cfg.dim;
-    hg_k_embed_forward(m->k, x, m->E, ids, m->pe, B * T, T, d, sqrtf((float)d));
+    hg_k_embed_forward(m->k, x, m->E, ids, m->pe, B * T, T, d, m->emb_scale);
     if (ps->p > 0.0f)
         hg_k_dropout(m->k, x, x, B * T * d, ps->p, tf_site_seed(ps->seed, (uint64_t)which), 0);
 }
@@ -483,7 +509,17 @@ static void embed_backward(hg_tf *m, float *dx, const int32_t *ids, int64_t B, i
     const int64_t d = m->cfg.dim;
     if (ps->p > 0.0f)
         hg_k_dropout(m->k, dx, dx, B * T * d, ps->p, tf_site_seed(ps->seed, (uint64_t)which), 0);
-    hg_k_embed_backward(m->k, m->gE, dx, ids, B * T, d, sqrtf((float)d));
+    hg_k_embed_backward(m->k, m->gE, dx, ids, B * T, d, m->emb_scale);
+    if (m->gpe) { /* the position table's gradient: rows by position, r mod T */
+        if (m->pos_T != T || m->pos_rows != B * T) {
+            for (int64_t r = 0; r < B * T; r++)
+                m->pos_host[r] = (int32_t)(r % T);
+            hg_k_upload(m->k, m->pos_ids, m->pos_host, (size_t)(B * T) * sizeof(int32_t));
+            m->pos_T = T;
+            m->pos_rows = B * T;
+        }
+        hg_k_embed_backward(m->k, m->gpe, dx, m->pos_ids, B * T, d, 1.0f);
+    }
 }
 
 void tf_encode(hg_tf *m, const int32_t *src, const int32_t *src_len, int64_t B, int64_t Ts,
@@ -514,11 +550,13 @@ int hg_tf_loss(hg_tf *m, const hg_tf_batch *b, float smoothing, int train, uint6
     int rc = HG_OK;
     HG_CHECK(check_batch(m, b));
     const pass ps = {b->B, b->Ts, b->Tt, b->src_len, train ? c->dropout : 0.0f, dropout_seed};
-    const int64_t Rs = b->B * b->Ts, Rt = b->B * b->Tt;
+    const int64_t Rs = c->enc_layers > 0 ? b->B * b->Ts : 0, Rt = b->B * b->Tt;
 
     /* encoder, decoder, tied output projection, loss */
-    tf_encode(m, b->src, b->src_len, b->B, b->Ts, ps.p, dropout_seed, m->mem, m->mem_mean,
-              m->mem_rstd);
+    const int enc = c->enc_layers > 0;
+    if (enc)
+        tf_encode(m, b->src, b->src_len, b->B, b->Ts, ps.p, dropout_seed, m->mem, m->mem_mean,
+                  m->mem_rstd);
     float *x = m->tgt_x;
     embed(m, x, b->tgt_in, b->B, b->Tt, &ps, SITE_TGT);
     for (int l = 0; l < c->dec_layers; l++) {
@@ -533,28 +571,37 @@ int hg_tf_loss(hg_tf *m, const hg_tf_batch *b, float smoothing, int train, uint6
         tf_ln_forward(m, &m->dec_ln, m->h, m->h_mean, m->h_rstd, x, Rt);
         h = m->h;
     }
-    hg_k_gemm(k, 0, 1, Rt, V, d, 1.0f, h, d, m->E, d, 0.0f, m->logits, V);
+    /* the tied output projection and the loss, TF_OUT_CHUNK rows at a time (the logits of a
+       chunk stay in cache; the gradient replaces them in place and is used at once) */
+    tf_scratch *s = &m->sc;
+    float *dh = c->post_ln ? s->g : s->dln;
     const float w = b->ntok > 0 ? 1.0f / (float)b->ntok : 0.0f;
-    *loss = hg_k_cross_entropy(k, want_grad ? m->logits : NULL, m->logits, b->tgt_out, Rt, V,
-                               smoothing, HG_TF_IGNORE, w);
+    *loss = 0.0;
+    for (int64_t r0 = 0; r0 < Rt; r0 += TF_OUT_CHUNK) {
+        const int64_t n = HG_MIN(TF_OUT_CHUNK, Rt - r0);
+        hg_k_gemm(k, 0, 1, n, V, d, 1.0f, h + r0 * d, d, m->E, d, 0.0f, m->logits, V);
+        *loss += hg_k_cross_entropy(k, want_grad ? m->logits : NULL, m->logits,
+                                    b->tgt_out + r0, n, V, smoothing, HG_TF_IGNORE, w);
+        if (!want_grad)
+            continue;
+        hg_k_gemm(k, 1, 0, V, d, n, 1.0f, m->logits, V, h + r0 * d, d, 1.0f, m->gE, d);
+        hg_k_gemm(k, 0, 0, n, d, V, 1.0f, m->logits, V, m->E, d, 0.0f, dh + r0 * d, d);
+    }
     if (!want_grad)
         goto done;
 
-    /* backward: output projection (both uses of E), decoder, encoder */
-    tf_scratch *s = &m->sc;
+    /* backward: decoder (from the output projection's gradient dh), encoder */
     float *ds = s->g;
-    hg_k_gemm(k, 1, 0, V, d, Rt, 1.0f, m->logits, V, h, d, 1.0f, m->gE, d);
-    if (c->post_ln) {
-        hg_k_gemm(k, 0, 0, Rt, d, V, 1.0f, m->logits, V, m->E, d, 0.0f, ds, d);
-    } else {
-        hg_k_gemm(k, 0, 0, Rt, d, V, 1.0f, m->logits, V, m->E, d, 0.0f, s->dln, d);
+    if (!c->post_ln)
         tf_ln_backward(m, &m->dec_ln, ds, s->dln, x, m->h_mean, m->h_rstd, Rt);
-    }
-    hg_k_zero(k, s->dmem, (size_t)(Rs * d) * sizeof(float));
+    if (enc)
+        hg_k_zero(k, s->dmem, (size_t)(Rs * d) * sizeof(float));
     for (int l = c->dec_layers - 1; l >= 0; l--)
         for (int j = m->dec[l].nsub - 1; j >= 0; j--)
             HG_CHECK(sub_backward(m, &m->dec[l], 1, l, j, &ps, ds));
     embed_backward(m, ds, b->tgt_in, b->B, b->Tt, &ps, SITE_TGT);
+    if (!enc)
+        goto done;
     const float *xe = m->enc[c->enc_layers - 1].s[m->enc[c->enc_layers - 1].nsub];
     if (c->post_ln)
         hg_k_copy(k, ds, s->dmem, (size_t)(Rs * d) * sizeof(float));

@@ -1,4 +1,5 @@
-/* transformer.h - the encoder-decoder Transformer of hgnn-mt (ARCHITECTURE.md, "Transformer"):
+/* transformer.h - the Transformer of hgnn-mt (ARCHITECTURE.md section 9), encoder-decoder, or
+ * decoder-only (no encoder layers: a causal language model, hgnn-lm):
  *
  *   source ids -> sqrt(d) E[id] + sinusoid -> dropout -> [self-attention, FFN] x Le -> LN -> memory
  *   target ids -> sqrt(d) E[id] + sinusoid -> dropout -> [causal self-attention,
@@ -30,11 +31,15 @@
 typedef struct hg_tf_config {
     int64_t vocab;        /* shared source/target vocabulary */
     int dim, heads, ffn;  /* d, attention heads (d a multiple), FFN width */
-    int enc_layers, dec_layers;
+    int enc_layers, dec_layers; /* enc_layers 0: decoder-only (no source, no cross-attention) */
     float dropout;        /* embeddings, attention probabilities, FFN hidden, residual branches */
     int post_ln;          /* 0: pre-LN (default); 1: post-LN */
     int gelu;             /* FFN activation: 0 ReLU (default), 1 GELU */
     float ln_eps;         /* 1e-5 */
+    int learned_pos;      /* positions: 0 sinusoidal (fixed), 1 a trained table (max_len x d) */
+    float emb_scale;      /* embeddings are multiplied by it (<= 0: sqrt(d)) */
+    float init_std;       /* > 0: embeddings, positions and map weights N(0, init_std^2), biases
+                             0 (OPT); 0: the default initialisation below */
     int64_t max_len;      /* longest sequence (positions table), source or target, EOS/BOS
                              included */
     /* capacity: the largest training/evaluation batch (rows = sentences x padded length) */
@@ -47,7 +52,7 @@ typedef struct hg_tf_config {
 
 /* One batch, in k's memory: src (B x Ts) ids padded after src_len[b] tokens (any valid id),
  * src_len (B), tgt_in (B x Tt) ids (BOS first), tgt_out (B x Tt) the next ids or HG_TF_IGNORE;
- * ntok: the targets that are not ignored. */
+ * ntok: the targets that are not ignored. Decoder-only: src and src_len NULL, Ts ignored. */
 typedef struct hg_tf_batch {
     int64_t B, Ts, Tt, ntok;
     const int32_t *src, *src_len, *tgt_in, *tgt_out;
@@ -91,8 +96,9 @@ void hg_tf_rematerialise(hg_tf *m);
  * sequences of up to max_src_len source and max_steps target tokens. */
 int hg_tf_decode_init(hg_tf *m, int64_t max_sources, int64_t max_rows, int64_t max_src_len,
                       int64_t max_steps);
-/* Encode n sources: src (n x Ts, host memory; padded), src_len (n, host). Errors: HG_EINVAL
- * (beyond the decoding capacity, or hg_tf_decode_init not called). */
+/* Encode n sources: src (n x Ts, host memory; padded), src_len (n, host). Decoder-only: src and
+ * src_len NULL (n sequences, Ts ignored). Errors: HG_EINVAL (beyond the decoding capacity, or
+ * hg_tf_decode_init not called). */
 int hg_tf_decode_start(hg_tf *m, const int32_t *src, const int32_t *src_len, int64_t n,
                        int64_t Ts);
 /* Step t (0: the cache is empty): rows live hypotheses, row i continuing row parent[i] of step

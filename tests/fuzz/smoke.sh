@@ -5,8 +5,10 @@
 # Usage: smoke.sh SOURCE_DIR BUILD_DIR
 set -eu
 src=$1 build=$2
+# both compilers clang (datasets/ has a C++ file); exported, so a reconfiguration sees them too
+export CC=clang CXX=clang++
 if [ ! -f "$build/build.ninja" ]; then
-    CC=clang meson setup "$build" "$src" -Dfuzz=true -Dcuda=disabled >/dev/null
+    meson setup "$build" "$src" -Dfuzz=true -Dcuda=disabled >/dev/null
 fi
 ninja -C "$build" >/dev/null
 if ! meson test -C "$build" --suite fuzz --print-errorlogs; then
