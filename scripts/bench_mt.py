@@ -173,6 +173,66 @@ def fmt(x, spec):
     return "" if x is None else spec % x
 
 
+def report(a, settings, ours, theirs, st, gemm, t_start, load0, final):
+    """Write the table of what has been measured so far (and print it when final)."""
+    load1 = os.getloadavg()
+    t_end = datetime.datetime.now(datetime.timezone.utc)
+    done = [s for s in settings if ours[s]]
+    med = {s: {k: statistics.median(r[k] for r in ours[s]) for k in ("step_ms", "tokens", "tps")}
+           for s in done}
+    lines = [
+        "# hgnn-mt against the PyTorch reference: training tokens/s (Multi30K, CPU)", "",
+        "Measured %s to %s UTC on %s, %d CPUs (%s). **The VM is shared with other jobs and "
+        "noisy**: load average %.1f / %.1f / %.1f (1/5/15 min) at the start, %.1f / %.1f / %.1f "
+        "at the end; ratios are taken interleaved, absolute figures are not exact." %
+        (t_start.strftime("%Y-%m-%d %H:%M"), t_end.strftime("%H:%M"), cpu_model(),
+         os.cpu_count(), platform.machine(), *load0, *load1), "",
+        "Model: 3+3 layers, ffn 4d, 4 heads, vocabulary %d (one SentencePiece BPE model for both), "
+        "rank r = d/8. hgnn-mt: median step over %d steps (`--steps %d --epochs 1 --decode 0`), "
+        "tokens/s = mean source+target tokens of those batches / median step. Reference: "
+        "tokens per wall second over %d steps after 5 warm-up steps (`--bench %d`). Median of %d "
+        "interleaved repeats. Single-thread SGEMM (hgnn-bench-linear --sgemm, best of 6): "
+        "%.1f GFLOP/s; %% peak = GFLOP/s / (threads x that). FLOPs per step: "
+        "scripts/bench_mt.py's docstring (6 x tokens x map size, attention products, output "
+        "layer)." % (VOCAB, a.steps, a.steps, a.peer_steps, a.peer_steps, a.repeats, gemm), "",
+        "| threads | d | method | hgnn tokens/s | ref tokens/s | hgnn/ref | target | "
+        "hgnn ms/step | SST/full step (<= 1.15) | GFLOP/step | GFLOP/s | % peak |",
+        "|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for s in done:
+        t, d, m = s
+        o = med[s]
+        ref = statistics.median(theirs[s]) if theirs[s] else None
+        ratio = o["tps"] / ref if ref else None
+        target = ""
+        if t == 1 and d in TARGET_REF and ratio:
+            target = ">= %.1fx: %s" % (TARGET_REF[d],
+                                        "met" if ratio >= TARGET_REF[d] else "NOT met")
+        sst = ""
+        if m == "sst" and (t, d, "full") in med:
+            q = o["step_ms"] / med[(t, d, "full")]["step_ms"]
+            sst = "%.2f (%s)" % (q, "met" if q <= TARGET_SST else "NOT met")
+        gf = step_flops(d, 4 * d, m, d // 8, o["tokens"], st) / 1e9
+        rate = gf / (o["step_ms"] / 1e3)
+        lines.append("| %d | %d | %s | %.0f | %s | %s | %s | %.1f | %s | %.1f | %.1f | %.0f%% |" %
+                     (t, d, m, o["tps"], fmt(ref, "%.0f"), fmt(ratio, "%.2fx"), target,
+                      o["step_ms"], sst, gf, rate, 100 * rate / (t * gemm)))
+    lines += ["", "Targets: hgnn >= 3x the reference at d = 64 and >= 1.5x at d = 256 (one "
+              "thread); SST step <= %.2fx the full step. SST's median step excludes the rare "
+              "steps that start an iteration or end a round (every 200 steps)." % TARGET_SST]
+    if not final:
+        lines += ["", "**Partial**: written while the run was going (it may have been stopped "
+                  "since): %d of %d measurements taken." %
+                  (sum(map(len, ours.values())), a.repeats * len(settings))]
+    if not a.peer:
+        lines += ["", "The reference was not run (no --peer): its columns are empty."]
+    if final:
+        write_table(lines, a.out)
+    else:
+        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+        with open(a.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "hgnn-mt"))
@@ -233,55 +293,10 @@ def main():
                 print("repeat %d/%d: %d thread(s) d %d %s: %s  (load %.1f)" %
                       (rep + 1, a.repeats, t, d, m, msg, os.getloadavg()[0]), file=sys.stderr,
                       flush=True)
-    load1 = os.getloadavg()
-    gemm = max(gemm0, sgemm_gflops(a))
-    t_end = datetime.datetime.now(datetime.timezone.utc)
+            report(a, settings, ours, theirs, st, gemm0, t_start, load0, False)
     shutil.rmtree(work, ignore_errors=True)
-
-    med = {s: {k: statistics.median(r[k] for r in ours[s]) for k in ("step_ms", "tokens", "tps")}
-           for s in settings}
-    lines = [
-        "# hgnn-mt against the PyTorch reference: training tokens/s (Multi30K, CPU)", "",
-        "Measured %s to %s UTC on %s, %d CPUs (%s). **The VM is shared with other jobs and "
-        "noisy**: load average %.1f / %.1f / %.1f (1/5/15 min) at the start, %.1f / %.1f / %.1f "
-        "at the end; ratios are taken interleaved, absolute figures are not exact." %
-        (t_start.strftime("%Y-%m-%d %H:%M"), t_end.strftime("%H:%M"), cpu_model(),
-         os.cpu_count(), platform.machine(), *load0, *load1), "",
-        "Model: 3+3 layers, ffn 4d, 4 heads, vocabulary %d (one SentencePiece BPE model for both), "
-        "rank r = d/8. hgnn-mt: median step over %d steps (`--steps %d --epochs 1 --decode 0`), "
-        "tokens/s = mean source+target tokens of those batches / median step. Reference: "
-        "tokens per wall second over %d steps after 5 warm-up steps (`--bench %d`). Median of %d "
-        "interleaved repeats. Single-thread SGEMM (hgnn-bench-linear --sgemm, best of 6): "
-        "%.1f GFLOP/s; %% peak = GFLOP/s / (threads x that). FLOPs per step: "
-        "scripts/bench_mt.py's docstring (6 x tokens x map size, attention products, output "
-        "layer)." % (VOCAB, a.steps, a.steps, a.peer_steps, a.peer_steps, a.repeats, gemm), "",
-        "| threads | d | method | hgnn tokens/s | ref tokens/s | hgnn/ref | target | "
-        "hgnn ms/step | SST/full step (<= 1.15) | GFLOP/step | GFLOP/s | % peak |",
-        "|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
-    for s in settings:
-        t, d, m = s
-        o = med[s]
-        ref = statistics.median(theirs[s]) if theirs[s] else None
-        ratio = o["tps"] / ref if ref else None
-        target = ""
-        if t == 1 and d in TARGET_REF and ratio:
-            target = ">= %.1fx: %s" % (TARGET_REF[d],
-                                        "met" if ratio >= TARGET_REF[d] else "NOT met")
-        sst = ""
-        if m == "sst" and (t, d, "full") in med:
-            q = o["step_ms"] / med[(t, d, "full")]["step_ms"]
-            sst = "%.2f (%s)" % (q, "met" if q <= TARGET_SST else "NOT met")
-        gf = step_flops(d, 4 * d, m, d // 8, o["tokens"], st) / 1e9
-        rate = gf / (o["step_ms"] / 1e3)
-        lines.append("| %d | %d | %s | %.0f | %s | %s | %s | %.1f | %s | %.1f | %.1f | %.0f%% |" %
-                     (t, d, m, o["tps"], fmt(ref, "%.0f"), fmt(ratio, "%.2fx"), target,
-                      o["step_ms"], sst, gf, rate, 100 * rate / (t * gemm)))
-    lines += ["", "Targets: hgnn >= 3x the reference at d = 64 and >= 1.5x at d = 256 (one "
-              "thread); SST step <= %.2fx the full step. SST's median step excludes the rare "
-              "steps that start an iteration or end a round (every 200 steps)." % TARGET_SST]
-    if not a.peer:
-        lines += ["", "The reference was not run (no --peer): its columns are empty."]
-    write_table(lines, a.out)
+    report(a, settings, ours, theirs, st, max(gemm0, sgemm_gflops(a)), t_start, load0,
+           True)
 
 
 def cpu_model():
