@@ -5,7 +5,9 @@
  * on the bundled Cora (node classification) and Disease (link prediction), then whole training
  * steps (negative sampling, forward, loss, backward, clipping, optimiser step) and evaluations
  * run with the counter armed: it must stay at zero, for every linear-map method, across SST
- * iteration and round boundaries and ReLoRA merges. */
+ * iteration and round boundaries and ReLoRA merges. The same for the Transformer's steps (loss
+ * with its gradient, clipping, optimiser step, evaluation loss) and its incremental decoding. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "../datasets/dataset.h"
 #include "../hyperbolic/hybonet.h"
 #include "../src/hg.h"
+#include "../src/models/transformer.h"
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t s);
@@ -167,6 +170,125 @@ static void nc_full_wide(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_FU
 static void nc_sst_wide(void **s) { (void)s; run_steps(HG_TASK_NC, HG_LINEAR_SST, "cora", 1, 24); }
 static void lp_full_wide(void **s) { (void)s; run_steps(HG_TASK_LP, HG_LINEAR_FULL, "disease_lp", 2, 128); }
 
+/* ---- the Transformer ---- */
+
+enum { TF_B = 3, TF_TS = 5, TF_TT = 4, TF_V = 13, TF_NTOK = 10 };
+static const int32_t tf_src[TF_B * TF_TS] = {3, 5, 7, 2, 9, 4, 4, 2, 0, 0, 8, 6, 5, 11, 2};
+static const int32_t tf_src_len[TF_B] = {4, 3, 5};
+static const int32_t tf_tgt_in[TF_B * TF_TT] = {1, 6, 6, 9, 1, 12, 2, 2, 1, 3, 10, 7};
+static const int32_t tf_tgt_out[TF_B * TF_TT] = {6, 6, 9, 2, 12, 2, HG_TF_IGNORE, HG_TF_IGNORE,
+                                                 3, 10, 7, 2};
+
+enum { TF_PRE_LN, TF_POST_LN, TF_DECODER_ONLY };
+static const char *const variants[] = {"pre-LN", "post-LN", "decoder-only"};
+
+/* 20 training steps (dropout on; SST iterations of 3 steps, rounds of 2 iterations, ReLoRA
+ * merges every 3 steps), each followed by an evaluation loss, after one step unarmed; then
+ * decoding of the batch's sources (none for the decoder-only model), 2 rows per source, parents
+ * swapped each step, after one decoding unarmed. */
+static void tf_steps(hg_linear_method method, int threads, int variant)
+{
+    hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    hg_k_set_threads(&k, threads);
+    hg_tf_config c;
+    memset(&c, 0, sizeof c);
+    c.vocab = TF_V;
+    c.dim = 8;
+    c.heads = 2;
+    c.ffn = 12;
+    c.enc_layers = 2;
+    c.dec_layers = 2;
+    c.dropout = 0.1f;
+    c.post_ln = variant == TF_POST_LN;
+    c.ln_eps = 1e-5f;
+    c.max_len = 16;
+    c.max_batch = 4;
+    c.max_src_len = 8;
+    c.max_tgt_len = 8;
+    c.max_src_rows = 32;
+    c.max_tgt_rows = 32;
+    hg_linear_opts_default(&c.linear);
+    c.linear.method = method;
+    c.linear.rank = 2;
+    c.linear.steps_per_iter = 3;
+    c.linear.warmup = 2;
+    c.linear.iters_per_round = 2;
+    c.seed = 7;
+    const int lm = variant == TF_DECODER_ONLY;
+    if (lm) { /* a causal language model: no encoder, trained positions */
+        c.enc_layers = 0;
+        c.learned_pos = 1;
+        c.emb_scale = 1.0f;
+        c.init_std = 0.2f;
+    }
+    hg_tf *m = NULL;
+    assert_int_equal(hg_tf_init(&m, &k, &c), HG_OK);
+    hg_params *P = hg_tf_params(m);
+    const hg_tf_batch b = {TF_B, lm ? 0 : TF_TS, TF_TT, TF_NTOK, lm ? NULL : tf_src,
+                           lm ? NULL : tf_src_len, tf_tgt_in, tf_tgt_out};
+    double first = 0.0, last = 0.0;
+    for (int step = 1; step <= 21; step++) {
+        double l, g, ev;
+        armed = step > 1;
+        if (step == 2)
+            allocations = 0;
+        hg_params_zero_grad(P);
+        assert_int_equal(hg_tf_loss(m, &b, 0.1f, 1, (uint64_t)step, 1, &l), HG_OK);
+        g = sqrt(hg_params_grad_sqnorm(P));
+        if (g > 1.0)
+            hg_params_scale_grad(P, (float)(1.0 / g));
+        assert_int_equal(hg_params_step(P, 1e-2f), HG_OK);
+        assert_int_equal(hg_tf_loss(m, &b, 0.0f, 0, 0, 0, &ev), HG_OK);
+        if (step == 1)
+            first = ev;
+        last = ev;
+    }
+    armed = 0;
+    if (allocations)
+        fail_msg("Transformer (%s) %s, %d threads: %ld heap allocations inside 20 training steps",
+                 variants[variant], hg_linear_method_name(method), threads, allocations);
+    assert_true(last < first); /* the steps did train */
+
+    /* decoding: every buffer sized by hg_tf_decode_init */
+    enum { R = 2 * TF_B };
+    float *logits = calloc((size_t)(R * TF_V), sizeof *logits);
+    assert_non_null(logits);
+    assert_int_equal(hg_tf_decode_init(m, TF_B, R, lm ? 1 : TF_TS, TF_TT), HG_OK);
+    int64_t parent[R], src_row[R];
+    int32_t tok[R];
+    for (int round = 0; round < 2; round++) {
+        armed = round > 0;
+        allocations = 0;
+        assert_int_equal(hg_tf_decode_start(m, lm ? NULL : tf_src, lm ? NULL : tf_src_len, TF_B,
+                                            lm ? 0 : TF_TS),
+                         HG_OK);
+        for (int64_t t = 0; t < TF_TT; t++) {
+            for (int64_t i = 0; i < R; i++) {
+                src_row[i] = i / 2;
+                parent[i] = t == 0 ? -1 : (i ^ 1);
+                tok[i] = tf_tgt_in[src_row[i] * TF_TT + t];
+            }
+            assert_int_equal(hg_tf_decode_step(m, t, tok, parent, src_row, R, logits), HG_OK);
+        }
+        armed = 0;
+    }
+    if (allocations)
+        fail_msg("Transformer (%s) %s, %d threads: %ld heap allocations in decoding",
+                 variants[variant], hg_linear_method_name(method), threads, allocations);
+    free(logits);
+    hg_tf_free(m);
+}
+
+static void tf_full(void **s) { (void)s; tf_steps(HG_LINEAR_FULL, 1, TF_PRE_LN); }
+static void tf_full_post_ln(void **s) { (void)s; tf_steps(HG_LINEAR_FULL, 1, TF_POST_LN); }
+static void tf_full_threads(void **s) { (void)s; tf_steps(HG_LINEAR_FULL, 2, TF_PRE_LN); }
+static void tf_lora(void **s) { (void)s; tf_steps(HG_LINEAR_LORA, 1, TF_PRE_LN); }
+static void tf_relora(void **s) { (void)s; tf_steps(HG_LINEAR_RELORA, 1, TF_PRE_LN); }
+static void tf_sst(void **s) { (void)s; tf_steps(HG_LINEAR_SST, 1, TF_PRE_LN); }
+static void tf_sst_threads(void **s) { (void)s; tf_steps(HG_LINEAR_SST, 2, TF_PRE_LN); }
+static void tf_lm_full(void **s) { (void)s; tf_steps(HG_LINEAR_FULL, 1, TF_DECODER_ONLY); }
+static void tf_lm_sst(void **s) { (void)s; tf_steps(HG_LINEAR_SST, 1, TF_DECODER_ONLY); }
+
 /* The counter itself works (a test that cannot fail is no test). */
 static void counter_counts(void **s)
 {
@@ -189,6 +311,11 @@ int main(void)
         cmocka_unit_test(nc_sst_wide),     cmocka_unit_test(lp_full_wide),
         cmocka_unit_test(linear_full),     cmocka_unit_test(linear_lora),
         cmocka_unit_test(linear_relora),   cmocka_unit_test(linear_sst),
+        cmocka_unit_test(tf_full),         cmocka_unit_test(tf_full_post_ln),
+        cmocka_unit_test(tf_full_threads), cmocka_unit_test(tf_lora),
+        cmocka_unit_test(tf_relora),       cmocka_unit_test(tf_sst),
+        cmocka_unit_test(tf_sst_threads),  cmocka_unit_test(tf_lm_full),
+        cmocka_unit_test(tf_lm_sst),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -251,9 +251,11 @@ int hg_mt_options_load(hg_mt_options *o, const char *dir)
 {
     set_defaults(o);
     const hg_arg_program prog = {usage, "hgnn-mt " HG_VERSION, &o->quiet, NULL, option, o};
-    int rc;
-    if ((rc = hg_arg_saved_read(&o->saved, "train", dir, ARGS_FILE)) ||
-        (rc = hg_arg_parse(&prog, o->saved.argc, o->saved.argv)))
+    int rc = hg_arg_saved_read(&o->saved, "train", dir, ARGS_FILE);
+    if (rc == HG_EIO) /* the message names --resume: say which option it is here */
+        return HG_ERRORF(rc, "option --model %s: cannot read %s/%s (is it the --out DIR of a "
+                         "`hgnn-mt train` run?)", dir, dir, ARGS_FILE);
+    if (rc || (rc = hg_arg_parse(&prog, o->saved.argc, o->saved.argv)))
         return rc;
     o->resume = NULL;
     o->out_dir = dir;

@@ -43,7 +43,8 @@ int hg_mt_options_parse(hg_mt_options *o, int argc, char **argv);
 void hg_mt_options_free(hg_mt_options *o);
 /* Save the command line into DIR/args.txt (hg_arg_save). */
 int hg_mt_options_save(const char *dir, int argc, char **argv);
-/* Read the options a run saved in DIR/args.txt (for translate --model DIR). */
+/* Read the options a run saved in DIR/args.txt (for translate --model DIR). Errors: HG_EIO
+ * (DIR/args.txt unreadable; the message names option --model), those of the option parser. */
 int hg_mt_options_load(hg_mt_options *o, const char *dir);
 
 #endif

@@ -229,7 +229,12 @@ static int read_data(mt_run *r)
                    (long long)r->raw[0].n);
             fflush(stdout);
         }
-        HG_CHECK(hg_spm_train(&r->s.spm, both, 2, o->vocab, o->threads));
+        if ((rc = hg_spm_train(&r->s.spm, both, 2, o->vocab, o->threads))) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", hg_last_error());
+            return HG_ERRORF(rc, "%s and %s: %s (option --vocab %d)", o->paths[0], o->paths[1],
+                             why, o->vocab);
+        }
     }
     if (o->out_dir)
         HG_CHECK(hg_spm_save(r->s.spm, path));

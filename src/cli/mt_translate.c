@@ -114,9 +114,12 @@ int hg_mt_translate_main(int argc, char **argv)
                        hg_mt_decode_rows(&o, L), 1, &c);
     snprintf(path, sizeof path, "%s/last.ckpt", t.model);
     exit_code = 3;
-    if ((rc = hg_tf_init(&s.model, &s.k, &c)) || (rc = hg_tf_register(s.model, &reg)) ||
-        (rc = hg_registry_load(&reg, HG_TENSOR_RUN, path, NULL, 0, NULL)))
+    if ((rc = hg_tf_init(&s.model, &s.k, &c)) || (rc = hg_tf_register(s.model, &reg)))
         goto fail;
+    exit_code = 2; /* the saved parameters are input: missing or damaged, the user's to fix */
+    if ((rc = hg_registry_load(&reg, HG_TENSOR_RUN, path, NULL, 0, NULL)))
+        goto fail;
+    exit_code = 3;
     hg_tf_rematerialise(s.model);
     if ((rc = hg_mt_decode_setup(&s, L, o.beam)) || (rc = hg_mt_translate(&s, &tok, o.beam, &out)))
         goto fail;
