@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -234,19 +235,60 @@ done:
     return rc;
 }
 
-int hg_text_write(const char *path, const char *text)
+int hg_file_write(const char *path, const void *data, size_t n)
 {
-    if (!path || !text)
-        return HG_ERRORF(HG_EINVAL, "hg_text_write: NULL argument");
+    if (!path || (!data && n > 0))
+        return HG_ERRORF(HG_EINVAL, "hg_file_write: NULL argument");
     atomic_file a;
     int rc = af_open(&a, path);
     if (rc != HG_OK)
         return rc;
-    HG_CHECK(af_write(&a, text, strlen(text)));
+    HG_CHECK(af_write(&a, data, n));
     return af_commit(&a);
 done:
     af_abort(&a);
     return rc;
+}
+
+int hg_file_read(const char *path, char **buf, size_t *len)
+{
+    hg_quoted q;
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return HG_ERRORF(HG_EIO, "%s: cannot open: %s", hg_quote(&q, path), strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        n += fread(b + n, 1, cap - 1 - n, f);
+        if (n < cap - 1)
+            break;
+        char *nb = realloc(b, 2 * cap);
+        if (!nb)
+            free(b);
+        b = nb;
+        cap *= 2;
+    }
+    int err = ferror(f) ? (errno ? errno : EIO) : 0;
+    fclose(f);
+    if (!b)
+        return HG_ERRORF(HG_ENOMEM, "%s: out of memory", hg_quote(&q, path));
+    if (err) {
+        free(b);
+        return HG_ERRORF(HG_EIO, "%s: cannot read: %s", hg_quote(&q, path), strerror(err));
+    }
+    b[n] = '\0';
+    *buf = b;
+    *len = n;
+    return HG_OK;
+}
+
+int hg_text_write(const char *path, const char *text)
+{
+    if (!text)
+        return HG_ERRORF(HG_EINVAL, "hg_text_write: NULL argument");
+    return hg_file_write(path, text, strlen(text));
 }
 
 /* ---- Checkpoints --------------------------------------------------------------------------- */

@@ -25,6 +25,15 @@ int hg_npy_write(const char *path, const float *data, int64_t rows, int64_t cols
 /* Write a text file atomically (see above). Errors: HG_EINVAL (NULL), HG_EIO. */
 int hg_text_write(const char *path, const char *text);
 
+/* Write n bytes atomically (see above). Errors: HG_EINVAL (NULL path, or NULL data with n > 0),
+ * HG_EIO. */
+int hg_file_write(const char *path, const void *data, size_t n);
+
+/* Read a whole file into *buf (malloc'ed, NUL-terminated after its *len bytes; the caller
+ * frees it). Errors: HG_EIO ("FILE: cannot open: ...", "FILE: cannot read: ..."), HG_ENOMEM;
+ * *buf is NULL on failure. */
+int hg_file_read(const char *path, char **buf, size_t *len);
+
 /* FNV-1a 64 of n bytes, continuing from h (start with HG_FNV64_OFFSET): the checksum of
  * checkpoints and of the output directory's manifest (outdir.h). */
 #define HG_FNV64_OFFSET UINT64_C(0xcbf29ce484222325)

@@ -383,6 +383,12 @@ void hg_tf_free(hg_tf *m)
 
 const hg_tf_config *hg_tf_cfg(const hg_tf *m) { return &m->cfg; }
 hg_params *hg_tf_params(hg_tf *m) { return m->P; }
+
+int hg_tf_group(const hg_tf *m, int which)
+{
+    return which == HG_TF_GROUP_WEIGHTS ? m->group_weights
+         : which == HG_TF_GROUP_VECTORS ? m->group_vectors : m->group_plain;
+}
 int hg_tf_num_maps(const hg_tf *m) { return m->nmaps; }
 hg_linear *hg_tf_map(const hg_tf *m, int i) { return m->maps[i]; }
 int64_t hg_tf_num_trainable(const hg_tf *m) { return hg_params_num_trainable(m->P); }

@@ -68,6 +68,11 @@ int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg);
 void hg_tf_free(hg_tf *m); /* NULL is fine */
 const hg_tf_config *hg_tf_cfg(const hg_tf *m);
 hg_params *hg_tf_params(hg_tf *m);
+/* The hyperparameter groups of hg_tf_params: ordinary parameters (embeddings, positions, norms,
+ * biases), the maps' weights (full W, LoRA A and B, SST sigma) and SST's sampled vectors; e.g. for
+ * hg_params_set_lr_scale. Returns the group id of `which` (an HG_TF_GROUP_*). */
+enum { HG_TF_GROUP_PLAIN = 0, HG_TF_GROUP_WEIGHTS, HG_TF_GROUP_VECTORS };
+int hg_tf_group(const hg_tf *m, int which);
 
 /* Label-smoothed cross-entropy summed over the batch's targets (with smoothing 0: the negative
  * log-likelihood). train: dropout on, with masks drawn from dropout_seed. want_grad: the gradient

@@ -1,0 +1,14 @@
+/* lm_cli.h - the subcommands of hgnn-lm (hgnn_lm.c dispatches on argv[1]). Each one receives
+ * its own argument vector (argv[0] its name) and returns the program's exit status: 0, 2 for
+ * bad input or options (one line "hgnn-lm: ..." on stderr), 3 for a failure after the input
+ * was read (such as an output that cannot be written). */
+#ifndef HG_LM_CLI_H
+#define HG_LM_CLI_H
+
+/* `hgnn-lm tokenize --in TEXT --out TOKENS`: GPT-2 token ids of a text file, as a token file
+ * (gpt2bpe.h) or decimal ids (lm_tokenize.c). */
+int hg_lm_tokenize_main(int argc, char **argv);
+/* `hgnn-lm detokenize --in TOKENS --out TEXT`: the exact bytes back (lm_tokenize.c). */
+int hg_lm_detokenize_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,258 @@
+/* lm_options.c - hgnn-lm train's options (contract in lm_options.h). */
+#include "lm_options.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "hg_config.h"
+#include "../hg.h"
+#include "linear_args.h"
+
+#define ARGS_FILE "args.txt"
+
+/* The named sizes: layers, width, heads, FFN width, context, learning rate. */
+typedef struct lm_size {
+    const char *name;
+    int layers, dim, heads, ffn, ctx;
+    float lr;
+} lm_size;
+static const lm_size sizes[] = {
+    {"tiny", 2, 64, 4, 256, 64, 1e-3f},
+    {"small", 4, 256, 4, 1024, 256, 6e-4f},
+    {"opt-125m", 12, 768, 12, 3072, 2048, 6e-4f},
+};
+#define NSIZES (int)(sizeof sizes / sizeof sizes[0])
+
+static void usage(void)
+{
+    printf("usage: hgnn-lm train --train FILE --valid FILE [options]\n"
+           "Pre-trains an OPT-style decoder-only language model (pre-LN, ReLU, trained positions)\n"
+           "on token files (hgnn-lm tokenize), every linear map full rank, LoRA, ReLoRA* or SST.\n"
+           "data:\n"
+           "  --train FILE  --valid FILE   token files\n"
+           "  --eval-tokens N (0: all)     validation tokens evaluated\n"
+           "  --vocab V (the training file's)  tokenizer vocabulary; the model's is V rounded\n"
+           "                               up to a multiple of 64 (GPT-2: 50257 -> 50304)\n"
+           "model:\n"
+           "  --config tiny|small|opt-125m (small)\n"
+           "      tiny: 2 layers, d 64, 4 heads, FFN 256, context 64\n"
+           "      small: 4 layers, d 256, 4 heads, FFN 1024, context 256\n"
+           "      opt-125m: 12 layers, d 768, 12 heads, FFN 3072, context 2048\n"
+           "  --layers N  --dim D  --heads H  --ffn F  --ctx T   override the configuration\n"
+           "  --dropout P (0.1)\n");
+    hg_arg_linear_usage("200", "20", "d/r");
+    printf("  (--rank defaults to d/12)\n"
+           "optimisation (AdamW 0.9/0.95, eps 1e-8):\n"
+           "  --lr LR (tiny 1e-3, else 6e-4)  --lr-lowrank LR (1e-3; LoRA/ReLoRA/SST parameters)\n"
+           "  --warmup N (100): linear warm-up, then constant\n"
+           "  --weight-decay W (0.1, on the maps' weights)  --clip C (1.0; 0: none)\n"
+           "  --batch B (8) windows of ctx+1 tokens  --grad-accum N (1)\n"
+           "  --steps N (1000), or --tokens N: a budget (N / (batch x accum x ctx) steps)\n"
+           "  --seed S (1)\n"
+           "running:\n"
+           "  --threads N (1)  --device cpu|cuda  --log-freq N (10 steps)  --quiet\n"
+           "  --eval-every N (200 steps)  --save-every N (500 steps)\n"
+           "  --out DIR  --resume DIR (continue an interrupted run; DIR/args.txt first)\n");
+}
+
+static void set_defaults(hg_lm_options *o)
+{
+    memset(o, 0, sizeof *o);
+    hg_linear_opts_default(&o->linear);
+    o->linear.beta1 = 0.9f;
+    o->linear.beta2 = 0.95f;
+    o->linear.eps = 1e-8f;
+    o->linear.decoupled_wd = 1;
+    o->linear.steps_per_iter = 200;
+    o->linear.warmup = 20;
+    o->linear.rank = 0; /* d / 12 unless given */
+    o->config = "small";
+    o->dropout = 0.1f;
+    o->lr_lowrank = 1e-3f;
+    o->weight_decay = 0.1f;
+    o->clip = 1.0f;
+    o->warmup = 100;
+    o->batch = 8;
+    o->grad_accum = 1;
+    o->steps = -1; /* unset: the token budget, or 1000 steps */
+    o->seed = 1;
+    o->threads = 1;
+    o->log_freq = 10;
+    o->eval_every = 200;
+    o->save_every = 500;
+    o->device = "cpu";
+}
+
+static int option(void *ctx, const char *key, const char *val)
+{
+    hg_lm_options *o = ctx;
+    int rc = HG_OK, c = 0;
+#define IS(name) (!strcmp(key, name))
+    if (IS("--train"))
+        o->train = val;
+    else if (IS("--valid"))
+        o->valid = val;
+    else if (IS("--eval-tokens"))
+        rc = hg_arg_i64(key, val, 0, (int64_t)1 << 50, &o->eval_tokens);
+    else if (IS("--vocab"))
+        rc = hg_arg_int(key, val, 4, 65536, &o->vocab);
+    else if (IS("--config")) {
+        const char *names[NSIZES + 1];
+        for (int i = 0; i < NSIZES; i++)
+            names[i] = sizes[i].name;
+        names[NSIZES] = NULL;
+        if (!(rc = hg_arg_choice(key, val, "a configuration", names, &c)))
+            o->config = sizes[c].name;
+    } else if (IS("--layers"))
+        rc = hg_arg_int(key, val, 1, 32, &o->layers);
+    else if (IS("--dim"))
+        rc = hg_arg_int(key, val, 2, 65536, &o->dim);
+    else if (IS("--heads"))
+        rc = hg_arg_int(key, val, 1, 1024, &o->heads);
+    else if (IS("--ffn"))
+        rc = hg_arg_int(key, val, 1, 1 << 20, &o->ffn);
+    else if (IS("--ctx"))
+        rc = hg_arg_int(key, val, 1, 1 << 20, &o->ctx);
+    else if (IS("--dropout"))
+        rc = hg_arg_float(key, val, 0.0, 0.99, &o->dropout);
+    else if ((rc = hg_arg_linear(&o->linear, key, val, &c)) || c)
+        ;
+    else if (IS("--lr"))
+        rc = hg_arg_float(key, val, 1e-9, 10.0, &o->lr);
+    else if (IS("--lr-lowrank"))
+        rc = hg_arg_float(key, val, 1e-9, 10.0, &o->lr_lowrank);
+    else if (IS("--weight-decay"))
+        rc = hg_arg_float(key, val, 0.0, 10.0, &o->weight_decay);
+    else if (IS("--clip"))
+        rc = hg_arg_float(key, val, 0.0, 1e9, &o->clip);
+    else if (IS("--warmup"))
+        rc = hg_arg_int(key, val, 0, 1 << 30, &o->warmup);
+    else if (IS("--batch"))
+        rc = hg_arg_i64(key, val, 1, 1 << 20, &o->batch);
+    else if (IS("--grad-accum"))
+        rc = hg_arg_i64(key, val, 1, 1 << 20, &o->grad_accum);
+    else if (IS("--tokens"))
+        rc = hg_arg_i64(key, val, 1, (int64_t)1 << 50, &o->tokens);
+    else if (IS("--steps"))
+        rc = hg_arg_i64(key, val, 0, (int64_t)1 << 40, &o->steps);
+    else if (IS("--seed"))
+        rc = hg_arg_u64(key, val, &o->seed);
+    else if (IS("--threads"))
+        rc = hg_arg_int(key, val, 1, 1024, &o->threads);
+    else if (IS("--log-freq"))
+        rc = hg_arg_int(key, val, 0, 1 << 30, &o->log_freq);
+    else if (IS("--eval-every"))
+        rc = hg_arg_i64(key, val, 1, (int64_t)1 << 40, &o->eval_every);
+    else if (IS("--save-every"))
+        rc = hg_arg_i64(key, val, 1, (int64_t)1 << 40, &o->save_every);
+    else if (IS("--out"))
+        o->out_dir = val;
+    else if (IS("--resume"))
+        o->resume = val;
+    else if (IS("--device")) {
+        if (!(rc = hg_arg_choice(key, val, "a device", (const char *const[]){"cpu", "cuda", NULL},
+                                 &c)))
+            o->device = val;
+    } else
+        return hg_arg_unknown(key);
+#undef IS
+    return rc;
+}
+
+/* The shapes not given from the named configuration; checks. */
+static int finish(hg_lm_options *o)
+{
+    const lm_size *s = &sizes[0];
+    for (int i = 0; i < NSIZES; i++)
+        if (!strcmp(o->config, sizes[i].name))
+            s = &sizes[i];
+    if (!o->layers) o->layers = s->layers;
+    if (!o->dim) o->dim = s->dim;
+    if (!o->heads) o->heads = s->heads;
+    if (!o->ffn) o->ffn = s->ffn;
+    if (!o->ctx) o->ctx = s->ctx;
+    if (o->lr == 0.0f) o->lr = s->lr;
+    if (o->dim % o->heads != 0)
+        return HG_ERRORF(HG_EINVAL, "options --dim %d --heads %d: the width must be a multiple "
+                         "of the heads", o->dim, o->heads);
+    if (o->dim % 2 != 0)
+        return HG_ERRORF(HG_EINVAL, "option --dim %d: must be even", o->dim);
+    if (o->linear.rank == 0)
+        o->linear.rank = o->dim / 12 > 0 ? o->dim / 12 : 1;
+    if (o->linear.method != HG_LINEAR_FULL && o->linear.rank > o->dim)
+        return HG_ERRORF(HG_EINVAL, "option --rank %d: larger than --dim %d", o->linear.rank,
+                         o->dim);
+    if (o->linear.iters_per_round == 0) /* T2 = d / r */
+        o->linear.iters_per_round = (o->dim + o->linear.rank - 1) / o->linear.rank;
+    o->linear.weight_decay = o->weight_decay;
+    if (!o->train || !o->valid)
+        return HG_ERRORF(HG_EINVAL, "options --train FILE and --valid FILE are needed (see "
+                         "--help)");
+    return HG_OK;
+}
+
+int hg_lm_options_parse(hg_lm_options *o, int argc, char **argv)
+{
+    set_defaults(o);
+    const hg_arg_program prog = {usage, "hgnn-lm " HG_VERSION, &o->quiet, NULL, option, o};
+    int rc = hg_arg_parse(&prog, argc, argv);
+    if (rc != HG_OK)
+        return rc;
+    if (o->resume) { /* again: the saved options, then the ones given */
+        const char *dir = o->resume;
+        set_defaults(o);
+        if ((rc = hg_arg_saved_read(&o->saved, "train", dir, ARGS_FILE)) ||
+            (rc = hg_arg_parse(&prog, o->saved.argc, o->saved.argv)) ||
+            (rc = hg_arg_parse(&prog, argc, argv)))
+            return rc;
+        o->out_dir = dir;
+    }
+    return finish(o);
+}
+
+void hg_lm_options_free(hg_lm_options *o)
+{
+    hg_arg_saved_free(&o->saved);
+}
+
+int hg_lm_options_save(const char *dir, int argc, char **argv, int vocab)
+{
+    char **v = hg_calloc((size_t)argc + 2, sizeof *v, "arguments"), num[24];
+    if (!v)
+        return HG_ENOMEM;
+    memcpy(v, argv, (size_t)argc * sizeof *v);
+    snprintf(num, sizeof num, "%d", vocab);
+    v[argc] = "--vocab";
+    v[argc + 1] = num;
+    int rc = hg_arg_save(dir, ARGS_FILE, argc + 2, v);
+    hg_free(v);
+    return rc;
+}
+
+int hg_lm_options_load(hg_lm_options *o, const char *dir)
+{
+    set_defaults(o);
+    const hg_arg_program prog = {usage, "hgnn-lm " HG_VERSION, &o->quiet, NULL, option, o};
+    int rc;
+    if ((rc = hg_arg_saved_read(&o->saved, "train", dir, ARGS_FILE)) ||
+        (rc = hg_arg_parse(&prog, o->saved.argc, o->saved.argv)))
+        return rc;
+    o->resume = NULL;
+    o->out_dir = dir;
+    return finish(o);
+}
+
+int64_t hg_lm_model_vocab(int vocab)
+{
+    return ((int64_t)vocab + 63) / 64 * 64;
+}
+
+int64_t hg_lm_total_steps(const hg_lm_options *o)
+{
+    if (o->steps >= 0)
+        return o->steps;
+    if (o->tokens == 0)
+        return 1000;
+    const int64_t per = o->batch * o->grad_accum * o->ctx;
+    return (o->tokens + per - 1) / per;
+}

@@ -1,0 +1,52 @@
+/* lm_options.h - hgnn-lm train's command line: an OPT-style decoder-only language model (named
+ * sizes tiny, small, opt-125m, or explicit shapes) trained on token files, every linear map full
+ * rank, LoRA, ReLoRA* or SST. */
+#ifndef HG_CLI_LM_OPTIONS_H
+#define HG_CLI_LM_OPTIONS_H
+
+#include <stdint.h>
+
+#include "../../sst/linear.h"
+#include "args.h"
+
+typedef struct hg_lm_options {
+    /* data: token files (datasets/tokens.h) */
+    const char *train, *valid;
+    int64_t eval_tokens;   /* validation tokens evaluated (0: all) */
+    int vocab;             /* the tokenizer's vocabulary (0: the training file's); the model's
+                              is this rounded up to a multiple of 64 */
+    /* model: a named configuration, then the shapes given explicitly */
+    const char *config;
+    int layers, dim, heads, ffn, ctx;
+    float dropout;
+    hg_linear_opts linear;
+    /* optimisation: AdamW, linear warm-up then constant */
+    float lr, lr_lowrank, weight_decay, clip;
+    int warmup;
+    int64_t batch, grad_accum, tokens, steps; /* steps < 0: from tokens (or 1000) */
+    uint64_t seed;
+    /* running and output */
+    int threads, log_freq, quiet;
+    int64_t eval_every, save_every;
+    const char *out_dir, *resume, *device;
+    hg_arg_saved saved;
+} hg_lm_options;
+
+/* Parse hgnn-lm train's arguments (argv[0] = "train"): defaults, then with --resume DIR the
+ * options saved in DIR/args.txt, then those given; then the named configuration fills the shapes
+ * not given. Returns HG_OK, HG_ARG_DONE (--help printed), HG_EIO (args.txt unreadable) or
+ * HG_EINVAL with a one-line message naming the option. Free with hg_lm_options_free (also after
+ * a failure). */
+int hg_lm_options_parse(hg_lm_options *o, int argc, char **argv);
+void hg_lm_options_free(hg_lm_options *o);
+/* Save the command line into DIR/args.txt, with --vocab V appended (the model's vocabulary
+ * depends on the training file otherwise). Errors: those of hg_arg_save, HG_ENOMEM. */
+int hg_lm_options_save(const char *dir, int argc, char **argv, int vocab);
+/* The options a run saved in DIR/args.txt (for eval and generate --model DIR). */
+int hg_lm_options_load(hg_lm_options *o, const char *dir);
+/* The model's vocabulary for a tokenizer's: rounded up to a multiple of 64. */
+int64_t hg_lm_model_vocab(int vocab);
+/* Steps of the run: --steps, or the token budget over the tokens of one step. */
+int64_t hg_lm_total_steps(const hg_lm_options *o);
+
+#endif

@@ -1,0 +1,110 @@
+/* lm_session.c - hgnn-lm's shared pieces (contract in lm_session.h). */
+#include "lm_session.h"
+
+#include <string.h>
+
+#include "../hg.h"
+
+int hg_lm_session_open(hg_lm_session *s, const hg_lm_options *o, int vocab, int64_t max_windows)
+{
+    memset(s, 0, sizeof *s);
+    s->o = o;
+    int rc = hg_kctx_init(&s->k, strcmp(o->device, "cuda") == 0 ? HG_DEVICE_CUDA : HG_DEVICE_CPU,
+                          o->threads);
+    s->have_k = rc == HG_OK;
+    if (rc)
+        return rc;
+    const int64_t T = o->ctx, rows = max_windows * T;
+    hg_tf_config c;
+    memset(&c, 0, sizeof c);
+    c.vocab = hg_lm_model_vocab(vocab);
+    c.dim = o->dim;
+    c.heads = o->heads;
+    c.ffn = o->ffn;
+    c.enc_layers = 0;
+    c.dec_layers = o->layers;
+    c.dropout = o->dropout;
+    c.ln_eps = 1e-5f;
+    c.learned_pos = 1;
+    c.emb_scale = 1.0f;
+    c.init_std = 0.02f;
+    c.max_len = HG_MAX(T, 2);
+    c.max_src_len = 1;
+    c.max_tgt_len = T;
+    c.max_batch = max_windows;
+    c.max_src_rows = 1;
+    c.max_tgt_rows = rows;
+    c.linear = o->linear;
+    c.seed = o->seed;
+    if ((rc = hg_tf_init(&s->model, &s->k, &c)))
+        return rc;
+    s->max_windows = max_windows;
+    const size_t bytes = (size_t)rows * sizeof(int32_t);
+    s->h_in = hg_calloc((size_t)rows, sizeof(int32_t), "batch");
+    s->h_out = hg_calloc((size_t)rows, sizeof(int32_t), "batch");
+    s->k_in = hg_k_alloc(&s->k, bytes, "batch");
+    s->k_out = hg_k_alloc(&s->k, bytes, "batch");
+    return s->h_in && s->h_out && s->k_in && s->k_out ? HG_OK : HG_ENOMEM;
+}
+
+void hg_lm_session_close(hg_lm_session *s)
+{
+    hg_tf_free(s->model);
+    if (s->have_k) {
+        hg_k_free(&s->k, s->k_in);
+        hg_k_free(&s->k, s->k_out);
+        hg_kctx_destroy(&s->k);
+    }
+    hg_free(s->h_in);
+    hg_free(s->h_out);
+    memset(s, 0, sizeof *s);
+}
+
+void hg_lm_load(hg_lm_session *s, const hg_tokens *t, int64_t limit, const int64_t *start,
+                int64_t nw, hg_tf_batch *b)
+{
+    const int64_t T = s->o->ctx;
+    int64_t ntok = 0;
+    for (int64_t w = 0; w < nw; w++) {
+        const uint16_t *x = t->ids + start[w];
+        const int64_t len = HG_MIN(T, limit - start[w] - 1); /* targets in the window */
+        int32_t *in = s->h_in + w * T, *out = s->h_out + w * T;
+        for (int64_t i = 0; i < T; i++) {
+            in[i] = i < len ? x[i] : 0; /* after the end: any id (causal: never attended to) */
+            out[i] = i < len ? x[i + 1] : HG_TF_IGNORE;
+        }
+        ntok += len;
+    }
+    const size_t bytes = (size_t)(nw * T) * sizeof(int32_t);
+    hg_k_upload(&s->k, s->k_in, s->h_in, bytes);
+    hg_k_upload(&s->k, s->k_out, s->h_out, bytes);
+    *b = (hg_tf_batch){nw, 0, T, ntok, NULL, NULL, s->k_in, s->k_out};
+}
+
+int hg_lm_nll(hg_lm_session *s, const hg_tokens *t, int64_t limit, double *nll)
+{
+    const int64_t T = s->o->ctx;
+    if (limit <= 0 || limit > t->n)
+        limit = t->n;
+    if (limit < 2)
+        return HG_ERRORF(HG_EINVAL, "the evaluation data holds %lld tokens: at least 2 are "
+                         "needed", (long long)limit);
+    int64_t start[64]; /* a batch of window starts, in chunks of at most 64 */
+    const int64_t per = HG_MIN(s->max_windows, 64);
+    double sum = 0.0, ntok = 0.0;
+    int rc = HG_OK;
+    for (int64_t a = 0; a < limit - 1;) {
+        int64_t nw = 0;
+        for (; nw < per && a < limit - 1; nw++, a += T)
+            start[nw] = a;
+        hg_tf_batch b;
+        double l;
+        hg_lm_load(s, t, limit, start, nw, &b);
+        HG_CHECK(hg_tf_loss(s->model, &b, 0.0f, 0, 0, 0, &l));
+        sum += l;
+        ntok += (double)b.ntok;
+    }
+    *nll = sum / ntok;
+done:
+    return rc;
+}

@@ -1,0 +1,308 @@
+/* lm_train.c - `hgnn-lm train`: pre-trains the decoder-only Transformer on a token file through
+ * the shared driver. A step is --grad-accum micro-batches of --batch windows of ctx + 1 tokens
+ * at random offsets, drawn from the seed and the step alone (a resumed run needs no generator
+ * state); an evaluation is the validation file's perplexity. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lm_session.h"
+#include "lm_train.h"
+#include "../driver.h"
+#include "../hg.h"
+#include "../io.h"
+#include "../outdir.h"
+#include "../rng.h"
+
+/* Exit codes: bad input or options, and a run that failed after it started. */
+enum { EXIT_INPUT = 2, EXIT_RUN = 3 };
+/* Seed streams: the windows of a micro-batch, its dropout masks. */
+#define STREAM_WINDOWS 3000000000ULL
+#define STREAM_DROPOUT 6000000000ULL
+enum { M_LOSS, M_PPL };
+static const hg_metric_desc metrics[] = {
+    {"loss", NULL, HG_METRIC_LOG | HG_METRIC_REPORT},
+    {"ppl", NULL, HG_METRIC_LOG | HG_METRIC_REPORT},
+};
+
+typedef struct lm_run {
+    hg_lm_options *o;
+    hg_lm_session s;
+    hg_tokens train, valid;
+    int vocab;                 /* the tokenizer's */
+    int64_t *start;            /* window starts of one micro-batch */
+    int64_t max_steps;
+    double tokens;             /* trained on by this process */
+    double final_val[2];       /* the final model's validation loss and perplexity */
+    double last_val[2];        /* those of the latest evaluation */
+    hg_lr_schedule lr;
+    double t_begin, t_log, tokens_log;
+    hg_registry reg;
+    hg_driver drv;
+} lm_run;
+
+static int64_t step_tokens(const hg_lm_options *o)
+{
+    return o->batch * o->grad_accum * o->ctx;
+}
+
+/* ---- the driver's callbacks ---- */
+
+/* The validation file's loss and perplexity. There is no test file: the driver's "test" split
+ * (asked for right after a new best validation) reads the same numbers, not computed again. */
+static int evaluate(void *ctx, hg_split split, double *out)
+{
+    lm_run *r = ctx;
+    int rc = HG_OK;
+    if (split == HG_SPLIT_VAL) {
+        rc = hg_lm_nll(&r->s, &r->valid, r->o->eval_tokens, &r->last_val[M_LOSS]);
+        r->last_val[M_PPL] = exp(r->last_val[M_LOSS]);
+    }
+    memcpy(out, r->last_val, sizeof r->last_val);
+    return rc ? rc : hg_k_sync(&r->s.k);
+}
+
+static void progress(lm_run *r, int64_t step, double loss)
+{
+    const double now = hg_now(), dt = now - r->t_log, el = now - r->t_begin;
+    const int64_t done = step - r->drv.first_step, left = r->max_steps - step;
+    printf("step %lld/%lld | loss %.4f | lr %.3e | %.0f tokens/s | elapsed %.0f s | ETA %.0f s\n",
+           (long long)step, (long long)r->max_steps, loss, hg_lr_at(&r->lr, step),
+           dt > 0 ? (r->tokens - r->tokens_log) / dt : 0.0, el,
+           done > 0 ? el / (double)done * (double)left : 0.0);
+    fflush(stdout);
+    r->t_log = now;
+    r->tokens_log = r->tokens;
+}
+
+static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
+{
+    lm_run *r = ctx;
+    const hg_lm_options *o = r->o;
+    hg_params *P = hg_tf_params(r->s.model);
+    hg_params_zero_grad(P);
+    double total = 0.0;
+    for (int64_t a = 0; a < o->grad_accum; a++) {
+        const uint64_t micro = (uint64_t)((step - 1) * o->grad_accum + a);
+        hg_rng g;
+        hg_rng_seed(&g, hg_rng_derive(o->seed, STREAM_WINDOWS + micro));
+        for (int64_t w = 0; w < o->batch; w++)
+            r->start[w] = (int64_t)hg_rng_below(&g, (uint64_t)(r->train.n - o->ctx));
+        hg_tf_batch b;
+        double sum;
+        hg_lm_load(&r->s, &r->train, r->train.n, r->start, o->batch, &b);
+        int rc = hg_tf_loss(r->s.model, &b, 0.0f, 1, hg_rng_derive(o->seed, STREAM_DROPOUT + micro),
+                            1, &sum);
+        if (rc)
+            return rc;
+        total += sum / (double)b.ntok;
+    }
+    if (o->grad_accum > 1)
+        hg_params_scale_grad(P, 1.0f / (float)o->grad_accum);
+    *loss = total / (double)o->grad_accum;
+    *grad_norm = isfinite(*loss) ? sqrt(hg_params_grad_sqnorm(P)) : 0.0;
+    r->tokens += (double)step_tokens(o);
+    if (!o->quiet && o->log_freq > 0 && step % o->log_freq == 0)
+        progress(r, step, *loss);
+    return HG_OK;
+}
+
+static int train_update(void *ctx, int64_t step, double lr, double grad_norm)
+{
+    lm_run *r = ctx;
+    hg_params *P = hg_tf_params(r->s.model);
+    (void)step;
+    if (r->o->clip > 0.0f && grad_norm > r->o->clip)
+        hg_params_scale_grad(P, (float)(r->o->clip / (grad_norm + 1e-6)));
+    int rc = hg_params_step(P, (float)lr);
+    return rc ? rc : hg_k_sync(&r->s.k);
+}
+
+static void reloaded(void *ctx)
+{
+    lm_run *r = ctx;
+    hg_tf_rematerialise(r->s.model);
+}
+
+static void meta_json(void *ctx, char *buf, size_t cap)
+{
+    const lm_run *r = ctx;
+    const hg_lm_options *o = r->o;
+    hg_json j;
+    hg_json_begin_buf(&j, buf, cap);
+    hg_json_add_str(&j, "model", "opt");
+    hg_json_add_str(&j, "method", hg_linear_method_name(o->linear.method));
+    hg_json_add_int(&j, "rank", o->linear.rank);
+    hg_json_add_int(&j, "layers", o->layers);
+    hg_json_add_int(&j, "dim", o->dim);
+    hg_json_add_int(&j, "vocab", hg_tf_cfg(r->s.model)->vocab);
+    hg_json_end(&j);
+}
+
+static void add_json(void *ctx, hg_json *j, const hg_driver *d)
+{
+    const lm_run *r = ctx;
+    const hg_lm_options *o = r->o;
+    const hg_tf *m = r->s.model;
+    char seed[32];
+    hg_json_add_str(j, "config", o->config);
+    hg_json_add_str(j, "method", hg_linear_method_name(o->linear.method));
+    hg_json_add_int(j, "rank", o->linear.method == HG_LINEAR_FULL ? 0 : o->linear.rank);
+    hg_json_add_int(j, "layers", o->layers);
+    hg_json_add_int(j, "dim", o->dim);
+    hg_json_add_int(j, "heads", o->heads);
+    hg_json_add_int(j, "ffn", o->ffn);
+    hg_json_add_int(j, "ctx", o->ctx);
+    hg_json_add_int(j, "vocab", hg_tf_cfg(m)->vocab);
+    hg_json_add_int(j, "steps", d->step);
+    hg_json_add_int(j, "tokens", d->step * step_tokens(o));
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    hg_json_add_raw(j, "seed", seed);
+    hg_json_add_double(j, "val_loss", r->final_val[0]);
+    hg_json_add_double(j, "val_ppl", r->final_val[1]);
+    hg_driver_json(d, j, HG_DRIVER_JSON_TRAIN);
+    hg_json_add_double(j, "tokens_per_s", d->train_seconds > 0 ? r->tokens / d->train_seconds
+                                                               : 0.0);
+    hg_json_add_int(j, "trainable_params", hg_tf_num_trainable(m));
+    hg_json_add_int(j, "optimizer_state_floats", hg_tf_state_floats(m));
+    hg_driver_json(d, j, HG_DRIVER_JSON_TIMING);
+    hg_json_add_int(j, "threads", o->threads);
+    hg_json_add_str(j, "device", hg_k_device_name(&r->s.k));
+}
+
+/* ---- setup ---- */
+
+/* The token files, and the vocabulary they imply. */
+static int read_data(lm_run *r)
+{
+    const hg_lm_options *o = r->o;
+    int rc = HG_OK;
+    HG_CHECK(hg_tokens_read(&r->train, o->train));
+    HG_CHECK(hg_tokens_read(&r->valid, o->valid));
+    r->vocab = o->vocab ? o->vocab : r->train.vocab;
+    hg_quoted q;
+    if (r->train.vocab > r->vocab || r->valid.vocab > r->vocab)
+        return HG_ERRORF(HG_EINVAL, "%s: vocabulary of %d, larger than the model's %d (--vocab)",
+                         hg_quote(&q, r->train.vocab > r->vocab ? o->train : o->valid),
+                         HG_MAX(r->train.vocab, r->valid.vocab), r->vocab);
+    if (r->train.n < (int64_t)o->ctx + 1)
+        return HG_ERRORF(HG_EINVAL, "%s: %lld tokens, fewer than one window of --ctx %d + 1",
+                         hg_quote(&q, o->train), (long long)r->train.n, o->ctx);
+    if (r->valid.n < 2)
+        return HG_ERRORF(HG_EINVAL, "%s: %lld tokens, at least 2 are needed",
+                         hg_quote(&q, o->valid), (long long)r->valid.n);
+done:
+    return rc;
+}
+
+static int setup(lm_run *r)
+{
+    const hg_lm_options *o = r->o;
+    int rc = HG_OK;
+    HG_CHECK(hg_lm_session_open(&r->s, o, r->vocab, o->batch));
+    if (o->linear.method != HG_LINEAR_FULL) { /* the low-rank parameters' own learning rate */
+        hg_params *P = hg_tf_params(r->s.model);
+        const float scale = o->lr_lowrank / o->lr;
+        hg_params_set_lr_scale(P, hg_tf_group(r->s.model, HG_TF_GROUP_WEIGHTS), scale);
+        hg_params_set_lr_scale(P, hg_tf_group(r->s.model, HG_TF_GROUP_VECTORS), scale);
+    }
+    if (!(r->start = hg_calloc((size_t)o->batch, sizeof *r->start, "window starts")))
+        return HG_ENOMEM;
+    r->max_steps = hg_lm_total_steps(o);
+    hg_registry_init(&r->reg);
+    HG_CHECK(hg_tf_register(r->s.model, &r->reg));
+done:
+    return rc;
+}
+
+static int driver_init(lm_run *r, double t_start)
+{
+    const hg_lm_options *o = r->o;
+    hg_driver_model dm = {0};
+    dm.ctx = r;
+    dm.reg = &r->reg;
+    dm.nmetrics = 2;
+    dm.metrics = metrics;
+    dm.select = M_LOSS;
+    dm.higher_better = 0;
+    dm.grad = train_grad;
+    dm.update = train_update;
+    dm.evaluate = evaluate;
+    dm.reloaded = reloaded;
+    dm.meta = meta_json;
+    dm.add_json = add_json;
+    r->lr = (hg_lr_schedule){HG_LR_WARMUP, o->lr, o->warmup, r->max_steps};
+    hg_driver_config c = {0};
+    c.unit = "step";
+    c.max_steps = r->max_steps;
+    c.eval_every = o->eval_every;
+    c.patience = r->max_steps + 1; /* no early stopping: the final model is the result */
+    c.min_steps = r->max_steps;
+    c.lr = r->lr;
+    c.save_every = o->save_every;
+    c.log_freq = 1; /* a line at every evaluation */
+    c.quiet = o->quiet;
+    c.out_dir = o->out_dir;
+    c.program = "hgnn-lm";
+    c.t_start = t_start;
+    return hg_driver_init(&r->drv, &c, &dm);
+}
+
+static void run_destroy(lm_run *r)
+{
+    hg_driver_destroy(&r->drv);
+    hg_registry_destroy(&r->reg);
+    hg_lm_session_close(&r->s);
+    hg_tokens_free(&r->train);
+    hg_tokens_free(&r->valid);
+    hg_free(r->start);
+}
+
+int hg_lm_train_main(int argc, char **argv)
+{
+    hg_lm_options o;
+    lm_run r;
+    memset(&r, 0, sizeof r);
+    r.o = &o;
+    int rc = hg_lm_options_parse(&o, argc, argv);
+    if (rc == HG_ARG_DONE) {
+        hg_lm_options_free(&o);
+        return 0;
+    }
+    int exit_code = EXIT_INPUT;
+    const double t_start = hg_now();
+    if (rc || (rc = read_data(&r)))
+        goto fail;
+    if (o.out_dir && ((rc = hg_mkdir_p(o.out_dir)) ||
+                      (!o.resume && ((rc = hg_outdir_reset(o.out_dir)) ||
+                                     (rc = hg_lm_options_save(o.out_dir, argc, argv, r.vocab))))))
+        goto fail;
+    if ((rc = setup(&r)) || (rc = driver_init(&r, t_start)))
+        goto fail;
+    if (!o.quiet)
+        printf("hgnn-lm: %s | %lld training, %lld validation tokens | vocab %lld | %d layers, d %d,"
+               " %d heads, FFN %d, context %d | method %s rank %d | %lld steps of %lld tokens | "
+               "%lld trainable parameters | %s\n",
+               o.config, (long long)r.train.n, (long long)r.valid.n,
+               (long long)hg_tf_cfg(r.s.model)->vocab, o.layers, o.dim, o.heads, o.ffn, o.ctx,
+               hg_linear_method_name(o.linear.method), o.linear.rank, (long long)r.max_steps,
+               (long long)step_tokens(&o), (long long)hg_tf_num_trainable(r.s.model),
+               hg_k_device_name(&r.s.k));
+    exit_code = EXIT_RUN;
+    r.t_begin = r.t_log = hg_now();
+    if ((rc = hg_driver_run(&r.drv, o.resume != NULL)) ||
+        (rc = hg_lm_nll(&r.s, &r.valid, o.eval_tokens, &r.final_val[0])))
+        goto fail;
+    r.final_val[1] = exp(r.final_val[0]);
+    if ((rc = hg_driver_report(&r.drv)))
+        goto fail;
+    run_destroy(&r);
+    hg_lm_options_free(&o);
+    return 0;
+fail:
+    fflush(stdout);
+    fprintf(stderr, "hgnn-lm: %s\n", hg_last_error()[0] ? hg_last_error() : hg_strerror(rc));
+    run_destroy(&r);
+    hg_lm_options_free(&o);
+    return exit_code;
+}
