@@ -110,11 +110,8 @@ static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
 static int train_update(void *ctx, int64_t step, double lr, double grad_norm)
 {
     lm_run *r = ctx;
-    hg_params *P = hg_tf_params(r->s.model);
     (void)step;
-    if (r->o->clip > 0.0f && grad_norm > r->o->clip)
-        hg_params_scale_grad(P, (float)(r->o->clip / (grad_norm + 1e-6)));
-    int rc = hg_params_step(P, (float)lr);
+    int rc = hg_tf_step(r->s.model, lr, grad_norm, r->o->clip);
     return rc ? rc : hg_k_sync(&r->s.k);
 }
 

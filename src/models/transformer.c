@@ -621,6 +621,13 @@ done:
     return rc;
 }
 
+int hg_tf_step(hg_tf *m, double lr, double grad_norm, float clip)
+{
+    if (clip > 0.0f && grad_norm > clip)
+        hg_params_scale_grad(m->P, (float)(clip / (grad_norm + 1e-6)));
+    return hg_params_step(m->P, (float)lr);
+}
+
 /* ---- checkpoints ---- */
 
 static void map_read(const void *obj, int64_t i, void *host_dst)

@@ -81,6 +81,11 @@ int hg_tf_group(const hg_tf *m, int which);
 int hg_tf_loss(hg_tf *m, const hg_tf_batch *b, float smoothing, int train, uint64_t dropout_seed,
                int want_grad, double *loss);
 
+/* The optimiser step with learning rate lr after a gradient of global norm grad_norm: the
+ * gradients are first scaled by clip / (grad_norm + 1e-6) when clip > 0 and grad_norm > clip
+ * (torch's clip_grad_norm_), then hg_params_step. Errors: those of hg_params_step. */
+int hg_tf_step(hg_tf *m, double lr, double grad_norm, float clip);
+
 /* Trainable parameters and optimiser-state floats (everything included), and the count of
  * sst/ maps. */
 int64_t hg_tf_num_trainable(const hg_tf *m);
