@@ -8,8 +8,8 @@ reading and writing the files excluded). The table gives the best of the repeats
 (1 MB = 10^6 bytes), the token count, and whether detokenizing gave back the exact bytes.
 Writes scripts/results/bench_tokenizer.md.
 Usage: scripts/bench_tokenizer.py [--bin build/hgnn-lm] [--repeats 3] FILE...
-(default files: valid.txt and train.txt of ../shared/corpora/lm next to the repository, or of
-$HGNN_LM_CORPUS when set)
+(files: valid.txt and train.txt of the folder $HGNN_LM_CORPUS names, e.g. a Wikipedia text
+corpus; the default is datasets/data/lm of the repository)
 """
 import argparse
 import filecmp
@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchutil import write_table  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LM = os.environ.get("HGNN_LM_CORPUS", os.path.join(os.path.dirname(ROOT), "shared", "corpora", "lm"))
+LM = os.environ.get("HGNN_LM_CORPUS", os.path.join(ROOT, "datasets", "data", "lm"))
 LINE = re.compile(r": (\d+) bytes, (\d+) tokens, encoded in ([0-9.]+) s wall, ([0-9.]+) s CPU")
 
 
