@@ -171,6 +171,20 @@ int hg_text_read_parallel(hg_text_lines *src, hg_text_lines *tgt, const char *sr
     return rc;
 }
 
+int hg_text_check_utf8(const char *path, const char *buf, size_t len)
+{
+    size_t at;
+    const char *bad = check_utf8((const unsigned char *)buf, len, &at);
+    if (!bad)
+        return HG_OK;
+    long long line = 1;
+    size_t start = 0;
+    for (size_t i = 0; i < at; i++)
+        if (buf[i] == '\n')
+            line++, start = i + 1;
+    return HG_ERRORF(HG_EINVAL, "%s:%lld: %s at byte %zu", path, line, bad, at - start + 1);
+}
+
 void hg_text_lines_free(hg_text_lines *t)
 {
     free(t->line);

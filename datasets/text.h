@@ -8,6 +8,7 @@
 #ifndef HG_DATASETS_TEXT_H
 #define HG_DATASETS_TEXT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* The lines of one file: line[i] is NUL-terminated, without its '\n' (or "\r\n"), and points
@@ -32,6 +33,11 @@ int hg_text_read_lines(hg_text_lines *out, const char *path, int64_t max_line_by
  * zeroed on failure. */
 int hg_text_read_parallel(hg_text_lines *src, hg_text_lines *tgt, const char *src_path,
                           const char *tgt_path, int64_t max_line_bytes);
+
+/* Check that buf[0..len) (the contents of the file at path, for messages) is UTF-8 by the rules
+ * above, without a NUL byte; lines are not limited. Errors: HG_EINVAL ("FILE:LINE: invalid UTF-8
+ * (KIND) at byte B" or "FILE:LINE: NUL byte at byte B", B counted within the line). */
+int hg_text_check_utf8(const char *path, const char *buf, size_t len);
 
 /* Release t and zero it (safe on a zeroed struct). */
 void hg_text_lines_free(hg_text_lines *t);

@@ -3,9 +3,15 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "gpt2bpe.h"
+#include "hg_config.h"
+#include "text.h"
 #include "../src/hg.h"
+#include "../src/io.h"
 
 #define TOKENS_MAGIC "HGTOK1\0\0"
 #define TOKENS_VERSION 1u
@@ -109,4 +115,61 @@ done:
     if (rc)
         hg_tokens_free(t);
     return rc;
+}
+
+int hg_tokens_load(hg_tokens *t, const char *path)
+{
+    memset(t, 0, sizeof *t);
+    hg_quoted q;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return HG_ERRORF(HG_EIO, "%s: cannot open: %s", hg_quote(&q, path), strerror(errno));
+    char head[5];
+    const size_t got = fread(head, 1, sizeof head, f);
+    fclose(f);
+    if (got == sizeof head && !memcmp(head, TOKENS_MAGIC, sizeof head))
+        return hg_tokens_read(t, path);
+    char *text = NULL;
+    size_t len = 0;
+    hg_gpt2bpe *bpe = NULL;
+    hg_gpt2_ids ids = {0};
+    int rc = hg_file_read(path, &text, &len);
+    if (!rc && len == 0)
+        rc = HG_ERRORF(HG_EINVAL, "%s: empty text", hg_quote(&q, path));
+    if (!rc)
+        rc = hg_text_check_utf8(hg_quote(&q, path), text, len);
+    if (!rc)
+        rc = hg_gpt2bpe_load_dir(&bpe, NULL);
+    if (!rc)
+        rc = hg_gpt2bpe_encode(bpe, text, len, &ids);
+    free(text);
+    if (!rc && !(t->ids = hg_calloc(ids.n ? ids.n : 1, sizeof *t->ids, "tokens")))
+        rc = HG_ENOMEM;
+    if (!rc) {
+        for (size_t i = 0; i < ids.n; i++)
+            t->ids[i] = (uint16_t)ids.id[i];
+        t->n = (int64_t)ids.n;
+        t->vocab = hg_gpt2bpe_vocab_size(bpe);
+    }
+    hg_gpt2_ids_free(&ids);
+    hg_gpt2bpe_free(bpe);
+    return rc;
+}
+
+int hg_tokens_bundled(char *buf, size_t len, const char *name)
+{
+    const char *roots[3] = {getenv("HGNN_DATA_DIR"), HG_BUILD_DATA_DIR, HG_INSTALL_DATA_DIR};
+    for (int i = 0; i < 3; i++) {
+        if (!roots[i] || !roots[i][0])
+            continue;
+        const int w = snprintf(buf, len, "%s/lm/%s", roots[i], name);
+        if (w < 0 || (size_t)w >= len)
+            return HG_ERRORF(HG_EINVAL, "%s/lm/%s: path too long", roots[i], name);
+        if (access(buf, R_OK) == 0)
+            return HG_OK;
+    }
+    buf[0] = '\0';
+    return HG_ERRORF(HG_EIO, "the bundled corpus file lm/%s was not found (looked in "
+                     "$HGNN_DATA_DIR, " HG_BUILD_DATA_DIR ", " HG_INSTALL_DATA_DIR "); build the "
+                     "project first (ninja -C build) or give --train and --valid", name);
 }

@@ -6,6 +6,7 @@
 #ifndef HG_DATASETS_TOKENS_H
 #define HG_DATASETS_TOKENS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct hg_tokens {
@@ -22,5 +23,19 @@ typedef struct hg_tokens {
  * failure t holds nothing. */
 int hg_tokens_read(hg_tokens *t, const char *path);
 void hg_tokens_free(hg_tokens *t); /* safe on a zeroed struct */
+
+/* The tokens of path, whichever it holds: a token file (told by its first bytes, "HGTOK"; then
+ * as hg_tokens_read), or else UTF-8 text, encoded whole (every byte, newlines included) with
+ * GPT-2's byte-level BPE from the shipped vocabulary (gpt2bpe.h; t->vocab = 50257). Errors:
+ * those of hg_tokens_read; HG_EIO ("FILE: cannot open: ..."); HG_EINVAL ("FILE: empty text",
+ * "FILE:LINE: invalid UTF-8 ... at byte B" or "... NUL byte ...": neither a token file nor
+ * text); those of hg_gpt2bpe_load_dir and hg_gpt2bpe_encode; HG_ENOMEM. */
+int hg_tokens_load(hg_tokens *t, const char *path);
+
+/* The bundled language-model corpus: the path of its file `name` ("train.txt", "valid.txt"),
+ * unpacked by the build, into buf: the first that exists of $HGNN_DATA_DIR/lm/NAME, the build's
+ * and the installed data folders' lm/NAME. Errors: HG_EIO naming the folders looked in,
+ * HG_EINVAL (buf too small). */
+int hg_tokens_bundled(char *buf, size_t len, const char *name);
 
 #endif

@@ -453,7 +453,7 @@ int hg_driver_report(hg_driver *d)
     int rc = hg_json_end(&j);
     if (rc != HG_OK)
         return HG_ERRORF(rc, "the result line does not fit in %u bytes", JSON_CAP);
-    if (!d->cfg.quiet) {
+    if (!d->cfg.quiet && !d->cfg.no_summary) {
         printf("best %s %lld: test", d->cfg.unit, (long long)d->es.best_step);
         int first = 1;
         for (int k = 0; k < m->nmetrics; k++)

@@ -93,6 +93,8 @@ typedef struct hg_driver_config {
     int64_t save_every;      /* steps between saves of the checkpoints (>= 1) */
     int64_t log_freq;        /* steps between progress lines (0: none) */
     int quiet;               /* no progress line nor summary */
+    int no_summary;          /* no closing "best STEP: test ..." line (the program reports its
+                                final model itself) */
     const char *out_dir;     /* NULL: no files */
     const char *program;     /* for notes on stderr */
     double t_start;          /* hg_now() when the program started (for total_seconds) */

@@ -5,7 +5,6 @@
 
 #include "hg_config.h"
 #include "lm_cli.h"
-#include "lm_train.h"
 #include "../hg.h"
 
 typedef struct lm_command {

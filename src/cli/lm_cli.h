@@ -11,4 +11,12 @@ int hg_lm_tokenize_main(int argc, char **argv);
 /* `hgnn-lm detokenize --in TOKENS --out TEXT`: the exact bytes back (lm_tokenize.c). */
 int hg_lm_detokenize_main(int argc, char **argv);
 
+/* `hgnn-lm train`: pre-train a decoder-only model (lm_train.c). */
+int hg_lm_train_main(int argc, char **argv);
+/* `hgnn-lm eval --model DIR`: perplexity of DIR's final model on a text or token file, optionally
+ * after singular-value pruning (lm_eval.c). */
+int hg_lm_eval_main(int argc, char **argv);
+/* `hgnn-lm generate --model DIR --prompt TEXT`: a sampled continuation (lm_eval.c). */
+int hg_lm_generate_main(int argc, char **argv);
+
 #endif

@@ -1,6 +1,7 @@
-/* lm_eval.c - `hgnn-lm eval` (perplexity of a trained model on a token file) and `hgnn-lm
- * generate` (a sampled continuation of a prompt, token ids in and out). Both read the model of a
- * training run's directory: its options (args.txt) and its final parameters (last.ckpt). */
+/* lm_eval.c - `hgnn-lm eval` (perplexity of a trained model on a text or token file, optionally
+ * after singular-value pruning) and `hgnn-lm generate` (a sampled continuation of a prompt, as
+ * text or token ids). Both read the model of a training run's directory: its options (args.txt)
+ * and its final parameters (last.ckpt). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,18 +9,21 @@
 #include <unistd.h>
 
 #include "hg_config.h"
+#include "lm_cli.h"
 #include "lm_session.h"
-#include "lm_train.h"
 #include "../hg.h"
 #include "../io.h"
 #include "../rng.h"
+#include "../../datasets/gpt2bpe.h"
 
 enum { EXIT_INPUT = 2, EXIT_RUN = 3 };
 
 typedef struct use_options {
     int generate;              /* which command: the options below it accepts */
-    const char *model, *file, *prompt, *device;
+    const char *model, *file, *prompt, *prompt_ids, *device;
     int64_t eval_tokens, tokens;
+    double prune[HG_LM_MAX_PRUNE];
+    int nprune;
     int threads, top_k, quiet;
     float temperature;
     uint64_t seed;
@@ -28,18 +32,22 @@ typedef struct use_options {
 static void usage_eval(void)
 {
     printf("usage: hgnn-lm eval --model DIR [options]\n"
-           "Perplexity of the final model of a training run (DIR/last.ckpt) on a token file.\n"
+           "Perplexity of the final model of a training run (DIR/last.ckpt) on a text file\n"
+           "(GPT-2 BPE) or a token file.\n"
            "  --model DIR             a directory written by hgnn-lm train --out DIR\n"
-           "  --text-tokens FILE      token file (the run's --valid)\n"
+           "  --text FILE             text or token file (the run's --valid)\n"
            "  --eval-tokens N (0: all)  --threads N (1)  --device cpu|cuda\n"
+           "  --prune-sigma F1,F2,... also the perplexity with each map cut to the fraction F\n"
+           "                          of its singular values (largest kept)\n"
            "Prints the loss and perplexity, then one JSON line.\n");
 }
 
 static void usage_generate(void)
 {
-    printf("usage: hgnn-lm generate --model DIR --prompt-ids \"ID ID ...\" [options]\n"
-           "Continues a prompt with the final model of a training run (DIR/last.ckpt); prints\n"
-           "the new token ids on one line.\n"
+    printf("usage: hgnn-lm generate --model DIR --prompt TEXT [options]\n"
+           "Continues a prompt with the final model of a training run (DIR/last.ckpt).\n"
+           "  --prompt TEXT           the prompt (GPT-2 BPE); prints it and its continuation\n"
+           "  --prompt-ids \"ID ...\"   the prompt as token ids instead; prints the new ids\n"
            "  --tokens N (20)         new tokens (prompt + N at most the model's context)\n"
            "  --temperature T (1.0; 0: greedy)  --top-k K (0: every token)  --seed S (1)\n"
            "  --threads N (1)  --device cpu|cuda\n");
@@ -60,12 +68,16 @@ static int option(void *ctx, const char *key, const char *val)
         if (!rc)
             o->device = val;
         return rc;
-    } else if (!o->generate && IS("--text-tokens"))
+    } else if (!o->generate && IS("--text"))
         o->file = val;
     else if (!o->generate && IS("--eval-tokens"))
         return hg_arg_i64(key, val, 0, (int64_t)1 << 50, &o->eval_tokens);
-    else if (o->generate && IS("--prompt-ids"))
+    else if (!o->generate && IS("--prune-sigma"))
+        return hg_lm_parse_fractions(key, val, o->prune, &o->nprune);
+    else if (o->generate && IS("--prompt"))
         o->prompt = val;
+    else if (o->generate && IS("--prompt-ids"))
+        o->prompt_ids = val;
     else if (o->generate && IS("--tokens"))
         return hg_arg_i64(key, val, 0, 1 << 20, &o->tokens);
     else if (o->generate && IS("--temperature"))
@@ -124,8 +136,9 @@ static int parse(use_options *u, int generate, int argc, char **argv)
         return rc;
     if (!u->model)
         return HG_ERRORF(HG_EINVAL, "option --model DIR is needed (see --help)");
-    if (generate && !u->prompt)
-        return HG_ERRORF(HG_EINVAL, "option --prompt-ids is needed (see --help)");
+    if (generate && !u->prompt == !u->prompt_ids)
+        return HG_ERRORF(HG_EINVAL, "one of the options --prompt TEXT and --prompt-ids is needed "
+                         "(see --help)");
     return HG_OK;
 }
 
@@ -151,22 +164,27 @@ int hg_lm_eval_main(int argc, char **argv)
     int exit_code = EXIT_INPUT, rc = parse(&u, 0, argc, argv);
     if (rc == HG_ARG_DONE)
         return 0;
-    double nll = 0.0;
+    double nll = 0.0, pruned[HG_LM_MAX_PRUNE];
     if (!rc && !(rc = open_model(&u, &o, &s, 0))) {
         const char *file = u.file ? u.file : o.valid;
         hg_quoted q;
-        if (!(rc = hg_tokens_read(&t, file)) && t.vocab > o.vocab)
+        if (!(rc = hg_tokens_load(&t, file)) && t.vocab > o.vocab)
             rc = HG_ERRORF(HG_EINVAL, "%s: vocabulary of %d, larger than the model's %d",
                            hg_quote(&q, file), t.vocab, o.vocab);
         if (!rc) {
             exit_code = EXIT_RUN;
-            rc = hg_lm_nll(&s, &t, u.eval_tokens, &nll);
+            if (!(rc = hg_lm_nll(&s, &t, u.eval_tokens, &nll)))
+                rc = hg_lm_prune_nll(&s, &t, u.eval_tokens, u.prune, u.nprune, pruned);
         }
         if (!rc) {
             const int64_t n = u.eval_tokens > 0 && u.eval_tokens < t.n ? u.eval_tokens : t.n;
-            if (!u.quiet)
+            if (!u.quiet) {
                 printf("hgnn-lm: %s: %lld tokens | loss %.4f | perplexity %.2f\n",
                        hg_quote(&q, file), (long long)n, nll, exp(nll));
+                for (int f = 0; f < u.nprune; f++)
+                    printf("singular values kept %.3g: loss %.4f | perplexity %.2f\n",
+                           u.prune[f], pruned[f], exp(pruned[f]));
+            }
             hg_json j;
             hg_json_begin_file(&j, stdout);
             hg_json_add_str(&j, "model", u.model);
@@ -174,6 +192,7 @@ int hg_lm_eval_main(int argc, char **argv)
             hg_json_add_int(&j, "tokens", n);
             hg_json_add_double(&j, "loss", nll);
             hg_json_add_double(&j, "ppl", exp(nll));
+            hg_lm_json_pruned(&j, "pruned_ppl", u.prune, pruned, u.nprune);
             if (!(rc = hg_json_end(&j)))
                 printf("\n");
         }
@@ -244,6 +263,48 @@ static int32_t sample(const float *logits, int V, float temperature, int top_k, 
     return best;
 }
 
+/* The prompt's ids into ids[0..cap) (*n of them): --prompt's text through GPT-2's BPE
+ * (*bpe loaded, kept for decoding), or --prompt-ids. */
+static int prompt_ids(const use_options *u, int vocab, hg_gpt2bpe **bpe, int32_t *ids,
+                      int64_t cap, int64_t *n)
+{
+    if (u->prompt_ids)
+        return parse_prompt(u->prompt_ids, vocab, ids, cap, n);
+    int rc = hg_gpt2bpe_load_dir(bpe, NULL);
+    if (rc)
+        return rc;
+    if (vocab != hg_gpt2bpe_vocab_size(*bpe))
+        return HG_ERRORF(HG_EINVAL, "option --prompt: the model's vocabulary is %d, not GPT-2's "
+                         "%d (give --prompt-ids)", vocab, (int)hg_gpt2bpe_vocab_size(*bpe));
+    hg_gpt2_ids p = {0};
+    if (!(rc = hg_gpt2bpe_encode(*bpe, u->prompt, strlen(u->prompt), &p))) {
+        if (p.n == 0)
+            rc = HG_ERRORF(HG_EINVAL, "option --prompt: empty");
+        else if ((int64_t)p.n > cap)
+            rc = HG_ERRORF(HG_EINVAL, "option --prompt: %zu tokens, more than the model's "
+                           "context of %lld", p.n, (long long)cap);
+        else {
+            memcpy(ids, p.id, p.n * sizeof *ids);
+            *n = (int64_t)p.n;
+        }
+    }
+    hg_gpt2_ids_free(&p);
+    return rc;
+}
+
+/* Print token id: its bytes (text prompt) or the id. */
+static void print_token(const hg_gpt2bpe *bpe, int32_t id, int first)
+{
+    if (bpe) {
+        size_t len;
+        const char *b = hg_gpt2bpe_token(bpe, id, &len);
+        if (b)
+            fwrite(b, 1, len, stdout);
+    } else
+        printf("%s%d", first ? "" : " ", (int)id);
+    fflush(stdout);
+}
+
 int hg_lm_generate_main(int argc, char **argv)
 {
     use_options u;
@@ -251,6 +312,7 @@ int hg_lm_generate_main(int argc, char **argv)
     hg_lm_session s;
     memset(&o, 0, sizeof o);
     memset(&s, 0, sizeof s);
+    hg_gpt2bpe *bpe = NULL;
     int32_t *ids = NULL;
     float *logits = NULL, *host = NULL, *work = NULL;
     int exit_code = EXIT_INPUT, rc = parse(&u, 1, argc, argv);
@@ -268,10 +330,10 @@ int hg_lm_generate_main(int argc, char **argv)
         rc = HG_ENOMEM;
         goto done;
     }
-    if ((rc = parse_prompt(u.prompt, o.vocab, ids, T, &n)))
+    if ((rc = prompt_ids(&u, o.vocab, &bpe, ids, T, &n)))
         goto done;
     if (n + u.tokens > T) {
-        rc = HG_ERRORF(HG_EINVAL, "options --prompt-ids (%lld ids) and --tokens %lld: more than "
+        rc = HG_ERRORF(HG_EINVAL, "options --prompt (%lld tokens) and --tokens %lld: more than "
                        "the model's context of %lld", (long long)n, (long long)u.tokens,
                        (long long)T);
         goto done;
@@ -283,6 +345,8 @@ int hg_lm_generate_main(int argc, char **argv)
     if ((rc = hg_tf_decode_init(s.model, 1, 1, 1, T)) ||
         (rc = hg_tf_decode_start(s.model, NULL, NULL, 1, 0)))
         goto done;
+    for (int64_t t = 0; bpe && t < n; t++) /* a text prompt is printed too */
+        print_token(bpe, ids[t], 1);
     for (int64_t t = 0; t < n + u.tokens - 1; t++) {
         if ((rc = hg_tf_decode_step(s.model, t, &ids[t], &zero, &zero, 1, logits)))
             goto done;
@@ -290,12 +354,13 @@ int hg_lm_generate_main(int argc, char **argv)
             continue; /* still reading the prompt */
         hg_k_download(&s.k, host, logits, (size_t)Vm * sizeof(float));
         ids[t + 1] = sample(host, o.vocab, u.temperature, u.top_k, work, &g);
-        printf("%s%d", t + 1 > n ? " " : "", ids[t + 1]);
+        print_token(bpe, ids[t + 1], t + 1 == n);
     }
     printf("\n");
     if (fflush(stdout) != 0)
         rc = HG_ERRORF(HG_EIO, "cannot write to standard output");
 done:
+    hg_gpt2bpe_free(bpe);
     hg_free(ids);
     hg_free(host);
     hg_free(work);

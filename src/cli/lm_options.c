@@ -2,57 +2,71 @@
 #include "lm_options.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hg_config.h"
 #include "../hg.h"
 #include "linear_args.h"
+#include "../../datasets/tokens.h"
 
 #define ARGS_FILE "args.txt"
 
-/* The named sizes: layers, width, heads, FFN width, context, learning rate. */
+/* The named sizes: layers, width, heads, FFN width, context, learning rate, warm-up steps, and
+ * the default token budget (small's fits about half an hour on one core of a 2020s CPU). */
 typedef struct lm_size {
     const char *name;
     int layers, dim, heads, ffn, ctx;
     float lr;
+    int warmup;
+    int64_t tokens;
 } lm_size;
 static const lm_size sizes[] = {
-    {"tiny", 2, 64, 4, 256, 64, 1e-3f},
-    {"small", 4, 256, 4, 1024, 256, 6e-4f},
-    {"opt-125m", 12, 768, 12, 3072, 2048, 6e-4f},
+    {"tiny", 2, 64, 4, 256, 64, 1e-3f, 100, 4000000},
+    {"small", 4, 256, 4, 1024, 256, 6e-4f, 100, 1600000},
+    {"opt-125m", 12, 768, 12, 3072, 2048, 6e-4f, 2000, (int64_t)20000 * 8 * 2048},
 };
 #define NSIZES (int)(sizeof sizes / sizeof sizes[0])
 
 static void usage(void)
 {
-    printf("usage: hgnn-lm train --train FILE --valid FILE [options]\n"
+    printf("usage: hgnn-lm train [options]\n"
            "Pre-trains an OPT-style decoder-only language model (pre-LN, ReLU, trained positions)\n"
-           "on token files (hgnn-lm tokenize), every linear map full rank, LoRA, ReLoRA* or SST.\n"
+           "every linear map full rank, LoRA, ReLoRA* or SST; by default the small model on the\n"
+           "bundled Wikipedia corpus.\n"
            "data:\n"
-           "  --train FILE  --valid FILE   token files\n"
-           "  --eval-tokens N (0: all)     validation tokens evaluated\n"
+           "  --train FILE  --valid FILE   UTF-8 text (GPT-2 BPE) or token files (hgnn-lm\n"
+           "                               tokenize); the bundled corpus by default\n"
+           "  --eval-tokens N (65536; 0: all)  validation tokens of the periodic evaluations\n"
+           "                               (the final one reads the whole file)\n"
            "  --vocab V (the training file's)  tokenizer vocabulary; the model's is V rounded\n"
            "                               up to a multiple of 64 (GPT-2: 50257 -> 50304)\n"
            "model:\n"
            "  --config tiny|small|opt-125m (small)\n"
-           "      tiny: 2 layers, d 64, 4 heads, FFN 256, context 64\n"
-           "      small: 4 layers, d 256, 4 heads, FFN 1024, context 256\n"
-           "      opt-125m: 12 layers, d 768, 12 heads, FFN 3072, context 2048\n"
+           "      tiny: 2 layers, d 64, 4 heads, FFN 256, context 64; lr 1e-3, warm-up 100,\n"
+           "            4M tokens\n"
+           "      small: 4 layers, d 256, 4 heads, FFN 1024, context 256; lr 6e-4, warm-up 100,\n"
+           "            1.6M tokens\n"
+           "      opt-125m: 12 layers, d 768, 12 heads, FFN 3072, context 2048; lr 6e-4,\n"
+           "            warm-up 2000, 20000 steps of 8 windows\n"
            "  --layers N  --dim D  --heads H  --ffn F  --ctx T   override the configuration\n"
            "  --dropout P (0.1)\n");
     hg_arg_linear_usage("200", "20", "d/r");
     printf("  (--rank defaults to d/12)\n"
            "optimisation (AdamW 0.9/0.95, eps 1e-8):\n"
-           "  --lr LR (tiny 1e-3, else 6e-4)  --lr-lowrank LR (1e-3; LoRA/ReLoRA/SST parameters)\n"
-           "  --warmup N (100): linear warm-up, then constant\n"
+           "  --lr LR (the configuration's)  --lr-lowrank LR (1e-3; LoRA/ReLoRA/SST parameters)\n"
+           "  --warmup N (the configuration's): linear warm-up, then constant\n"
            "  --weight-decay W (0.1, on the maps' weights)  --clip C (1.0; 0: none)\n"
            "  --batch B (8) windows of ctx+1 tokens  --grad-accum N (1)\n"
-           "  --steps N (1000), or --tokens N: a budget (N / (batch x accum x ctx) steps)\n"
+           "  --tokens N (the configuration's budget): N / (batch x accum x ctx) steps,\n"
+           "  or --steps N\n"
            "  --seed S (1)\n"
            "running:\n"
            "  --threads N (1)  --device cpu|cuda  --log-freq N (10 steps)  --quiet\n"
            "  --eval-every N (200 steps)  --save-every N (500 steps)\n"
-           "  --out DIR  --resume DIR (continue an interrupted run; DIR/args.txt first)\n");
+           "  --out DIR  --resume DIR (continue an interrupted run; DIR/args.txt first)\n"
+           "  --prune-sigma F1,F2,... : after training, the validation perplexity with each map\n"
+           "      cut to the fraction F of its singular values (largest kept)\n");
 }
 
 static void set_defaults(hg_lm_options *o)
@@ -71,10 +85,11 @@ static void set_defaults(hg_lm_options *o)
     o->lr_lowrank = 1e-3f;
     o->weight_decay = 0.1f;
     o->clip = 1.0f;
-    o->warmup = 100;
+    o->warmup = -1; /* the configuration's */
+    o->eval_tokens = 65536;
     o->batch = 8;
     o->grad_accum = 1;
-    o->steps = -1; /* unset: the token budget, or 1000 steps */
+    o->steps = -1; /* unset: the token budget */
     o->seed = 1;
     o->threads = 1;
     o->log_freq = 10;
@@ -153,7 +168,9 @@ static int option(void *ctx, const char *key, const char *val)
         if (!(rc = hg_arg_choice(key, val, "a device", (const char *const[]){"cpu", "cuda", NULL},
                                  &c)))
             o->device = val;
-    } else
+    } else if (IS("--prune-sigma"))
+        rc = hg_lm_parse_fractions(key, val, o->prune, &o->nprune);
+    else
         return hg_arg_unknown(key);
 #undef IS
     return rc;
@@ -172,6 +189,8 @@ static int finish(hg_lm_options *o)
     if (!o->ffn) o->ffn = s->ffn;
     if (!o->ctx) o->ctx = s->ctx;
     if (o->lr == 0.0f) o->lr = s->lr;
+    if (o->warmup < 0) o->warmup = s->warmup;
+    if (o->steps < 0 && o->tokens == 0) o->tokens = s->tokens;
     if (o->dim % o->heads != 0)
         return HG_ERRORF(HG_EINVAL, "options --dim %d --heads %d: the width must be a multiple "
                          "of the heads", o->dim, o->heads);
@@ -185,10 +204,13 @@ static int finish(hg_lm_options *o)
     if (o->linear.iters_per_round == 0) /* T2 = d / r */
         o->linear.iters_per_round = (o->dim + o->linear.rank - 1) / o->linear.rank;
     o->linear.weight_decay = o->weight_decay;
-    if (!o->train || !o->valid)
-        return HG_ERRORF(HG_EINVAL, "options --train FILE and --valid FILE are needed (see "
-                         "--help)");
-    return HG_OK;
+    int rc = HG_OK;
+    if (!o->train && !(rc = hg_tokens_bundled(o->train_buf, sizeof o->train_buf, "train.txt")))
+        o->train = o->train_buf;
+    if (!rc && !o->valid &&
+        !(rc = hg_tokens_bundled(o->valid_buf, sizeof o->valid_buf, "valid.txt")))
+        o->valid = o->valid_buf;
+    return rc;
 }
 
 int hg_lm_options_parse(hg_lm_options *o, int argc, char **argv)
@@ -247,12 +269,30 @@ int64_t hg_lm_model_vocab(int vocab)
     return ((int64_t)vocab + 63) / 64 * 64;
 }
 
+int hg_lm_parse_fractions(const char *key, const char *val, double *out, int *n)
+{
+    *n = 0;
+    const char *p = val;
+    for (;;) {
+        char *end;
+        const double f = strtod(p, &end);
+        if (end == p || !(f > 0.0 && f <= 1.0) || (*end && *end != ','))
+            return HG_ERRORF(HG_EINVAL, "option %s %s: expected fractions in (0, 1] separated by "
+                             "commas", key, val);
+        if (*n == HG_LM_MAX_PRUNE)
+            return HG_ERRORF(HG_EINVAL, "option %s: more than %d fractions", key,
+                             HG_LM_MAX_PRUNE);
+        out[(*n)++] = f;
+        if (!*end)
+            return HG_OK;
+        p = end + 1;
+    }
+}
+
 int64_t hg_lm_total_steps(const hg_lm_options *o)
 {
     if (o->steps >= 0)
         return o->steps;
-    if (o->tokens == 0)
-        return 1000;
     const int64_t per = o->batch * o->grad_accum * o->ctx;
     return (o->tokens + per - 1) / per;
 }

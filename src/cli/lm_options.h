@@ -9,10 +9,14 @@
 #include "../../sst/linear.h"
 #include "args.h"
 
+#define HG_LM_MAX_PRUNE 32
+
 typedef struct hg_lm_options {
-    /* data: token files (datasets/tokens.h) */
+    /* data: token files or UTF-8 text (datasets/tokens.h); the bundled corpus by default */
     const char *train, *valid;
-    int64_t eval_tokens;   /* validation tokens evaluated (0: all) */
+    char train_buf[4096], valid_buf[4096]; /* the bundled corpus's paths */
+    int64_t eval_tokens;   /* validation tokens of the periodic evaluations (0: all); the final
+                              one reads all */
     int vocab;             /* the tokenizer's vocabulary (0: the training file's); the model's
                               is this rounded up to a multiple of 64 */
     /* model: a named configuration, then the shapes given explicitly */
@@ -29,6 +33,9 @@ typedef struct hg_lm_options {
     int threads, log_freq, quiet;
     int64_t eval_every, save_every;
     const char *out_dir, *resume, *device;
+    /* singular-value pruning of the final model: fractions of each map's singular values kept */
+    double prune[HG_LM_MAX_PRUNE];
+    int nprune;
     hg_arg_saved saved;
 } hg_lm_options;
 
@@ -44,6 +51,9 @@ void hg_lm_options_free(hg_lm_options *o);
 int hg_lm_options_save(const char *dir, int argc, char **argv, int vocab);
 /* The options a run saved in DIR/args.txt (for eval and generate --model DIR). */
 int hg_lm_options_load(hg_lm_options *o, const char *dir);
+/* --prune-sigma's list "F1,F2,...": up to HG_LM_MAX_PRUNE fractions in (0, 1], into out[],
+ * their count in *n. Errors: HG_EINVAL naming the option. */
+int hg_lm_parse_fractions(const char *key, const char *val, double *out, int *n);
 /* The model's vocabulary for a tokenizer's: rounded up to a multiple of 64. */
 int64_t hg_lm_model_vocab(int vocab);
 /* Steps of the run: --steps, or the token budget over the tokens of one step. */

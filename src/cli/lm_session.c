@@ -1,6 +1,8 @@
 /* lm_session.c - hgnn-lm's shared pieces (contract in lm_session.h). */
 #include "lm_session.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../hg.h"
@@ -107,4 +109,56 @@ int hg_lm_nll(hg_lm_session *s, const hg_tokens *t, int64_t limit, double *nll)
     *nll = sum / ntok;
 done:
     return rc;
+}
+
+int hg_lm_prune_nll(hg_lm_session *s, const hg_tokens *t, int64_t limit, const double *keep,
+                    int n, double *nll)
+{
+    const int maps = hg_tf_num_maps(s->model);
+    float **orig = hg_calloc((size_t)maps, sizeof *orig, "weights"), *work = NULL;
+    int rc = orig ? HG_OK : HG_ENOMEM;
+    int64_t most = 0;
+    for (int i = 0; !rc && i < maps; i++) { /* the weights as they are (keep all) */
+        const hg_linear *L = hg_tf_map(s->model, i);
+        const int64_t m = hg_linear_rows(L), c = hg_linear_cols(L);
+        most = HG_MAX(most, m * c);
+        if (!(orig[i] = hg_calloc((size_t)(m * c), sizeof(float), "weights")))
+            rc = HG_ENOMEM;
+        else
+            rc = hg_linear_pruned_weight(L, HG_MIN(m, c), orig[i]);
+    }
+    if (!rc && !(work = hg_calloc((size_t)HG_MAX(most, 1), sizeof *work, "weights")))
+        rc = HG_ENOMEM;
+    for (int f = 0; !rc && f < n; f++) {
+        for (int i = 0; !rc && i < maps; i++) {
+            hg_linear *L = hg_tf_map(s->model, i);
+            const int64_t k = HG_MIN(hg_linear_rows(L), hg_linear_cols(L));
+            const int64_t kept = HG_MAX((int64_t)1, (int64_t)ceil(keep[f] * (double)k - 1e-9));
+            if (!(rc = hg_linear_pruned_weight(L, kept, work)))
+                hg_linear_load_weight(L, work);
+        }
+        if (!rc)
+            rc = hg_lm_nll(s, t, limit, &nll[f]);
+    }
+    for (int i = 0; orig && i < maps; i++) /* back to the trained weights */
+        if (orig[i])
+            hg_linear_load_weight(hg_tf_map(s->model, i), orig[i]);
+    for (int i = 0; orig && i < maps; i++)
+        hg_free(orig[i]);
+    hg_free(orig);
+    hg_free(work);
+    return rc;
+}
+
+void hg_lm_json_pruned(hg_json *j, const char *key, const double *keep, const double *nll, int n)
+{
+    if (n <= 0)
+        return;
+    char buf[64 * HG_LM_MAX_PRUNE + 4];
+    size_t at = (size_t)snprintf(buf, sizeof buf, "[");
+    for (int f = 0; f < n && f < HG_LM_MAX_PRUNE; f++)
+        at += (size_t)snprintf(buf + at, sizeof buf - at, "%s[%.17g, %.17g]", f ? ", " : "",
+                               keep[f], exp(nll[f]));
+    snprintf(buf + at, sizeof buf - at, "]");
+    hg_json_add_raw(j, key, buf);
 }

@@ -8,6 +8,7 @@
 
 #include "lm_options.h"
 #include "../../datasets/tokens.h"
+#include "../io.h"
 #include "../models/transformer.h"
 
 typedef struct hg_lm_session {
@@ -37,5 +38,16 @@ void hg_lm_load(hg_lm_session *s, const hg_tokens *t, int64_t limit, const int64
  * of t), read in consecutive windows that overlap by one token (every token but the first is
  * predicted once), dropout off. Errors: HG_EINVAL (fewer than 2 tokens), those of hg_tf_loss. */
 int hg_lm_nll(hg_lm_session *s, const hg_tokens *t, int64_t limit, double *nll);
+
+/* Singular-value pruning (for evaluation): for each fraction keep[i], every sst/ map's weight is
+ * rebuilt from its ceil(keep[i] x min(m, n)) largest singular values (hg_linear_pruned_weight)
+ * and nll[i] = hg_lm_nll(s, t, limit); the weights are restored afterwards. Allocates host
+ * copies of the weights. Errors: those of hg_linear_pruned_weight and hg_lm_nll, HG_ENOMEM. */
+int hg_lm_prune_nll(hg_lm_session *s, const hg_tokens *t, int64_t limit, const double *keep,
+                    int n, double *nll);
+
+/* Add "key": [[keep[0], exp(nll[0])], ...] (fraction kept, perplexity) to j; nothing when
+ * n is 0. */
+void hg_lm_json_pruned(hg_json *j, const char *key, const double *keep, const double *nll, int n);
 
 #endif

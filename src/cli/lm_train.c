@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "lm_session.h"
-#include "lm_train.h"
+#include "lm_cli.h"
 #include "../driver.h"
 #include "../hg.h"
 #include "../io.h"
@@ -34,6 +34,7 @@ typedef struct lm_run {
     int64_t max_steps;
     double tokens;             /* trained on by this process */
     double final_val[2];       /* the final model's validation loss and perplexity */
+    double pruned[HG_LM_MAX_PRUNE]; /* its validation loss at each --prune-sigma fraction */
     double last_val[2];        /* those of the latest evaluation */
     hg_lr_schedule lr;
     double t_begin, t_log, tokens_log;
@@ -157,6 +158,7 @@ static void add_json(void *ctx, hg_json *j, const hg_driver *d)
     hg_json_add_raw(j, "seed", seed);
     hg_json_add_double(j, "val_loss", r->final_val[0]);
     hg_json_add_double(j, "val_ppl", r->final_val[1]);
+    hg_lm_json_pruned(j, "pruned_val_ppl", o->prune, r->pruned, o->nprune);
     hg_driver_json(d, j, HG_DRIVER_JSON_TRAIN);
     hg_json_add_double(j, "tokens_per_s", d->train_seconds > 0 ? r->tokens / d->train_seconds
                                                                : 0.0);
@@ -174,8 +176,8 @@ static int read_data(lm_run *r)
 {
     const hg_lm_options *o = r->o;
     int rc = HG_OK;
-    HG_CHECK(hg_tokens_read(&r->train, o->train));
-    HG_CHECK(hg_tokens_read(&r->valid, o->valid));
+    HG_CHECK(hg_tokens_load(&r->train, o->train));
+    HG_CHECK(hg_tokens_load(&r->valid, o->valid));
     r->vocab = o->vocab ? o->vocab : r->train.vocab;
     hg_quoted q;
     if (r->train.vocab > r->vocab || r->valid.vocab > r->vocab)
@@ -239,6 +241,7 @@ static int driver_init(lm_run *r, double t_start)
     c.save_every = o->save_every;
     c.log_freq = 1; /* a line at every evaluation */
     c.quiet = o->quiet;
+    c.no_summary = 1;
     c.out_dir = o->out_dir;
     c.program = "hgnn-lm";
     c.t_start = t_start;
@@ -288,9 +291,19 @@ int hg_lm_train_main(int argc, char **argv)
     exit_code = EXIT_RUN;
     r.t_begin = r.t_log = hg_now();
     if ((rc = hg_driver_run(&r.drv, o.resume != NULL)) ||
-        (rc = hg_lm_nll(&r.s, &r.valid, o.eval_tokens, &r.final_val[0])))
+        (rc = hg_lm_nll(&r.s, &r.valid, 0, &r.final_val[0])) ||
+        (rc = hg_lm_prune_nll(&r.s, &r.valid, o.eval_tokens, o.prune, o.nprune, r.pruned)))
         goto fail;
     r.final_val[1] = exp(r.final_val[0]);
+    if (!o.quiet) {
+        printf("final model: validation loss %.4f, perplexity %.2f (%lld tokens)\n",
+               r.final_val[0], r.final_val[1], (long long)r.valid.n);
+        for (int f = 0; f < o.nprune; f++)
+            printf("singular values kept %.3g: validation perplexity %.2f (%lld tokens)\n",
+                   o.prune[f], exp(r.pruned[f]),
+                   (long long)(o.eval_tokens > 0 ? HG_MIN(o.eval_tokens, r.valid.n)
+                                                 : r.valid.n));
+    }
     if ((rc = hg_driver_report(&r.drv)))
         goto fail;
     run_destroy(&r);
