@@ -393,10 +393,7 @@ static double median_step_ms(const hg_driver *d)
     return med;
 }
 
-/* Peak resident memory of this program: VmHWM of /proc/self/status (the high-water mark of this
- * address space). getrusage's ru_maxrss is the fallback only: it keeps the mark of the process
- * that started us across the exec, so a large parent inflates it. */
-static double peak_rss_mib(void)
+double hg_peak_rss_mib(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -440,7 +437,7 @@ void hg_driver_json(const hg_driver *d, hg_json *j, unsigned groups)
         hg_json_add_double(j, "total_seconds", hg_now() - d->cfg.t_start);
         snprintf(key, sizeof key, "%s_ms", d->cfg.unit);
         hg_json_add_double(j, key, median_step_ms(d));
-        hg_json_add_double(j, "peak_rss_mib", peak_rss_mib());
+        hg_json_add_double(j, "peak_rss_mib", hg_peak_rss_mib());
     }
 }
 

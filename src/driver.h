@@ -158,6 +158,11 @@ enum {
 };
 void hg_driver_json(const hg_driver *d, hg_json *j, unsigned groups);
 
+/* Peak resident memory of this program in MiB: VmHWM of /proc/self/status (the high-water mark
+ * of this address space). getrusage's ru_maxrss is the fallback only: it keeps the mark of the
+ * process that started us across the exec, so a large parent inflates it. */
+double hg_peak_rss_mib(void);
+
 /* Print the summary line (unless quiet) and the JSON result line (model.add_json) to stdout,
  * and write it to out_dir/result.json. Errors: HG_EINVAL (line too long), HG_EIO. */
 int hg_driver_report(hg_driver *d);
