@@ -19,6 +19,8 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import pyplot, write_json, write_table  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = {"full": "full", "lora": "LoRA", "relora": "ReLoRA*", "sst": "SST"}
 
@@ -75,19 +77,10 @@ def main():
         lines.append("| %s | " % label(trained) + " | ".join(
             "%.1f (%.2fx)" % (pp[f], pp[f] / ev["ppl"]) for f in fracs) + " |")
     lines += ["", "Command: `scripts/lm_prune.py %s`." % " ".join(sys.argv[1:])]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(a.outdir, exist_ok=True)
-    with open(os.path.join(a.outdir, a.tag + ".md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(a.outdir, a.tag + ".json"), "w") as f:
-        json.dump([dict(ev, trained=tr) for ev, tr in results], f, indent=1)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("lm_prune: matplotlib not available, no plot", file=sys.stderr)
+    write_table(lines, os.path.join(a.outdir, a.tag + ".md"))
+    write_json([dict(ev, trained=tr) for ev, tr in results], os.path.join(a.outdir, a.tag + ".json"))
+    plt = pyplot("lm_prune")
+    if plt is None:
         return 0
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for ev, trained in results:
