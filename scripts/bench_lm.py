@@ -48,7 +48,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchutil import write_table  # noqa: E402
+from benchutil import cpu_model, write_json, write_table  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LLMC_COMMIT = "f1e2ace"
@@ -213,7 +213,7 @@ def report(a, res, gemm, t_start, load0, final):
             gemm), ""]
     lines += ["| threads | config | program | ms/step | tokens/s | GFLOP/s | % SGEMM | "
               "peak RSS MiB | fwd / bwd / update ms | vs PyTorch | vs llm.c | "
-              "step / full | issue's figure (1 thread, another machine) |",
+              "step / full | another machine's figure (1 thread) |",
               "|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
     checks = []
     for t in a.threads:
@@ -270,7 +270,14 @@ def report(a, res, gemm, t_start, load0, final):
                                          split, vs_t, vs_l, ratio,
                                          ref_cells(c, prog, variant, t)))
     memory_checks(a, res, checks)
-    lines += ["", "## Targets (one thread)", ""]
+    lines += ["", "The right-hand column: the figures of another machine of this kind (its "
+              "single-thread SGEMM about %.0f GFLOP/s), for scale only; the ratios are this "
+              "sitting's." % REFERENCE_SGEMM, "", "## Targets (one thread)", "",
+              "hgnn full >= %.1fx PyTorch's tokens/s at small, >= %.0fx llm.c's at both sizes; "
+              "SST step <= %.2fx and LoRA step <= %.2fx the full step; peak memory below "
+              "PyTorch's, SST's and LoRA's below full's." % (
+                  TARGET_TORCH["small"], TARGET_LLMC, TARGET_STEP["sst"], TARGET_STEP["lora"]),
+              ""]
     lines += ["- %s: **%s**" % (what, met(ok)) for what, ok in checks] or ["- (not measured)"]
     lines += memory_table(a, res)
     if not final:
@@ -332,10 +339,9 @@ def text_out(a, lines, res, gemm, final):
         os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
         with open(a.out, "w") as f:
             f.write("\n".join(lines) + "\n")
-    with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
-        json.dump({"sgemm_gflops": gemm, "B": B, "T": T, "runs": [
-            dict(threads=k[0], config=k[1], program=k[2], variant=k[3], results=v)
-            for k, v in res.items()]}, f, indent=1)
+    write_json({"sgemm_gflops": gemm, "B": B, "T": T, "runs": [
+        dict(threads=k[0], config=k[1], program=k[2], variant=k[3], results=v)
+        for k, v in res.items()]}, os.path.splitext(a.out)[0] + ".json")
 
 
 def n_flops(res, c):
@@ -371,17 +377,6 @@ def parse_steps(s, what):
     if set(d) - set(CONFIGS) or any(v < 1 for v in d.values()):
         die("%s: configurations %s, steps >= 1" % (what, ", ".join(CONFIGS)))
     return d
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main():

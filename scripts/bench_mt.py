@@ -52,7 +52,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchutil import write_table  # noqa: E402
+from benchutil import cpu_model, write_table  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "datasets", "data", "multi30k")
@@ -297,17 +297,6 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
     report(a, settings, ours, theirs, st, max(gemm0, sgemm_gflops(a)), t_start, load0,
            True)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -41,3 +41,16 @@ def pyplot(prog):
         print("%s: matplotlib not available, no plot" % prog, file=sys.stderr)
         return None
     return plt
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (or what platform knows)."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
