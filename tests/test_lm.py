@@ -121,6 +121,9 @@ with tempfile.TemporaryDirectory() as tmp:
         check(params[k] - params[("--positions", "16")] == (rows - 16) * 32,
               f"{k}: {params[k]} trainable parameters, --positions 16 has "
               f"{params[('--positions', '16')]}: not a table of {rows} positions")
+    # rows no window reaches are drawn after the used ones and never trained: the same run
+    losses = {k: r.get("val_loss") for k, (d, r) in pos_runs.items() if "--ctx" not in k}
+    check(len(set(losses.values())) == 1, f"the position table's size changes the run: {losses}")
     d, r = pos_runs[("--positions", "40")]
     e = result(run("eval", "--model", d, "--quiet"), "eval --positions 40")
     check(e.get("loss") == r.get("val_loss"), f"--positions 40: eval {e.get('loss')} != train's "
