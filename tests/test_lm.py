@@ -230,9 +230,11 @@ with tempfile.TemporaryDirectory() as tmp:
         (["--train", version], version + ": format version 2 is not supported"),
         (["--train", big], big + ": token 3 is 95, outside the vocabulary of 90"),
         (["--valid", big], big + ": token 3 is 95"),
-        (["--train", binary], binary + ":1: NUL byte"),
+        (["--train", binary], binary + ": not a token file (bad magic) nor UTF-8 text (line 1: "
+         "NUL byte"),
         (["--train", empty], empty + ": empty text"),
-        (["--train", latin1], latin1 + ":1: invalid UTF-8"),
+        (["--train", latin1], latin1 + ": not a token file (bad magic) nor UTF-8 text (line 1: "
+         "invalid UTF-8"),
         (["--rank", "33"], "option --rank 33: larger than --dim 32"),
         (["--ctx", "70", "--positions", "64"],
          "option --ctx 70: above the position table of 64 positions (--positions)"),
