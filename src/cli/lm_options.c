@@ -32,8 +32,8 @@ static void usage(void)
 {
     printf("usage: hgnn-lm train [options]\n"
            "Pre-trains an OPT-style decoder-only language model (pre-LN, ReLU, trained positions)\n"
-           "every linear map full rank, LoRA, ReLoRA* or SST; by default the small model on the\n"
-           "bundled Wikipedia corpus.\n"
+           "with every linear map full rank, LoRA, ReLoRA* or SST; by default the small model on\n"
+           "the bundled Wikipedia corpus.\n"
            "data:\n"
            "  --train FILE  --valid FILE   UTF-8 text (GPT-2 BPE) or token files (hgnn-lm\n"
            "                               tokenize); the bundled corpus by default\n"
