@@ -181,8 +181,7 @@ int hg_dist_check_replicas(hg_dist *d, const float *x, int64_t n, int64_t step)
     gather_u64(h, all);
     char ranks[256] = "";
     size_t at = 0;
-    int bad = 0, rc = HG_OK;
-    int other = 0;
+    int bad = 0, other = 0, rc = HG_OK;
     for (int r = 1; r < d->size; r++)
         if (all[r] != all[0]) {
             other = other ? other : r;

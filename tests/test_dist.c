@@ -6,6 +6,8 @@
  *   - the replica check passes on identical parameters and names the rank whose differ;
  *   - a setup failure on one rank is agreed (every rank fails, that rank reports);
  *   - rank 0's bytes reach every rank;
+ *   - on a device context (the emulated one in test_dist_emu; a GPU when there is one) the
+ *     all-reduce and the checksum go through the host staging buffer;
  *   - alone, every call returns at once and nothing is reported or required. */
 #include <math.h>
 #include <stdio.h>
@@ -101,6 +103,37 @@ static void bcast(void **s)
         assert_int_equal(b[i], 7);
 }
 
+/* The same sums and checksums through a device context's memory (skipped without one). */
+static void staged(void **s)
+{
+    (void)s;
+    hg_kctx gpu;
+    if (hg_kctx_init(&gpu, HG_DEVICE_CUDA, 1) != HG_OK) {
+        hg_error_clear();
+        skip();
+    }
+    hg_dist E = D; /* the same ranks, attached to the device */
+    E.stage = NULL;
+    E.hashes = NULL;
+    assert_int_equal(hg_dist_attach(&E, &gpu, 300), HG_OK);
+    assert_true(E.size == 1 || E.stage != NULL);
+    float h[300], *x = hg_k_alloc(&gpu, sizeof h, "test");
+    assert_non_null(x);
+    for (int i = 0; i < 300; i++)
+        h[i] = (float)(D.rank + 1) * (float)i;
+    hg_k_upload(&gpu, x, h, sizeof h);
+    assert_int_equal(hg_dist_sum_grad(&E, x, 300), HG_OK);
+    hg_k_download(&gpu, h, x, sizeof h);
+    for (int i = 0; i < 300; i++)
+        assert_true(h[i] == (float)(E.size * (E.size + 1) / 2) * (float)i);
+    assert_int_equal(hg_dist_sum_grad(&E, x, 301), E.size == 1 ? HG_OK : HG_EINVAL);
+    assert_int_equal(hg_dist_check_replicas(&E, x, 300, 1), HG_OK);
+    hg_k_free(&gpu, x);
+    hg_free(E.stage);
+    hg_free(E.hashes);
+    hg_kctx_destroy(&gpu);
+}
+
 int main(void)
 {
     if (hg_dist_init(&D) != HG_OK || hg_dist_attach(&D, &K, 1000) != HG_OK) {
@@ -109,7 +142,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sum_grad), cmocka_unit_test(step_scalars), cmocka_unit_test(replicas),
-        cmocka_unit_test(agree), cmocka_unit_test(bcast),
+        cmocka_unit_test(agree), cmocka_unit_test(bcast), cmocka_unit_test(staged),
     };
     const int failed = cmocka_run_group_tests(tests, NULL, NULL);
     printf("rank %d of %d: %d failed\n", D.rank, D.size, failed);
