@@ -136,8 +136,12 @@ int hg_tokens_load(hg_tokens *t, const char *path)
     int rc = hg_file_read(path, &text, &len);
     if (!rc && len == 0)
         rc = HG_ERRORF(HG_EINVAL, "%s: empty text", hg_quote(&q, path));
-    if (!rc)
-        rc = hg_text_check_utf8(hg_quote(&q, path), text, len);
+    if (!rc && (rc = hg_text_check_utf8(hg_quote(&q, path), text, len))) {
+        char detail[256]; /* "FILE:LINE: what" -> "line LINE: what" */
+        snprintf(detail, sizeof detail, "%s", hg_last_error() + strlen(hg_quote(&q, path)) + 1);
+        rc = HG_ERRORF(HG_EFORMAT, "%s: not a token file (bad magic) nor UTF-8 text (line %s)",
+                       hg_quote(&q, path), detail);
+    }
     if (!rc)
         rc = hg_gpt2bpe_load_dir(&bpe, NULL);
     if (!rc)

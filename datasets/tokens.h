@@ -27,9 +27,10 @@ void hg_tokens_free(hg_tokens *t); /* safe on a zeroed struct */
 /* The tokens of path, whichever it holds: a token file (told by its first bytes, "HGTOK"; then
  * as hg_tokens_read), or else UTF-8 text, encoded whole (every byte, newlines included) with
  * GPT-2's byte-level BPE from the shipped vocabulary (gpt2bpe.h; t->vocab = 50257). Errors:
- * those of hg_tokens_read; HG_EIO ("FILE: cannot open: ..."); HG_EINVAL ("FILE: empty text",
- * "FILE:LINE: invalid UTF-8 ... at byte B" or "... NUL byte ...": neither a token file nor
- * text); those of hg_gpt2bpe_load_dir and hg_gpt2bpe_encode; HG_ENOMEM. */
+ * those of hg_tokens_read; HG_EIO ("FILE: cannot open: ..."); HG_EINVAL ("FILE: empty text");
+ * HG_EFORMAT ("FILE: not a token file (bad magic) nor UTF-8 text (line L: invalid UTF-8 ... at
+ * byte B)", or "... NUL byte at byte B)"); those of hg_gpt2bpe_load_dir and hg_gpt2bpe_encode;
+ * HG_ENOMEM. */
 int hg_tokens_load(hg_tokens *t, const char *path);
 
 /* The bundled language-model corpus: the path of its file `name` ("train.txt", "valid.txt"),

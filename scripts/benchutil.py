@@ -10,3 +10,34 @@ def write_table(lines, path):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         f.write(text)
+
+
+def write_json(records, path):
+    """Write records (JSON-serialisable) to path, indented."""
+    import json
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(records, f, indent=1)
+
+
+def mean_std(v, spec="%.2f"):
+    """'mean ± sample std' of the values v (the value alone for one, '-' for none)."""
+    import statistics
+    if not v:
+        return "-"
+    if len(v) == 1:
+        return spec % v[0]
+    return (spec + " ± " + spec) % (statistics.mean(v), statistics.stdev(v))
+
+
+def pyplot(prog):
+    """matplotlib.pyplot on the file-only Agg backend, or None (with a note) without it."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        import sys
+        print("%s: matplotlib not available, no plot" % prog, file=sys.stderr)
+        return None
+    return plt

@@ -24,6 +24,8 @@ import statistics
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import mean_std, pyplot, write_json, write_table  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ["full", "lora", "relora", "sst"]
 NAMES = {"full": "full", "lora": "LoRA", "relora": "ReLoRA*", "sst": "SST"}
@@ -68,12 +70,6 @@ def read_log(path, step_tokens):
     return toks, ppl
 
 
-def mean_std(v, spec="%.2f"):
-    if not v:
-        return "-"
-    if len(v) == 1:
-        return spec % v[0]
-    return (spec + " ± " + spec) % (statistics.mean(v), statistics.stdev(v))
 
 
 def write_report(a, methods, results, failed):
@@ -112,23 +108,14 @@ def write_report(a, methods, results, failed):
                      f, s, l)]
     lines += ["", "Runs: %s (one folder per run: log.csv, result.json, checkpoints). Command: "
               "`scripts/lm_table.py %s`." % (a.runs, " ".join(sys.argv[1:]))]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(a.outdir, exist_ok=True)
-    with open(os.path.join(a.outdir, a.tag + ".md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(a.outdir, a.tag + ".json"), "w") as f:
-        json.dump([dict(r, _run={"method": m, "seed": s})
-                   for (m, s), r in sorted(results.items())], f, indent=1)
+    write_table(lines, os.path.join(a.outdir, a.tag + ".md"))
+    write_json([dict(r, _run={"method": m, "seed": s}) for (m, s), r in sorted(results.items())],
+               os.path.join(a.outdir, a.tag + ".json"))
 
 
 def plot(a, methods, results):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("lm_table: matplotlib not available, no plot", file=sys.stderr)
+    plt = pyplot("lm_table")
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for m in methods:
@@ -138,13 +125,15 @@ def plot(a, methods, results):
                 continue
             step_tokens = r["tokens"] // max(r["steps"], 1)
             toks, ppl = read_log(os.path.join(run_dir(a, m, s), "log.csv"), step_tokens)
-            ax.plot(toks + [r["tokens"]], ppl + [r["val_ppl"]], color=COLORS[m], lw=1.2,
-                    marker=".", ms=4, label=NAMES[m] if first else None)
+            ax.plot(toks, ppl, color=COLORS[m], lw=1.2, marker=".", ms=4,
+                    label=NAMES[m] if first else None)
+            ax.plot([r["tokens"]], [r["val_ppl"]], color=COLORS[m], marker="*", ms=8)
             first = False
     ax.set_yscale("log")
     ax.set_xlabel("training tokens", fontsize=9)
     ax.set_ylabel("validation perplexity", fontsize=9)
-    ax.set_title("hgnn-lm --config %s" % a.config, fontsize=9)
+    ax.set_title("hgnn-lm --config %s (dots: periodic evaluations, --eval-tokens; stars: the "
+                 "final model, whole file)" % a.config, fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(a.outdir, a.tag + ".png"), dpi=110)

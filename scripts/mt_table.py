@@ -25,6 +25,8 @@ import statistics
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import mean_std, pyplot, write_json, write_table  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ["full", "lora", "relora", "sst"]
 NAMES = {"full": "full", "lora": "LoRA", "relora": "ReLoRA*", "sst": "SST"}
@@ -72,12 +74,6 @@ def read_log(path):
     return steps, vals
 
 
-def mean_std(v, spec="%.2f"):
-    if not v:
-        return "-"
-    if len(v) == 1:
-        return spec % v[0]
-    return (spec + " ± " + spec) % (statistics.mean(v), statistics.stdev(v))
 
 
 def write_report(a, dims, methods, results, failed):
@@ -116,23 +112,14 @@ def write_report(a, dims, methods, results, failed):
                 steps[0] if steps else "-", n,
                 " (%d failed)" % failed[(d, m)] if failed.get((d, m)) else ""))
     lines += ["", "Runs: %s (one folder per cell: log.csv, result.json, checkpoints)." % a.runs]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(a.outdir, exist_ok=True)
-    with open(os.path.join(a.outdir, a.tag + ".md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(a.outdir, a.tag + ".json"), "w") as f:
-        json.dump([dict(r, _cell={"dim": d, "method": m, "seed": s})
-                   for (d, m, s), r in sorted(results.items())], f, indent=1)
+    write_table(lines, os.path.join(a.outdir, a.tag + ".md"))
+    write_json([dict(r, _cell={"dim": d, "method": m, "seed": s})
+                for (d, m, s), r in sorted(results.items())], os.path.join(a.outdir, a.tag + ".json"))
 
 
 def plot(a, dims, methods, results):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("mt_table: matplotlib not available, no plot", file=sys.stderr)
+    plt = pyplot("mt_table")
+    if plt is None:
         return
     fig, axes = plt.subplots(1, len(dims), figsize=(4.2 * len(dims), 3.4), squeeze=False)
     for ax, d in zip(axes[0], dims):

@@ -50,6 +50,8 @@ static void usage(void)
            "      opt-125m: 12 layers, d 768, 12 heads, FFN 3072, context 2048; lr 6e-4,\n"
            "            warm-up 2000, 20000 steps of 8 windows\n"
            "  --layers N  --dim D  --heads H  --ffn F  --ctx T   override the configuration\n"
+           "  --positions P (the configuration's context, or --ctx if larger)  rows of the\n"
+           "      trained position table; --ctx may not exceed it\n"
            "  --dropout P (0.1)\n");
     hg_arg_linear_usage("200", "20", "d/r");
     printf("  (--rank defaults to d/12)\n"
@@ -131,6 +133,8 @@ static int option(void *ctx, const char *key, const char *val)
         rc = hg_arg_int(key, val, 1, 1 << 20, &o->ffn);
     else if (IS("--ctx"))
         rc = hg_arg_int(key, val, 1, 1 << 20, &o->ctx);
+    else if (IS("--positions"))
+        rc = hg_arg_int(key, val, 2, 1 << 20, &o->positions);
     else if (IS("--dropout"))
         rc = hg_arg_float(key, val, 0.0, 0.99, &o->dropout);
     else if ((rc = hg_arg_linear(&o->linear, key, val, &c)) || c)
@@ -193,9 +197,13 @@ static int finish(hg_lm_options *o)
     if (!o->heads) o->heads = s->heads;
     if (!o->ffn) o->ffn = s->ffn;
     if (!o->ctx) o->ctx = s->ctx;
+    if (!o->positions) o->positions = HG_MAX(s->ctx, o->ctx);
     if (o->lr == 0.0f) o->lr = s->lr;
     if (o->warmup < 0) o->warmup = s->warmup;
     if (o->steps < 0 && o->tokens == 0) o->tokens = s->tokens;
+    if (o->ctx > o->positions)
+        return HG_ERRORF(HG_EINVAL, "option --ctx %d: above the position table of %d positions "
+                         "(--positions)", o->ctx, o->positions);
     if (o->dim % o->heads != 0)
         return HG_ERRORF(HG_EINVAL, "options --dim %d --heads %d: the width must be a multiple "
                          "of the heads", o->dim, o->heads);

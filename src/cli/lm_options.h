@@ -22,6 +22,8 @@ typedef struct hg_lm_options {
     /* model: a named configuration, then the shapes given explicitly */
     const char *config;
     int layers, dim, heads, ffn, ctx;
+    int positions;         /* rows of the trained position table (0 until finished: the
+                              configuration's context, or ctx when larger); ctx <= positions */
     float dropout;
     hg_linear_opts linear;
     /* optimisation: AdamW, linear warm-up then constant */
