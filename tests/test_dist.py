@@ -11,6 +11,9 @@
   * a checkpoint of the 2-rank run resumes with 1 rank (and --grad-accum 2) to the same end;
   * one rank killed with SIGKILL mid-run: the job ends with a non-zero status within 60 s, and
     the last checkpoint still loads (hgnn-lm eval --model DIR, and a resume to the end);
+  * a non-finite loss (a NaN written into a checkpoint, resumed): every rank stops at the same
+    step, one message naming the rank, exit status 3, last.ckpt untouched (the rank-specific
+    case, one rank's NaN named by every rank, is test_dist.c's);
   * bad options under mpirun: one message (not one per rank), exit status 2.
 
 Usage: test_dist.py MPIRUN HGNN_LM HGNN_MT SOURCE_ROOT"""
@@ -89,6 +92,31 @@ def read_ckpt(path):
         out[name] = struct.unpack_from(fmt, b, at)
         at += count * (4 if dtype == 0 else 8)
     return out
+
+
+def poison(path, name):
+    """Write NaN into the first float of tensor `name` of a checkpoint, and its checksum anew
+    (FNV-1a 64 of every byte before it)."""
+    with open(path, "rb") as f:
+        b = bytearray(f.read())
+    (meta_len,) = struct.unpack_from("<Q", b, 16)
+    at = 24 + meta_len + 8
+    while True:
+        (ln,) = struct.unpack_from("<I", b, at)
+        found = b[at + 4:at + 4 + ln].decode() == name
+        at += 4 + ln
+        dtype, count = struct.unpack_from("<IQ", b, at)
+        at += 12
+        if found:
+            struct.pack_into("<f", b, at, float("nan"))
+            break
+        at += count * (4 if dtype == 0 else 8)
+    h = 0xcbf29ce484222325
+    for byte in b[:-8]:
+        h = ((h ^ byte) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    struct.pack_into("<Q", b, len(b) - 8, h)
+    with open(path, "wb") as f:
+        f.write(b)
 
 
 def log_losses(path):
@@ -281,6 +309,20 @@ with tempfile.TemporaryDirectory() as tmp:
         saved = json.load(f)["step"]
     run(mpirun(2, LM, "train", "--resume", kill_dir, "--steps", str(saved + 20), "--quiet"),
         f"the killed run resumed with 2 ranks from step {saved}")
+
+    # ---- a non-finite loss: every rank stops at the same step, one message, the checkpoint kept
+    poison(os.path.join(part, "last.ckpt"), "pos")
+    with open(os.path.join(part, "last.ckpt"), "rb") as f:
+        before = f.read()
+    t0 = time.time()
+    p = subprocess.run(mpirun(2, LM, "train", "--resume", part, "--steps", "70", "--quiet"),
+                       capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("hgnn-lm:")]
+    check(p.returncode == 3 and len(lines) == 1 and "step 61: rank 0 of 2 saw a non-finite" in
+          lines[0], f"NaN on both ranks: status {p.returncode} after {time.time() - t0:.1f} s, "
+          f"messages {lines}")
+    with open(os.path.join(part, "last.ckpt"), "rb") as f:
+        check(f.read() == before, "NaN: last.ckpt kept as it was")
 
     # ---- hgnn-mt: the first 300 pairs of the bundled Multi30K
     data = os.path.join(ROOT, "datasets", "data", "multi30k")
