@@ -197,8 +197,8 @@ static int read_data(lm_run *r)
 {
     const hg_lm_options *o = r->o;
     int rc = HG_OK;
-    HG_CHECK(hg_tokens_load(&r->train, o->train));
-    HG_CHECK(hg_tokens_load(&r->valid, o->valid));
+    HG_CHECK(hg_tokens_load(&r->train, o->train, NULL));
+    HG_CHECK(hg_tokens_load(&r->valid, o->valid, NULL));
     r->vocab = o->vocab ? o->vocab : r->train.vocab;
     hg_quoted q;
     if (r->train.vocab > r->vocab || r->valid.vocab > r->vocab)
