@@ -59,13 +59,15 @@ static void usage(void)
            "  --lr LR (the configuration's)  --lr-lowrank LR (1e-3; LoRA/ReLoRA/SST parameters)\n"
            "  --warmup N (the configuration's): linear warm-up, then constant\n"
            "  --weight-decay W (0.1, on the maps' weights)  --clip C (1.0; 0: none)\n"
-           "  --batch B (8) windows of ctx+1 tokens  --grad-accum N (1)\n"
-           "  --tokens N (the configuration's budget): N / (batch x accum x ctx) steps,\n"
+           "  --batch B (8) windows of ctx+1 tokens  --grad-accum N (1)  (under mpirun -np R:\n"
+           "      a step is B x N x R windows, each rank B x N of them)\n"
+           "  --tokens N (the configuration's budget): N / (batch x accum x ranks x ctx) steps,\n"
            "  or --steps N\n"
            "  --seed S (1)\n"
            "running:\n"
            "  --threads N (1)  --device cpu|cuda  --log-freq N (10 steps)  --quiet\n"
            "  --eval-every N (200 steps)  --save-every N (500 steps)\n"
+           "  --check-every N (100 steps): under mpirun, compare the ranks' parameters\n"
            "  --out DIR  --resume DIR (continue an interrupted run; DIR/args.txt first)\n"
            "  --prune-sigma F1,F2,... : after training, the validation perplexity with each map\n"
            "      cut to the fraction F of its singular values (largest kept)\n");
@@ -97,6 +99,7 @@ static void set_defaults(hg_lm_options *o)
     o->log_freq = 10;
     o->eval_every = 200;
     o->save_every = 500;
+    o->check_every = 100;
     o->device = "cpu";
 }
 
@@ -164,6 +167,8 @@ static int option(void *ctx, const char *key, const char *val)
         rc = hg_arg_i64(key, val, 1, (int64_t)1 << 40, &o->eval_every);
     else if (IS("--save-every"))
         rc = hg_arg_i64(key, val, 1, (int64_t)1 << 40, &o->save_every);
+    else if (IS("--check-every"))
+        rc = hg_arg_i64(key, val, 1, (int64_t)1 << 40, &o->check_every);
     else if (IS("--out"))
         o->out_dir = val;
     else if (IS("--resume"))
@@ -297,10 +302,10 @@ int hg_lm_parse_fractions(const char *key, const char *val, double *out, int *n)
     }
 }
 
-int64_t hg_lm_total_steps(const hg_lm_options *o)
+int64_t hg_lm_total_steps(const hg_lm_options *o, int world)
 {
     if (o->steps >= 0)
         return o->steps;
-    const int64_t per = o->batch * o->grad_accum * o->ctx;
+    const int64_t per = o->batch * o->grad_accum * o->ctx * world;
     return (o->tokens + per - 1) / per;
 }
