@@ -117,7 +117,7 @@ done:
     return rc;
 }
 
-int hg_tokens_load(hg_tokens *t, const char *path)
+int hg_tokens_load(hg_tokens *t, const char *path, hg_gpt2bpe *tok)
 {
     memset(t, 0, sizeof *t);
     hg_quoted q;
@@ -142,10 +142,10 @@ int hg_tokens_load(hg_tokens *t, const char *path)
         rc = HG_ERRORF(HG_EFORMAT, "%s: not a token file (bad magic) nor UTF-8 text (line %s)",
                        hg_quote(&q, path), detail);
     }
-    if (!rc)
+    if (!rc && !tok)
         rc = hg_gpt2bpe_load_dir(&bpe, NULL);
     if (!rc)
-        rc = hg_gpt2bpe_encode(bpe, text, len, &ids);
+        rc = hg_gpt2bpe_encode(tok ? tok : bpe, text, len, &ids);
     free(text);
     if (!rc && !(t->ids = hg_calloc(ids.n ? ids.n : 1, sizeof *t->ids, "tokens")))
         rc = HG_ENOMEM;
@@ -153,7 +153,7 @@ int hg_tokens_load(hg_tokens *t, const char *path)
         for (size_t i = 0; i < ids.n; i++)
             t->ids[i] = (uint16_t)ids.id[i];
         t->n = (int64_t)ids.n;
-        t->vocab = hg_gpt2bpe_vocab_size(bpe);
+        t->vocab = hg_gpt2bpe_vocab_size(tok ? tok : bpe);
     }
     hg_gpt2_ids_free(&ids);
     hg_gpt2bpe_free(bpe);

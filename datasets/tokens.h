@@ -26,12 +26,14 @@ void hg_tokens_free(hg_tokens *t); /* safe on a zeroed struct */
 
 /* The tokens of path, whichever it holds: a token file (told by its first bytes, "HGTOK"; then
  * as hg_tokens_read), or else UTF-8 text, encoded whole (every byte, newlines included) with
- * GPT-2's byte-level BPE from the shipped vocabulary (gpt2bpe.h; t->vocab = 50257). Errors:
+ * the tokeniser bpe (NULL: GPT-2's, loaded from the shipped files; gpt2bpe.h), t->vocab its
+ * vocabulary size. Errors:
  * those of hg_tokens_read; HG_EIO ("FILE: cannot open: ..."); HG_EINVAL ("FILE: empty text");
  * HG_EFORMAT ("FILE: not a token file (bad magic) nor UTF-8 text (line L: invalid UTF-8 ... at
  * byte B)", or "... NUL byte at byte B)"); those of hg_gpt2bpe_load_dir and hg_gpt2bpe_encode;
  * HG_ENOMEM. */
-int hg_tokens_load(hg_tokens *t, const char *path);
+typedef struct hg_gpt2bpe hg_gpt2bpe;
+int hg_tokens_load(hg_tokens *t, const char *path, hg_gpt2bpe *bpe);
 
 /* The bundled language-model corpus: the path of its file `name` ("train.txt", "valid.txt"),
  * unpacked by the build, into buf: the first that exists of $HGNN_DATA_DIR/lm/NAME, the build's

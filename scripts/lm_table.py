@@ -125,13 +125,15 @@ def plot(a, methods, results):
                 continue
             step_tokens = r["tokens"] // max(r["steps"], 1)
             toks, ppl = read_log(os.path.join(run_dir(a, m, s), "log.csv"), step_tokens)
-            ax.plot(toks + [r["tokens"]], ppl + [r["val_ppl"]], color=COLORS[m], lw=1.2,
-                    marker=".", ms=4, label=NAMES[m] if first else None)
+            ax.plot(toks, ppl, color=COLORS[m], lw=1.2, marker=".", ms=4,
+                    label=NAMES[m] if first else None)
+            ax.plot([r["tokens"]], [r["val_ppl"]], color=COLORS[m], marker="*", ms=8)
             first = False
     ax.set_yscale("log")
     ax.set_xlabel("training tokens", fontsize=9)
     ax.set_ylabel("validation perplexity", fontsize=9)
-    ax.set_title("hgnn-lm --config %s" % a.config, fontsize=9)
+    ax.set_title("hgnn-lm --config %s (dots: periodic evaluations, --eval-tokens; stars: the "
+                 "final model, whole file)" % a.config, fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(a.outdir, a.tag + ".png"), dpi=110)

@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 PKGS="meson ninja-build pkg-config gcc g++ libopenblas-dev liblapacke-dev libigraph-dev libcmocka-dev time
-      libsentencepiece-dev libpcre2-dev
+      libsentencepiece-dev libpcre2-dev libopenmpi-dev openmpi-bin
       python3-numpy python3-scipy python3-networkx python3-matplotlib python3-regex clang libclang-rt-14-dev"
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -84,6 +84,9 @@ int hg_driver_init(hg_driver *d, const hg_driver_config *cfg, const hg_driver_mo
                              m->nmetrics, NULL, 0));
     HG_CHECK(hg_registry_add(&d->resume, "driver/best_test", HG_DTYPE_U64, d->best_test,
                              m->nmetrics, NULL, 0));
+    if (cfg->dist && cfg->dist->size > 1 &&
+        !(d->sync = hg_calloc(HG_MAX(hg_registry_bytes(&d->resume, 0), 1), 1, "rank state")))
+        return HG_ENOMEM;
 done:
     return rc;
 }
@@ -95,6 +98,7 @@ void hg_driver_destroy(hg_driver *d)
     hg_free(d->best);
     hg_free(d->step_ms);
     hg_free(d->json);
+    hg_free(d->sync);
     if (d->log)
         fclose(d->log);
     memset(d, 0, sizeof *d);
@@ -130,10 +134,9 @@ static int save_best(hg_driver *d)
     return rc;
 }
 
-/* last.ckpt, staged for the next commit. */
-static int save_last(hg_driver *d)
+/* The driver's scalars into d->state (saved as "driver/state"), and back. */
+static void pack_state(hg_driver *d)
 {
-    char path[4200], meta[4096];
     uint64_t *s = d->state;
     s[ST_STEP] = (uint64_t)d->step;
     s[ST_STOPPED] = (uint64_t)d->stopped_early;
@@ -143,6 +146,25 @@ static int save_last(hg_driver *d)
     s[ST_SINCE_BEST] = (uint64_t)d->es.since_best;
     s[ST_LOG_LINES] = (uint64_t)d->log_lines;
     s[ST_NMETRICS] = (uint64_t)d->model.nmetrics;
+}
+
+static void unpack_state(hg_driver *d)
+{
+    const uint64_t *s = d->state;
+    d->step = (int64_t)s[ST_STEP];
+    d->stopped_early = (int)s[ST_STOPPED];
+    d->dirty = (int)s[ST_DIRTY];
+    d->es.best = double_of(s[ST_BEST]);
+    d->es.best_step = (int64_t)s[ST_BEST_STEP];
+    d->es.since_best = (int64_t)s[ST_SINCE_BEST];
+    d->log_lines = (int64_t)s[ST_LOG_LINES];
+}
+
+/* last.ckpt, staged for the next commit. */
+static int save_last(hg_driver *d)
+{
+    char path[4200], meta[4096];
+    pack_state(d);
     d->model.meta(d->model.ctx, meta, sizeof meta);
     hg_outdir_staged(path, sizeof path, d->cfg.out_dir, "last.ckpt");
     return hg_registry_save(&d->resume, 0, path, meta);
@@ -179,13 +201,7 @@ static int load_last(hg_driver *d, const char *path)
     if (s[ST_NMETRICS] != (uint64_t)d->model.nmetrics || s[ST_STEP] > (uint64_t)d->cfg.max_steps)
         return HG_ERRORF(HG_EFORMAT, "%s: saved at %s %llu of another run", path, d->cfg.unit,
                          (unsigned long long)s[ST_STEP]);
-    d->step = (int64_t)s[ST_STEP];
-    d->stopped_early = (int)s[ST_STOPPED];
-    d->dirty = (int)s[ST_DIRTY];
-    d->es.best = double_of(s[ST_BEST]);
-    d->es.best_step = (int64_t)s[ST_BEST_STEP];
-    d->es.since_best = (int64_t)s[ST_SINCE_BEST];
-    d->log_lines = (int64_t)s[ST_LOG_LINES];
+    unpack_state(d);
     d->model.reloaded(d->model.ctx);
 
     /* log.csv: the header and the lines written up to the save, then appended to */
@@ -328,9 +344,27 @@ int hg_driver_resumable(const hg_driver *d)
     return stat(path, &st) == 0;
 }
 
-int hg_driver_run(hg_driver *d, int resume)
+/* Several ranks: rank 0's whole state (what last.ckpt holds) into every other rank. */
+static int sync_ranks(hg_driver *d)
 {
-    double val[HG_DRIVER_MAX_METRICS] = {0};
+    hg_dist *dist = d->cfg.dist;
+    const size_t bytes = hg_registry_bytes(&d->resume, 0);
+    if (dist->rank == 0) {
+        pack_state(d);
+        hg_registry_gather(&d->resume, 0, d->sync);
+    }
+    int rc = hg_dist_bcast(dist, d->sync, bytes);
+    if (rc == HG_OK && dist->rank != 0) {
+        hg_registry_scatter(&d->resume, 0, d->sync);
+        unpack_state(d);
+        d->model.reloaded(d->model.ctx);
+    }
+    return rc;
+}
+
+/* Start afresh (step 0 evaluated) or from last.ckpt. */
+static int start(hg_driver *d, int resume, double *val)
+{
     int rc = HG_OK;
     if (d->cfg.out_dir)
         snprintf(d->run_id, sizeof d->run_id, "%llx-%lx", (unsigned long long)time(NULL),
@@ -353,6 +387,20 @@ int hg_driver_run(hg_driver *d, int resume)
         if ((rc = evaluate(d, 0, val)))
             return rc;
     }
+    return HG_OK;
+}
+
+int hg_driver_run(hg_driver *d, int resume)
+{
+    double val[HG_DRIVER_MAX_METRICS] = {0};
+    const int several = d->cfg.dist && d->cfg.dist->size > 1;
+    int rc = HG_OK;
+    if (!several || d->cfg.dist->rank == 0)
+        rc = start(d, resume, val);
+    if (rc == HG_OK && several)
+        rc = sync_ranks(d);
+    if (rc != HG_OK)
+        return rc;
     d->first_step = d->step;
     while (rc == HG_OK && !d->stopped_early && d->step < d->cfg.max_steps)
         rc = one_step(d, d->step + 1, val);

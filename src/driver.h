@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "dist.h"
 #include "io.h"
 #include "registry.h"
 #include "schedule.h"
@@ -98,6 +99,9 @@ typedef struct hg_driver_config {
     const char *out_dir;     /* NULL: no files */
     const char *program;     /* for notes on stderr */
     double t_start;          /* hg_now() when the program started (for total_seconds) */
+    hg_dist *dist;           /* data-parallel ranks (NULL: alone): rank 0 starts the run (afresh
+                                or from last.ckpt) and every other rank takes the whole state
+                                from it; the other ranks run with out_dir NULL and quiet */
 } hg_driver_config;
 
 typedef struct hg_driver {
@@ -120,6 +124,7 @@ typedef struct hg_driver {
     uint64_t state[10];      /* the driver's scalars, packed for last.ckpt */
     FILE *log;
     char *json;              /* the result line */
+    unsigned char *sync;     /* with several ranks: the state sent from rank 0 at the start */
 } hg_driver;
 
 /* Set up a driver (allocates the snapshot, the step times and the checkpoint lists; copies cfg
@@ -137,7 +142,8 @@ int hg_driver_load(hg_driver *d, const char *path);
 int hg_driver_resumable(const hg_driver *d);
 
 /* Train: resume = 1 continues from cfg.out_dir/last.ckpt when it exists (otherwise starts
- * afresh); starting afresh evaluates the initial model as step 0. Steps until max_steps or early
+ * afresh); starting afresh evaluates the initial model as step 0. With several ranks (cfg.dist)
+ * rank 0 does this and sends everything last.ckpt would hold to the others. Steps until max_steps or early
  * stopping, evaluating every eval_every steps; writes log.csv, progress lines and the
  * checkpoints (see above; all of them once more at the end). Errors: HG_ENUMERIC (non-finite
  * loss or gradient norm: the message names the step; checkpoint.bin keeps the best model), those

@@ -262,6 +262,8 @@ float *hg_params_grad(const hg_params *P, int id) { return role(P, id, P->grad);
 float *hg_params_moment1(const hg_params *P, int id) { return role(P, id, P->m); }
 float *hg_params_moment2(const hg_params *P, int id) { return role(P, id, P->v); }
 int64_t hg_params_count(const hg_params *P, int id) { return id >= 0 && id < P->ntens ? P->tens[id].count : 0; }
+float *hg_params_grad_buffer(const hg_params *P) { return P->grad; }
+float *hg_params_param_buffer(const hg_params *P) { return P->param; }
 float *hg_params_workspace(const hg_params *P) { return P->work; }
 int64_t hg_params_workspace_floats(const hg_params *P) { return P->nwork; }
 

@@ -85,6 +85,11 @@ float *hg_params_grad(const hg_params *P, int id);
 float *hg_params_moment1(const hg_params *P, int id);
 float *hg_params_moment2(const hg_params *P, int id);
 int64_t hg_params_count(const hg_params *P, int id);
+/* The flat buffers themselves (after commit): every trainable tensor's gradient, contiguous in
+ * layout order (hg_params_num_trainable floats), e.g. to sum it over processes in one call; and
+ * every parameter (hg_params_param_floats floats), e.g. to checksum a replica. */
+float *hg_params_grad_buffer(const hg_params *P);
+float *hg_params_param_buffer(const hg_params *P);
 float *hg_params_workspace(const hg_params *P);
 int64_t hg_params_workspace_floats(const hg_params *P);
 /* The group's own clock (for tensors declared with clock NULL). */

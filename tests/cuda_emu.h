@@ -126,7 +126,8 @@ static inline cudaError_t cudaMalloc(void **p, size_t bytes)
 }
 static inline cudaError_t cudaFree(void *p)
 {
-    hg_emu_dev_free(p);
+    if (p) /* cudaFree(NULL) does nothing, as CUDA's */
+        hg_emu_dev_free(p);
     return cudaSuccess;
 }
 static inline cudaError_t cudaMallocHost(void **p, size_t bytes) { *p = aligned_alloc(256, (bytes + 255) / 256 * 256); return *p ? cudaSuccess : cudaErrorMemoryAllocation; }

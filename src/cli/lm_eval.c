@@ -168,7 +168,7 @@ int hg_lm_eval_main(int argc, char **argv)
     if (!rc && !(rc = open_model(&u, &o, &s, 0))) {
         const char *file = u.file ? u.file : o.valid;
         hg_quoted q;
-        if (!(rc = hg_tokens_load(&t, file)) && t.vocab > o.vocab)
+        if (!(rc = hg_tokens_load(&t, file, NULL)) && t.vocab > o.vocab)
             rc = HG_ERRORF(HG_EINVAL, "%s: vocabulary of %d, larger than the model's %d",
                            hg_quote(&q, file), t.vocab, o.vocab);
         if (!rc) {

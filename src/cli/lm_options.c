@@ -32,8 +32,8 @@ static void usage(void)
 {
     printf("usage: hgnn-lm train [options]\n"
            "Pre-trains an OPT-style decoder-only language model (pre-LN, ReLU, trained positions)\n"
-           "every linear map full rank, LoRA, ReLoRA* or SST; by default the small model on the\n"
-           "bundled Wikipedia corpus.\n"
+           "with every linear map full rank, LoRA, ReLoRA* or SST; by default the small model on\n"
+           "the bundled Wikipedia corpus.\n"
            "data:\n"
            "  --train FILE  --valid FILE   UTF-8 text (GPT-2 BPE) or token files (hgnn-lm\n"
            "                               tokenize); the bundled corpus by default\n"
@@ -50,6 +50,8 @@ static void usage(void)
            "      opt-125m: 12 layers, d 768, 12 heads, FFN 3072, context 2048; lr 6e-4,\n"
            "            warm-up 2000, 20000 steps of 8 windows\n"
            "  --layers N  --dim D  --heads H  --ffn F  --ctx T   override the configuration\n"
+           "  --positions P (the configuration's context, or --ctx if larger)  rows of the\n"
+           "      trained position table; --ctx may not exceed it\n"
            "  --dropout P (0.1)\n");
     hg_arg_linear_usage("200", "20", "d/r");
     printf("  (--rank defaults to d/12)\n"
@@ -57,13 +59,15 @@ static void usage(void)
            "  --lr LR (the configuration's)  --lr-lowrank LR (1e-3; LoRA/ReLoRA/SST parameters)\n"
            "  --warmup N (the configuration's): linear warm-up, then constant\n"
            "  --weight-decay W (0.1, on the maps' weights)  --clip C (1.0; 0: none)\n"
-           "  --batch B (8) windows of ctx+1 tokens  --grad-accum N (1)\n"
-           "  --tokens N (the configuration's budget): N / (batch x accum x ctx) steps,\n"
+           "  --batch B (8) windows of ctx+1 tokens  --grad-accum N (1)  (under mpirun -np R:\n"
+           "      a step is B x N x R windows, each rank B x N of them)\n"
+           "  --tokens N (the configuration's budget): N / (batch x accum x ranks x ctx) steps,\n"
            "  or --steps N\n"
            "  --seed S (1)\n"
            "running:\n"
            "  --threads N (1)  --device cpu|cuda  --log-freq N (10 steps)  --quiet\n"
            "  --eval-every N (200 steps)  --save-every N (500 steps)\n"
+           "  --check-every N (100 steps): under mpirun, compare the ranks' parameters\n"
            "  --out DIR  --resume DIR (continue an interrupted run; DIR/args.txt first)\n"
            "  --prune-sigma F1,F2,... : after training, the validation perplexity with each map\n"
            "      cut to the fraction F of its singular values (largest kept)\n");
@@ -95,6 +99,7 @@ static void set_defaults(hg_lm_options *o)
     o->log_freq = 10;
     o->eval_every = 200;
     o->save_every = 500;
+    o->check_every = 100;
     o->device = "cpu";
 }
 
@@ -128,6 +133,8 @@ static int option(void *ctx, const char *key, const char *val)
         rc = hg_arg_int(key, val, 1, 1 << 20, &o->ffn);
     else if (IS("--ctx"))
         rc = hg_arg_int(key, val, 1, 1 << 20, &o->ctx);
+    else if (IS("--positions"))
+        rc = hg_arg_int(key, val, 2, 1 << 20, &o->positions);
     else if (IS("--dropout"))
         rc = hg_arg_float(key, val, 0.0, 0.99, &o->dropout);
     else if ((rc = hg_arg_linear(&o->linear, key, val, &c)) || c)
@@ -160,6 +167,8 @@ static int option(void *ctx, const char *key, const char *val)
         rc = hg_arg_i64(key, val, 1, (int64_t)1 << 40, &o->eval_every);
     else if (IS("--save-every"))
         rc = hg_arg_i64(key, val, 1, (int64_t)1 << 40, &o->save_every);
+    else if (IS("--check-every"))
+        rc = hg_arg_i64(key, val, 1, (int64_t)1 << 40, &o->check_every);
     else if (IS("--out"))
         o->out_dir = val;
     else if (IS("--resume"))
@@ -188,9 +197,13 @@ static int finish(hg_lm_options *o)
     if (!o->heads) o->heads = s->heads;
     if (!o->ffn) o->ffn = s->ffn;
     if (!o->ctx) o->ctx = s->ctx;
+    if (!o->positions) o->positions = HG_MAX(s->ctx, o->ctx);
     if (o->lr == 0.0f) o->lr = s->lr;
     if (o->warmup < 0) o->warmup = s->warmup;
     if (o->steps < 0 && o->tokens == 0) o->tokens = s->tokens;
+    if (o->ctx > o->positions)
+        return HG_ERRORF(HG_EINVAL, "option --ctx %d: above the position table of %d positions "
+                         "(--positions)", o->ctx, o->positions);
     if (o->dim % o->heads != 0)
         return HG_ERRORF(HG_EINVAL, "options --dim %d --heads %d: the width must be a multiple "
                          "of the heads", o->dim, o->heads);
@@ -289,10 +302,10 @@ int hg_lm_parse_fractions(const char *key, const char *val, double *out, int *n)
     }
 }
 
-int64_t hg_lm_total_steps(const hg_lm_options *o)
+int64_t hg_lm_total_steps(const hg_lm_options *o, int world)
 {
     if (o->steps >= 0)
         return o->steps;
-    const int64_t per = o->batch * o->grad_accum * o->ctx;
+    const int64_t per = o->batch * o->grad_accum * o->ctx * world;
     return (o->tokens + per - 1) / per;
 }

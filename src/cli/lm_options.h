@@ -22,6 +22,8 @@ typedef struct hg_lm_options {
     /* model: a named configuration, then the shapes given explicitly */
     const char *config;
     int layers, dim, heads, ffn, ctx;
+    int positions;         /* rows of the trained position table (0 until finished: the
+                              configuration's context, or ctx when larger); ctx <= positions */
     float dropout;
     hg_linear_opts linear;
     /* optimisation: AdamW, linear warm-up then constant */
@@ -32,6 +34,7 @@ typedef struct hg_lm_options {
     /* running and output */
     int threads, log_freq, quiet;
     int64_t eval_every, save_every;
+    int64_t check_every;   /* steps between the replicas' checksum comparisons (several ranks) */
     const char *out_dir, *resume, *device;
     /* singular-value pruning of the final model: fractions of each map's singular values kept */
     double prune[HG_LM_MAX_PRUNE];
@@ -56,7 +59,8 @@ int hg_lm_options_load(hg_lm_options *o, const char *dir);
 int hg_lm_parse_fractions(const char *key, const char *val, double *out, int *n);
 /* The model's vocabulary for a tokenizer's: rounded up to a multiple of 64. */
 int64_t hg_lm_model_vocab(int vocab);
-/* Steps of the run: --steps, or the token budget over the tokens of one step. */
-int64_t hg_lm_total_steps(const hg_lm_options *o);
+/* Steps of the run: --steps, or the token budget over the tokens of one step of `world`
+ * data-parallel ranks (batch x grad_accum x world windows). */
+int64_t hg_lm_total_steps(const hg_lm_options *o, int world);
 
 #endif

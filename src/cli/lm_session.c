@@ -30,7 +30,7 @@ int hg_lm_session_open(hg_lm_session *s, const hg_lm_options *o, int vocab, int6
     c.learned_pos = 1;
     c.emb_scale = 1.0f;
     c.init_std = 0.02f;
-    c.max_len = HG_MAX(T, 2);
+    c.max_len = HG_MAX(o->positions, 2);
     c.max_src_len = 1;
     c.max_tgt_len = T;
     c.max_batch = max_windows;

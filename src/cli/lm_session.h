@@ -21,8 +21,8 @@ typedef struct hg_lm_session {
     int32_t *k_in, *k_out;    /* the same in k's memory */
 } hg_lm_session;
 
-/* The kernel context, the model (vocabulary hg_lm_model_vocab(vocab), capacity max_windows
- * windows of o->ctx tokens; OPT's settings: pre-LN, ReLU, trained positions, unscaled
+/* The kernel context, the model (vocabulary hg_lm_model_vocab(vocab), o->positions trained
+ * positions, capacity max_windows windows of o->ctx tokens; OPT's settings: pre-LN, ReLU, trained positions, unscaled
  * embeddings, N(0, 0.02) initialisation) and the batch buffers.
  * Errors: those of hg_kctx_init and hg_tf_init, HG_ENOMEM. */
 int hg_lm_session_open(hg_lm_session *s, const hg_lm_options *o, int vocab, int64_t max_windows);

@@ -1,13 +1,19 @@
 /* lm_train.c - `hgnn-lm train`: pre-trains the decoder-only Transformer on a token file through
  * the shared driver. A step is --grad-accum micro-batches of --batch windows of ctx + 1 tokens
- * at random offsets, drawn from the seed and the step alone (a resumed run needs no generator
- * state); an evaluation is the validation file's perplexity. */
+ * at random offsets on each of the R data-parallel ranks (dist.h; R = 1 without mpirun): the
+ * step's R x grad_accum micro-batches are numbered globally, rank r takes the grad_accum
+ * consecutive ones from r x grad_accum, and each is drawn from the seed and its number alone (a
+ * resumed run needs no generator state, and R ranks with grad_accum A draw the windows and
+ * dropout masks of one rank with grad_accum R x A). An evaluation is the validation file's
+ * perplexity, computed by every rank alike (no communication; the driver's state stays the same
+ * everywhere); rank 0 alone prints and writes. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "lm_session.h"
 #include "lm_cli.h"
+#include "../dist.h"
 #include "../driver.h"
 #include "../hg.h"
 #include "../io.h"
@@ -40,11 +46,13 @@ typedef struct lm_run {
     double t_begin, t_log, tokens_log;
     hg_registry reg;
     hg_driver drv;
+    hg_dist dist;
 } lm_run;
 
-static int64_t step_tokens(const hg_lm_options *o)
+/* Tokens of one step, every rank's. */
+static int64_t step_tokens(const lm_run *r)
 {
-    return o->batch * o->grad_accum * o->ctx;
+    return r->o->batch * r->o->grad_accum * r->o->ctx * r->dist.size;
 }
 
 /* ---- the driver's callbacks ---- */
@@ -81,10 +89,11 @@ static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
     lm_run *r = ctx;
     const hg_lm_options *o = r->o;
     hg_params *P = hg_tf_params(r->s.model);
+    const int64_t A = o->grad_accum, G = A * r->dist.size; /* micro-batches: this rank's, all */
     hg_params_zero_grad(P);
     double total = 0.0;
-    for (int64_t a = 0; a < o->grad_accum; a++) {
-        const uint64_t micro = (uint64_t)((step - 1) * o->grad_accum + a);
+    for (int64_t a = 0; a < A; a++) {
+        const uint64_t micro = (uint64_t)((step - 1) * G + r->dist.rank * A + a);
         hg_rng g;
         hg_rng_seed(&g, hg_rng_derive(o->seed, STREAM_WINDOWS + micro));
         for (int64_t w = 0; w < o->batch; w++)
@@ -98,11 +107,17 @@ static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
             return rc;
         total += sum / (double)b.ntok;
     }
-    if (o->grad_accum > 1)
-        hg_params_scale_grad(P, 1.0f / (float)o->grad_accum);
-    *loss = total / (double)o->grad_accum;
+    /* the ranks' sums; a rank that met a non-finite value stops every rank at this step */
+    const int bad = r->dist.size > 1 && !(isfinite(total) && isfinite(hg_params_grad_sqnorm(P)));
+    int rc = hg_dist_step_scalars(&r->dist, &total, 1, bad, step);
+    if (rc || (rc = hg_dist_sum_grad(&r->dist, hg_params_grad_buffer(P),
+                                     hg_params_num_trainable(P))))
+        return rc;
+    if (G > 1)
+        hg_params_scale_grad(P, 1.0f / (float)G);
+    *loss = total / (double)G;
     *grad_norm = isfinite(*loss) ? sqrt(hg_params_grad_sqnorm(P)) : 0.0;
-    r->tokens += (double)step_tokens(o);
+    r->tokens += (double)step_tokens(r);
     if (!o->quiet && o->log_freq > 0 && step % o->log_freq == 0)
         progress(r, step, *loss);
     return HG_OK;
@@ -111,8 +126,11 @@ static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
 static int train_update(void *ctx, int64_t step, double lr, double grad_norm)
 {
     lm_run *r = ctx;
-    (void)step;
+    hg_params *P = hg_tf_params(r->s.model);
     int rc = hg_tf_step(r->s.model, lr, grad_norm, r->o->clip);
+    if (rc == HG_OK && step % r->o->check_every == 0)
+        rc = hg_dist_check_replicas(&r->dist, hg_params_param_buffer(P),
+                                    hg_params_param_floats(P), step);
     return rc ? rc : hg_k_sync(&r->s.k);
 }
 
@@ -153,7 +171,7 @@ static void add_json(void *ctx, hg_json *j, const hg_driver *d)
     hg_json_add_int(j, "ctx", o->ctx);
     hg_json_add_int(j, "vocab", hg_tf_cfg(m)->vocab);
     hg_json_add_int(j, "steps", d->step);
-    hg_json_add_int(j, "tokens", d->step * step_tokens(o));
+    hg_json_add_int(j, "tokens", d->step * step_tokens(r));
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
     hg_json_add_raw(j, "seed", seed);
     hg_json_add_double(j, "val_loss", r->final_val[0]);
@@ -162,6 +180,9 @@ static void add_json(void *ctx, hg_json *j, const hg_driver *d)
     hg_driver_json(d, j, HG_DRIVER_JSON_TRAIN);
     hg_json_add_double(j, "tokens_per_s", d->train_seconds > 0 ? r->tokens / d->train_seconds
                                                                : 0.0);
+    hg_json_add_int(j, "world_size", r->dist.size);
+    hg_json_add_double(j, "comm_share", d->train_seconds > 0
+                                            ? r->dist.comm_seconds / d->train_seconds : 0.0);
     hg_json_add_int(j, "trainable_params", hg_tf_num_trainable(m));
     hg_json_add_int(j, "optimizer_state_floats", hg_tf_state_floats(m));
     hg_driver_json(d, j, HG_DRIVER_JSON_TIMING);
@@ -176,8 +197,8 @@ static int read_data(lm_run *r)
 {
     const hg_lm_options *o = r->o;
     int rc = HG_OK;
-    HG_CHECK(hg_tokens_load(&r->train, o->train));
-    HG_CHECK(hg_tokens_load(&r->valid, o->valid));
+    HG_CHECK(hg_tokens_load(&r->train, o->train, NULL));
+    HG_CHECK(hg_tokens_load(&r->valid, o->valid, NULL));
     r->vocab = o->vocab ? o->vocab : r->train.vocab;
     hg_quoted q;
     if (r->train.vocab > r->vocab || r->valid.vocab > r->vocab)
@@ -207,7 +228,8 @@ static int setup(lm_run *r)
     }
     if (!(r->start = hg_calloc((size_t)o->batch, sizeof *r->start, "window starts")))
         return HG_ENOMEM;
-    r->max_steps = hg_lm_total_steps(o);
+    r->max_steps = hg_lm_total_steps(o, r->dist.size);
+    HG_CHECK(hg_dist_attach(&r->dist, &r->s.k, hg_tf_num_trainable(r->s.model)));
     hg_registry_init(&r->reg);
     HG_CHECK(hg_tf_register(r->s.model, &r->reg));
 done:
@@ -245,6 +267,7 @@ static int driver_init(lm_run *r, double t_start)
     c.out_dir = o->out_dir;
     c.program = "hgnn-lm";
     c.t_start = t_start;
+    c.dist = &r->dist;
     return hg_driver_init(&r->drv, &c, &dm);
 }
 
@@ -264,34 +287,47 @@ int hg_lm_train_main(int argc, char **argv)
     lm_run r;
     memset(&r, 0, sizeof r);
     r.o = &o;
+    const double t_start = hg_now();
     int rc = hg_lm_options_parse(&o, argc, argv);
+    const int joined = hg_dist_init(&r.dist); /* a world of one when it fails */
     if (rc == HG_ARG_DONE) {
         hg_lm_options_free(&o);
-        return 0;
+        return hg_dist_exit(&r.dist, 0);
+    }
+    rc = rc ? rc : joined;
+    if (r.dist.rank > 0) { /* rank 0 alone prints and writes */
+        o.out_dir = NULL;
+        o.quiet = 1;
     }
     int exit_code = EXIT_INPUT;
-    const double t_start = hg_now();
     if (rc || (rc = read_data(&r)))
-        goto fail;
+        goto setup_done;
     if (o.out_dir && ((rc = hg_mkdir_p(o.out_dir)) ||
                       (!o.resume && ((rc = hg_outdir_reset(o.out_dir)) ||
                                      (rc = hg_lm_options_save(o.out_dir, argc, argv, r.vocab))))))
-        goto fail;
-    if ((rc = setup(&r)) || (rc = driver_init(&r, t_start)))
+        goto setup_done;
+    rc = setup(&r);
+    if (rc == HG_OK)
+        rc = driver_init(&r, t_start);
+setup_done:
+    if ((rc = hg_dist_agree(&r.dist, rc)))
         goto fail;
     if (!o.quiet)
         printf("hgnn-lm: %s | %lld training, %lld validation tokens | vocab %lld | %d layers, d %d,"
                " %d heads, FFN %d, context %d | method %s rank %d | %lld steps of %lld tokens | "
-               "%lld trainable parameters | %s\n",
+               "%lld trainable parameters | %s | %d rank%s\n",
                o.config, (long long)r.train.n, (long long)r.valid.n,
                (long long)hg_tf_cfg(r.s.model)->vocab, o.layers, o.dim, o.heads, o.ffn, o.ctx,
                hg_linear_method_name(o.linear.method), o.linear.rank, (long long)r.max_steps,
-               (long long)step_tokens(&o), (long long)hg_tf_num_trainable(r.s.model),
-               hg_k_device_name(&r.s.k));
+               (long long)step_tokens(&r), (long long)hg_tf_num_trainable(r.s.model),
+               hg_k_device_name(&r.s.k), r.dist.size, r.dist.size > 1 ? "s" : "");
     exit_code = EXIT_RUN;
     r.t_begin = r.t_log = hg_now();
-    if ((rc = hg_driver_run(&r.drv, o.resume != NULL)) ||
-        (rc = hg_lm_nll(&r.s, &r.valid, 0, &r.final_val[0])) ||
+    if ((rc = hg_driver_run(&r.drv, o.resume != NULL)))
+        goto fail;
+    if (r.dist.rank > 0) /* the final model's evaluation and report: rank 0's */
+        goto end;
+    if ((rc = hg_lm_nll(&r.s, &r.valid, 0, &r.final_val[0])) ||
         (rc = hg_lm_prune_nll(&r.s, &r.valid, o.eval_tokens, o.prune, o.nprune, r.pruned)))
         goto fail;
     r.final_val[1] = exp(r.final_val[0]);
@@ -306,13 +342,14 @@ int hg_lm_train_main(int argc, char **argv)
     }
     if ((rc = hg_driver_report(&r.drv)))
         goto fail;
+end:
     run_destroy(&r);
     hg_lm_options_free(&o);
-    return 0;
+    return hg_dist_exit(&r.dist, 0);
 fail:
     fflush(stdout);
-    fprintf(stderr, "hgnn-lm: %s\n", hg_last_error()[0] ? hg_last_error() : hg_strerror(rc));
+    hg_dist_print_error(&r.dist, "hgnn-lm", rc);
     run_destroy(&r);
     hg_lm_options_free(&o);
-    return exit_code;
+    return hg_dist_exit(&r.dist, exit_code);
 }

@@ -31,6 +31,8 @@ static void usage(void)
     printf("optimisation:\n"
            "  --lr LR (1e-3)  --warmup N (400): linear warm-up, then inverse square root\n"
            "  --max-tokens N (4096)   target tokens per batch (length buckets)\n"
+           "  --grad-accum N (1)      batches per step (under mpirun -np R: N x R batches a\n"
+           "                          step, N on each rank)\n"
            "  --epochs N (30)  --steps N (0: all epochs)  --label-smoothing E (0.1)\n"
            "  --clip C (1.0; 0: none)  --seed S (1)\n"
            "decoding (test set):\n"
@@ -40,6 +42,7 @@ static void usage(void)
            "running:\n"
            "  --threads N (1)  --device cpu|cuda  --log-freq N (50 steps)  --quiet\n"
            "  --eval-every N (one epoch)  --save-every N (500 steps)\n"
+           "  --check-every N (100 steps): under mpirun, compare the ranks' parameters\n"
            "  --out DIR  --resume DIR (continue an interrupted run; DIR/args.txt first)\n");
 }
 
@@ -66,6 +69,7 @@ static void set_defaults(hg_mt_options *o)
     o->lr = 1e-3f;
     o->warmup = 400;
     o->max_tokens = 4096;
+    o->grad_accum = 1;
     o->epochs = 30;
     o->label_smoothing = 0.1f;
     o->clip = 1.0f;
@@ -78,6 +82,7 @@ static void set_defaults(hg_mt_options *o)
     o->threads = 1;
     o->log_freq = 50;
     o->save_every = 500;
+    o->check_every = 100;
     o->device = "cpu";
 }
 
@@ -136,6 +141,8 @@ static int option(void *ctx, const char *key, const char *val)
         rc = hg_arg_int(key, val, 0, 1 << 30, &o->warmup);
     else if (IS("--max-tokens"))
         rc = hg_arg_i64(key, val, 16, (int64_t)1 << 30, &o->max_tokens);
+    else if (IS("--grad-accum"))
+        rc = hg_arg_i64(key, val, 1, 1 << 20, &o->grad_accum);
     else if (IS("--epochs"))
         rc = hg_arg_int(key, val, 0, 1 << 20, &o->epochs);
     else if (IS("--steps"))
@@ -164,6 +171,8 @@ static int option(void *ctx, const char *key, const char *val)
         rc = hg_arg_int(key, val, 1, 1 << 30, &o->eval_every);
     else if (IS("--save-every"))
         rc = hg_arg_int(key, val, 1, 1 << 30, &o->save_every);
+    else if (IS("--check-every"))
+        rc = hg_arg_i64(key, val, 1, (int64_t)1 << 40, &o->check_every);
     else if (IS("--out"))
         o->out_dir = val;
     else if (IS("--resume"))

@@ -23,7 +23,8 @@ typedef struct hg_mt_options {
     /* optimisation */
     float lr, label_smoothing, clip;
     int warmup, epochs;
-    int64_t max_tokens, steps; /* steps: 0 = epochs x batches */
+    int64_t max_tokens, steps; /* steps: 0 = epochs x batches / batches a step */
+    int64_t grad_accum;        /* batches a step on each data-parallel rank */
     uint64_t seed;
     /* decoding */
     int beam, decode;      /* decode: translate the test set at the end (BLEU) */
@@ -31,6 +32,7 @@ typedef struct hg_mt_options {
     int64_t extra_len, decode_batch;
     /* running and output */
     int threads, log_freq, quiet, save_every, eval_every; /* eval_every 0: once per epoch */
+    int64_t check_every;   /* steps between the replicas' checksum comparisons (several ranks) */
     const char *out_dir, *resume, *device;
     hg_arg_saved saved;
 } hg_mt_options;

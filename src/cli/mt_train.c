@@ -1,6 +1,15 @@
 /* mt_train.c - `hgnn-mt train`: reads a parallel corpus, learns (or loads) the SentencePiece
- * model, trains the Transformer through the shared driver (one step per token-budget batch, one
- * evaluation per epoch), then translates the test set and scores it with BLEU and chrF. */
+ * model, trains the Transformer through the shared driver (one evaluation per epoch), then
+ * translates the test set and scores it with BLEU and chrF.
+ *
+ * A step is --grad-accum token-budget batches on each of the R data-parallel ranks (dist.h; R = 1
+ * without mpirun): the run's batches are numbered globally through the epochs (each epoch the
+ * training batches in an order drawn from the seed and the epoch), the step's R x grad_accum of
+ * them are taken in turn, rank r the grad_accum consecutive ones from r x grad_accum, and each
+ * one's dropout masks come from its number: R ranks with grad_accum A take the batches and masks
+ * of one rank with grad_accum R x A. The step's gradient is the mean of its batches' gradients
+ * (each of its batch's mean token loss). Every rank evaluates alike (no communication); rank 0
+ * alone prints, writes and translates the test set. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +19,7 @@
 #include "mt_cli.h"
 #include "mt_session.h"
 #include "../bleu.h"
+#include "../dist.h"
 #include "../driver.h"
 #include "../hg.h"
 #include "../io.h"
@@ -46,6 +56,7 @@ typedef struct mt_run {
     double tokens_log;
     hg_registry reg;
     hg_driver drv;
+    hg_dist dist;
 } mt_run;
 
 /* ---- batches ---- */
@@ -100,35 +111,55 @@ static int evaluate(void *ctx, hg_split split, double *out)
     return rc ? rc : hg_k_sync(&r->s.k);
 }
 
+/* The training batch numbered g (from 0, through the epochs). */
+static int64_t batch_of(mt_run *r, int64_t g)
+{
+    const int64_t nb = r->batches[TRAIN].nbatches, epoch = g / nb;
+    if (epoch != r->order_epoch) { /* a new epoch: the batches in a fresh order */
+        hg_rng rng;
+        hg_rng_seed(&rng, hg_rng_derive(r->o->seed, 5000 + (uint64_t)epoch));
+        hg_mt_batches_shuffle(r->order, nb, &rng);
+        r->order_epoch = epoch;
+    }
+    return r->order[g % nb];
+}
+
 static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
 {
     mt_run *r = ctx;
     const hg_mt_options *o = r->o;
-    const int64_t nb = r->batches[TRAIN].nbatches, epoch = (step - 1) / nb;
-    if (epoch != r->order_epoch) { /* a new epoch: the batches in a fresh order */
-        hg_rng g;
-        hg_rng_seed(&g, hg_rng_derive(o->seed, 5000 + (uint64_t)epoch));
-        hg_mt_batches_shuffle(r->order, nb, &g);
-        r->order_epoch = epoch;
-    }
-    hg_tf_batch b;
-    double tokens;
-    load_batch(r, TRAIN, r->order[(step - 1) % nb], &b, &tokens);
+    const int64_t A = o->grad_accum, G = A * r->dist.size; /* batches: this rank's, all */
     hg_params *P = hg_tf_params(r->s.model);
     hg_params_zero_grad(P);
-    double sum;
-    int rc = hg_tf_loss(r->s.model, &b, o->label_smoothing, 1,
-                        hg_rng_derive(o->seed, 1000000 + (uint64_t)step), 1, &sum);
-    if (rc)
+    double sc[2] = {0.0, 0.0}; /* the batches' mean token losses, and their tokens, summed */
+    for (int64_t a = 0; a < A; a++) {
+        const int64_t g = (step - 1) * G + r->dist.rank * A + a;
+        hg_tf_batch b;
+        double tokens, sum;
+        load_batch(r, TRAIN, batch_of(r, g), &b, &tokens);
+        int rc = hg_tf_loss(r->s.model, &b, o->label_smoothing, 1,
+                            hg_rng_derive(o->seed, 1000000 + (uint64_t)g + 1), 1, &sum);
+        if (rc)
+            return rc;
+        sc[0] += b.ntok > 0 ? sum / (double)b.ntok : 0.0;
+        sc[1] += tokens;
+    }
+    /* the ranks' sums; a rank that met a non-finite value stops every rank at this step */
+    const int bad = r->dist.size > 1 && !(isfinite(sc[0]) && isfinite(hg_params_grad_sqnorm(P)));
+    int rc = hg_dist_step_scalars(&r->dist, sc, 2, bad, step);
+    if (rc || (rc = hg_dist_sum_grad(&r->dist, hg_params_grad_buffer(P),
+                                     hg_params_num_trainable(P))))
         return rc;
-    *loss = b.ntok > 0 ? sum / (double)b.ntok : 0.0;
+    if (G > 1)
+        hg_params_scale_grad(P, 1.0f / (float)G);
+    *loss = sc[0] / (double)G;
     *grad_norm = isfinite(*loss) ? sqrt(hg_params_grad_sqnorm(P)) : 0.0;
-    r->tokens += tokens;
+    r->tokens += sc[1];
     if (!o->quiet && o->log_freq > 0 && step % o->log_freq == 0) {
         const double now = hg_now(), dt = now - r->t_log;
         printf("epoch %lld | step %lld | loss %.4f | lr %.3e | %.0f tokens/s\n",
-               (long long)(epoch + 1), (long long)step, *loss, hg_lr_at(&r->lr, step),
-               dt > 0 ? (r->tokens - r->tokens_log) / dt : 0.0);
+               (long long)((step - 1) * G / r->batches[TRAIN].nbatches + 1), (long long)step,
+               *loss, hg_lr_at(&r->lr, step), dt > 0 ? (r->tokens - r->tokens_log) / dt : 0.0);
         fflush(stdout);
         r->t_log = now;
         r->tokens_log = r->tokens;
@@ -139,8 +170,11 @@ static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
 static int train_update(void *ctx, int64_t step, double lr, double grad_norm)
 {
     mt_run *r = ctx;
-    (void)step;
+    hg_params *P = hg_tf_params(r->s.model);
     int rc = hg_tf_step(r->s.model, lr, grad_norm, r->o->clip);
+    if (rc == HG_OK && step % r->o->check_every == 0)
+        rc = hg_dist_check_replicas(&r->dist, hg_params_param_buffer(P),
+                                    hg_params_param_floats(P), step);
     return rc ? rc : hg_k_sync(&r->s.k);
 }
 
@@ -179,8 +213,8 @@ static void add_json(void *ctx, hg_json *j, const hg_driver *d)
     hg_json_add_int(j, "layers", o->enc_layers);
     hg_json_add_int(j, "dec_layers", o->dec_layers);
     hg_json_add_int(j, "vocab", hg_tf_cfg(m)->vocab);
-    hg_json_add_double(j, "epochs", r->steps_per_epoch > 0
-                                        ? (double)d->step / (double)r->steps_per_epoch : 0.0);
+    hg_json_add_double(j, "epochs", (double)(d->step * o->grad_accum * r->dist.size) /
+                                        (double)r->batches[TRAIN].nbatches);
     hg_json_add_int(j, "steps", d->step);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
     hg_json_add_raw(j, "seed", seed);
@@ -195,6 +229,9 @@ static void add_json(void *ctx, hg_json *j, const hg_driver *d)
     hg_driver_json(d, j, HG_DRIVER_JSON_TRAIN);
     hg_json_add_double(j, "tokens_per_s", d->train_seconds > 0 ? r->tokens / d->train_seconds
                                                                : 0.0);
+    hg_json_add_int(j, "world_size", r->dist.size);
+    hg_json_add_double(j, "comm_share", d->train_seconds > 0
+                                            ? r->dist.comm_seconds / d->train_seconds : 0.0);
     hg_json_add_int(j, "trainable_params", hg_tf_num_trainable(m));
     hg_json_add_int(j, "optimizer_state_floats", hg_tf_state_floats(m));
     hg_driver_json(d, j, HG_DRIVER_JSON_TIMING);
@@ -212,13 +249,15 @@ static int read_data(mt_run *r)
         HG_CHECK(hg_text_read_parallel(&r->raw[2 * sp], &r->raw[2 * sp + 1], o->paths[2 * sp],
                                        o->paths[2 * sp + 1], o->max_line));
     /* the SentencePiece model: given, saved by the run being resumed, or learned here */
-    char path[4200];
+    char path[4200], saved[4200];
     if (o->out_dir)
         snprintf(path, sizeof path, "%s/spm.model", o->out_dir);
+    if (o->resume) /* every rank reads it (rank 0 alone has an out_dir) */
+        snprintf(saved, sizeof saved, "%s/spm.model", o->resume);
     if (o->spm_model) {
         HG_CHECK(hg_spm_load(&r->s.spm, o->spm_model));
-    } else if (o->resume && access(path, R_OK) == 0) {
-        HG_CHECK(hg_spm_load(&r->s.spm, path));
+    } else if (o->resume && access(saved, R_OK) == 0) {
+        HG_CHECK(hg_spm_load(&r->s.spm, saved));
     } else {
         const hg_text_lines *both[2] = {&r->raw[0], &r->raw[1]};
         if (!o->quiet) {
@@ -294,13 +333,17 @@ static int setup(mt_run *r)
         !r->k_tin || !r->k_tout || !r->k_slen || !r->order)
         return HG_ENOMEM;
     r->order_epoch = -1;
-    r->steps_per_epoch = r->batches[TRAIN].nbatches;
-    r->max_steps = (int64_t)o->epochs * r->steps_per_epoch;
+    /* steps of G batches: an epoch's nb batches, the run's epochs x nb (the last step may run
+       into the next epoch) */
+    const int64_t nb = r->batches[TRAIN].nbatches, G = o->grad_accum * r->dist.size;
+    r->steps_per_epoch = (nb + G - 1) / G;
+    r->max_steps = ((int64_t)o->epochs * nb + G - 1) / G;
     if (o->steps > 0)
         r->max_steps = HG_MIN(r->max_steps, o->steps);
     /* the registry: the model's tensors */
     hg_registry_init(&r->reg);
     HG_CHECK(hg_tf_register(r->s.model, &r->reg));
+    HG_CHECK(hg_dist_attach(&r->dist, k, hg_tf_num_trainable(r->s.model)));
 done:
     return rc;
 }
@@ -335,6 +378,7 @@ static int driver_init(mt_run *r, double t_start)
     c.out_dir = o->out_dir;
     c.program = "hgnn-mt";
     c.t_start = t_start;
+    c.dist = &r->dist;
     return hg_driver_init(&r->drv, &c, &dm);
 }
 
@@ -435,40 +479,50 @@ int hg_mt_train_main(int argc, char **argv)
     mt_run r;
     memset(&r, 0, sizeof r);
     r.o = &o;
+    const double t_start = hg_now();
     int rc = hg_mt_options_parse(&o, argc, argv);
+    const int joined = hg_dist_init(&r.dist); /* a world of one when it fails */
     if (rc == HG_ARG_DONE) {
         hg_mt_options_free(&o);
-        return 0;
+        return hg_dist_exit(&r.dist, 0);
+    }
+    rc = rc ? rc : joined;
+    if (r.dist.rank > 0) { /* rank 0 alone prints and writes */
+        o.out_dir = NULL;
+        o.quiet = 1;
     }
     int exit_code = EXIT_INPUT;
-    const double t_start = hg_now();
     if (rc)
-        goto fail;
+        goto setup_done;
     if (o.out_dir && ((rc = hg_mkdir_p(o.out_dir)) ||
                       (!o.resume && ((rc = hg_outdir_reset(o.out_dir)) ||
                                      (rc = hg_mt_options_save(o.out_dir, argc, argv))))))
-        goto fail;
-    if ((rc = hg_mt_session_open(&r.s, &o)) || (rc = setup(&r)) || (rc = driver_init(&r, t_start)))
+        goto setup_done;
+    if ((rc = hg_mt_session_open(&r.s, &o)) == HG_OK && (rc = setup(&r)) == HG_OK)
+        rc = driver_init(&r, t_start);
+setup_done:
+    if ((rc = hg_dist_agree(&r.dist, rc)))
         goto fail;
     if (!o.quiet)
         printf("hgnn-mt: %s -> %s | %lld pairs, %lld batches per epoch | vocab %d | d %d, %d+%d "
-               "layers | method %s rank %d | %lld trainable parameters | %s\n",
+               "layers | method %s rank %d | %lld trainable parameters | %s | %d rank%s\n",
                o.src, o.tgt, (long long)r.raw[0].n, (long long)r.steps_per_epoch,
                hg_spm_vocab_size(r.s.spm), o.dim, o.enc_layers, o.dec_layers,
                hg_linear_method_name(o.linear.method), o.linear.rank,
-               (long long)hg_tf_num_trainable(r.s.model), hg_k_device_name(&r.s.k));
+               (long long)hg_tf_num_trainable(r.s.model), hg_k_device_name(&r.s.k), r.dist.size,
+               r.dist.size > 1 ? "s" : "");
     exit_code = EXIT_RUN;
     r.t_log = hg_now();
-    if ((rc = hg_driver_run(&r.drv, o.resume != NULL)) || (rc = finish(&r)) ||
-        (rc = hg_driver_report(&r.drv)))
+    if ((rc = hg_driver_run(&r.drv, o.resume != NULL)) ||
+        (r.dist.rank == 0 && ((rc = finish(&r)) || (rc = hg_driver_report(&r.drv)))))
         goto fail;
     run_destroy(&r);
     hg_mt_options_free(&o);
-    return 0;
+    return hg_dist_exit(&r.dist, 0);
 fail:
     fflush(stdout);
-    fprintf(stderr, "hgnn-mt: %s\n", hg_last_error()[0] ? hg_last_error() : hg_strerror(rc));
+    hg_dist_print_error(&r.dist, "hgnn-mt", rc);
     run_destroy(&r);
     hg_mt_options_free(&o);
-    return exit_code;
+    return hg_dist_exit(&r.dist, exit_code);
 }

@@ -2,7 +2,8 @@
  * bytes, two ways: as text, whose ids must decode to the very same bytes (at most one id a
  * byte); and as a token file, which is read (hg_tokens_read: a documented error otherwise) and,
  * when valid, written back by hg_tokfile_write byte for byte the same (the format has one way to
- * write each id list). */
+ * write each id list); and through hg_tokens_load, which must read a file starting with "HGTOK" as
+ * hg_tokens_read does and anything else, when it accepts it, as text with the ids above. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         remove(again);
         hg_tokens_free(&tf);
     }
+    hg_tokens any;
+    const int is_tokfile = size >= 5 && memcmp(data, HG_TOKFILE_MAGIC, 5) == 0;
+    const int rc_any = hg_tokens_load(&any, path, tok);
+    fuzz_check_status(rc_any, path, NULL);
+    if (is_tokfile)
+        FUZZ_REQUIRE(rc_any == rc);
+    else if (rc_any == HG_OK) {
+        FUZZ_REQUIRE(size > 0 && (size_t)any.n == ids.n && any.vocab == HG_GPT2_VOCAB);
+        for (size_t k = 0; k < ids.n; k++)
+            FUZZ_REQUIRE(any.ids[k] == ids.id[k]);
+    }
+    hg_tokens_free(&any);
     hg_gpt2_ids_free(&ids);
     return 0;
 }
