@@ -13,7 +13,7 @@
 
 #include "lm_session.h"
 #include "lm_cli.h"
-#include "../dist.h"
+#include "tf_train.h"
 #include "../driver.h"
 #include "../hg.h"
 #include "../io.h"
@@ -25,20 +25,15 @@ enum { EXIT_INPUT = 2, EXIT_RUN = 3 };
 /* Seed streams: the windows of a micro-batch, its dropout masks. */
 #define STREAM_WINDOWS 3000000000ULL
 #define STREAM_DROPOUT 6000000000ULL
-enum { M_LOSS, M_PPL };
-static const hg_metric_desc metrics[] = {
-    {"loss", NULL, HG_METRIC_LOG | HG_METRIC_REPORT},
-    {"ppl", NULL, HG_METRIC_LOG | HG_METRIC_REPORT},
-};
 
 typedef struct lm_run {
+    hg_tf_train tr;            /* first: the driver's shared callbacks take the run */
     hg_lm_options *o;
     hg_lm_session s;
     hg_tokens train, valid;
     int vocab;                 /* the tokenizer's */
     int64_t *start;            /* window starts of one micro-batch */
     int64_t max_steps;
-    double tokens;             /* trained on by this process */
     double final_val[2];       /* the final model's validation loss and perplexity */
     double pruned[HG_LM_MAX_PRUNE]; /* its validation loss at each --prune-sigma fraction */
     double last_val[2];        /* those of the latest evaluation */
@@ -46,13 +41,12 @@ typedef struct lm_run {
     double t_begin, t_log, tokens_log;
     hg_registry reg;
     hg_driver drv;
-    hg_dist dist;
 } lm_run;
 
 /* Tokens of one step, every rank's. */
 static int64_t step_tokens(const lm_run *r)
 {
-    return r->o->batch * r->o->grad_accum * r->o->ctx * r->dist.size;
+    return r->o->batch * r->o->grad_accum * r->o->ctx * r->tr.dist.size;
 }
 
 /* ---- the driver's callbacks ---- */
@@ -64,8 +58,8 @@ static int evaluate(void *ctx, hg_split split, double *out)
     lm_run *r = ctx;
     int rc = HG_OK;
     if (split == HG_SPLIT_VAL) {
-        rc = hg_lm_nll(&r->s, &r->valid, r->o->eval_tokens, &r->last_val[M_LOSS]);
-        r->last_val[M_PPL] = exp(r->last_val[M_LOSS]);
+        rc = hg_lm_nll(&r->s, &r->valid, r->o->eval_tokens, &r->last_val[HG_TF_M_LOSS]);
+        r->last_val[HG_TF_M_PPL] = exp(r->last_val[HG_TF_M_LOSS]);
     }
     memcpy(out, r->last_val, sizeof r->last_val);
     return rc ? rc : hg_k_sync(&r->s.k);
@@ -77,11 +71,11 @@ static void progress(lm_run *r, int64_t step, double loss)
     const int64_t done = step - r->drv.first_step, left = r->max_steps - step;
     printf("step %lld/%lld | loss %.4f | lr %.3e | %.0f tokens/s | elapsed %.0f s | ETA %.0f s\n",
            (long long)step, (long long)r->max_steps, loss, hg_lr_at(&r->lr, step),
-           dt > 0 ? (r->tokens - r->tokens_log) / dt : 0.0, el,
+           dt > 0 ? (r->tr.tokens - r->tokens_log) / dt : 0.0, el,
            done > 0 ? el / (double)done * (double)left : 0.0);
     fflush(stdout);
     r->t_log = now;
-    r->tokens_log = r->tokens;
+    r->tokens_log = r->tr.tokens;
 }
 
 static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
@@ -89,11 +83,11 @@ static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
     lm_run *r = ctx;
     const hg_lm_options *o = r->o;
     hg_params *P = hg_tf_params(r->s.model);
-    const int64_t A = o->grad_accum, G = A * r->dist.size; /* micro-batches: this rank's, all */
+    const int64_t A = o->grad_accum, G = A * r->tr.dist.size; /* micro-batches: rank's, all */
     hg_params_zero_grad(P);
     double total = 0.0;
     for (int64_t a = 0; a < A; a++) {
-        const uint64_t micro = (uint64_t)((step - 1) * G + r->dist.rank * A + a);
+        const uint64_t micro = (uint64_t)((step - 1) * G + r->tr.dist.rank * A + a);
         hg_rng g;
         hg_rng_seed(&g, hg_rng_derive(o->seed, STREAM_WINDOWS + micro));
         for (int64_t w = 0; w < o->batch; w++)
@@ -107,52 +101,19 @@ static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
             return rc;
         total += sum / (double)b.ntok;
     }
-    /* the ranks' sums; a rank that met a non-finite value stops every rank at this step */
-    const int bad = r->dist.size > 1 && !(isfinite(total) && isfinite(hg_params_grad_sqnorm(P)));
-    int rc = hg_dist_step_scalars(&r->dist, &total, 1, bad, step);
-    if (rc || (rc = hg_dist_sum_grad(&r->dist, hg_params_grad_buffer(P),
-                                     hg_params_num_trainable(P))))
+    int rc = hg_tf_train_reduce(&r->tr, step, A, &total, 1, loss, grad_norm);
+    if (rc)
         return rc;
-    if (G > 1)
-        hg_params_scale_grad(P, 1.0f / (float)G);
-    *loss = total / (double)G;
-    *grad_norm = isfinite(*loss) ? sqrt(hg_params_grad_sqnorm(P)) : 0.0;
-    r->tokens += (double)step_tokens(r);
+    r->tr.tokens += (double)step_tokens(r);
     if (!o->quiet && o->log_freq > 0 && step % o->log_freq == 0)
         progress(r, step, *loss);
     return HG_OK;
 }
 
-static int train_update(void *ctx, int64_t step, double lr, double grad_norm)
-{
-    lm_run *r = ctx;
-    hg_params *P = hg_tf_params(r->s.model);
-    int rc = hg_tf_step(r->s.model, lr, grad_norm, r->o->clip);
-    if (rc == HG_OK && step % r->o->check_every == 0)
-        rc = hg_dist_check_replicas(&r->dist, hg_params_param_buffer(P),
-                                    hg_params_param_floats(P), step);
-    return rc ? rc : hg_k_sync(&r->s.k);
-}
-
-static void reloaded(void *ctx)
-{
-    lm_run *r = ctx;
-    hg_tf_rematerialise(r->s.model);
-}
-
 static void meta_json(void *ctx, char *buf, size_t cap)
 {
     const lm_run *r = ctx;
-    const hg_lm_options *o = r->o;
-    hg_json j;
-    hg_json_begin_buf(&j, buf, cap);
-    hg_json_add_str(&j, "model", "opt");
-    hg_json_add_str(&j, "method", hg_linear_method_name(o->linear.method));
-    hg_json_add_int(&j, "rank", o->linear.rank);
-    hg_json_add_int(&j, "layers", o->layers);
-    hg_json_add_int(&j, "dim", o->dim);
-    hg_json_add_int(&j, "vocab", hg_tf_cfg(r->s.model)->vocab);
-    hg_json_end(&j);
+    hg_tf_train_meta(&r->tr, "opt", &r->o->linear, r->o->layers, r->o->dim, buf, cap);
 }
 
 static void add_json(void *ctx, hg_json *j, const hg_driver *d)
@@ -177,17 +138,7 @@ static void add_json(void *ctx, hg_json *j, const hg_driver *d)
     hg_json_add_double(j, "val_loss", r->final_val[0]);
     hg_json_add_double(j, "val_ppl", r->final_val[1]);
     hg_lm_json_pruned(j, "pruned_val_ppl", o->prune, r->pruned, o->nprune);
-    hg_driver_json(d, j, HG_DRIVER_JSON_TRAIN);
-    hg_json_add_double(j, "tokens_per_s", d->train_seconds > 0 ? r->tokens / d->train_seconds
-                                                               : 0.0);
-    hg_json_add_int(j, "world_size", r->dist.size);
-    hg_json_add_double(j, "comm_share", d->train_seconds > 0
-                                            ? r->dist.comm_seconds / d->train_seconds : 0.0);
-    hg_json_add_int(j, "trainable_params", hg_tf_num_trainable(m));
-    hg_json_add_int(j, "optimizer_state_floats", hg_tf_state_floats(m));
-    hg_driver_json(d, j, HG_DRIVER_JSON_TIMING);
-    hg_json_add_int(j, "threads", o->threads);
-    hg_json_add_str(j, "device", hg_k_device_name(&r->s.k));
+    hg_tf_train_json(&r->tr, j, d);
 }
 
 /* ---- setup ---- */
@@ -220,6 +171,11 @@ static int setup(lm_run *r)
     const hg_lm_options *o = r->o;
     int rc = HG_OK;
     HG_CHECK(hg_lm_session_open(&r->s, o, r->vocab, o->batch));
+    r->tr.model = r->s.model;
+    r->tr.k = &r->s.k;
+    r->tr.clip = o->clip;
+    r->tr.check_every = o->check_every;
+    r->tr.threads = o->threads;
     if (o->linear.method != HG_LINEAR_FULL) { /* the low-rank parameters' own learning rate */
         hg_params *P = hg_tf_params(r->s.model);
         const float scale = o->lr_lowrank / o->lr;
@@ -228,8 +184,8 @@ static int setup(lm_run *r)
     }
     if (!(r->start = hg_calloc((size_t)o->batch, sizeof *r->start, "window starts")))
         return HG_ENOMEM;
-    r->max_steps = hg_lm_total_steps(o, r->dist.size);
-    HG_CHECK(hg_dist_attach(&r->dist, &r->s.k, hg_tf_num_trainable(r->s.model)));
+    r->max_steps = hg_lm_total_steps(o, r->tr.dist.size);
+    HG_CHECK(hg_dist_attach(&r->tr.dist, &r->s.k, hg_tf_num_trainable(r->s.model)));
     hg_registry_init(&r->reg);
     HG_CHECK(hg_tf_register(r->s.model, &r->reg));
 done:
@@ -242,33 +198,22 @@ static int driver_init(lm_run *r, double t_start)
     hg_driver_model dm = {0};
     dm.ctx = r;
     dm.reg = &r->reg;
-    dm.nmetrics = 2;
-    dm.metrics = metrics;
-    dm.select = M_LOSS;
-    dm.higher_better = 0;
     dm.grad = train_grad;
-    dm.update = train_update;
     dm.evaluate = evaluate;
-    dm.reloaded = reloaded;
     dm.meta = meta_json;
     dm.add_json = add_json;
     r->lr = (hg_lr_schedule){HG_LR_WARMUP, o->lr, o->warmup, r->max_steps};
     hg_driver_config c = {0};
-    c.unit = "step";
     c.max_steps = r->max_steps;
     c.eval_every = o->eval_every;
-    c.patience = r->max_steps + 1; /* no early stopping: the final model is the result */
-    c.min_steps = r->max_steps;
     c.lr = r->lr;
     c.save_every = o->save_every;
-    c.log_freq = 1; /* a line at every evaluation */
     c.quiet = o->quiet;
     c.no_summary = 1;
     c.out_dir = o->out_dir;
     c.program = "hgnn-lm";
     c.t_start = t_start;
-    c.dist = &r->dist;
-    return hg_driver_init(&r->drv, &c, &dm);
+    return hg_tf_train_driver(&r->tr, &r->drv, &dm, &c);
 }
 
 static void run_destroy(lm_run *r)
@@ -289,13 +234,13 @@ int hg_lm_train_main(int argc, char **argv)
     r.o = &o;
     const double t_start = hg_now();
     int rc = hg_lm_options_parse(&o, argc, argv);
-    const int joined = hg_dist_init(&r.dist); /* a world of one when it fails */
+    const int joined = hg_dist_init(&r.tr.dist); /* a world of one when it fails */
     if (rc == HG_ARG_DONE) {
         hg_lm_options_free(&o);
-        return hg_dist_exit(&r.dist, 0);
+        return hg_dist_exit(&r.tr.dist, 0);
     }
     rc = rc ? rc : joined;
-    if (r.dist.rank > 0) { /* rank 0 alone prints and writes */
+    if (r.tr.dist.rank > 0) { /* rank 0 alone prints and writes */
         o.out_dir = NULL;
         o.quiet = 1;
     }
@@ -310,7 +255,7 @@ int hg_lm_train_main(int argc, char **argv)
     if (rc == HG_OK)
         rc = driver_init(&r, t_start);
 setup_done:
-    if ((rc = hg_dist_agree(&r.dist, rc)))
+    if ((rc = hg_dist_agree(&r.tr.dist, rc)))
         goto fail;
     if (!o.quiet)
         printf("hgnn-lm: %s | %lld training, %lld validation tokens | vocab %lld | %d layers, d %d,"
@@ -320,12 +265,12 @@ setup_done:
                (long long)hg_tf_cfg(r.s.model)->vocab, o.layers, o.dim, o.heads, o.ffn, o.ctx,
                hg_linear_method_name(o.linear.method), o.linear.rank, (long long)r.max_steps,
                (long long)step_tokens(&r), (long long)hg_tf_num_trainable(r.s.model),
-               hg_k_device_name(&r.s.k), r.dist.size, r.dist.size > 1 ? "s" : "");
+               hg_k_device_name(&r.s.k), r.tr.dist.size, r.tr.dist.size > 1 ? "s" : "");
     exit_code = EXIT_RUN;
     r.t_begin = r.t_log = hg_now();
     if ((rc = hg_driver_run(&r.drv, o.resume != NULL)))
         goto fail;
-    if (r.dist.rank > 0) /* the final model's evaluation and report: rank 0's */
+    if (r.tr.dist.rank > 0) /* the final model's evaluation and report: rank 0's */
         goto end;
     if ((rc = hg_lm_nll(&r.s, &r.valid, 0, &r.final_val[0])) ||
         (rc = hg_lm_prune_nll(&r.s, &r.valid, o.eval_tokens, o.prune, o.nprune, r.pruned)))
@@ -345,11 +290,11 @@ setup_done:
 end:
     run_destroy(&r);
     hg_lm_options_free(&o);
-    return hg_dist_exit(&r.dist, 0);
+    return hg_dist_exit(&r.tr.dist, 0);
 fail:
     fflush(stdout);
-    hg_dist_print_error(&r.dist, "hgnn-lm", rc);
+    hg_dist_print_error(&r.tr.dist, "hgnn-lm", rc);
     run_destroy(&r);
     hg_lm_options_free(&o);
-    return hg_dist_exit(&r.dist, exit_code);
+    return hg_dist_exit(&r.tr.dist, exit_code);
 }

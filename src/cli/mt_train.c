@@ -18,8 +18,8 @@
 
 #include "mt_cli.h"
 #include "mt_session.h"
+#include "tf_train.h"
 #include "../bleu.h"
-#include "../dist.h"
 #include "../driver.h"
 #include "../hg.h"
 #include "../io.h"
@@ -30,13 +30,9 @@
 /* Exit codes: bad input or options, and a run that failed after it started. */
 enum { EXIT_INPUT = 2, EXIT_RUN = 3 };
 enum { TRAIN = 0, VALID = 1, TEST = 2 };
-enum { M_LOSS, M_PPL };
-static const hg_metric_desc metrics[] = {
-    {"loss", NULL, HG_METRIC_LOG | HG_METRIC_REPORT},
-    {"ppl", NULL, HG_METRIC_LOG | HG_METRIC_REPORT},
-};
 
 typedef struct mt_run {
+    hg_tf_train tr;                /* first: the driver's shared callbacks take the run */
     hg_mt_options *o;
     hg_mt_session s;
     hg_text_lines raw[6];          /* train, valid, test: source then target */
@@ -48,7 +44,6 @@ typedef struct mt_run {
     int32_t *h_src, *h_slen, *h_tin, *h_tout, *h_tlen;
     int32_t *k_src, *k_slen, *k_tin, *k_tout;
     int64_t steps_per_epoch, max_steps;
-    double tokens;                 /* source + target tokens trained on by this process */
     double final_val[2];           /* the final model's validation loss and perplexity */
     double bleu, bleu_greedy, chrf;
     hg_lr_schedule lr;
@@ -56,7 +51,6 @@ typedef struct mt_run {
     double tokens_log;
     hg_registry reg;
     hg_driver drv;
-    hg_dist dist;
 } mt_run;
 
 /* ---- batches ---- */
@@ -106,8 +100,8 @@ done:
 static int evaluate(void *ctx, hg_split split, double *out)
 {
     mt_run *r = ctx;
-    int rc = split_nll(r, split == HG_SPLIT_TEST ? TEST : VALID, &out[M_LOSS]);
-    out[M_PPL] = exp(out[M_LOSS]);
+    int rc = split_nll(r, split == HG_SPLIT_TEST ? TEST : VALID, &out[HG_TF_M_LOSS]);
+    out[HG_TF_M_PPL] = exp(out[HG_TF_M_LOSS]);
     return rc ? rc : hg_k_sync(&r->s.k);
 }
 
@@ -128,12 +122,12 @@ static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
 {
     mt_run *r = ctx;
     const hg_mt_options *o = r->o;
-    const int64_t A = o->grad_accum, G = A * r->dist.size; /* batches: this rank's, all */
+    const int64_t A = o->grad_accum, G = A * r->tr.dist.size; /* batches: this rank's, all */
     hg_params *P = hg_tf_params(r->s.model);
     hg_params_zero_grad(P);
     double sc[2] = {0.0, 0.0}; /* the batches' mean token losses, and their tokens, summed */
     for (int64_t a = 0; a < A; a++) {
-        const int64_t g = (step - 1) * G + r->dist.rank * A + a;
+        const int64_t g = (step - 1) * G + r->tr.dist.rank * A + a;
         hg_tf_batch b;
         double tokens, sum;
         load_batch(r, TRAIN, batch_of(r, g), &b, &tokens);
@@ -144,58 +138,27 @@ static int train_grad(void *ctx, int64_t step, double *loss, double *grad_norm)
         sc[0] += b.ntok > 0 ? sum / (double)b.ntok : 0.0;
         sc[1] += tokens;
     }
-    /* the ranks' sums; a rank that met a non-finite value stops every rank at this step */
-    const int bad = r->dist.size > 1 && !(isfinite(sc[0]) && isfinite(hg_params_grad_sqnorm(P)));
-    int rc = hg_dist_step_scalars(&r->dist, sc, 2, bad, step);
-    if (rc || (rc = hg_dist_sum_grad(&r->dist, hg_params_grad_buffer(P),
-                                     hg_params_num_trainable(P))))
+    int rc = hg_tf_train_reduce(&r->tr, step, A, sc, 2, loss, grad_norm);
+    if (rc)
         return rc;
-    if (G > 1)
-        hg_params_scale_grad(P, 1.0f / (float)G);
-    *loss = sc[0] / (double)G;
-    *grad_norm = isfinite(*loss) ? sqrt(hg_params_grad_sqnorm(P)) : 0.0;
-    r->tokens += sc[1];
+    r->tr.tokens += sc[1];
     if (!o->quiet && o->log_freq > 0 && step % o->log_freq == 0) {
         const double now = hg_now(), dt = now - r->t_log;
         printf("epoch %lld | step %lld | loss %.4f | lr %.3e | %.0f tokens/s\n",
                (long long)((step - 1) * G / r->batches[TRAIN].nbatches + 1), (long long)step,
-               *loss, hg_lr_at(&r->lr, step), dt > 0 ? (r->tokens - r->tokens_log) / dt : 0.0);
+               *loss, hg_lr_at(&r->lr, step), dt > 0 ? (r->tr.tokens - r->tokens_log) / dt : 0.0);
         fflush(stdout);
         r->t_log = now;
-        r->tokens_log = r->tokens;
+        r->tokens_log = r->tr.tokens;
     }
     return HG_OK;
-}
-
-static int train_update(void *ctx, int64_t step, double lr, double grad_norm)
-{
-    mt_run *r = ctx;
-    hg_params *P = hg_tf_params(r->s.model);
-    int rc = hg_tf_step(r->s.model, lr, grad_norm, r->o->clip);
-    if (rc == HG_OK && step % r->o->check_every == 0)
-        rc = hg_dist_check_replicas(&r->dist, hg_params_param_buffer(P),
-                                    hg_params_param_floats(P), step);
-    return rc ? rc : hg_k_sync(&r->s.k);
-}
-
-static void reloaded(void *ctx)
-{
-    mt_run *r = ctx;
-    hg_tf_rematerialise(r->s.model);
 }
 
 static void meta_json(void *ctx, char *buf, size_t cap)
 {
     const mt_run *r = ctx;
-    const hg_mt_options *o = r->o;
-    hg_json j;
-    hg_json_begin_buf(&j, buf, cap);
-    hg_json_add_str(&j, "model", "transformer");
-    hg_json_add_str(&j, "method", hg_linear_method_name(o->linear.method));
-    hg_json_add_int(&j, "rank", o->linear.rank);
-    hg_json_add_int(&j, "dim", o->dim);
-    hg_json_add_int(&j, "vocab", hg_tf_cfg(r->s.model)->vocab);
-    hg_json_end(&j);
+    hg_tf_train_meta(&r->tr, "transformer", &r->o->linear, r->o->enc_layers, r->o->dim, buf,
+                     cap);
 }
 
 static void add_json(void *ctx, hg_json *j, const hg_driver *d)
@@ -213,7 +176,7 @@ static void add_json(void *ctx, hg_json *j, const hg_driver *d)
     hg_json_add_int(j, "layers", o->enc_layers);
     hg_json_add_int(j, "dec_layers", o->dec_layers);
     hg_json_add_int(j, "vocab", hg_tf_cfg(m)->vocab);
-    hg_json_add_double(j, "epochs", (double)(d->step * o->grad_accum * r->dist.size) /
+    hg_json_add_double(j, "epochs", (double)(d->step * o->grad_accum * r->tr.dist.size) /
                                         (double)r->batches[TRAIN].nbatches);
     hg_json_add_int(j, "steps", d->step);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
@@ -226,17 +189,7 @@ static void add_json(void *ctx, hg_json *j, const hg_driver *d)
         hg_json_add_double(j, "test_bleu_greedy", r->bleu_greedy);
         hg_json_add_double(j, "test_chrf", r->chrf);
     }
-    hg_driver_json(d, j, HG_DRIVER_JSON_TRAIN);
-    hg_json_add_double(j, "tokens_per_s", d->train_seconds > 0 ? r->tokens / d->train_seconds
-                                                               : 0.0);
-    hg_json_add_int(j, "world_size", r->dist.size);
-    hg_json_add_double(j, "comm_share", d->train_seconds > 0
-                                            ? r->dist.comm_seconds / d->train_seconds : 0.0);
-    hg_json_add_int(j, "trainable_params", hg_tf_num_trainable(m));
-    hg_json_add_int(j, "optimizer_state_floats", hg_tf_state_floats(m));
-    hg_driver_json(d, j, HG_DRIVER_JSON_TIMING);
-    hg_json_add_int(j, "threads", o->threads);
-    hg_json_add_str(j, "device", hg_k_device_name(&r->s.k));
+    hg_tf_train_json(&r->tr, j, d);
 }
 
 /* ---- setup ---- */
@@ -335,7 +288,7 @@ static int setup(mt_run *r)
     r->order_epoch = -1;
     /* steps of G batches: an epoch's nb batches, the run's epochs x nb (the last step may run
        into the next epoch) */
-    const int64_t nb = r->batches[TRAIN].nbatches, G = o->grad_accum * r->dist.size;
+    const int64_t nb = r->batches[TRAIN].nbatches, G = o->grad_accum * r->tr.dist.size;
     r->steps_per_epoch = (nb + G - 1) / G;
     r->max_steps = ((int64_t)o->epochs * nb + G - 1) / G;
     if (o->steps > 0)
@@ -343,7 +296,12 @@ static int setup(mt_run *r)
     /* the registry: the model's tensors */
     hg_registry_init(&r->reg);
     HG_CHECK(hg_tf_register(r->s.model, &r->reg));
-    HG_CHECK(hg_dist_attach(&r->dist, k, hg_tf_num_trainable(r->s.model)));
+    HG_CHECK(hg_dist_attach(&r->tr.dist, k, hg_tf_num_trainable(r->s.model)));
+    r->tr.model = r->s.model;
+    r->tr.k = k;
+    r->tr.clip = o->clip;
+    r->tr.check_every = o->check_every;
+    r->tr.threads = o->threads;
 done:
     return rc;
 }
@@ -354,32 +312,21 @@ static int driver_init(mt_run *r, double t_start)
     hg_driver_model dm = {0};
     dm.ctx = r;
     dm.reg = &r->reg;
-    dm.nmetrics = 2;
-    dm.metrics = metrics;
-    dm.select = M_LOSS;
-    dm.higher_better = 0;
     dm.grad = train_grad;
-    dm.update = train_update;
     dm.evaluate = evaluate;
-    dm.reloaded = reloaded;
     dm.meta = meta_json;
     dm.add_json = add_json;
     r->lr = (hg_lr_schedule){HG_LR_INVSQRT, o->lr, o->warmup, r->max_steps};
     hg_driver_config c = {0};
-    c.unit = "step";
     c.max_steps = r->max_steps;
     c.eval_every = o->eval_every > 0 ? o->eval_every : r->steps_per_epoch;
-    c.patience = r->max_steps + 1; /* no early stopping: the final model is the result */
-    c.min_steps = r->max_steps;
     c.lr = r->lr;
     c.save_every = o->save_every;
-    c.log_freq = 1; /* a line at every evaluation */
     c.quiet = o->quiet;
     c.out_dir = o->out_dir;
     c.program = "hgnn-mt";
     c.t_start = t_start;
-    c.dist = &r->dist;
-    return hg_driver_init(&r->drv, &c, &dm);
+    return hg_tf_train_driver(&r->tr, &r->drv, &dm, &c);
 }
 
 /* Write lines (one a line) to DIR/NAME atomically. */
@@ -481,13 +428,13 @@ int hg_mt_train_main(int argc, char **argv)
     r.o = &o;
     const double t_start = hg_now();
     int rc = hg_mt_options_parse(&o, argc, argv);
-    const int joined = hg_dist_init(&r.dist); /* a world of one when it fails */
+    const int joined = hg_dist_init(&r.tr.dist); /* a world of one when it fails */
     if (rc == HG_ARG_DONE) {
         hg_mt_options_free(&o);
-        return hg_dist_exit(&r.dist, 0);
+        return hg_dist_exit(&r.tr.dist, 0);
     }
     rc = rc ? rc : joined;
-    if (r.dist.rank > 0) { /* rank 0 alone prints and writes */
+    if (r.tr.dist.rank > 0) { /* rank 0 alone prints and writes */
         o.out_dir = NULL;
         o.quiet = 1;
     }
@@ -501,7 +448,7 @@ int hg_mt_train_main(int argc, char **argv)
     if ((rc = hg_mt_session_open(&r.s, &o)) == HG_OK && (rc = setup(&r)) == HG_OK)
         rc = driver_init(&r, t_start);
 setup_done:
-    if ((rc = hg_dist_agree(&r.dist, rc)))
+    if ((rc = hg_dist_agree(&r.tr.dist, rc)))
         goto fail;
     if (!o.quiet)
         printf("hgnn-mt: %s -> %s | %lld pairs, %lld batches per epoch | vocab %d | d %d, %d+%d "
@@ -509,20 +456,20 @@ setup_done:
                o.src, o.tgt, (long long)r.raw[0].n, (long long)r.steps_per_epoch,
                hg_spm_vocab_size(r.s.spm), o.dim, o.enc_layers, o.dec_layers,
                hg_linear_method_name(o.linear.method), o.linear.rank,
-               (long long)hg_tf_num_trainable(r.s.model), hg_k_device_name(&r.s.k), r.dist.size,
-               r.dist.size > 1 ? "s" : "");
+               (long long)hg_tf_num_trainable(r.s.model), hg_k_device_name(&r.s.k), r.tr.dist.size,
+               r.tr.dist.size > 1 ? "s" : "");
     exit_code = EXIT_RUN;
     r.t_log = hg_now();
     if ((rc = hg_driver_run(&r.drv, o.resume != NULL)) ||
-        (r.dist.rank == 0 && ((rc = finish(&r)) || (rc = hg_driver_report(&r.drv)))))
+        (r.tr.dist.rank == 0 && ((rc = finish(&r)) || (rc = hg_driver_report(&r.drv)))))
         goto fail;
     run_destroy(&r);
     hg_mt_options_free(&o);
-    return hg_dist_exit(&r.dist, 0);
+    return hg_dist_exit(&r.tr.dist, 0);
 fail:
     fflush(stdout);
-    hg_dist_print_error(&r.dist, "hgnn-mt", rc);
+    hg_dist_print_error(&r.tr.dist, "hgnn-mt", rc);
     run_destroy(&r);
     hg_mt_options_free(&o);
-    return hg_dist_exit(&r.dist, exit_code);
+    return hg_dist_exit(&r.tr.dist, exit_code);
 }
