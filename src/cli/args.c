@@ -94,6 +94,16 @@ int hg_arg_choice(const char *opt, const char *val, const char *what, const char
     return hg_arg_bad(opt, val, why);
 }
 
+int hg_arg_device(const char *opt, const char *val, const char **device)
+{
+    int c;
+    const int rc = hg_arg_choice(opt, val, "a device", (const char *const[]){"cpu", "cuda", NULL},
+                                 &c);
+    if (rc == HG_OK)
+        *device = val;
+    return rc;
+}
+
 int hg_arg_scan_double(const char *s, double *out)
 {
     char *end;

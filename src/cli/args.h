@@ -49,6 +49,10 @@ int hg_arg_bad(const char *opt, const char *val, const char *why);
 int hg_arg_choice(const char *opt, const char *val, const char *what, const char *const *names,
                   int *out);
 
+/* --device: "cpu" or "cuda" into *device (whether cuda can run is known when the kernel context
+ * is created). Otherwise the message of hg_arg_choice. */
+int hg_arg_device(const char *opt, const char *val, const char **device);
+
 /* s as a whole number, no message: 1 when s is a finite strtod number with nothing after it,
  * else 0. */
 int hg_arg_scan_double(const char *s, double *out);

@@ -56,19 +56,14 @@ static void usage_generate(void)
 static int option(void *ctx, const char *key, const char *val)
 {
     use_options *o = ctx;
-    int c;
 #define IS(name) (!strcmp(key, name))
     if (IS("--model"))
         o->model = val;
     else if (IS("--threads"))
         return hg_arg_int(key, val, 1, 1024, &o->threads);
-    else if (IS("--device")) {
-        int rc = hg_arg_choice(key, val, "a device", (const char *const[]){"cpu", "cuda", NULL},
-                               &c);
-        if (!rc)
-            o->device = val;
-        return rc;
-    } else if (!o->generate && IS("--text"))
+    else if (IS("--device"))
+        return hg_arg_device(key, val, &o->device);
+    else if (!o->generate && IS("--text"))
         o->file = val;
     else if (!o->generate && IS("--eval-tokens"))
         return hg_arg_i64(key, val, 0, (int64_t)1 << 50, &o->eval_tokens);

@@ -173,11 +173,9 @@ static int option(void *ctx, const char *key, const char *val)
         o->out_dir = val;
     else if (IS("--resume"))
         o->resume = val;
-    else if (IS("--device")) {
-        if (!(rc = hg_arg_choice(key, val, "a device", (const char *const[]){"cpu", "cuda", NULL},
-                                 &c)))
-            o->device = val;
-    } else if (IS("--prune-sigma"))
+    else if (IS("--device"))
+        rc = hg_arg_device(key, val, &o->device);
+    else if (IS("--prune-sigma"))
         rc = hg_lm_parse_fractions(key, val, o->prune, &o->nprune);
     else
         return hg_arg_unknown(key);

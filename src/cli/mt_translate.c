@@ -36,7 +36,6 @@ static void usage(void)
 static int option(void *ctx, const char *key, const char *val)
 {
     tr_options *o = ctx;
-    int c = 0;
 #define IS(name) (!strcmp(key, name))
     if (IS("--model"))
         o->model = val;
@@ -55,11 +54,8 @@ static int option(void *ctx, const char *key, const char *val)
     else if (IS("--threads"))
         return o->set |= SET_THREADS, hg_arg_int(key, val, 1, 1024, &o->threads);
     else if (IS("--device")) {
-        int rc = hg_arg_choice(key, val, "a device", (const char *const[]){"cpu", "cuda", NULL},
-                               &c);
-        o->device = val;
         o->set |= SET_DEVICE;
-        return rc;
+        return hg_arg_device(key, val, &o->device);
     } else
         return hg_arg_unknown(key);
 #undef IS

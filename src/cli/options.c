@@ -256,11 +256,9 @@ static int train_option(void *ctx, const char *key, const char *val)
         o->out_dir = val;
     else if (IS("--load"))
         o->load = val;
-    else if (IS("--device")) {
-        /* whether cuda can run is known when the context is created (hgnn_train.c) */
-        if (!(rc = CHOICE("a device", "cpu", "cuda")))
-            o->device = val;
-    } else
+    else if (IS("--device"))
+        rc = hg_arg_device(key, val, &o->device);
+    else
         return hg_arg_unknown(key);
 #undef CHOICE
 #undef IS
