@@ -730,7 +730,8 @@ int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out)
     }
     memset(W_out, 0, (size_t)(m * n) * sizeof(float));
     if (L->o.method == HG_LINEAR_SST) {
-        /* the `keep` largest sigma of the current triplets (ties: lower index) */
+        /* the `keep` largest |sigma| of the current triplets (a negative sigma is a singular
+           value with one vector turned round; ties: lower index) */
         taken = hg_calloc((size_t)kk, 1, "pruning flags");
         if (!taken) {
             rc = HG_ENOMEM;
@@ -747,7 +748,7 @@ int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out)
             int64_t best = -1; /* a position; ties: the lower canonical index */
             for (int64_t i = 0; i < kk; i++) {
                 const int64_t p = L->pos[i];
-                if (!taken[p] && (best < 0 || sigma[p] > sigma[best]))
+                if (!taken[p] && (best < 0 || fabsf(sigma[p]) > fabsf(sigma[best])))
                     best = p;
             }
             taken[best] = 1;

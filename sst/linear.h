@@ -137,8 +137,9 @@ void hg_linear_tensor_write(hg_linear *L, int i, const float *host_src);
 void hg_linear_rematerialise(hg_linear *L);
 
 /* Singular-value pruning for inference: write into W_out (m x n, HOST memory) the weight rebuilt
- * from the `keep` largest singular values (SST: its own triplets; other methods: the float
- * triplets of an SVD of the current W, on the host, summed in double). keep >= min(m, n) copies
+ * from the `keep` largest singular values (SST: its own triplets, largest |sigma| first; other
+ * methods: the float triplets of an SVD of the current W, on the host, summed in double).
+ * keep >= min(m, n) copies
  * W. Allocates host temporaries (not for a training step). Errors: HG_EINVAL, HG_ELAPACK,
  * HG_ENOMEM. */
 int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out);

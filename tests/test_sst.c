@@ -1030,6 +1030,12 @@ static void test_pruned_weight(void **state)
     for (int64_t a = 0; a < m; a++)
         for (int64_t b = 0; b < n; b++)
             assert_true(fabs(P1[a * n + b] - 100.0 * hg__sst_u(Ls, Ls->order[4])[a] * hg__sst_v(Ls, Ls->order[4])[b]) <= 1e-4);
+    /* by magnitude: a large negative sigma is a large singular value */
+    Ls->sigma[4] = -100.0f;
+    assert_int_equal(hg_linear_pruned_weight(Ls, 1, P1), HG_OK);
+    for (int64_t a = 0; a < m; a++)
+        for (int64_t b = 0; b < n; b++)
+            assert_true(fabs(P1[a * n + b] + 100.0 * hg__sst_u(Ls, Ls->order[4])[a] * hg__sst_v(Ls, Ls->order[4])[b]) <= 1e-4);
     Ls->sigma[0] = save0;
 
     assert_int_equal(hg_linear_pruned_weight(Ls, 0, P1), HG_OK);
