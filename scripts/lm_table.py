@@ -132,8 +132,8 @@ def plot(a, methods, results):
     ax.set_yscale("log")
     ax.set_xlabel("training tokens", fontsize=9)
     ax.set_ylabel("validation perplexity", fontsize=9)
-    ax.set_title("hgnn-lm --config %s (dots: periodic evaluations, --eval-tokens; stars: the "
-                 "final model, whole file)" % a.config, fontsize=8)
+    ax.set_title("hgnn-lm --config %s (stars: final model, whole validation file)" % a.config,
+                 fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(a.outdir, a.tag + ".png"), dpi=110)
