@@ -333,12 +333,7 @@ def memory_table(a, res):
 
 
 def text_out(a, lines, res, gemm, final):
-    if final:
-        write_table(lines, a.out)
-    else:
-        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        with open(a.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    write_table(lines, a.out, echo=final)
     write_json({"sgemm_gflops": gemm, "B": B, "T": T, "runs": [
         dict(threads=k[0], config=k[1], program=k[2], variant=k[3], results=v)
         for k, v in res.items()]}, os.path.splitext(a.out)[0] + ".json")

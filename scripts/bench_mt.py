@@ -225,12 +225,7 @@ def report(a, settings, ours, theirs, st, gemm, t_start, load0, final):
                   (sum(map(len, ours.values())), a.repeats * len(settings))]
     if not a.peer:
         lines += ["", "The reference was not run (no --peer): its columns are empty."]
-    if final:
-        write_table(lines, a.out)
-    else:
-        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        with open(a.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    write_table(lines, a.out, echo=final)
 
 
 def main():

@@ -3,10 +3,12 @@ scripts/results/ (creating the folder)."""
 import os
 
 
-def write_table(lines, path):
-    """Print the table (a list of lines) and write it to path."""
+def write_table(lines, path, echo=True):
+    """Write the table (a list of lines) to path, printing it too unless echo is false (a partial
+    table rewritten while a long benchmark runs)."""
     text = "\n".join(lines) + "\n"
-    print(text)
+    if echo:
+        print(text)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         f.write(text)
