@@ -46,6 +46,15 @@ void hg_linear_opts_default(hg_linear_opts *o)
 
 static const char *const method_names[] = {"full", "lora", "relora", "sst"};
 static const char *const sampling_names[] = {"sigma", "mixed", "uniform", "top"};
+static const char *const product_names[] = {"auto", "dense", "factored"};
+
+int hg_sst_product_parse(const char *s)
+{
+    for (int i = 0; s && i < (int)(sizeof product_names / sizeof *product_names); i++)
+        if (strcmp(s, product_names[i]) == 0)
+            return i;
+    return -1;
+}
 
 int hg_linear_method_parse(const char *s)
 {
@@ -133,14 +142,17 @@ static void lora_init_A(hg_linear *L)
     hg_k_upload(L->k, L->A, L->A_host, (size_t)(L->r * L->n) * sizeof(float));
 }
 
-/* W (=) W0 + s B A, or the SST product. */
+/* W (=) W0 + s B A; SST's W is marked stale and rebuilt where it is next used (hg__sst_weight),
+ * which a step on the factored path never does. */
 static void materialise(hg_linear *L)
 {
     if (is_lora(L)) {
         hg_k_copy(L->k, L->W, L->W0, (size_t)(L->m * L->n) * sizeof(float));
         hg__gemm(L->k, 0, 0, L->m, L->n, L->r, L->scale, L->B, L->r, L->A, L->n, 1.0f, L->W, L->n);
     } else if (L->o.method == HG_LINEAR_SST) {
-        hg__sst_materialise(L);
+        L->W_stale = 1;
+        L->W_pinned = 0;
+        L->xv_X = NULL; /* V moved */
     }
 }
 
@@ -259,6 +271,8 @@ static int validate(const hg_kctx *k, int64_t m, int64_t n, const float *W_init,
                              o->iters_per_round);
         if ((unsigned)o->sampling > HG_SST_SAMPLE_TOP)
             return HG_ERRORF(HG_EINVAL, "sst: --sst-sampling: unknown rule %d", (int)o->sampling);
+        if ((unsigned)o->product > HG_SST_PRODUCT_FACTORED)
+            return HG_ERRORF(HG_EINVAL, "sst: --sst-product: unknown path %d", (int)o->product);
     }
     if (!(o->beta1 >= 0.0f && o->beta1 < 1.0f) || !(o->beta2 >= 0.0f && o->beta2 < 1.0f))
         return HG_ERRORF(HG_EINVAL, "Adam betas (%g, %g) must lie in [0, 1)", (double)o->beta1,
@@ -388,6 +402,12 @@ int hg_linear_create(hg_linear **out, hg_params *P, int group, int vec_group, co
             goto done;
         }
         ws = hg__sst_workspace_floats(L, max_rows);
+        L->xv_cap = hg__sst_factored_rows(L, max_rows);
+        if (L->xv_cap > 0 && !(L->XV = hg_k_alloc(k, (size_t)(kk * L->xv_cap) * sizeof(float),
+                                                   "SST forward's X V"))) {
+            rc = HG_ENOMEM;
+            goto done;
+        }
         break;
     }
     if (meth != HG_LINEAR_FULL) {
@@ -490,6 +510,7 @@ void hg_linear_free(hg_linear *L)
     if (!L)
         return;
     hg_k_free(L->k, L->W_own);
+    hg_k_free(L->k, L->XV);
     hg_free(L->name);
     hg_free(L->W_init);
     hg_free(L->sched);
@@ -504,18 +525,26 @@ void hg_linear_free(hg_linear *L)
 
 int64_t hg_linear_rows(const hg_linear *L) { return L->m; }
 int64_t hg_linear_cols(const hg_linear *L) { return L->n; }
-const float *hg_linear_weight(const hg_linear *L) { return L->W; }
+const float *hg_linear_weight(const hg_linear *L)
+{
+    return L->o.method == HG_LINEAR_SST ? hg__sst_weight(L) : L->W;
+}
 
 void hg_linear_load_weight(hg_linear *L, const float *W)
 {
     hg_k_upload(L->k, L->W, W, (size_t)(L->m * L->n) * sizeof(float));
+    L->W_stale = 0;
+    L->W_pinned = L->o.method == HG_LINEAR_SST; /* used as it is, until rematerialised */
 }
 
 /* ---------------------------------------------------------------- forward, backward */
 
 void hg_linear_forward(const hg_linear *L, float *Y, const float *X, const float *bias, int64_t rows)
 {
-    hg__gemm(L->k, 0, 1, rows, L->m, L->n, 1.0f, X, L->n, L->W, L->n, 0.0f, Y, L->m);
+    if (L->o.method == HG_LINEAR_SST)
+        hg__sst_forward(L, Y, X, rows);
+    else
+        hg__gemm(L->k, 0, 1, rows, L->m, L->n, 1.0f, X, L->n, L->W, L->n, 0.0f, Y, L->m);
     if (bias)
         hg_k_add_bias_rows(L->k, Y, bias, rows, L->m);
 }
@@ -527,8 +556,9 @@ int hg_linear_backward(hg_linear *L, float *dX, float *gbias, const float *dY, c
     if (rows < 0 || rows > L->max_rows)
         return HG_ERRORF(HG_EINVAL, "linear %s: backward of %lld rows, created for at most %lld",
                          L->name, (long long)rows, (long long)L->max_rows);
-    if (dX)
-        hg__gemm(L->k, 0, 0, rows, n, m, 1.0f, dY, m, L->W, n, 0.0f, dX, n);
+    const int sst = L->o.method == HG_LINEAR_SST, factored = sst && hg__sst_factored(L, rows);
+    if (dX && !factored) /* the factored SST path writes dX with its gradients */
+        hg__gemm(L->k, 0, 0, rows, n, m, 1.0f, dY, m, sst ? hg__sst_weight(L) : L->W, n, 0.0f, dX, n);
     if (gbias)
         hg_k_col_sums(L->k, gbias, dY, rows, m);
     switch (L->o.method) {
@@ -546,7 +576,7 @@ int hg_linear_backward(hg_linear *L, float *dX, float *gbias, const float *dY, c
         break;
     }
     default:
-        hg__sst_backward(L, dY, X, rows);
+        hg__sst_backward(L, factored ? dX : NULL, dY, X, rows);
         break;
     }
     return HG_OK;
@@ -636,7 +666,8 @@ void hg_linear_get_bytes(const hg_linear *L, hg_linear_bytes *out)
     out->params = (int64_t)sizeof(float) * params;
     out->grads = (int64_t)sizeof(float) * L->ntrain;
     out->moments = (int64_t)sizeof(float) * 2 * L->ntrain;
-    out->scratch = L->W_own ? (int64_t)sizeof(float) * L->m * L->n : 0;
+    out->scratch = (L->W_own ? (int64_t)sizeof(float) * L->m * L->n : 0) +
+                   (int64_t)sizeof(float) * L->kk * L->xv_cap;
     int64_t ws = 0;
     if (is_lora(L))
         ws = 2 * L->r * L->max_rows;
@@ -696,6 +727,7 @@ void hg_linear_tensor_write(hg_linear *L, int i, const float *host_src)
 
 void hg_linear_rematerialise(hg_linear *L)
 {
+    L->W_pinned = 0;
     sched_load(L);
     materialise(L);
     set_lr_factors(L);
@@ -718,7 +750,7 @@ int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out)
         goto done;
     }
     if (keep >= kk) {
-        hg_k_download(L->k, W_out, L->W, (size_t)(m * n) * sizeof(float));
+        hg_k_download(L->k, W_out, hg_linear_weight(L), (size_t)(m * n) * sizeof(float));
         goto done;
     }
     Ut = hg_calloc((size_t)(kk * m), sizeof *Ut, "pruning U");
@@ -771,7 +803,7 @@ int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out)
         rc = HG_ENOMEM;
         goto done;
     }
-    hg_k_download(L->k, Wh, L->W, (size_t)(m * n) * sizeof(float));
+    hg_k_download(L->k, Wh, hg_linear_weight(L), (size_t)(m * n) * sizeof(float));
     HG_CHECK(hg_k_svd(&cpu, Wh, Ut, sigma, Vt, m, n, ws));
     for (int64_t x = 0; x < m; x++)
         for (int64_t y = 0; y < n; y++) {

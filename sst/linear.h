@@ -34,6 +34,11 @@ typedef enum {
     HG_SST_SAMPLE_UNIFORM,
     HG_SST_SAMPLE_TOP        /* the r largest sigma, deterministic */
 } hg_sst_sampling;
+/* How SST applies its weight in hg_linear_forward / hg_linear_backward: through W rebuilt from
+ * the k triplets after each step (dense), or through the factors, Y = ((X V) diag(sigma)) U^T,
+ * without W (factored); auto takes whichever costs fewer operations for the call's row count
+ * (factored for few rows, e.g. B T = 512 at d = 768). The same numbers up to float rounding. */
+typedef enum { HG_SST_PRODUCT_AUTO = 0, HG_SST_PRODUCT_DENSE, HG_SST_PRODUCT_FACTORED } hg_sst_product;
 
 typedef struct hg_linear_opts {
     hg_linear_method method;
@@ -44,6 +49,7 @@ typedef struct hg_linear_opts {
     int iters_per_round;  /* T2: SST iterations per round; 0 = ceil(k / r) */
     hg_sst_sampling sampling;
     int renorm;           /* SST: renormalise updated U_i, V_i to unit length after each step */
+    hg_sst_product product;
     /* optimiser (Adam, torch semantics): hg_linear_group_hp turns these into the groups' settings */
     float beta1, beta2, eps;
     float weight_decay;   /* on the method's weight parameters (full: W; LoRA: A, B; SST: sigma),
@@ -64,6 +70,7 @@ int hg_linear_method_parse(const char *s);
 const char *hg_linear_method_name(hg_linear_method m);
 int hg_sst_sampling_parse(const char *s);
 const char *hg_sst_sampling_name(hg_sst_sampling s);
+int hg_sst_product_parse(const char *s); /* "auto", "dense", "factored" */
 
 typedef struct hg_linear hg_linear; /* opaque; fields in sst/linear_internal.h (tests only) */
 
@@ -90,7 +97,9 @@ const float *hg_linear_weight(const hg_linear *L);
 /* Y (rows x m) (=) X (rows x n) W^T, plus bias (m; NULL: none) on every row. */
 void hg_linear_forward(const hg_linear *L, float *Y, const float *X, const float *bias,
                        int64_t rows);
-/* Given dY = dL/dY (rows x m) and the forward's X: dX (rows x n) (=) dY W (NULL: not computed),
+/* Given dY = dL/dY (rows x m) and the forward's X (SST may reuse products of that forward: call
+ * it after the forward of the same X with the parameters unchanged, as a training step does):
+ * dX (rows x n) (=) dY W (NULL: not computed),
  * gbias (m; NULL: none) (+=) the column sums of dY, the method's parameter gradients (+=).
  * Returns HG_OK, or HG_EINVAL (recorded) when rows exceeds the max_rows given at create. */
 int hg_linear_backward(hg_linear *L, float *dX, float *gbias, const float *dY, const float *X,

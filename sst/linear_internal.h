@@ -33,6 +33,7 @@ enum {
     HG__SCHED_NFIXED = HG__SCHED_RNG0 + 4 /* then r sampled indices (SST) */
 };
 #define HG__SCHED_FLOATS_PER_WORD 4
+
 #define HG__LINEAR_MAX_TENSORS 16
 
 struct hg_linear {
@@ -63,6 +64,13 @@ struct hg_linear {
     float *VS, *gV, *mV, *vV; /* (r x n) */
     float *UR, *VR;           /* ((k - r) x m), ((k - r) x n) */
     float *W_own;             /* the map's allocation of W (LoRA, SST) */
+    int W_stale;              /* SST: W is a cache, rebuilt at its next use (hg__sst_weight) */
+    float *XV;                /* SST: (k x xv_cap) X V of the last factored forward, kept for its
+                                 backward (k's memory), valid for xv_X / xv_rows until the step */
+    const float *xv_X;        /* the X it was computed from (NULL: none valid) */
+    int64_t xv_rows, xv_cap;
+    int W_pinned;             /* SST: W was loaded from outside (hg_linear_load_weight): the dense
+                                 path uses it as it is until hg_linear_rematerialise */
     int64_t *sel;             /* (r) host: sampled canonical indices, draw order */
     int64_t *order;           /* (4k) host: canonical index at each storage position (first k),
                                  then scratch for the next layout: draw, order, positions */
@@ -105,12 +113,21 @@ float *hg__linear_tensor_data(const hg_linear *L, int i);
 
 /* sst/spectral.c, for sst/linear.c */
 int64_t hg__sst_workspace_floats(const hg_linear *L, int64_t rows);
+/* The most rows up to `rows` that take the factored path (0: none). */
+int64_t hg__sst_factored_rows(const hg_linear *L, int64_t rows);
 void hg__sst_layout_identity(hg_linear *L);
 int hg__sst_decompose(hg_linear *L, const float *Wsrc);
 void hg__sst_begin_iteration(hg_linear *L);
 void hg__sst_materialise(hg_linear *L);
+/* W, rebuilt first when stale (W is a cache: const-callers may refresh it). */
+float *hg__sst_weight(const hg_linear *L);
+/* Whether a forward / backward of `rows` rows goes through the factors (a function of the shape
+ * and the row count only, so that runs and resumed runs take the same path). */
+int hg__sst_factored(const hg_linear *L, int64_t rows);
+void hg__sst_forward(const hg_linear *L, float *Y, const float *X, int64_t rows);
 void hg__sst_grad_from_G(hg_linear *L, const float *G);
-void hg__sst_backward(hg_linear *L, const float *dY, const float *X, int64_t rows);
+/* The parameter gradients (+=) and, when dX is given and the call is factored, dX (=). */
+void hg__sst_backward(hg_linear *L, float *dX, const float *dY, const float *X, int64_t rows);
 void hg__sst_after_update(hg_linear *L);
 void hg__sst_sched_indices_loaded(hg_linear *L);
 /* Sizes were range-checked in create, so a refused GEMM is a broken invariant: abort. */

@@ -129,6 +129,7 @@ int64_t hg__sst_workspace_floats(const hg_linear *L, int64_t rows)
                         (hg_k_svd_workspace_bytes(L->k, m, n) + 3) / 4; /* round end */
     w = HG_MAX(w, svd);
     w = HG_MAX(w, m * n + k * n);                                    /* backward through G */
+    w = HG_MAX(w, 2 * k * hg__sst_factored_rows(L, rows));
     if (rows > 0)
         w = HG_MAX(w, HG_MIN(2 * k * rows, m * n + k * n));          /* the cheaper path */
     return w;
@@ -166,6 +167,81 @@ void hg__sst_materialise(hg_linear *L)
         hg_k_scale_rows(L->k, P + r * n, L->sigma + r, L->VR, k - r, n);
         hg__gemm(L->k, 1, 0, m, n, k - r, 1.0f, L->UR, m, P + r * n, n, 1.0f, L->W, n);
     }
+    L->W_stale = 0;
+}
+
+float *hg__sst_weight(const hg_linear *L)
+{
+    if (L->W_stale && !L->W_pinned)
+        hg__sst_materialise((hg_linear *)L); /* W is the map's cache, not its state */
+    return L->W;
+}
+
+/* ---------------------------------------------------------------- products */
+
+/* Multiply-adds of one training forward + backward of `rows` rows (the sampled vectors' own
+ * products are the same on both paths and left out):
+ *  dense:    rebuild W (m n k), Y and dX through W (2 rows m n), the gradients through the
+ *            activations (rows k (m + n)) or through G (rows m n + k m n), whichever is fewer;
+ *  factored: X V and Y (rows k (n + m)), dY U and X V again (rows k (m + n)), dX (rows k n). */
+int hg__sst_factored(const hg_linear *L, int64_t rows)
+{
+    if (L->W_pinned)
+        return 0;
+    if (L->o.product != HG_SST_PRODUCT_AUTO)
+        return L->o.product == HG_SST_PRODUCT_FACTORED;
+    const double m = (double)L->m, n = (double)L->n, k = (double)L->kk, R = (double)rows;
+    const double act = R * k * (m + n), viaG = R * m * n + k * m * n;
+    const double dense = m * n * k + 2.0 * R * m * n + (act < viaG ? act : viaG);
+    const double factored = 2.0 * R * k * (m + n) + R * k * n;
+    return factored < dense;
+}
+
+int64_t hg__sst_factored_rows(const hg_linear *L, int64_t rows)
+{
+    for (int64_t R = rows; R > 0; R--)
+        if (hg__sst_factored(L, R))
+            return R;
+    return 0;
+}
+
+/* Vt X^T (k x rows): row p is X V_p, storage order. */
+static void x_v(const hg_linear *L, float *XVt, const float *X, int64_t rows)
+{
+    const int64_t n = L->n, k = L->kk, r = L->r;
+    hg__gemm(L->k, 0, 1, r, rows, n, 1.0f, L->VS, n, X, n, 0.0f, XVt, rows);
+    if (k > r)
+        hg__gemm(L->k, 0, 1, k - r, rows, n, 1.0f, L->VR, n, X, n, 0.0f, XVt + r * rows, rows);
+}
+
+/* Out (rows x w) (=) S^T F with S (k x rows) and F the k factor rows of width w (first r at
+ * Fs, the others at Fr). */
+static void from_factors(const hg_linear *L, float *Out, const float *S, const float *Fs,
+                         const float *Fr, int64_t w, int64_t rows)
+{
+    const int64_t k = L->kk, r = L->r;
+    hg__gemm(L->k, 1, 0, rows, w, r, 1.0f, S, rows, Fs, w, 0.0f, Out, w);
+    if (k > r)
+        hg__gemm(L->k, 1, 0, rows, w, k - r, 1.0f, S + r * rows, rows, Fr, w, 1.0f, Out, w);
+}
+
+void hg__sst_forward(const hg_linear *L, float *Y, const float *X, int64_t rows)
+{
+    if (!hg__sst_factored(L, rows)) {
+        hg__gemm(L->k, 0, 1, rows, L->m, L->n, 1.0f, X, L->n, hg__sst_weight(L), L->n, 0.0f, Y,
+                 L->m);
+        return;
+    }
+    /* X V is kept for the backward of this X (the map's cache: const-callers may fill it) */
+    hg_linear *Lm = (hg_linear *)L;
+    float *S = hg_params_workspace(L->P);
+    const int keep = rows <= L->xv_cap;
+    float *XVt = keep ? L->XV : S;
+    x_v(L, XVt, X, rows);
+    Lm->xv_X = keep ? X : NULL;
+    Lm->xv_rows = rows;
+    hg_k_scale_rows(L->k, S, L->sigma, XVt, L->kk, rows);
+    from_factors(L, Y, S, L->US, L->UR, L->m, rows);
 }
 
 /* ---------------------------------------------------------------- gradients */
@@ -200,28 +276,35 @@ static int use_activations(const hg_linear *L, int64_t rows)
     return act < viaG;
 }
 
-void hg__sst_backward(hg_linear *L, const float *dY, const float *X, int64_t rows)
+void hg__sst_backward(hg_linear *L, float *dX, const float *dY, const float *X, int64_t rows)
 {
     const int64_t m = L->m, n = L->n, k = L->kk, r = L->r;
     float *ws = hg_params_workspace(L->P);
-    if (!use_activations(L, rows)) {
+    const int factored = hg__sst_factored(L, rows);
+    if (!factored && !use_activations(L, rows)) {
         /* G = dY^T X in the workspace, then as above */
         hg__gemm(L->k, 1, 0, m, n, rows, 1.0f, dY, m, X, n, 0.0f, ws, n);
         grad_from_G(L, ws, ws + m * n);
         return;
     }
     /* XVt (k x rows) = Vt X^T, dYUt (k x rows) = Ut dY^T: row p of their product summed over the
-     * rows is dsigma_p; the sampled rows give gU_S = XVt_S dY and gV_S = dYUt_S X. */
+     * rows is dsigma_p; the sampled rows give gU_S = XVt_S dY and gV_S = dYUt_S X; factored,
+     * dX = (diag(sigma) dYUt)^T Vt. */
     float *XVt = ws, *dYUt = ws + k * rows;
-    hg__gemm(L->k, 0, 1, r, rows, n, 1.0f, L->VS, n, X, n, 0.0f, XVt, rows);
+    if (factored && L->xv_X == X && L->xv_rows == rows)
+        XVt = L->XV; /* from this X's forward, with the same V */
+    else
+        x_v(L, XVt, X, rows);
     hg__gemm(L->k, 0, 1, r, rows, m, 1.0f, L->US, m, dY, m, 0.0f, dYUt, rows);
-    if (k > r) {
-        hg__gemm(L->k, 0, 1, k - r, rows, n, 1.0f, L->VR, n, X, n, 0.0f, XVt + r * rows, rows);
+    if (k > r)
         hg__gemm(L->k, 0, 1, k - r, rows, m, 1.0f, L->UR, m, dY, m, 0.0f, dYUt + r * rows, rows);
-    }
     hg_k_row_dots(L->k, L->gsigma, dYUt, XVt, k, rows);
     hg__gemm(L->k, 0, 0, r, m, rows, 1.0f, XVt, rows, dY, m, 1.0f, L->gU, m);
     hg__gemm(L->k, 0, 0, r, n, rows, 1.0f, dYUt, rows, X, n, 1.0f, L->gV, n);
+    if (factored && dX) {
+        hg_k_scale_rows(L->k, dYUt, L->sigma, dYUt, k, rows);
+        from_factors(L, dX, dYUt, L->VS, L->VR, n, rows);
+    }
 }
 
 /* ---------------------------------------------------------------- step pieces */
@@ -284,23 +367,24 @@ void hg__sst_begin_iteration(hg_linear *L)
     hg_params_reset_moments(L->P, L->id_VS);
     L->clk_vec.t = 0;
     L->in_iter = 0;
-    hg__sst_materialise(L); /* the same weight, summed in the new order: what a reload computes */
+    L->W_stale = 1; /* rebuilt at its next use from the new order: what a reload computes */
 }
 
 int hg__linear_sst_round_end(hg_linear *L)
 {
     int rc = HG_OK;
     /* an SVD's behaviour on NaN input is undefined */
-    if (!hg_k_all_finite(L->k, L->W, L->m * L->n))
+    float *W = hg__sst_weight(L); /* the weight of the step just taken, in the old order */
+    if (!hg_k_all_finite(L->k, W, L->m * L->n))
         rc = HG_ERRORF(HG_ENUMERIC, "sst: non-finite %lld x %lld weight at a round end (step %lld)",
                        (long long)L->m, (long long)L->n, (long long)L->step);
     if (rc == HG_OK)
-        rc = hg__sst_decompose(L, L->W); /* W is current: materialised before the schedule runs */
+        rc = hg__sst_decompose(L, W);
     hg_params_reset_moments(L->P, L->id_sigma);
     hg_params_reset_moments(L->P, L->id_US);
     hg_params_reset_moments(L->P, L->id_VS);
     L->clk_main.t = 0;
     L->clk_vec.t = 0;
-    hg__sst_materialise(L);
+    L->W_stale = 1;
     return rc;
 }

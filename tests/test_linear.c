@@ -7,6 +7,7 @@
  * tensor against the group's fused step (bitwise); the group's zeroing, norm and clipping. */
 #include "testutil.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,12 +68,14 @@ static void check(ctx *c, float *theta, const float *grad, int64_t n, double sca
 }
 
 /* Every gradient of one method, shape and row count. */
-static void grads_case(hg_linear_method meth, int64_t m, int64_t n, int64_t rows, int rank)
+static void grads_case(hg_linear_method meth, int64_t m, int64_t n, int64_t rows, int rank,
+                       hg_sst_product product)
 {
     hg_linear_opts o;
     hg_linear_opts_default(&o);
     o.method = meth;
     o.rank = rank;
+    o.product = product;
     float *W = rnd(m * n, 0.5f, 11);
     ctx c = {0};
     c.rows = rows, c.m = m, c.n = n;
@@ -98,8 +101,8 @@ static void grads_case(hg_linear_method meth, int64_t m, int64_t n, int64_t rows
     assert_int_equal(hg_linear_backward(L, dX, gb, dY, c.X, rows), HG_OK);
 
     char what[128];
-    snprintf(what, sizeof what, "%s %lldx%lld rows %lld", hg_linear_method_name(meth),
-             (long long)m, (long long)n, (long long)rows);
+    snprintf(what, sizeof what, "%s %lldx%lld rows %lld product %d", hg_linear_method_name(meth),
+             (long long)m, (long long)n, (long long)rows, (int)product);
     check(&c, c.X, dX, rows * n, 1.0, "dX");
     check(&c, c.bias, gb, m, 1.0, "gbias");
     switch (meth) {
@@ -146,6 +149,7 @@ static void grads_case(hg_linear_method meth, int64_t m, int64_t n, int64_t rows
     const double gmax = hg_test_max_abs(g1, L->ntrain);
     hg_assert_allclose_f(grad0, g1, (size_t)L->ntrain, 1e-5 * gmax, 1e-5, "backward vs G");
     hg_test_linear_zero_grad(L);
+    loss_eval(&c); /* the differences left a perturbed forward behind: a backward follows its forward */
     assert_int_equal(hg_linear_backward(L, NULL, NULL, dY, c.X, rows), HG_OK);
     assert_int_equal(hg_linear_backward(L, NULL, NULL, dY, c.X, rows), HG_OK);
     for (int64_t i = 0; i < L->ntrain; i++)
@@ -169,10 +173,83 @@ static void test_backward_grads(void **state)
     for (size_t s = 0; s < 3; s++)
         for (size_t q = 0; q < 4; q++) {
             /* for SST with r = 2: 3 rows take the product through the activations, 40 the one
-               through G (rows < k and rows > k) */
-            grads_case(meths[q], shapes[s][0], shapes[s][1], 3, 2);
-            grads_case(meths[q], shapes[s][0], shapes[s][1], 40, 2);
+               through G (rows < k and rows > k); auto chooses the factored forward for 3 rows
+               and the dense one for 40; each row count also on the other path */
+            grads_case(meths[q], shapes[s][0], shapes[s][1], 3, 2, HG_SST_PRODUCT_AUTO);
+            grads_case(meths[q], shapes[s][0], shapes[s][1], 40, 2, HG_SST_PRODUCT_AUTO);
+            if (meths[q] == HG_LINEAR_SST) {
+                grads_case(meths[q], shapes[s][0], shapes[s][1], 3, 2, HG_SST_PRODUCT_DENSE);
+                grads_case(meths[q], shapes[s][0], shapes[s][1], 40, 2, HG_SST_PRODUCT_FACTORED);
+            }
         }
+}
+
+/* SST's two products (through W and through the factors) give the same forward and dX to
+ * float rounding, and auto picks the factored one exactly when it costs fewer operations:
+ * few rows at a wide map, not many rows at a narrow one. */
+static void test_sst_products(void **state)
+{
+    (void)state;
+    const int64_t m = 24, n = 16, rows = 5;
+    float *W = rnd(m * n, 0.5f, 31), *X = rnd(rows * n, 1.0f, 32), *dY = rnd(rows * m, 1.0f, 33);
+    float *Y[2], *dX[2];
+    hg_linear *L[2];
+    for (int p = 0; p < 2; p++) {
+        hg_linear_opts o;
+        hg_linear_opts_default(&o);
+        o.method = HG_LINEAR_SST;
+        o.rank = 3;
+        o.product = p ? HG_SST_PRODUCT_FACTORED : HG_SST_PRODUCT_DENSE;
+        L[p] = hg_test_linear_create(&kctx, m, n, W, &o, 5, rows);
+        assert_int_equal(hg__sst_factored(L[p], rows), p);
+        Y[p] = rnd(rows * m, 1.0f, 34);
+        dX[p] = rnd(rows * n, 1.0f, 35);
+        hg_linear_forward(L[p], Y[p], X, NULL, rows);
+        assert_int_equal(hg_linear_backward(L[p], dX[p], NULL, dY, X, rows), HG_OK);
+    }
+    /* |Y| <= |X| |W|: k products of magnitude below 1 each, summed two ways */
+    hg_assert_allclose_f(Y[1], Y[0], (size_t)(rows * m), 64 * FLT_EPSILON * n, 0.0, "Y factored");
+    hg_assert_allclose_f(dX[1], dX[0], (size_t)(rows * n), 64 * FLT_EPSILON * m, 0.0, "dX factored");
+    /* the factored path never rebuilt W; the dense one did, from the same triplets */
+    assert_true(L[1]->W_stale);
+    assert_false(L[0]->W_stale);
+    /* the factored backward reuses its forward's X V: the same bits as computing it again (for
+       an X the forward did not see, here a copy) */
+    float *Xc = malloc((size_t)(rows * n) * sizeof *Xc), *dXc = rnd(rows * n, 1.0f, 36);
+    float *g0 = malloc((size_t)L[1]->ntrain * sizeof *g0);
+    assert_non_null(Xc);
+    assert_non_null(g0);
+    memcpy(Xc, X, (size_t)(rows * n) * sizeof *Xc);
+    assert_true(L[1]->xv_X == X);
+    memcpy(g0, L[1]->gsigma, (size_t)L[1]->kk * sizeof *g0);
+    hg_test_linear_zero_grad(L[1]);
+    assert_int_equal(hg_linear_backward(L[1], dXc, NULL, dY, Xc, rows), HG_OK);
+    assert_memory_equal(dXc, dX[1], (size_t)(rows * n) * sizeof *dXc);
+    assert_memory_equal(L[1]->gsigma, g0, (size_t)L[1]->kk * sizeof *g0);
+    free(Xc), free(dXc), free(g0);
+    for (int p = 0; p < 2; p++) {
+        hg_test_linear_free(L[p]);
+        free(Y[p]), free(dX[p]);
+    }
+
+    /* auto, square maps (factored when rows < about k): OPT-125M's 768 x 768 at B T = 512 rows
+       through the factors, at 8192 through W; its FFN's 3072 x 768 through the factors at both */
+    hg_linear_opts o;
+    hg_linear_opts_default(&o);
+    o.method = HG_LINEAR_SST;
+    o.rank = 2;
+    hg_linear *A = hg_test_linear_create(&kctx, m, n, W, &o, 5, 64);
+    A->m = 768, A->n = 768, A->kk = 768; /* the rule reads the shape only */
+    assert_true(hg__sst_factored(A, 512));
+    assert_false(hg__sst_factored(A, 8192));
+    A->m = 3072;
+    assert_true(hg__sst_factored(A, 512));
+    assert_true(hg__sst_factored(A, 8192));
+    A->m = 256, A->n = 256, A->kk = 256; /* hgnn-lm small at 8 x 256 rows: through W */
+    assert_false(hg__sst_factored(A, 2048));
+    A->m = m, A->n = n, A->kk = n;
+    hg_test_linear_free(A);
+    free(W), free(X), free(dY);
 }
 
 /* The fused step equals Adam applied tensor by tensor, bitwise, with each tensor's own clock
@@ -291,6 +368,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backward_grads),
+        cmocka_unit_test(test_sst_products),
         cmocka_unit_test(test_fused_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

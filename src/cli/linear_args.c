@@ -32,6 +32,11 @@ int hg_arg_linear(hg_linear_opts *o, const char *key, const char *val, int *matc
         if (s < 0)
             return hg_arg_bad(key, val, "is not a sampling rule (sigma, mixed, uniform, top)");
         o->sampling = (hg_sst_sampling)s;
+    } else if (IS("--sst-product")) {
+        int s = hg_sst_product_parse(val);
+        if (s < 0)
+            return hg_arg_bad(key, val, "is not a product path (auto, dense, factored)");
+        o->product = (hg_sst_product)s;
     } else if (IS("--sst-renorm"))
         rc = hg_arg_bool(key, val, &o->renorm);
     else
@@ -48,6 +53,8 @@ void hg_arg_linear_usage(const char *t3, const char *warmup, const char *t2)
            "  --sst-steps T3 (%s)    steps per SST iteration / ReLoRA merge\n"
            "  --sst-warmup N (%s)    lr warm-up steps at the start of each iteration\n"
            "  --sst-rounds-iters T2   iterations per SST round (%s)\n"
-           "  --sst-sampling sigma|mixed|uniform|top (sigma)   --sst-renorm 0|1 (1)\n",
+           "  --sst-sampling sigma|mixed|uniform|top (sigma)   --sst-renorm 0|1 (1)\n"
+           "  --sst-product auto|dense|factored (auto)   SST through W rebuilt each step, or\n"
+           "      through its factors (fewer operations for few rows per call)\n",
            t3, warmup, t2);
 }

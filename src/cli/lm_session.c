@@ -111,6 +111,14 @@ done:
     return rc;
 }
 
+/* A map back to its trained weight W (full rank: W is the parameter; the others rebuild theirs
+ * and SST goes back to its own product path). */
+static void restore_weight(hg_linear *L, const float *W)
+{
+    hg_linear_load_weight(L, W);
+    hg_linear_rematerialise(L);
+}
+
 int hg_lm_prune_nll(hg_lm_session *s, const hg_tokens *t, int64_t limit, const double *keep,
                     int n, double *nll)
 {
@@ -134,7 +142,9 @@ int hg_lm_prune_nll(hg_lm_session *s, const hg_tokens *t, int64_t limit, const d
             hg_linear *L = hg_tf_map(s->model, i);
             const int64_t k = HG_MIN(hg_linear_rows(L), hg_linear_cols(L));
             const int64_t kept = HG_MAX((int64_t)1, (int64_t)ceil(keep[f] * (double)k - 1e-9));
-            if (!(rc = hg_linear_pruned_weight(L, kept, work)))
+            if (kept >= k)
+                restore_weight(L, orig[i]); /* nothing pruned: the map as trained, bit for bit */
+            else if (!(rc = hg_linear_pruned_weight(L, kept, work)))
                 hg_linear_load_weight(L, work);
         }
         if (!rc)
@@ -142,7 +152,7 @@ int hg_lm_prune_nll(hg_lm_session *s, const hg_tokens *t, int64_t limit, const d
     }
     for (int i = 0; orig && i < maps; i++) /* back to the trained weights */
         if (orig[i])
-            hg_linear_load_weight(hg_tf_map(s->model, i), orig[i]);
+            restore_weight(hg_tf_map(s->model, i), orig[i]);
     for (int i = 0; orig && i < maps; i++)
         hg_free(orig[i]);
     hg_free(orig);
