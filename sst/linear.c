@@ -402,7 +402,10 @@ int hg_linear_create(hg_linear **out, hg_params *P, int group, int vec_group, co
             goto done;
         }
         ws = hg__sst_workspace_floats(L, max_rows);
-        L->xv_cap = hg__sst_factored_rows(L, max_rows);
+        /* the forward's X V is kept for the backward at the row count the map is sized for,
+           when it takes the factored path and the copy is no larger than W */
+        if (max_rows > 0 && hg__sst_factored(L, max_rows) && kk * max_rows <= mn)
+            L->xv_cap = max_rows;
         if (L->xv_cap > 0 && !(L->XV = hg_k_alloc(k, (size_t)(kk * L->xv_cap) * sizeof(float),
                                                    "SST forward's X V"))) {
             rc = HG_ENOMEM;

@@ -113,8 +113,7 @@ float *hg__linear_tensor_data(const hg_linear *L, int i);
 
 /* sst/spectral.c, for sst/linear.c */
 int64_t hg__sst_workspace_floats(const hg_linear *L, int64_t rows);
-/* The most rows up to `rows` that take the factored path (0: none). */
-int64_t hg__sst_factored_rows(const hg_linear *L, int64_t rows);
+
 void hg__sst_layout_identity(hg_linear *L);
 int hg__sst_decompose(hg_linear *L, const float *Wsrc);
 void hg__sst_begin_iteration(hg_linear *L);

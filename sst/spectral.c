@@ -121,6 +121,8 @@ void hg__sst_layout_identity(hg_linear *L)
 
 void hg__sst_sched_indices_loaded(hg_linear *L) { layout_from_sel(L, L->sel, L->order, L->pos); }
 
+static int64_t factored_rows(const hg_linear *L, int64_t rows);
+
 int64_t hg__sst_workspace_floats(const hg_linear *L, int64_t rows)
 {
     const int64_t m = L->m, n = L->n, k = L->kk;
@@ -129,7 +131,7 @@ int64_t hg__sst_workspace_floats(const hg_linear *L, int64_t rows)
                         (hg_k_svd_workspace_bytes(L->k, m, n) + 3) / 4; /* round end */
     w = HG_MAX(w, svd);
     w = HG_MAX(w, m * n + k * n);                                    /* backward through G */
-    w = HG_MAX(w, 2 * k * hg__sst_factored_rows(L, rows));
+    w = HG_MAX(w, 2 * k * factored_rows(L, rows));                   /* the factored path */
     if (rows > 0)
         w = HG_MAX(w, HG_MIN(2 * k * rows, m * n + k * n));          /* the cheaper path */
     return w;
@@ -197,7 +199,8 @@ int hg__sst_factored(const hg_linear *L, int64_t rows)
     return factored < dense;
 }
 
-int64_t hg__sst_factored_rows(const hg_linear *L, int64_t rows)
+/* The most rows up to `rows` that take the factored path (0: none). */
+static int64_t factored_rows(const hg_linear *L, int64_t rows)
 {
     for (int64_t R = rows; R > 0; R--)
         if (hg__sst_factored(L, R))
