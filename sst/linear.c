@@ -401,6 +401,7 @@ int hg_linear_create(hg_linear **out, hg_params *P, int group, int vec_group, co
                            (long long)m, (long long)n);
             goto done;
         }
+        L->w_less = max_rows > 0 && hg__sst_factored(L, max_rows);
         ws = hg__sst_workspace_floats(L, max_rows);
         /* the forward's X V is kept for the backward at the row count the map is sized for,
            when it takes the factored path and the copy is no larger than W */
@@ -413,7 +414,7 @@ int hg_linear_create(hg_linear **out, hg_params *P, int group, int vec_group, co
         }
         break;
     }
-    if (meth != HG_LINEAR_FULL) {
+    if (is_lora(L) || (meth == HG_LINEAR_SST && !L->w_less)) {
         L->W_own = hg_k_alloc(k, (size_t)mn * sizeof(float), "materialised weight");
         if (!L->W_own) {
             rc = HG_ENOMEM;
@@ -493,8 +494,10 @@ static int bind(void *ctx)
         L->vV = hg_params_moment2(P, L->id_VS);
         L->UR = hg_params_data(P, L->id_UR);
         L->VR = hg_params_data(P, L->id_VR);
-        hg_k_upload(L->k, L->W, L->W_init, (size_t)mn * sizeof(float));
-        rc = hg__sst_decompose(L, L->W);
+        /* the SVD of W_init: from W or, without W, from after the SVD's part of the workspace */
+        float *Ws = L->W ? L->W : hg_params_workspace(P) + hg__sst_svd_floats(L);
+        hg_k_upload(L->k, Ws, L->W_init, (size_t)mn * sizeof(float));
+        rc = hg__sst_decompose(L, Ws);
         if (rc == HG_OK)
             hg__sst_begin_iteration(L);
         break;
@@ -533,11 +536,14 @@ const float *hg_linear_weight(const hg_linear *L)
     return L->o.method == HG_LINEAR_SST ? hg__sst_weight(L) : L->W;
 }
 
-void hg_linear_load_weight(hg_linear *L, const float *W)
+int hg_linear_load_weight(hg_linear *L, const float *W)
 {
+    if (!L->W && !hg__sst_weight(L)) /* an SST map without W gets one */
+        return HG_ENOMEM;
     hg_k_upload(L->k, L->W, W, (size_t)(L->m * L->n) * sizeof(float));
     L->W_stale = 0;
     L->W_pinned = L->o.method == HG_LINEAR_SST; /* used as it is, until rematerialised */
+    return HG_OK;
 }
 
 /* ---------------------------------------------------------------- forward, backward */
@@ -753,7 +759,12 @@ int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out)
         goto done;
     }
     if (keep >= kk) {
-        hg_k_download(L->k, W_out, hg_linear_weight(L), (size_t)(m * n) * sizeof(float));
+        const float *W = hg_linear_weight(L);
+        if (!W) {
+            rc = HG_ENOMEM;
+            goto done;
+        }
+        hg_k_download(L->k, W_out, W, (size_t)(m * n) * sizeof(float));
         goto done;
     }
     Ut = hg_calloc((size_t)(kk * m), sizeof *Ut, "pruning U");
@@ -806,7 +817,7 @@ int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out)
         rc = HG_ENOMEM;
         goto done;
     }
-    hg_k_download(L->k, Wh, hg_linear_weight(L), (size_t)(m * n) * sizeof(float));
+    hg_k_download(L->k, Wh, hg_linear_weight(L), (size_t)(m * n) * sizeof(float)); /* not SST */
     HG_CHECK(hg_k_svd(&cpu, Wh, Ut, sigma, Vt, m, n, ws));
     for (int64_t x = 0; x < m; x++)
         for (int64_t y = 0; y < n; y++) {

@@ -91,7 +91,9 @@ void hg_linear_free(hg_linear *L);
 
 int64_t hg_linear_rows(const hg_linear *L); /* m */
 int64_t hg_linear_cols(const hg_linear *L); /* n */
-/* (m x n) current effective weight, in k's memory (valid while L lives). */
+/* (m x n) current effective weight, in k's memory (valid while L lives). An SST map that takes
+ * the factored path at its max_rows keeps no W and allocates it at the first call (not a
+ * training step's business): NULL when that fails (HG_ENOMEM recorded). */
 const float *hg_linear_weight(const hg_linear *L);
 
 /* Y (rows x m) (=) X (rows x n) W^T, plus bias (m; NULL: none) on every row. */
@@ -155,6 +157,6 @@ int hg_linear_pruned_weight(const hg_linear *L, int64_t keep, float *W_out);
 /* Overwrite the materialised weight with W (m x n, HOST memory; uploaded), e.g. a pruned one,
  * for inference. Full mode's W is its parameter, so this changes it; the other methods'
  * parameters are untouched and hg_linear_rematerialise() restores their weight. */
-void hg_linear_load_weight(hg_linear *L, const float *W);
+int hg_linear_load_weight(hg_linear *L, const float *W); /* HG_OK, HG_ENOMEM */
 
 #endif

@@ -65,6 +65,9 @@ struct hg_linear {
     float *UR, *VR;           /* ((k - r) x m), ((k - r) x n) */
     float *W_own;             /* the map's allocation of W (LoRA, SST) */
     int W_stale;              /* SST: W is a cache, rebuilt at its next use (hg__sst_weight) */
+    int w_less;               /* SST: the map takes the factored path at max_rows (so at every
+                                 row count up to it) and keeps no W: W is NULL until something
+                                 outside a training step asks for it (hg__sst_weight) */
     float *XV;                /* SST: (k x xv_cap) X V of the last factored forward, kept for its
                                  backward (k's memory), valid for xv_X / xv_rows until the step */
     const float *xv_X;        /* the X it was computed from (NULL: none valid) */
@@ -118,8 +121,12 @@ void hg__sst_layout_identity(hg_linear *L);
 int hg__sst_decompose(hg_linear *L, const float *Wsrc);
 void hg__sst_begin_iteration(hg_linear *L);
 void hg__sst_materialise(hg_linear *L);
-/* W, rebuilt first when stale (W is a cache: const-callers may refresh it). */
+/* W, rebuilt first when stale (W is a cache: const-callers may refresh it); a map without W
+ * allocates it here (not in a training step: only pruning and inspection ask): NULL when that
+ * fails (recorded). */
 float *hg__sst_weight(const hg_linear *L);
+/* Floats of the workspace the round-end SVD uses from its start (a W built for it goes after). */
+int64_t hg__sst_svd_floats(const hg_linear *L);
 /* Whether a forward / backward of `rows` rows goes through the factors (a function of the shape
  * and the row count only, so that runs and resumed runs take the same path). */
 int hg__sst_factored(const hg_linear *L, int64_t rows);

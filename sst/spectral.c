@@ -123,13 +123,17 @@ void hg__sst_sched_indices_loaded(hg_linear *L) { layout_from_sel(L, L->sel, L->
 
 static int64_t factored_rows(const hg_linear *L, int64_t rows);
 
+int64_t hg__sst_svd_floats(const hg_linear *L)
+{
+    const int64_t m = L->m, n = L->n, k = L->kk;
+    return k * m + k + k * n + 16 + (hg_k_svd_workspace_bytes(L->k, m, n) + 3) / 4;
+}
+
 int64_t hg__sst_workspace_floats(const hg_linear *L, int64_t rows)
 {
     const int64_t m = L->m, n = L->n, k = L->kk;
     int64_t w = k * HG_MAX(m, n);                                    /* permutation, P */
-    const int64_t svd = k * m + k + k * n + 16 +
-                        (hg_k_svd_workspace_bytes(L->k, m, n) + 3) / 4; /* round end */
-    w = HG_MAX(w, svd);
+    w = HG_MAX(w, hg__sst_svd_floats(L) + (L->w_less ? m * n : 0));  /* round end (and its W) */
     w = HG_MAX(w, m * n + k * n);                                    /* backward through G */
     w = HG_MAX(w, 2 * k * factored_rows(L, rows));                   /* the factored path */
     if (rows > 0)
@@ -158,24 +162,37 @@ int hg__sst_decompose(hg_linear *L, const float *Wsrc)
     return HG_OK;
 }
 
-/* W (=) U_S^T diag(sigma[:r]) V_S + U_R^T diag(sigma[r:]) V_R, through P = diag(sigma) Vt. */
-void hg__sst_materialise(hg_linear *L)
+/* W (=) U_S^T diag(sigma[:r]) V_S + U_R^T diag(sigma[r:]) V_R, through P = diag(sigma) Vt
+ * (k x n scratch). */
+static void build_w(const hg_linear *L, float *W, float *P)
 {
     const int64_t m = L->m, n = L->n, k = L->kk, r = L->r;
-    float *P = hg_params_workspace(L->P);
     hg_k_scale_rows(L->k, P, L->sigma, L->VS, r, n);
-    hg__gemm(L->k, 1, 0, m, n, r, 1.0f, L->US, m, P, n, 0.0f, L->W, n);
+    hg__gemm(L->k, 1, 0, m, n, r, 1.0f, L->US, m, P, n, 0.0f, W, n);
     if (k > r) {
         hg_k_scale_rows(L->k, P + r * n, L->sigma + r, L->VR, k - r, n);
-        hg__gemm(L->k, 1, 0, m, n, k - r, 1.0f, L->UR, m, P + r * n, n, 1.0f, L->W, n);
+        hg__gemm(L->k, 1, 0, m, n, k - r, 1.0f, L->UR, m, P + r * n, n, 1.0f, W, n);
     }
+}
+
+void hg__sst_materialise(hg_linear *L)
+{
+    build_w(L, L->W, hg_params_workspace(L->P));
     L->W_stale = 0;
 }
 
 float *hg__sst_weight(const hg_linear *L)
 {
+    hg_linear *Lm = (hg_linear *)L; /* W is the map's cache, not its state */
+    if (!L->W) {
+        if (!(Lm->W_own = hg_k_alloc(L->k, (size_t)(L->m * L->n) * sizeof(float),
+                                     "materialised weight")))
+            return NULL;
+        Lm->W = L->W_own;
+        Lm->W_stale = 1;
+    }
     if (L->W_stale && !L->W_pinned)
-        hg__sst_materialise((hg_linear *)L); /* W is the map's cache, not its state */
+        hg__sst_materialise(Lm);
     return L->W;
 }
 
@@ -188,8 +205,10 @@ float *hg__sst_weight(const hg_linear *L)
  *  factored: X V and Y (rows k (n + m)), dY U and X V again (rows k (m + n)), dX (rows k n). */
 int hg__sst_factored(const hg_linear *L, int64_t rows)
 {
-    if (L->W_pinned)
+    if (L->W_pinned || L->max_rows == 0) /* a loaded W; a map sized for no products */
         return 0;
+    if (!L->W && L->w_less)
+        return 1;
     if (L->o.product != HG_SST_PRODUCT_AUTO)
         return L->o.product == HG_SST_PRODUCT_FACTORED;
     const double m = (double)L->m, n = (double)L->n, k = (double)L->kk, R = (double)rows;
@@ -235,16 +254,20 @@ void hg__sst_forward(const hg_linear *L, float *Y, const float *X, int64_t rows)
                  L->m);
         return;
     }
-    /* X V is kept for the backward of this X (the map's cache: const-callers may fill it) */
+    /* X V is kept for the backward of this X (the map's cache: const-callers may fill it); rows
+     * beyond the workspace's max_rows go in chunks (a map without W has no other way) */
     hg_linear *Lm = (hg_linear *)L;
     float *S = hg_params_workspace(L->P);
     const int keep = rows <= L->xv_cap;
-    float *XVt = keep ? L->XV : S;
-    x_v(L, XVt, X, rows);
     Lm->xv_X = keep ? X : NULL;
     Lm->xv_rows = rows;
-    hg_k_scale_rows(L->k, S, L->sigma, XVt, L->kk, rows);
-    from_factors(L, Y, S, L->US, L->UR, L->m, rows);
+    for (int64_t at = 0; at < rows; at += L->max_rows) {
+        const int64_t c = HG_MIN(L->max_rows, rows - at);
+        float *XVt = keep ? L->XV : S;
+        x_v(L, XVt, X + at * L->n, c);
+        hg_k_scale_rows(L->k, S, L->sigma, XVt, L->kk, c);
+        from_factors(L, Y + at * L->m, S, L->US, L->UR, L->m, c);
+    }
 }
 
 /* ---------------------------------------------------------------- gradients */
@@ -377,7 +400,11 @@ int hg__linear_sst_round_end(hg_linear *L)
 {
     int rc = HG_OK;
     /* an SVD's behaviour on NaN input is undefined */
-    float *W = hg__sst_weight(L); /* the weight of the step just taken, in the old order */
+    /* the weight of the step just taken, in the old order; a map without W builds it after the
+     * part of the workspace the SVD uses */
+    float *W = L->W ? hg__sst_weight(L) : hg_params_workspace(L->P) + hg__sst_svd_floats(L);
+    if (!L->W)
+        build_w(L, W, hg_params_workspace(L->P));
     if (!hg_k_all_finite(L->k, W, L->m * L->n))
         rc = HG_ERRORF(HG_ENUMERIC, "sst: non-finite %lld x %lld weight at a round end (step %lld)",
                        (long long)L->m, (long long)L->n, (long long)L->step);

@@ -257,7 +257,7 @@ static void parity(hg_linear_method meth, hg_sst_sampling rule, int64_t m, int64
 
     /* load_weight: host memory in, the device weight out bit for bit; rematerialise restores */
     assert_int_equal(hg_linear_pruned_weight(Lg, 1, Pg), HG_OK);
-    hg_linear_load_weight(Lg, Pg);
+    assert_int_equal(hg_linear_load_weight(Lg, Pg), HG_OK);
     weight_host(Lg, Wg);
     assert_memory_equal(Wg, Pg, (size_t)mn * sizeof(float));
     if (meth != HG_LINEAR_FULL) {

@@ -461,7 +461,7 @@ static void randomise_params(hg_hybonet *m, uint64_t seed)
         memcpy(Wb, hg_linear_weight(L->lin), (size_t)(m->cfg.dim * L->din) * sizeof(float));
         for (int64_t i = 0; i < m->cfg.dim; i++)
             Wb[i * L->din] = (float)(0.2 * (hg_rng_uniform(&r) - 0.5));
-        hg_linear_load_weight(L->lin, Wb); /* full rank: W is the parameter */
+        assert_int_equal(hg_linear_load_weight(L->lin, Wb), HG_OK); /* full rank: W is the parameter */
     }
     for (int c = 0; c < m->cfg.nclasses; c++)
         m->cls_bias[c] = (float)(hg_rng_uniform(&r) - 0.5);

@@ -252,6 +252,66 @@ static void test_sst_products(void **state)
     free(W), free(X), free(dY);
 }
 
+/* A map on the factored path at its sized row count keeps no W (no bytes for it) and trains
+ * through iteration starts and round ends (whose SVD then takes a W built in the workspace) like
+ * the same map through W, to float rounding; asking for its weight (pruning, inspection) gives it
+ * one, equal to the dense map's. */
+static void test_sst_without_w(void **state)
+{
+    (void)state;
+    const int64_t m = 12, n = 8, rows = 3, steps = 9;
+    float *W = rnd(m * n, 0.5f, 41), *X = rnd(rows * n, 1.0f, 42), *T = rnd(rows * m, 1.0f, 43);
+    float *Y = malloc((size_t)(rows * m) * sizeof *Y), *dY = malloc((size_t)(rows * m) * sizeof *dY);
+    assert_non_null(Y);
+    assert_non_null(dY);
+    hg_linear *L[2];
+    for (int p = 0; p < 2; p++) {
+        hg_linear_opts o;
+        hg_linear_opts_default(&o);
+        o.method = HG_LINEAR_SST;
+        o.rank = 2;
+        o.steps_per_iter = 2; /* iterations of 2 steps, rounds of 2 iterations: 2 round ends */
+        o.iters_per_round = 2;
+        o.warmup = 1;
+        o.product = p ? HG_SST_PRODUCT_FACTORED : HG_SST_PRODUCT_DENSE;
+        L[p] = hg_test_linear_create(&kctx, m, n, W, &o, 5, rows);
+        hg_linear_bytes b;
+        hg_linear_get_bytes(L[p], &b);
+        assert_true(p ? (L[p]->W == NULL && b.scratch == (int64_t)sizeof(float) * n * rows)
+                      : (L[p]->W != NULL && b.scratch == (int64_t)sizeof(float) * m * n));
+        for (int64_t s = 0; s < steps; s++) {
+            hg_test_linear_zero_grad(L[p]);
+            hg_linear_forward(L[p], Y, X, NULL, rows);
+            for (int64_t i = 0; i < rows * m; i++)
+                dY[i] = Y[i] - T[i];
+            assert_int_equal(hg_linear_backward(L[p], NULL, NULL, dY, X, rows), HG_OK);
+            /* a learning rate that keeps every sigma off 0: a zero singular value's vectors are
+               any in the complement, and the round-end SVD would pick others on each path */
+            assert_int_equal(hg_test_linear_step(L[p], 0.01f), HG_OK);
+        }
+    }
+    hg_linear_stats st;
+    hg_linear_get_stats(L[1], &st);
+    assert_int_equal(st.reorths, 2);
+    assert_null(L[1]->W);
+    float Yf[36], Yd[36];
+    hg_linear_forward(L[0], Yd, X, NULL, rows);
+    hg_linear_forward(L[1], Yf, X, NULL, rows);
+    hg_assert_allclose_f(Yf, Yd, (size_t)(rows * m), 1e-5, 1e-5, "trained without W vs with");
+    /* more rows than the map is sized for: the forward goes in chunks of max_rows */
+    float *X7 = rnd(7 * n, 1.0f, 44), Y7[2][7 * 12];
+    for (int p = 0; p < 2; p++)
+        hg_linear_forward(L[p], Y7[p], X7, NULL, 7);
+    hg_assert_allclose_f(Y7[1], Y7[0], (size_t)(7 * m), 1e-5, 1e-5, "7 rows in chunks of 3");
+    free(X7);
+    const float *Wf = hg_linear_weight(L[1]);
+    assert_non_null(Wf);
+    hg_assert_allclose_f(Wf, hg_linear_weight(L[0]), (size_t)(m * n), 1e-5, 1e-5, "W on demand");
+    for (int p = 0; p < 2; p++)
+        hg_test_linear_free(L[p]);
+    free(W), free(X), free(T), free(Y), free(dY);
+}
+
 /* The fused step equals Adam applied tensor by tensor, bitwise, with each tensor's own clock
  * (SST's vectors restart theirs each iteration) and group settings; plus zero, norm and clip. */
 static void test_fused_step(void **state)
@@ -369,6 +429,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backward_grads),
         cmocka_unit_test(test_sst_products),
+        cmocka_unit_test(test_sst_without_w),
         cmocka_unit_test(test_fused_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

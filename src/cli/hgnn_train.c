@@ -452,9 +452,9 @@ static int prune_sweep(run *r)
             int64_t keep = o->prune[i] < 1.0 ? (int64_t)ceil(o->prune[i] * (double)k)
                                               : HG_MIN((int64_t)o->prune[i], k);
             keep_max = HG_MAX(keep_max, keep);
-            if ((rc = hg_linear_pruned_weight(lin, keep, r->prune_w)))
+            if ((rc = hg_linear_pruned_weight(lin, keep, r->prune_w)) ||
+                (rc = hg_linear_load_weight(lin, r->prune_w)))
                 break;
-            hg_linear_load_weight(lin, r->prune_w);
         }
         double val[HG_DRIVER_MAX_METRICS], test[HG_DRIVER_MAX_METRICS];
         if (!rc && !(rc = evaluate(r, HG_SPLIT_VAL, val)))

@@ -113,10 +113,11 @@ done:
 
 /* A map back to its trained weight W (full rank: W is the parameter; the others rebuild theirs
  * and SST goes back to its own product path). */
-static void restore_weight(hg_linear *L, const float *W)
+static int restore_weight(hg_linear *L, const float *W)
 {
-    hg_linear_load_weight(L, W);
+    const int rc = hg_linear_load_weight(L, W);
     hg_linear_rematerialise(L);
+    return rc;
 }
 
 int hg_lm_prune_nll(hg_lm_session *s, const hg_tokens *t, int64_t limit, const double *keep,
@@ -143,16 +144,18 @@ int hg_lm_prune_nll(hg_lm_session *s, const hg_tokens *t, int64_t limit, const d
             const int64_t k = HG_MIN(hg_linear_rows(L), hg_linear_cols(L));
             const int64_t kept = HG_MAX((int64_t)1, (int64_t)ceil(keep[f] * (double)k - 1e-9));
             if (kept >= k)
-                restore_weight(L, orig[i]); /* nothing pruned: the map as trained, bit for bit */
+                rc = restore_weight(L, orig[i]); /* nothing pruned: the map as trained, bitwise */
             else if (!(rc = hg_linear_pruned_weight(L, kept, work)))
-                hg_linear_load_weight(L, work);
+                rc = hg_linear_load_weight(L, work);
         }
         if (!rc)
             rc = hg_lm_nll(s, t, limit, &nll[f]);
     }
     for (int i = 0; orig && i < maps; i++) /* back to the trained weights */
-        if (orig[i])
-            restore_weight(hg_tf_map(s->model, i), orig[i]);
+        if (orig[i]) {
+            const int r2 = restore_weight(hg_tf_map(s->model, i), orig[i]);
+            rc = rc ? rc : r2;
+        }
     for (int i = 0; orig && i < maps; i++)
         hg_free(orig[i]);
     hg_free(orig);
