@@ -242,6 +242,7 @@ with tempfile.TemporaryDirectory() as tmp:
         (["--bogus", "1"], "--bogus"),
         (["--config", "huge"], "--config"),
         (["--method", "svd"], "--method"),
+        (["--sst-product", "sparse"], "option --sst-product: 'sparse' is not a product path"),
     ]
     for extra, needle in cases:
         p = run(*base, "--steps", "1", "--method", "sst", *extra)
