@@ -187,6 +187,16 @@ static void test_backward_grads(void **state)
 /* SST's two products (through W and through the factors) give the same forward and dX to
  * float rounding, and auto picks the factored one exactly when it costs fewer operations:
  * few rows at a wide map, not many rows at a narrow one. */
+static hg_linear_opts sst_opts(int rank, hg_sst_product product)
+{
+    hg_linear_opts o;
+    hg_linear_opts_default(&o);
+    o.method = HG_LINEAR_SST;
+    o.rank = rank;
+    o.product = product;
+    return o;
+}
+
 static void test_sst_products(void **state)
 {
     (void)state;
@@ -195,11 +205,7 @@ static void test_sst_products(void **state)
     float *Y[2], *dX[2];
     hg_linear *L[2];
     for (int p = 0; p < 2; p++) {
-        hg_linear_opts o;
-        hg_linear_opts_default(&o);
-        o.method = HG_LINEAR_SST;
-        o.rank = 3;
-        o.product = p ? HG_SST_PRODUCT_FACTORED : HG_SST_PRODUCT_DENSE;
+        hg_linear_opts o = sst_opts(3, p ? HG_SST_PRODUCT_FACTORED : HG_SST_PRODUCT_DENSE);
         L[p] = hg_test_linear_create(&kctx, m, n, W, &o, 5, rows);
         assert_int_equal(hg__sst_factored(L[p], rows), p);
         Y[p] = rnd(rows * m, 1.0f, 34);
@@ -234,10 +240,7 @@ static void test_sst_products(void **state)
 
     /* auto, square maps (factored when rows < about k): OPT-125M's 768 x 768 at B T = 512 rows
        through the factors, at 8192 through W; its FFN's 3072 x 768 through the factors at both */
-    hg_linear_opts o;
-    hg_linear_opts_default(&o);
-    o.method = HG_LINEAR_SST;
-    o.rank = 2;
+    hg_linear_opts o = sst_opts(2, HG_SST_PRODUCT_AUTO);
     hg_linear *A = hg_test_linear_create(&kctx, m, n, W, &o, 5, 64);
     A->m = 768, A->n = 768, A->kk = 768; /* the rule reads the shape only */
     assert_true(hg__sst_factored(A, 512));
@@ -266,14 +269,10 @@ static void test_sst_without_w(void **state)
     assert_non_null(dY);
     hg_linear *L[2];
     for (int p = 0; p < 2; p++) {
-        hg_linear_opts o;
-        hg_linear_opts_default(&o);
-        o.method = HG_LINEAR_SST;
-        o.rank = 2;
+        hg_linear_opts o = sst_opts(2, p ? HG_SST_PRODUCT_FACTORED : HG_SST_PRODUCT_DENSE);
         o.steps_per_iter = 2; /* iterations of 2 steps, rounds of 2 iterations: 2 round ends */
         o.iters_per_round = 2;
         o.warmup = 1;
-        o.product = p ? HG_SST_PRODUCT_FACTORED : HG_SST_PRODUCT_DENSE;
         L[p] = hg_test_linear_create(&kctx, m, n, W, &o, 5, rows);
         hg_linear_bytes b;
         hg_linear_get_bytes(L[p], &b);
