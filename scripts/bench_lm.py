@@ -317,7 +317,8 @@ def memory_table(a, res):
     lines = ["", "## Memory by class: %s, one thread, B = %d, T = %d (MiB)" % (c, B, T), "",
              "Trainable parameters, their gradients, the optimiser's state (both Adam moments), "
              "frozen tensors (LoRA's W0, SST's unsampled singular vectors), derived buffers (the "
-             "materialised weight W of LoRA, ReLoRA* and SST maps), the shared workspace; "
+             "materialised weight W of LoRA, ReLoRA* and SST maps on the dense path; the forward's X V "
+             "that SST maps on the factored path keep for their backward), the shared workspace; "
              "other = peak RSS less these (activations, the logits chunk, code and libraries).",
              "", "| method | trainable | gradients | optimiser | frozen | derived | workspace | "
              "other | peak RSS | ms/step |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
