@@ -16,6 +16,7 @@
 
 #include <igraph.h>
 
+#include "datadir.h"
 #include "hg_config.h"
 #include "../src/hg.h"
 
@@ -359,20 +360,9 @@ int hg_dataset_bundled_dir(char *buf, size_t len, const char *name)
         return HG_ERRORF(HG_EINVAL,
                          "unknown dataset '%s' (known: " KNOWN_NAMES_TEXT "; or --data-dir DIR)",
                          name);
-    const char *roots[3] = {getenv("HGNN_DATA_DIR"), HG_SOURCE_DATA_DIR, HG_INSTALL_DATA_DIR};
-    for (int i = 0; i < 3; i++) {
-        if (!roots[i] || !roots[i][0])
-            continue;
-        int w = snprintf(buf, len, "%s/%s", roots[i], name);
-        if (w < 0 || (size_t)w >= len)
-            return HG_ERRORF(HG_EINVAL, "dataset '%s': path %s/%s does not fit in %zu bytes", name,
-                             roots[i], name, len);
-        if (dir_exists(buf))
-            return HG_OK;
-    }
-    buf[0] = '\0';
-    return HG_ERRORF(HG_EIO,
-                     "dataset '%s' not found (looked in $HGNN_DATA_DIR, " HG_SOURCE_DATA_DIR
-                     ", " HG_INSTALL_DATA_DIR "); use --data-dir DIR",
-                     name);
+    const int rc = hg_data_find(buf, len, HG_SOURCE_DATA_DIR, name, 1);
+    if (rc != HG_EIO)
+        return rc;
+    return HG_ERRORF(HG_EIO, "dataset '%s' not found (looked in " HG_DATA_SEARCH_TEXT(
+                                 HG_SOURCE_DATA_DIR) "); use --data-dir DIR", name);
 }

@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "datadir.h"
 #include "hg_config.h"
 #include "gpt2bpe_internal.h"
 #include "../src/hg.h"
@@ -353,20 +353,21 @@ int hg_gpt2bpe_load_dir(hg_gpt2bpe **out, const char *dir)
 {
     *out = NULL;
     char enc[4096], merges[4096];
-    const char *roots[3] = {getenv("HGNN_DATA_DIR"), HG_SOURCE_DATA_DIR, HG_INSTALL_DATA_DIR};
-    for (int k = 0; k < (dir ? 1 : 3); k++) {
-        const char *sub = dir ? "" : "/gpt2";
-        const char *root = dir ? dir : roots[k];
-        if (!root)
-            continue;
-        if (snprintf(enc, sizeof enc, "%s%s/encoder.json", root, sub) >= (int)sizeof enc ||
-            snprintf(merges, sizeof merges, "%s%s/vocab.bpe", root, sub) >= (int)sizeof merges)
+    if (dir) {
+        if (snprintf(enc, sizeof enc, "%s/encoder.json", dir) >= (int)sizeof enc)
             return HG_ERRORF(HG_EIO, "vocabulary folder name too long");
-        if (dir || access(enc, R_OK) == 0)
-            return hg_gpt2bpe_load(out, enc, merges);
+    } else {
+        const int rc = hg_data_find(enc, sizeof enc, HG_SOURCE_DATA_DIR, "gpt2/encoder.json", 0);
+        if (rc == HG_EIO)
+            return HG_ERRORF(HG_EIO, "GPT-2 vocabulary not found (looked for gpt2/encoder.json "
+                                     "in " HG_DATA_SEARCH_TEXT(HG_SOURCE_DATA_DIR) ")");
+        if (rc != HG_OK)
+            return rc;
     }
-    return HG_ERRORF(HG_EIO, "GPT-2 vocabulary not found (looked for gpt2/encoder.json in "
-                             "$HGNN_DATA_DIR, " HG_SOURCE_DATA_DIR ", " HG_INSTALL_DATA_DIR ")");
+    /* vocab.bpe beside encoder.json */
+    const size_t stem = strlen(enc) - strlen("encoder.json");
+    snprintf(merges, sizeof merges, "%.*svocab.bpe", (int)stem, enc);
+    return hg_gpt2bpe_load(out, enc, merges);
 }
 
 /* ---- encoding ------------------------------------------------------------------------------ */

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "datadir.h"
 #include "gpt2bpe.h"
 #include "hg_config.h"
 #include "text.h"
@@ -162,18 +162,13 @@ int hg_tokens_load(hg_tokens *t, const char *path, hg_gpt2bpe *tok)
 
 int hg_tokens_bundled(char *buf, size_t len, const char *name)
 {
-    const char *roots[3] = {getenv("HGNN_DATA_DIR"), HG_BUILD_DATA_DIR, HG_INSTALL_DATA_DIR};
-    for (int i = 0; i < 3; i++) {
-        if (!roots[i] || !roots[i][0])
-            continue;
-        const int w = snprintf(buf, len, "%s/lm/%s", roots[i], name);
-        if (w < 0 || (size_t)w >= len)
-            return HG_ERRORF(HG_EINVAL, "%s/lm/%s: path too long", roots[i], name);
-        if (access(buf, R_OK) == 0)
-            return HG_OK;
-    }
-    buf[0] = '\0';
+    char rel[256];
+    if (snprintf(rel, sizeof rel, "lm/%s", name) >= (int)sizeof rel)
+        return HG_ERRORF(HG_EINVAL, "lm/%s: name too long", name);
+    const int rc = hg_data_find(buf, len, HG_BUILD_DATA_DIR, rel, 0);
+    if (rc != HG_EIO)
+        return rc;
     return HG_ERRORF(HG_EIO, "the bundled corpus file lm/%s was not found (looked in "
-                     "$HGNN_DATA_DIR, " HG_BUILD_DATA_DIR ", " HG_INSTALL_DATA_DIR "); build the "
-                     "project first (ninja -C build) or give --train and --valid", name);
+                     HG_DATA_SEARCH_TEXT(HG_BUILD_DATA_DIR) "); build the project first (ninja -C "
+                     "build) or give --train and --valid", name);
 }
