@@ -47,22 +47,20 @@ void hg_linear_opts_default(hg_linear_opts *o)
 static const char *const method_names[] = {"full", "lora", "relora", "sst"};
 static const char *const sampling_names[] = {"sigma", "mixed", "uniform", "top"};
 static const char *const product_names[] = {"auto", "dense", "factored"};
+#define NAMES(a) (a), sizeof(a) / sizeof *(a)
 
-int hg_sst_product_parse(const char *s)
+/* The index of s in names (n of them), or -1. */
+static int name_index(const char *s, const char *const *names, size_t n)
 {
-    for (int i = 0; s && i < (int)(sizeof product_names / sizeof *product_names); i++)
-        if (strcmp(s, product_names[i]) == 0)
-            return i;
+    for (size_t i = 0; s && i < n; i++)
+        if (strcmp(s, names[i]) == 0)
+            return (int)i;
     return -1;
 }
 
-int hg_linear_method_parse(const char *s)
-{
-    for (int i = 0; s && i < (int)(sizeof method_names / sizeof *method_names); i++)
-        if (strcmp(s, method_names[i]) == 0)
-            return i;
-    return -1;
-}
+int hg_linear_method_parse(const char *s) { return name_index(s, NAMES(method_names)); }
+int hg_sst_sampling_parse(const char *s) { return name_index(s, NAMES(sampling_names)); }
+int hg_sst_product_parse(const char *s) { return name_index(s, NAMES(product_names)); }
 
 void hg_linear_group_hp(const hg_linear_opts *o, hg_param_hp *weights, hg_param_hp *vectors)
 {
@@ -79,14 +77,6 @@ void hg_linear_group_hp(const hg_linear_opts *o, hg_param_hp *weights, hg_param_
 const char *hg_linear_method_name(hg_linear_method m)
 {
     return (unsigned)m < sizeof method_names / sizeof *method_names ? method_names[m] : "?";
-}
-
-int hg_sst_sampling_parse(const char *s)
-{
-    for (int i = 0; s && i < (int)(sizeof sampling_names / sizeof *sampling_names); i++)
-        if (strcmp(s, sampling_names[i]) == 0)
-            return i;
-    return -1;
 }
 
 const char *hg_sst_sampling_name(hg_sst_sampling s)
@@ -494,8 +484,8 @@ static int bind(void *ctx)
         L->vV = hg_params_moment2(P, L->id_VS);
         L->UR = hg_params_data(P, L->id_UR);
         L->VR = hg_params_data(P, L->id_VR);
-        /* the SVD of W_init: from W or, without W, from after the SVD's part of the workspace */
-        float *Ws = L->W ? L->W : hg_params_workspace(P) + hg__sst_svd_floats(L);
+        /* the SVD of W_init */
+        float *Ws = hg__sst_svd_input(L);
         hg_k_upload(L->k, Ws, L->W_init, (size_t)mn * sizeof(float));
         rc = hg__sst_decompose(L, Ws);
         if (rc == HG_OK)
@@ -565,9 +555,9 @@ int hg_linear_backward(hg_linear *L, float *dX, float *gbias, const float *dY, c
     if (rows < 0 || rows > L->max_rows)
         return HG_ERRORF(HG_EINVAL, "linear %s: backward of %lld rows, created for at most %lld",
                          L->name, (long long)rows, (long long)L->max_rows);
-    const int sst = L->o.method == HG_LINEAR_SST, factored = sst && hg__sst_factored(L, rows);
+    const int factored = L->o.method == HG_LINEAR_SST && hg__sst_factored(L, rows);
     if (dX && !factored) /* the factored SST path writes dX with its gradients */
-        hg__gemm(L->k, 0, 0, rows, n, m, 1.0f, dY, m, sst ? hg__sst_weight(L) : L->W, n, 0.0f, dX, n);
+        hg__gemm(L->k, 0, 0, rows, n, m, 1.0f, dY, m, hg_linear_weight(L), n, 0.0f, dX, n);
     if (gbias)
         hg_k_col_sums(L->k, gbias, dY, rows, m);
     switch (L->o.method) {

@@ -33,7 +33,6 @@ enum {
     HG__SCHED_NFIXED = HG__SCHED_RNG0 + 4 /* then r sampled indices (SST) */
 };
 #define HG__SCHED_FLOATS_PER_WORD 4
-
 #define HG__LINEAR_MAX_TENSORS 16
 
 struct hg_linear {
@@ -116,17 +115,16 @@ float *hg__linear_tensor_data(const hg_linear *L, int i);
 
 /* sst/spectral.c, for sst/linear.c */
 int64_t hg__sst_workspace_floats(const hg_linear *L, int64_t rows);
-
 void hg__sst_layout_identity(hg_linear *L);
 int hg__sst_decompose(hg_linear *L, const float *Wsrc);
 void hg__sst_begin_iteration(hg_linear *L);
-void hg__sst_materialise(hg_linear *L);
 /* W, rebuilt first when stale (W is a cache: const-callers may refresh it); a map without W
  * allocates it here (not in a training step: only pruning and inspection ask): NULL when that
  * fails (recorded). */
 float *hg__sst_weight(const hg_linear *L);
-/* Floats of the workspace the round-end SVD uses from its start (a W built for it goes after). */
-int64_t hg__sst_svd_floats(const hg_linear *L);
+/* Where an SVD's input weight goes: W, or for a map without W the workspace after the part the
+ * SVD itself uses. */
+float *hg__sst_svd_input(const hg_linear *L);
 /* Whether a forward / backward of `rows` rows goes through the factors (a function of the shape
  * and the row count only, so that runs and resumed runs take the same path). */
 int hg__sst_factored(const hg_linear *L, int64_t rows);

@@ -123,7 +123,8 @@ void hg__sst_sched_indices_loaded(hg_linear *L) { layout_from_sel(L, L->sel, L->
 
 static int64_t factored_rows(const hg_linear *L, int64_t rows);
 
-int64_t hg__sst_svd_floats(const hg_linear *L)
+/* Floats of the workspace the round-end SVD uses from its start. */
+static int64_t svd_floats(const hg_linear *L)
 {
     const int64_t m = L->m, n = L->n, k = L->kk;
     return k * m + k + k * n + 16 + (hg_k_svd_workspace_bytes(L->k, m, n) + 3) / 4;
@@ -133,7 +134,7 @@ int64_t hg__sst_workspace_floats(const hg_linear *L, int64_t rows)
 {
     const int64_t m = L->m, n = L->n, k = L->kk;
     int64_t w = k * HG_MAX(m, n);                                    /* permutation, P */
-    w = HG_MAX(w, hg__sst_svd_floats(L) + (L->w_less ? m * n : 0));  /* round end (and its W) */
+    w = HG_MAX(w, svd_floats(L) + (L->w_less ? m * n : 0));         /* round end (and its W) */
     w = HG_MAX(w, m * n + k * n);                                    /* backward through G */
     w = HG_MAX(w, 2 * k * factored_rows(L, rows));                   /* the factored path */
     if (rows > 0)
@@ -175,7 +176,12 @@ static void build_w(const hg_linear *L, float *W, float *P)
     }
 }
 
-void hg__sst_materialise(hg_linear *L)
+float *hg__sst_svd_input(const hg_linear *L)
+{
+    return L->W ? L->W : hg_params_workspace(L->P) + svd_floats(L);
+}
+
+static void materialise_w(hg_linear *L)
 {
     build_w(L, L->W, hg_params_workspace(L->P));
     L->W_stale = 0;
@@ -192,7 +198,7 @@ float *hg__sst_weight(const hg_linear *L)
         Lm->W_stale = 1;
     }
     if (L->W_stale && !L->W_pinned)
-        hg__sst_materialise(Lm);
+        materialise_w(Lm);
     return L->W;
 }
 
@@ -399,12 +405,13 @@ void hg__sst_begin_iteration(hg_linear *L)
 int hg__linear_sst_round_end(hg_linear *L)
 {
     int rc = HG_OK;
-    /* an SVD's behaviour on NaN input is undefined */
-    /* the weight of the step just taken, in the old order; a map without W builds it after the
-     * part of the workspace the SVD uses */
-    float *W = L->W ? hg__sst_weight(L) : hg_params_workspace(L->P) + hg__sst_svd_floats(L);
-    if (!L->W)
+    /* the weight of the step just taken, in the old order (a map without W builds it) */
+    float *W = hg__sst_svd_input(L);
+    if (L->W)
+        hg__sst_weight(L);
+    else
         build_w(L, W, hg_params_workspace(L->P));
+    /* an SVD's behaviour on NaN input is undefined */
     if (!hg_k_all_finite(L->k, W, L->m * L->n))
         rc = HG_ERRORF(HG_ENUMERIC, "sst: non-finite %lld x %lld weight at a round end (step %lld)",
                        (long long)L->m, (long long)L->n, (long long)L->step);
