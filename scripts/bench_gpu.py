@@ -20,11 +20,24 @@ small table, else 3350 GB/s = H100 SXM). The cost growth is summarised by least-
 ms/epoch against edges over the synthetic series (slope, intercept, R^2) and by the exponent of
 a log-log fit (1 = linear).
 
+The Transformer rows (off with --no-transformer): hgnn-mt on the bundled Multi30K at d in
+--mt-dims (FFN 4d, 4 heads, 3+3 layers, vocabulary 8000: scripts/bench_mt.py's settings and its
+FLOP count of a step) for --mt-steps steps without decoding, its tokens/s = tokens per step /
+median step; and hgnn-lm's training step from hgnn-bench-lm (random tokens, dropout 0) at
+`small` (B 8, T 256) and `opt-125m` (B 8, T 1024; --lm-cpu-steps on the CPU, where one step takes
+about a minute), with B T (6 N + 12 L d T) FLOPs a step. Every row CPU and GPU side by side:
+tokens/s, achieved TFLOP/s and, on the GPU, the share of its FP32 peak (--gpu-peak-tflops, else
+the data sheet of the detected GPU: the non-tensor-core FP32 rate, since the GEMMs run in FP32
+without TF32).
+
 Writes the Markdown to scripts/results/bench_gpu.md (--out) and the raw numbers with the machine
 description (CPU model, cores, GPU name) to the same path with .json.
 
 Usage: scripts/bench_gpu.py [--build build] [--threads N] [--epochs 30] [--repeat 1] [--quick]
                             [--sizes 1e4,3e4,...] [--gpu-peak-gbs G] [--no-bundled] [--no-gpu]
+                            [--no-transformer] [--mt-dims 64,256,512] [--mt-steps 30]
+                            [--lm-configs small,opt-125m] [--lm-steps 5] [--lm-cpu-steps 1]
+                            [--gpu-peak-tflops T]
 """
 import argparse
 import json
@@ -34,6 +47,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +63,11 @@ GPU_PEAK_GBS = [("H200", 4800), ("H100 NVL", 3900), ("H100 PCIe", 2000), ("H100"
                 ("A100-SXM4-80GB", 2039), ("A100 80GB PCIe", 1935), ("A100", 1555),
                 ("L40S", 864), ("L4", 300), ("A10", 600), ("V100", 900)]
 DEFAULT_GPU_PEAK_GBS = 3350
+# Data-sheet FP32 rate without tensor cores (TFLOP/s), as above; the default is H100 SXM.
+GPU_PEAK_TFLOPS = [("H200", 67), ("H100 NVL", 60), ("H100 PCIe", 51), ("H100", 67),
+                   ("A100", 19.5), ("L40S", 91.6), ("L4", 30.3), ("A10", 31.2), ("V100", 15.7)]
+DEFAULT_GPU_PEAK_TFLOPS = 67
+LM_SHAPES = {"small": (8, 256), "opt-125m": (8, 1024)}  # config -> (batch, ctx)
 NO_GPU = "n/a (no CUDA device)"
 
 
@@ -172,6 +191,72 @@ def cell(res, err, gpu_ok, fmt, short=False):
     return "failed"
 
 
+def run_lm(binary, config, device, threads, steps):
+    """hgnn-bench-lm's step at the configuration's (B, T): its JSON, or None and why."""
+    b, t = LM_SHAPES[config]
+    cmd = [binary, "--config", config, "--batch", str(b), "--ctx", str(t), "--device", device,
+           "--threads", str(threads), "--steps", str(steps), "--warmup", "1"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return None, "%s (exit %d)" % (one_line(p.stderr), p.returncode)
+    res = last_json(p.stdout)
+    res["tflops"] = res["step_flops"] / (res["step_ms"] * 1e-3) / 1e12
+    return res, None
+
+
+def run_mt(binary, data, spm, stats, d, device, threads, steps):
+    """hgnn-mt's training step at width d (scripts/bench_mt.py's model): tokens/s and TFLOP/s."""
+    import bench_mt
+    cmd = [binary, "train", "--data-dir", data, "--spm-model", spm, "--dim", str(d),
+           "--ffn", str(4 * d), "--heads", str(bench_mt.HEADS), "--steps", str(steps),
+           "--epochs", "1", "--decode", "0", "--device", device, "--threads", str(threads),
+           "--seed", "1", "--quiet"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return None, "%s (exit %d)" % (one_line(p.stderr), p.returncode)
+    j = last_json(p.stdout)
+    tokens = j["tokens_per_s"] * j["train_seconds"] / j["steps"]
+    flops = bench_mt.step_flops(d, 4 * d, "full", 0, tokens, stats)
+    return {"step_ms": j["step_ms"], "tokens_per_s": tokens / (j["step_ms"] * 1e-3),
+            "tflops": flops / (j["step_ms"] * 1e-3) / 1e12, "step_flops": flops}, None
+
+
+def transformer_rows(a, gpu_ok, gpu_note, work):
+    """The hgnn-mt and hgnn-lm rows, CPU and GPU side by side."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_mt
+    rows = []
+    mt_bin, lm_bin = os.path.join(a.build, "hgnn-mt"), os.path.join(a.build, "hgnn-bench-lm")
+    dims = [int(x) for x in a.mt_dims.split(",")] if a.mt_dims else []
+    if dims:
+        data = bench_mt.prepare_data(work)
+        spm = bench_mt.learn_spm(work)
+        stats = bench_mt.corpus_stats(spm)
+        for d in dims:
+            row = {"program": "hgnn-mt", "setting": "d %d" % d}
+            row["cpu"], err = run_mt(mt_bin, data, spm, stats, d, "cpu", a.threads, a.mt_steps)
+            if err:
+                sys.exit("bench_gpu: hgnn-mt d %d on the CPU failed: %s" % (d, err))
+            row["gpu"], row["gpu_error"] = (run_mt(mt_bin, data, spm, stats, d, "cuda", a.threads,
+                                                   a.mt_steps) if gpu_ok else (None, gpu_note))
+            rows.append(row)
+            print("  hgnn-mt d %d done" % d, file=sys.stderr)
+    for config in (a.lm_configs.split(",") if a.lm_configs else []):
+        if config not in LM_SHAPES:
+            sys.exit("bench_gpu: --lm-configs: unknown configuration %r" % config)
+        b, t = LM_SHAPES[config]
+        row = {"program": "hgnn-lm", "setting": "%s B %d T %d" % (config, b, t)}
+        row["cpu"], err = run_lm(lm_bin, config, "cpu", a.threads,
+                                 a.lm_cpu_steps if config == "opt-125m" else a.lm_steps)
+        if err:
+            sys.exit("bench_gpu: hgnn-bench-lm %s on the CPU failed: %s" % (config, err))
+        row["gpu"], row["gpu_error"] = (run_lm(lm_bin, config, "cuda", a.threads, a.lm_steps)
+                                        if gpu_ok else (None, gpu_note))
+        rows.append(row)
+        print("  hgnn-lm %s done" % config, file=sys.stderr)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"),
@@ -190,6 +275,15 @@ def main():
     ap.add_argument("--no-bundled", action="store_true", help="only the synthetic series")
     ap.add_argument("--no-gpu", action="store_true", help="do not try --device cuda")
     ap.add_argument("--cache-dir", default=None, help="synthetic graphs (default BUILD/bench-graphs)")
+    ap.add_argument("--no-transformer", action="store_true", help="no hgnn-mt / hgnn-lm rows")
+    ap.add_argument("--mt-dims", default="64,256,512", help="hgnn-mt widths (empty: none)")
+    ap.add_argument("--mt-steps", type=int, default=30, help="hgnn-mt training steps per run")
+    ap.add_argument("--lm-configs", default="small,opt-125m", help="hgnn-lm configurations")
+    ap.add_argument("--lm-steps", type=int, default=5, help="timed hgnn-lm steps")
+    ap.add_argument("--lm-cpu-steps", type=int, default=1,
+                    help="timed hgnn-lm steps of opt-125m on the CPU")
+    ap.add_argument("--gpu-peak-tflops", type=float, default=None,
+                    help="GPU FP32 peak (default: by GPU name, else 67 = H100 SXM)")
     ap.add_argument("--out", default=os.path.join(ROOT, "scripts", "results", "bench_gpu.md"))
     a = ap.parse_args()
     train_bin = os.path.join(a.build, "hgnn-train")
@@ -279,6 +373,17 @@ def main():
         if r["spmm_gpu"]:
             r["spmm_gpu"]["fraction_of_peak"] = r["spmm_gpu"]["gbs"] / peak
     fits = {"cpu": growth(synthetic, "cpu"), "gpu": growth(synthetic, "gpu")}
+    tf_rows = []
+    if not a.no_transformer:
+        with tempfile.TemporaryDirectory() as work:
+            tf_rows = transformer_rows(a, gpu_ok, gpu_note, work)
+    tpeak, tpeak_src = a.gpu_peak_tflops, "--gpu-peak-tflops"
+    if tpeak is None:
+        tpeak, tpeak_src = DEFAULT_GPU_PEAK_TFLOPS, "default: H100 SXM data sheet"
+        for key, tf in GPU_PEAK_TFLOPS:
+            if gpu_name and key.lower() in gpu_name.lower():
+                tpeak, tpeak_src = tf, "data sheet of %s" % key
+                break
 
     def ratio(r):
         if r["cpu"] and r["gpu"]:
@@ -349,6 +454,25 @@ def main():
                              "million edges (R^2 %.4f); log-log exponent %.3f (1 = linear)."
                              % (dev.upper(), f["intercept_ms"], f["ms_per_million_edges"], f["r2"],
                                 f["loglog_exponent"]))
+    if tf_rows:
+        lines.append("")
+        lines.append("Transformer training steps (FP32; hgnn-mt: Multi30K, FFN 4d, 3+3 layers, "
+                     "vocabulary 8000, %d steps; hgnn-lm: hgnn-bench-lm, random tokens). TFLOP/s "
+                     "from the FLOP count of a step; GPU peak %.1f TFLOP/s FP32 (%s)."
+                     % (a.mt_steps, tpeak, tpeak_src))
+        lines.append("")
+        lines.append("| program | setting | CPU ms/step | CPU tokens/s | CPU TFLOP/s | "
+                     "GPU ms/step | GPU tokens/s | GPU TFLOP/s (% of peak) | GPU/CPU |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for r in tf_rows:
+            c, g = r["cpu"], r["gpu"]
+            lines.append("| %s | %s | %.1f | %.0f | %.3f | %s | %s | %s | %s |" % (
+                r["program"], r["setting"], c["step_ms"], c["tokens_per_s"], c["tflops"],
+                cell(g, r["gpu_error"], gpu_ok, lambda x: "%.2f" % x["step_ms"], True),
+                cell(g, r["gpu_error"], gpu_ok, lambda x: "%.0f" % x["tokens_per_s"], True),
+                cell(g, r["gpu_error"], gpu_ok,
+                     lambda x: "%.2f (%.1f%%)" % (x["tflops"], 100 * x["tflops"] / tpeak), True),
+                "%.1fx" % (g["tokens_per_s"] / c["tokens_per_s"]) if g else "-"))
     lines.append("")
     lines.append("Command: `scripts/bench_gpu.py%s` (%.0f s)." % (
         "".join(" " + x for x in sys.argv[1:]), time.time() - t_start))
@@ -361,7 +485,8 @@ def main():
     raw = {"machine": dict(info, gpu_name=gpu_name), "threads": a.threads, "epochs": a.epochs,
            "gpu_available": gpu_ok, "gpu_note": None if gpu_ok else gpu_note,
            "cpu_copy_gbs": copy, "gpu_peak_gbs": peak, "gpu_peak_source": peak_src, "bundled": bundled,
-           "synthetic": synthetic, "fits": fits, "argv": sys.argv[1:],
+           "synthetic": synthetic, "fits": fits, "transformer": tf_rows,
+           "gpu_peak_tflops": tpeak, "gpu_peak_tflops_source": tpeak_src, "argv": sys.argv[1:],
            "seconds": time.time() - t_start}
     with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
         json.dump(raw, f, indent=1)

@@ -7,7 +7,7 @@
  *
  * Two launch modes (kernels/cuda_common.h). HG_LAUNCH: each thread runs to its end, one after
  * the other (no shared memory, no barriers: __syncthreads() there aborts). HG_LAUNCH_BLOCK: the
- * threads of a block run as coroutines (ucontext) in phases: each runs until its next
+ * threads of a block run as coroutines (tests/cuda_emu.cpp) in phases: each runs until its next
  * __syncthreads() or its end, in thread order, before any goes past that barrier; a block whose
  * threads do not all reach the same barriers aborts (a divergent barrier, undefined on a GPU).
  * __shared__ variables are static (blocks run one at a time, so one copy is the block's), the

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""test_device.py - hgnn-lm and hgnn-mt with --device cuda against --device cpu, the programs as a
+user runs them, on the GPU backend (a real GPU, or the CPU emulation of the CUDA runtime linked
+into the *-emu builds).
+
+hgnn-lm: a tiny OPT on a repeated random token pattern, every method (full, LoRA, ReLoRA*, SST),
+12 steps with an SST iteration every 3 steps and a round (an SVD) every 6, evaluated every step:
+the training loss, gradient norm and validation loss of every step on the device agree with the
+CPU's within TOL (the two sum in other orders, so the bits differ); two device runs are the same
+bits; `eval --device cuda` of the saved model gives the CPU's perplexity; `generate` on the
+device writes the CPU's text. hgnn-mt: a tiny translation model on the first 200 pairs of the
+bundled Multi30K (10 validation, 6 test), full and SST, 9 steps: the losses agree, and the beam-search test
+translations are the CPU's.
+
+Usage: test_device.py HGNN_LM HGNN_LM_DEVICE HGNN_MT HGNN_MT_DEVICE SOURCE_ROOT
+(HGNN_*_DEVICE: the same program built against the emulated runtime, or the program itself on a
+machine with a GPU; exit 77, skipped, when --device cuda finds no device)."""
+
+import csv
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+import tempfile
+
+LM, LM_DEV, MT, MT_DEV, ROOT = sys.argv[1:6]
+# Relative agreement of a CPU and a device run over a dozen steps: float sums in other orders
+# (about 1e-7 each) grown by the steps' sensitivity; 1e-4 still catches a wrong kernel, whose
+# loss is off at the first step by far more.
+TOL = 1e-4
+failures = []
+
+
+def check(cond, what):
+    print(("ok   - " if cond else "FAIL - ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def run(exe, *args):
+    p = subprocess.run([exe, *args], capture_output=True, text=True)
+    if p.returncode != 0:
+        check(False, "%s %s: exit %d: %s" % (os.path.basename(exe), " ".join(args[:2]),
+                                             p.returncode, p.stderr.strip()[-500:]))
+    return p
+
+
+def last_json(p):
+    try:
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {}
+
+
+def log_rows(d):
+    try:
+        with open(os.path.join(d, "log.csv")) as f:
+            return list(csv.DictReader(f))
+    except OSError:
+        return []
+
+
+def close(a, b):
+    return abs(a - b) <= TOL * max(1.0, abs(a), abs(b))
+
+
+def compare_logs(cpu_dir, dev_dir, keys, what):
+    a, b = log_rows(cpu_dir), log_rows(dev_dir)
+    check(len(a) > 0 and len(a) == len(b), "%s: %d CPU and %d device log lines" % (what, len(a),
+                                                                                   len(b)))
+    worst = 0.0
+    for ra, rb in zip(a, b):
+        for k in keys:
+            x, y = float(ra[k]), float(rb[k])
+            worst = max(worst, abs(x - y) / max(1.0, abs(x)))
+    check(worst <= TOL, "%s: %s agree step by step (worst relative difference %.2e, tolerance "
+          "%.0e)" % (what, ", ".join(keys), worst, TOL))
+
+
+def same_file(p, q):
+    try:
+        with open(p, "rb") as f, open(q, "rb") as g:
+            return f.read() == g.read()
+    except OSError:
+        return False
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    # ---------------------------------------------------------------- hgnn-lm
+    rnd = random.Random(5)
+    pattern = [rnd.randrange(90) for _ in range(19)]
+    ids = [pattern[i % 19] if rnd.random() < 0.9 else rnd.randrange(96) for i in range(6000)]
+    toks, vtoks = os.path.join(tmp, "t.tok"), os.path.join(tmp, "v.tok")
+    for path, part in ((toks, ids), (vtoks, ids[:200])):
+        with open(path, "wb") as f:
+            f.write(b"HGTOK1\0\0" + struct.pack("<IIQ", 1, 96, len(part)))
+            f.write(struct.pack("<%dH" % len(part), *part))
+    common = ["--config", "tiny", "--train", toks, "--valid", vtoks, "--eval-tokens", "128",
+              "--batch", "2", "--ctx", "32", "--steps", "12", "--eval-every", "1",
+              "--lr", "1e-2", "--warmup", "2", "--sst-steps", "3", "--sst-rounds-iters", "2",
+              "--sst-warmup", "1", "--quiet"]
+    # without a usable device (the real programs on a machine with no GPU): skip
+    probe = subprocess.run([LM_DEV, "train", *common, "--steps", "0", "--device", "cuda"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0 and "--device cuda" in probe.stderr:
+        print("skip: " + probe.stderr.strip())
+        sys.exit(77)
+    for method in ("full", "lora", "relora", "sst"):
+        d_cpu, d_dev, d_dev2 = (os.path.join(tmp, "lm_%s_%s" % (method, w))
+                                for w in ("cpu", "dev", "dev2"))
+        m = ["--method", method, "--rank", "4"]
+        run(LM, "train", *common, *m, "--out", d_cpu)
+        run(LM_DEV, "train", *common, *m, "--device", "cuda", "--out", d_dev)
+        run(LM_DEV, "train", *common, *m, "--device", "cuda", "--out", d_dev2)
+        compare_logs(d_cpu, d_dev, ("loss", "grad_norm", "val_loss"), "hgnn-lm %s" % method)
+        check(same_file(os.path.join(d_dev, "log.csv"), os.path.join(d_dev2, "log.csv"))
+              or [r["loss"] for r in log_rows(d_dev)] == [r["loss"] for r in log_rows(d_dev2)],
+              "hgnn-lm %s: two device runs give the same losses" % method)
+        check(same_file(os.path.join(d_dev, "last.ckpt"), os.path.join(d_dev2, "last.ckpt")),
+              "hgnn-lm %s: two device runs save the same bytes" % method)
+        if method == "sst":
+            e_cpu = last_json(run(LM, "eval", "--model", d_cpu, "--text", vtoks))
+            e_dev = last_json(run(LM_DEV, "eval", "--model", d_cpu, "--text", vtoks,
+                                  "--device", "cuda"))
+            check("loss" in e_cpu and "loss" in e_dev and close(e_cpu["loss"], e_dev["loss"]),
+                  "hgnn-lm eval: device %s, CPU %s" % (e_dev.get("loss"), e_cpu.get("loss")))
+            g = ["generate", "--model", d_cpu, "--prompt-ids", " ".join(map(str, pattern[:5])),
+                 "--tokens", "12", "--temperature", "0.8", "--seed", "3"]
+            g_cpu, g_dev = run(LM, *g), run(LM_DEV, *g, "--device", "cuda")
+            check(g_cpu.returncode == 0 and g_cpu.stdout == g_dev.stdout,
+                  "hgnn-lm generate: the device writes the CPU's %d bytes" % len(g_cpu.stdout))
+
+    # ---------------------------------------------------------------- hgnn-mt
+    data = os.path.join(ROOT, "datasets", "data", "multi30k")
+    c = os.path.join(tmp, "mt")
+    os.makedirs(c)
+    for lang in ("de", "en"):
+        for name, src, n in (("train", "train", 200), ("val", "val", 10), ("test", "test2016", 6)):
+            with open(os.path.join(data, "%s.%s" % (src, lang))) as f:
+                lines = f.readlines()[:n]
+            with open(os.path.join(c, "%s.%s" % (name, lang)), "w") as f:
+                f.writelines(lines)
+    files = []
+    for flag, name in (("--train", "train"), ("--valid", "val"), ("--test", "test")):
+        files += [flag + "-src", os.path.join(c, name + ".de"), flag + "-tgt",
+                  os.path.join(c, name + ".en")]
+    mt_common = files + ["--vocab", "200", "--dim", "16", "--ffn", "32", "--heads", "2",
+                         "--enc-layers", "1", "--dec-layers", "1", "--max-tokens", "200",
+                         "--lr", "3e-2", "--warmup", "4", "--steps", "9", "--eval-every", "3",
+                         "--log-freq", "1", "--max-extra", "8", "--sst-steps", "3",
+                         "--sst-rounds-iters", "2", "--quiet"]
+    for method in ("full", "sst"):
+        d_cpu, d_dev = (os.path.join(tmp, "mt_%s_%s" % (method, w)) for w in ("cpu", "dev"))
+        m = ["--method", method, "--rank", "4"]
+        r_cpu = last_json(run(MT, "train", *mt_common, *m, "--out", d_cpu))
+        r_dev = last_json(run(MT_DEV, "train", *mt_common, *m, "--device", "cuda",
+                              "--out", d_dev))
+        compare_logs(d_cpu, d_dev, ("loss", "val_loss"), "hgnn-mt %s" % method)
+        keys = ("val_loss", "test_bleu", "test_chrf")
+        check(all(k in r_cpu and k in r_dev and close(r_cpu[k], r_dev[k]) for k in keys),
+              "hgnn-mt %s: device %s, CPU %s" % (method, {k: r_dev.get(k) for k in keys},
+                                                 {k: r_cpu.get(k) for k in keys}))
+        check(same_file(os.path.join(d_cpu, "test.hyp"), os.path.join(d_dev, "test.hyp")),
+              "hgnn-mt %s: the device's beam-search test translations are the CPU's" % method)
+
+print("%d failure(s)" % len(failures))
+sys.exit(1 if failures else 0)
