@@ -34,7 +34,7 @@ Writes the Markdown to scripts/results/bench_gpu.md (--out) and the raw numbers 
 description (CPU model, cores, GPU name) to the same path with .json.
 
 Usage: scripts/bench_gpu.py [--build build] [--threads N] [--epochs 30] [--repeat 1] [--quick]
-                            [--sizes 1e4,3e4,...] [--gpu-peak-gbs G] [--no-bundled] [--no-gpu]
+                            [--sizes 1e4,3e4,...|none] [--gpu-peak-gbs G] [--no-bundled] [--no-gpu]
                             [--no-transformer] [--mt-dims 64,256,512] [--mt-steps 30]
                             [--lm-configs small,opt-125m] [--lm-steps 5] [--lm-cpu-steps 1]
                             [--gpu-peak-tflops T]
@@ -191,6 +191,17 @@ def cell(res, err, gpu_ok, fmt, short=False):
     return "failed"
 
 
+def gpu_peak(given, flag, table, default, gpu_name):
+    """A GPU peak and where it comes from: the option's value, else the data sheet of the first
+    entry of table whose name the GPU's contains, else the default (H100 SXM)."""
+    if given is not None:
+        return given, flag
+    for key, value in table:
+        if gpu_name and key.lower() in gpu_name.lower():
+            return value, "data sheet of %s" % key
+    return default, "default: H100 SXM data sheet"
+
+
 def run_lm(binary, config, device, threads, steps):
     """hgnn-bench-lm's step at the configuration's (B, T): its JSON, or None and why."""
     b, t = LM_SHAPES[config]
@@ -268,7 +279,8 @@ def main():
                     help="rounds over all settings (training and SpMM); the fastest run of each "
                          "is reported")
     ap.add_argument("--quick", action="store_true", help="synthetic graphs up to 1e5 nodes")
-    ap.add_argument("--sizes", default=None, help="synthetic node counts, comma-separated")
+    ap.add_argument("--sizes", default=None,
+                    help="synthetic node counts, comma-separated (none: no synthetic graphs)")
     ap.add_argument("--gpu-peak-gbs", type=float, default=None,
                     help="GPU memory bandwidth for the SpMM fraction (default: by GPU name, "
                          "else 3350 = H100 SXM)")
@@ -292,7 +304,8 @@ def main():
     for b in (train_bin, gen_bin, spmm_bin):
         if not os.access(b, os.X_OK):
             sys.exit("bench_gpu: %s not found; build first (ninja -C %s)" % (b, a.build))
-    sizes = [int(float(s)) for s in a.sizes.split(",")] if a.sizes else \
+    sizes = [] if a.sizes == "none" else \
+        [int(float(s)) for s in a.sizes.split(",")] if a.sizes else \
         [s for s in SIZES if not a.quick or s <= QUICK_MAX]
     cache = a.cache_dir or os.path.join(a.build, "bench-graphs")
     info = machine_info()
@@ -358,16 +371,10 @@ def main():
     for r in bundled + synthetic:
         if r["spmm_gpu"] and r["spmm_gpu"].get("device_name") and not gpu_name:
             gpu_name = r["spmm_gpu"]["device_name"]
-    peak = a.gpu_peak_gbs
-    peak_src = "--gpu-peak-gbs"
-    if peak is None:
-        peak, peak_src = DEFAULT_GPU_PEAK_GBS, "default: H100 SXM data sheet"
-        for key, gbs in GPU_PEAK_GBS:
-            if gpu_name and key.lower() in gpu_name.lower():
-                peak, peak_src = gbs, "data sheet of %s" % key
-                break
+    peak, peak_src = gpu_peak(a.gpu_peak_gbs, "--gpu-peak-gbs", GPU_PEAK_GBS,
+                              DEFAULT_GPU_PEAK_GBS, gpu_name)
     # one CPU peak for every row: the best copy bandwidth measured by any hgnn-bench-spmm run
-    copy = max(r["spmm_cpu"]["copy_gbs"] for r in bundled + synthetic)
+    copy = max([r["spmm_cpu"]["copy_gbs"] for r in bundled + synthetic] or [0.0])
     for r in bundled + synthetic:
         r["spmm_cpu"]["fraction_of_copy"] = r["spmm_cpu"]["gbs"] / copy
         if r["spmm_gpu"]:
@@ -377,13 +384,8 @@ def main():
     if not a.no_transformer:
         with tempfile.TemporaryDirectory() as work:
             tf_rows = transformer_rows(a, gpu_ok, gpu_note, work)
-    tpeak, tpeak_src = a.gpu_peak_tflops, "--gpu-peak-tflops"
-    if tpeak is None:
-        tpeak, tpeak_src = DEFAULT_GPU_PEAK_TFLOPS, "default: H100 SXM data sheet"
-        for key, tf in GPU_PEAK_TFLOPS:
-            if gpu_name and key.lower() in gpu_name.lower():
-                tpeak, tpeak_src = tf, "data sheet of %s" % key
-                break
+    tpeak, tpeak_src = gpu_peak(a.gpu_peak_tflops, "--gpu-peak-tflops", GPU_PEAK_TFLOPS,
+                                DEFAULT_GPU_PEAK_TFLOPS, gpu_name)
 
     def ratio(r):
         if r["cpu"] and r["gpu"]:

@@ -3,9 +3,21 @@ scripts/results/ (creating the folder)."""
 import os
 
 
+def command_line():
+    """The command that ran this script, as a user would retype it from the repository root."""
+    import shlex
+    import sys
+    script = os.path.relpath(os.path.abspath(sys.argv[0]),
+                             os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return " ".join(shlex.quote(x) for x in [script] + sys.argv[1:])
+
+
 def write_table(lines, path, echo=True):
     """Write the table (a list of lines) to path, printing it too unless echo is false (a partial
-    table rewritten while a long benchmark runs)."""
+    table rewritten while a long benchmark runs). A last line names the command that made it,
+    unless the table already has one."""
+    if not any(l.startswith("Command:") or " Command: " in l for l in lines):
+        lines = list(lines) + ["", "Command: `%s`." % command_line()]
     text = "\n".join(lines) + "\n"
     if echo:
         print(text)
