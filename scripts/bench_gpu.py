@@ -50,6 +50,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_mt  # noqa: E402  (its model, data preparation and FLOP count)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SETTINGS = [("cora", "nc"), ("pubmed", "nc"), ("airport", "nc"), ("disease_nc", "nc"),
@@ -217,7 +220,6 @@ def run_lm(binary, config, device, threads, steps):
 
 def run_mt(binary, data, spm, stats, d, device, threads, steps):
     """hgnn-mt's training step at width d (scripts/bench_mt.py's model): tokens/s and TFLOP/s."""
-    import bench_mt
     cmd = [binary, "train", "--data-dir", data, "--spm-model", spm, "--dim", str(d),
            "--ffn", str(4 * d), "--heads", str(bench_mt.HEADS), "--steps", str(steps),
            "--epochs", "1", "--decode", "0", "--device", device, "--threads", str(threads),
@@ -234,8 +236,6 @@ def run_mt(binary, data, spm, stats, d, device, threads, steps):
 
 def transformer_rows(a, gpu_ok, gpu_note, work):
     """The hgnn-mt and hgnn-lm rows, CPU and GPU side by side."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import bench_mt
     rows = []
     mt_bin, lm_bin = os.path.join(a.build, "hgnn-mt"), os.path.join(a.build, "hgnn-bench-lm")
     dims = [int(x) for x in a.mt_dims.split(",")] if a.mt_dims else []
