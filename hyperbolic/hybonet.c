@@ -54,7 +54,7 @@ static void csr_free_k(const hg_kctx *k, hg_csr *a)
  * stay zero), column 0 becomes the time coordinate. Reuses the dense kernel row by row. */
 static int build_input(hg_csr *x0, const hg_csr *feat)
 {
-    const hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL, NULL};
+    const hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
     int rc = hg_csr_alloc(x0, feat->nrows, feat->ncols + 1, feat->nnz + feat->nrows);
     if (rc)
         return rc;

@@ -15,9 +15,10 @@
 extern "C" {
 #endif
 
-/* Raised whenever the table's layout or an op's parameters change, so that a module built from
- * other sources is refused rather than called with wrong arguments. */
-#define HG_KBACKEND_ABI 4
+/* Raised whenever the table's layout, an op's parameters or hg_kctx's layout change, so that a
+ * module built from other sources is refused rather than called with wrong arguments (5: the
+ * context's precision). */
+#define HG_KBACKEND_ABI 5
 
 typedef struct hg_kbackend {
     uint32_t abi;  /* HG_KBACKEND_ABI of the sources the backend was built from */

@@ -99,6 +99,18 @@ float hg_k_dropout_scale(int64_t i, float p, uint64_t seed)
     return dropout_hash(seed, (uint64_t)i) < threshold ? 0.0f : 1.0f / (1.0f - p);
 }
 
+float hg_k_bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) == 0x7f800000u) /* infinity or NaN */
+        return x;
+    u += 0x7fffu + ((u >> 16) & 1u); /* to nearest, ties to even; may carry into the exponent */
+    u &= 0xffff0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
 void hg_k_dropout_mask(float *mask, int64_t i0, int64_t n, float p, uint64_t seed)
 {
     if (p <= 0.0f) {

@@ -176,6 +176,13 @@ const char *hg_cu_device_name(const hg_kctx *k) { return hg_cu_st(k)->name; }
 
 /* ---------------------------------------------------------------- cuBLAS */
 
+/* The handle runs in pedantic math (fp32 products exactly as asked); a bf16 product switches to
+ * the default math around its call so that the compute type it names is honoured. */
+static void fast_math(const hg_kctx *k, int on)
+{
+    (void)cublasSetMathMode(lib(k)->blas, on ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH);
+}
+
 int hg_cu_gemm(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, int64_t K,
                float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                float *C, int64_t ldc)
@@ -186,9 +193,19 @@ int hg_cu_gemm(const hg_kctx *k, int transA, int transB, int64_t M, int64_t N, i
         return -1;
     if (M == 0 || N == 0)
         return 0;
-    cublasStatus_t s = cublasSgemm(lib(k)->blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                   transA ? CUBLAS_OP_T : CUBLAS_OP_N, (int)N, (int)M, (int)K,
-                                   &alpha, B, (int)ldb, A, (int)lda, &beta, C, (int)ldc);
+    const cublasOperation_t ob = transB ? CUBLAS_OP_T : CUBLAS_OP_N,
+                            oa = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (k->precision == HG_PREC_BF16) { /* fp32 arrays, bf16 tensor-core products */
+        fast_math(k, 1);
+        cublasStatus_t s = cublasGemmEx(lib(k)->blas, ob, oa, (int)N, (int)M, (int)K, &alpha, B,
+                                        CUDA_R_32F, (int)ldb, A, CUDA_R_32F, (int)lda, &beta, C,
+                                        CUDA_R_32F, (int)ldc, CUBLAS_COMPUTE_32F_FAST_16BF,
+                                        CUBLAS_GEMM_DEFAULT);
+        fast_math(k, 0);
+        return blas_ok(k, s, "cublasGemmEx (bf16)") ? 0 : -1;
+    }
+    cublasStatus_t s = cublasSgemm(lib(k)->blas, ob, oa, (int)N, (int)M, (int)K, &alpha, B,
+                                   (int)ldb, A, (int)lda, &beta, C, (int)ldc);
     return blas_ok(k, s, "cublasSgemm") ? 0 : -1;
 }
 
@@ -203,10 +220,21 @@ int hg_cu_gemm_batched(const hg_kctx *k, int transA, int transB, int64_t M, int6
         return -1;
     if (M == 0 || N == 0 || batch == 0)
         return 0;
+    const cublasOperation_t ob = transB ? CUBLAS_OP_T : CUBLAS_OP_N,
+                            oa = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (k->precision == HG_PREC_BF16) {
+        fast_math(k, 1);
+        cublasStatus_t s = cublasGemmStridedBatchedEx(
+            lib(k)->blas, ob, oa, (int)N, (int)M, (int)K, &alpha, B, CUDA_R_32F, (int)ldb,
+            (long long)strideB, A, CUDA_R_32F, (int)lda, (long long)strideA, &beta, C, CUDA_R_32F,
+            (int)ldc, (long long)strideC, (int)batch, CUBLAS_COMPUTE_32F_FAST_16BF,
+            CUBLAS_GEMM_DEFAULT);
+        fast_math(k, 0);
+        return blas_ok(k, s, "cublasGemmStridedBatchedEx (bf16)") ? 0 : -1;
+    }
     cublasStatus_t s = cublasSgemmStridedBatched(
-        lib(k)->blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N,
-        (int)N, (int)M, (int)K, &alpha, B, (int)ldb, (long long)strideB, A, (int)lda,
-        (long long)strideA, &beta, C, (int)ldc, (long long)strideC, (int)batch);
+        lib(k)->blas, ob, oa, (int)N, (int)M, (int)K, &alpha, B, (int)ldb, (long long)strideB, A,
+        (int)lda, (long long)strideA, &beta, C, (int)ldc, (long long)strideC, (int)batch);
     return blas_ok(k, s, "cublasSgemmStridedBatched") ? 0 : -1;
 }
 

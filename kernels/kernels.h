@@ -26,6 +26,11 @@ extern "C" {
 #endif
 
 typedef enum { HG_DEVICE_CPU = 0, HG_DEVICE_CUDA = 1 } hg_device;
+/* The arithmetic of the dense products (gemm, gemm_batched). HG_PREC_BF16: the CUDA backend
+ * rounds both inputs to bfloat16 and multiplies on the tensor cores, accumulating and writing
+ * fp32 (cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF; it may pick TF32, which is closer). Each entry of
+ * C then lies within (2^-7 + K 2^-23) sum_k |a_ik b_kj| of the fp32 product. Arrays stay fp32. */
+typedef enum { HG_PREC_FP32 = 0, HG_PREC_BF16 = 1 } hg_precision;
 
 struct hg_kbackend;
 
@@ -34,6 +39,8 @@ typedef struct hg_kctx {
     int threads;  /* CPU threads of our own parallel loops (>= 1); results never depend on it */
     void *device_state; /* backend-owned handles/streams/workspace; NULL on the CPU */
     const struct hg_kbackend *backend; /* the device backend's ops; NULL on the CPU */
+    hg_precision precision; /* of gemm/gemm_batched on the CUDA backend (HG_PREC_FP32 after
+                             * hg_kctx_init); the CPU backend computes fp32 whatever it says */
 } hg_kctx;
 
 /* ---- context ---- */
@@ -56,6 +63,9 @@ void hg_k_set_threads(hg_kctx *k, int threads);
 float hg_k_dropout_scale(int64_t i, float p, uint64_t seed);
 /* mask[j] (=) hg_k_dropout_scale(i0 + j, p, seed) for j < n: the mask of a run of elements. */
 void hg_k_dropout_mask(float *mask, int64_t i0, int64_t n, float p, uint64_t seed);
+
+/* x rounded to the nearest bfloat16 (ties to even), as a float; infinities and NaN unchanged. */
+float hg_k_bf16_round(float x);
 
 /* ---- Lorentz model (curvature -1) constants ---- */
 

@@ -27,8 +27,9 @@ median step; and hgnn-lm's training step from hgnn-bench-lm (random tokens, drop
 `small` (B 8, T 256) and `opt-125m` (B 8, T 1024; --lm-cpu-steps on the CPU, where one step takes
 about a minute), with B T (6 N + 12 L d T) FLOPs a step. Every row CPU and GPU side by side:
 tokens/s, achieved TFLOP/s and, on the GPU, the share of its FP32 peak (--gpu-peak-tflops, else
-the data sheet of the detected GPU: the non-tensor-core FP32 rate, since the GEMMs run in FP32
-without TF32).
+the data sheet of the detected GPU: the non-tensor-core FP32 rate, since the FP32 GEMMs run
+without TF32); the GPU also runs each row with --precision bf16, against the dense BF16
+tensor-core peak (--gpu-peak-bf16-tflops, else the data sheet).
 
 Writes the Markdown to scripts/results/bench_gpu.md (--out) and the raw numbers with the machine
 description (CPU model, cores, GPU name) to the same path with .json.
@@ -37,7 +38,7 @@ Usage: scripts/bench_gpu.py [--build build] [--threads N] [--epochs 30] [--repea
                             [--sizes 1e4,3e4,...|none] [--gpu-peak-gbs G] [--no-bundled] [--no-gpu]
                             [--no-transformer] [--mt-dims 64,256,512] [--mt-steps 30]
                             [--lm-configs small,opt-125m] [--lm-steps 5] [--lm-cpu-steps 1]
-                            [--gpu-peak-tflops T]
+                            [--gpu-peak-tflops T] [--gpu-peak-bf16-tflops T]
 """
 import argparse
 import json
@@ -70,6 +71,10 @@ DEFAULT_GPU_PEAK_GBS = 3350
 GPU_PEAK_TFLOPS = [("H200", 67), ("H100 NVL", 60), ("H100 PCIe", 51), ("H100", 67),
                    ("A100", 19.5), ("L40S", 91.6), ("L4", 30.3), ("A10", 31.2), ("V100", 15.7)]
 DEFAULT_GPU_PEAK_TFLOPS = 67
+# Data-sheet dense BF16 tensor-core rate (TFLOP/s, no sparsity), as above; the default is H100 SXM.
+GPU_PEAK_BF16_TFLOPS = [("H200", 989), ("H100 NVL", 835), ("H100 PCIe", 756), ("H100", 989),
+                        ("A100", 312), ("L40S", 362), ("L4", 121), ("A10", 125)]
+DEFAULT_GPU_PEAK_BF16_TFLOPS = 989
 LM_SHAPES = {"small": (8, 256), "opt-125m": (8, 1024)}  # config -> (batch, ctx)
 NO_GPU = "n/a (no CUDA device)"
 
@@ -205,11 +210,12 @@ def gpu_peak(given, flag, table, default, gpu_name):
     return default, "default: H100 SXM data sheet"
 
 
-def run_lm(binary, config, device, threads, steps):
+def run_lm(binary, config, device, threads, steps, precision="fp32"):
     """hgnn-bench-lm's step at the configuration's (B, T): its JSON, or None and why."""
     b, t = LM_SHAPES[config]
     cmd = [binary, "--config", config, "--batch", str(b), "--ctx", str(t), "--device", device,
-           "--threads", str(threads), "--steps", str(steps), "--warmup", "1"]
+           "--threads", str(threads), "--steps", str(steps), "--warmup", "1",
+           "--precision", precision]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         return None, "%s (exit %d)" % (one_line(p.stderr), p.returncode)
@@ -218,12 +224,12 @@ def run_lm(binary, config, device, threads, steps):
     return res, None
 
 
-def run_mt(binary, data, spm, stats, d, device, threads, steps):
+def run_mt(binary, data, spm, stats, d, device, threads, steps, precision="fp32"):
     """hgnn-mt's training step at width d (scripts/bench_mt.py's model): tokens/s and TFLOP/s."""
     cmd = [binary, "train", "--data-dir", data, "--spm-model", spm, "--dim", str(d),
            "--ffn", str(4 * d), "--heads", str(bench_mt.HEADS), "--steps", str(steps),
            "--epochs", "1", "--decode", "0", "--device", device, "--threads", str(threads),
-           "--seed", "1", "--quiet"]
+           "--seed", "1", "--quiet", "--precision", precision]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         return None, "%s (exit %d)" % (one_line(p.stderr), p.returncode)
@@ -248,8 +254,10 @@ def transformer_rows(a, gpu_ok, gpu_note, work):
             row["cpu"], err = run_mt(mt_bin, data, spm, stats, d, "cpu", a.threads, a.mt_steps)
             if err:
                 sys.exit("bench_gpu: hgnn-mt d %d on the CPU failed: %s" % (d, err))
-            row["gpu"], row["gpu_error"] = (run_mt(mt_bin, data, spm, stats, d, "cuda", a.threads,
-                                                   a.mt_steps) if gpu_ok else (None, gpu_note))
+            for prec, key in (("fp32", "gpu"), ("bf16", "gpu_bf16")):
+                row[key], row[key + "_error"] = (
+                    run_mt(mt_bin, data, spm, stats, d, "cuda", a.threads, a.mt_steps, prec)
+                    if gpu_ok else (None, gpu_note))
             rows.append(row)
             print("  hgnn-mt d %d done" % d, file=sys.stderr)
     for config in (a.lm_configs.split(",") if a.lm_configs else []):
@@ -261,8 +269,10 @@ def transformer_rows(a, gpu_ok, gpu_note, work):
                                  a.lm_cpu_steps if config == "opt-125m" else a.lm_steps)
         if err:
             sys.exit("bench_gpu: hgnn-bench-lm %s on the CPU failed: %s" % (config, err))
-        row["gpu"], row["gpu_error"] = (run_lm(lm_bin, config, "cuda", a.threads, a.lm_steps)
-                                        if gpu_ok else (None, gpu_note))
+        for prec, key in (("fp32", "gpu"), ("bf16", "gpu_bf16")):
+            row[key], row[key + "_error"] = (
+                run_lm(lm_bin, config, "cuda", a.threads, a.lm_steps, prec)
+                if gpu_ok else (None, gpu_note))
         rows.append(row)
         print("  hgnn-lm %s done" % config, file=sys.stderr)
     return rows
@@ -296,6 +306,9 @@ def main():
                     help="timed hgnn-lm steps of opt-125m on the CPU")
     ap.add_argument("--gpu-peak-tflops", type=float, default=None,
                     help="GPU FP32 peak (default: by GPU name, else 67 = H100 SXM)")
+    ap.add_argument("--gpu-peak-bf16-tflops", type=float, default=None,
+                    help="GPU dense BF16 tensor-core peak (default: by GPU name, else 989 = H100 "
+                         "SXM)")
     ap.add_argument("--out", default=os.path.join(ROOT, "scripts", "results", "bench_gpu.md"))
     a = ap.parse_args()
     train_bin = os.path.join(a.build, "hgnn-train")
@@ -386,6 +399,8 @@ def main():
             tf_rows = transformer_rows(a, gpu_ok, gpu_note, work)
     tpeak, tpeak_src = gpu_peak(a.gpu_peak_tflops, "--gpu-peak-tflops", GPU_PEAK_TFLOPS,
                                 DEFAULT_GPU_PEAK_TFLOPS, gpu_name)
+    bpeak, bpeak_src = gpu_peak(a.gpu_peak_bf16_tflops, "--gpu-peak-bf16-tflops",
+                                GPU_PEAK_BF16_TFLOPS, DEFAULT_GPU_PEAK_BF16_TFLOPS, gpu_name)
 
     def ratio(r):
         if r["cpu"] and r["gpu"]:
@@ -458,23 +473,30 @@ def main():
                                 f["loglog_exponent"]))
     if tf_rows:
         lines.append("")
-        lines.append("Transformer training steps (FP32; hgnn-mt: Multi30K, FFN 4d, 3+3 layers, "
-                     "vocabulary 8000, %d steps; hgnn-lm: hgnn-bench-lm, random tokens). TFLOP/s "
-                     "from the FLOP count of a step; GPU peak %.1f TFLOP/s FP32 (%s)."
-                     % (a.mt_steps, tpeak, tpeak_src))
+        lines.append("Transformer training steps (hgnn-mt: Multi30K, FFN 4d, 3+3 layers, "
+                     "vocabulary 8000, %d steps; hgnn-lm: hgnn-bench-lm, random tokens), FP32, and "
+                     "on the GPU also `--precision bf16` (the products on bfloat16 tensor cores). "
+                     "TFLOP/s from the FLOP count of a step; GPU peak %.1f TFLOP/s FP32 (%s), %.0f "
+                     "TFLOP/s dense BF16 (%s)."
+                     % (a.mt_steps, tpeak, tpeak_src, bpeak, bpeak_src))
         lines.append("")
-        lines.append("| program | setting | CPU ms/step | CPU tokens/s | CPU TFLOP/s | "
+        lines.append("| program | setting | precision | CPU ms/step | CPU tokens/s | CPU TFLOP/s | "
                      "GPU ms/step | GPU tokens/s | GPU TFLOP/s (% of peak) | GPU/CPU |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in tf_rows:
-            c, g = r["cpu"], r["gpu"]
-            lines.append("| %s | %s | %.1f | %.0f | %.3f | %s | %s | %s | %s |" % (
-                r["program"], r["setting"], c["step_ms"], c["tokens_per_s"], c["tflops"],
-                cell(g, r["gpu_error"], gpu_ok, lambda x: "%.2f" % x["step_ms"], True),
-                cell(g, r["gpu_error"], gpu_ok, lambda x: "%.0f" % x["tokens_per_s"], True),
-                cell(g, r["gpu_error"], gpu_ok,
-                     lambda x: "%.2f (%.1f%%)" % (x["tflops"], 100 * x["tflops"] / tpeak), True),
-                "%.1fx" % (g["tokens_per_s"] / c["tokens_per_s"]) if g else "-"))
+            c = r["cpu"]
+            for prec, key, peak in (("fp32", "gpu", tpeak), ("bf16", "gpu_bf16", bpeak)):
+                g, err = r.get(key), r.get(key + "_error")
+                cpu_cells = ("%.1f | %.0f | %.3f" % (c["step_ms"], c["tokens_per_s"], c["tflops"])
+                             if prec == "fp32" else "- | - | -")
+                lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    r["program"], r["setting"], prec, cpu_cells,
+                    cell(g, err, gpu_ok, lambda x: "%.2f" % x["step_ms"], True),
+                    cell(g, err, gpu_ok, lambda x: "%.0f" % x["tokens_per_s"], True),
+                    cell(g, err, gpu_ok,
+                         lambda x: "%.2f (%.1f%%)" % (x["tflops"], 100 * x["tflops"] / peak),
+                         True),
+                    "%.1fx" % (g["tokens_per_s"] / c["tokens_per_s"]) if g else "-"))
     lines.append("")
     lines.append("Command: `scripts/bench_gpu.py%s` (%.0f s)." % (
         "".join(" " + x for x in sys.argv[1:]), time.time() - t_start))
@@ -488,7 +510,9 @@ def main():
            "gpu_available": gpu_ok, "gpu_note": None if gpu_ok else gpu_note,
            "cpu_copy_gbs": copy, "gpu_peak_gbs": peak, "gpu_peak_source": peak_src, "bundled": bundled,
            "synthetic": synthetic, "fits": fits, "transformer": tf_rows,
-           "gpu_peak_tflops": tpeak, "gpu_peak_tflops_source": tpeak_src, "argv": sys.argv[1:],
+           "gpu_peak_tflops": tpeak, "gpu_peak_tflops_source": tpeak_src,
+           "gpu_peak_bf16_tflops": bpeak, "gpu_peak_bf16_tflops_source": bpeak_src,
+           "argv": sys.argv[1:],
            "seconds": time.time() - t_start}
     with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
         json.dump(raw, f, indent=1)

@@ -94,6 +94,15 @@ void hg__gemm(const hg_kctx *k, int tA, int tB, int64_t M, int64_t N, int64_t K,
         abort();
 }
 
+void hg__gemm_fp32(const hg_kctx *k, int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                   int64_t ldc)
+{
+    hg_kctx exact = *k;
+    exact.precision = HG_PREC_FP32;
+    hg__gemm(&exact, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 static float warmup_factor(int64_t step_in_period, int warmup)
 {
     if (warmup <= 0)
@@ -138,7 +147,8 @@ static void materialise(hg_linear *L)
 {
     if (is_lora(L)) {
         hg_k_copy(L->k, L->W, L->W0, (size_t)(L->m * L->n) * sizeof(float));
-        hg__gemm(L->k, 0, 0, L->m, L->n, L->r, L->scale, L->B, L->r, L->A, L->n, 1.0f, L->W, L->n);
+        hg__gemm_fp32(L->k, 0, 0, L->m, L->n, L->r, L->scale, L->B, L->r, L->A, L->n, 1.0f, L->W,
+                      L->n);
     } else if (L->o.method == HG_LINEAR_SST) {
         L->W_stale = 1;
         L->W_pinned = 0;
@@ -619,7 +629,8 @@ static int after_step(void *ctx)
         /* ReLoRA* merge: W0 += s B A (W unchanged), fresh A, B = 0, fresh Adam state, warm-up again */
         (void)hg_k_sync(L->k); /* errors are sticky: the sync below reports them */
         double t0 = hg_now();
-        hg__gemm(L->k, 0, 0, L->m, L->n, L->r, L->scale, L->B, L->r, L->A, L->n, 1.0f, L->W0, L->n);
+        hg__gemm_fp32(L->k, 0, 0, L->m, L->n, L->r, L->scale, L->B, L->r, L->A, L->n, 1.0f,
+                      L->W0, L->n);
         lora_init_A(L);
         hg_k_zero(L->k, L->B, (size_t)(L->m * L->r) * sizeof(float));
         hg_params_reset_moments(L->P, L->id_A);

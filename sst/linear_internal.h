@@ -138,5 +138,10 @@ void hg__sst_sched_indices_loaded(hg_linear *L);
 void hg__gemm(const hg_kctx *k, int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc);
+/* The same in fp32 whatever k's precision: products that write a map's weights (W from its
+ * factors, the ReLoRA* merge), which bf16 rounding would degrade for good. */
+void hg__gemm_fp32(const hg_kctx *k, int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                   int64_t ldc);
 
 #endif

@@ -169,10 +169,10 @@ static void build_w(const hg_linear *L, float *W, float *P)
 {
     const int64_t m = L->m, n = L->n, k = L->kk, r = L->r;
     hg_k_scale_rows(L->k, P, L->sigma, L->VS, r, n);
-    hg__gemm(L->k, 1, 0, m, n, r, 1.0f, L->US, m, P, n, 0.0f, W, n);
+    hg__gemm_fp32(L->k, 1, 0, m, n, r, 1.0f, L->US, m, P, n, 0.0f, W, n);
     if (k > r) {
         hg_k_scale_rows(L->k, P + r * n, L->sigma + r, L->VR, k - r, n);
-        hg__gemm(L->k, 1, 0, m, n, k - r, 1.0f, L->UR, m, P + r * n, n, 1.0f, W, n);
+        hg__gemm_fp32(L->k, 1, 0, m, n, k - r, 1.0f, L->UR, m, P + r * n, n, 1.0f, W, n);
     }
 }
 

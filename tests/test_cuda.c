@@ -19,13 +19,20 @@ static void gemm_fn(const hg_kctx *k, op *o)
                        p->ldb, p->beta, F(o, 2), p->ldc);
 }
 
-static void test_gemm(void **state)
+/* The bound of a bf16 product (kernels.h, HG_PREC_BF16) beyond the fp32 one: each input rounded
+ * to bfloat16 (unit roundoff 2^-8) makes each product term off by at most 2^-7 + 2^-16 of it. */
+#define BF16_TERM (0x1p-7 + 0x1p-16)
+
+/* One of the two precisions of the device's products (the CPU's are fp32): every entry within
+ * its bound, and, on the emulated device (which rounds exactly as described), bf16 must be seen
+ * to round: some entry beyond the fp32 bound. */
+static void gemm_case(hg_precision prec)
 {
-    (void)state;
-    REQUIRE_GPU();
     /* K > HG_K_FLOAT_RUN; leading dimensions padded by 3: the padding must stay untouched */
     const int64_t M = 37, N = 23, K = 70, pad = 3;
     static const float betas[] = {0.0f, 0.25f};
+    GPU.precision = prec;
+    const int emulated = strncmp(hg_k_device_name(&GPU), "emulated", 8) == 0;
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
             for (int bi = 0; bi < 2; bi++) {
@@ -50,7 +57,7 @@ static void test_gemm(void **state)
                 assert_true(rc.ret == 0.0 && rg.ret == 0.0);
                 /* float dot of K terms, the alpha and beta products and the sum: (K + 3) u of
                  * sum|terms| on each side; the padding exactly as it was */
-                double *tol = td(M * p.ldc);
+                double *tol = td(M * p.ldc), *tol32 = td(M * p.ldc);
                 for (int64_t i = 0; i < M; i++)
                     for (int64_t j = 0; j < N; j++) {
                         double mag =
@@ -60,10 +67,34 @@ static void test_gemm(void **state)
                             const double b = tb ? B[j * p.ldb + q] : B[q * p.ldb + j];
                             mag += fabs((double)p.alpha * a * b);
                         }
-                        tol[i * p.ldc + j] = 2.0 * (double)(K + 3) * U32 * mag;
+                        const int64_t e = i * p.ldc + j;
+                        tol32[e] = 2.0 * (double)(K + 3) * U32 * mag;
+                        tol[e] = tol32[e];
+                        if (prec == HG_PREC_BF16) /* the rounding, with its own sum's errors */
+                            tol[e] += BF16_TERM * (1.0 + (double)(K + 3) * U32) * mag;
                     }
                 expect_arg_within(&o, iC, &rg, &rc, tol, p.ldc, "C");
+                if (prec == HG_PREC_BF16 && emulated) {
+                    int64_t beyond = 0;
+                    const float *g = rg.h[iC], *c = rc.h[iC];
+                    for (int64_t i = 0; i < M; i++)
+                        for (int64_t j = 0; j < N; j++) {
+                            const int64_t e = i * p.ldc + j;
+                            beyond += fabs((double)g[e] - c[e]) > tol32[e];
+                        }
+                    if (!beyond)
+                        fail_msg("gemm (bf16): every entry within the fp32 bound: not rounded");
+                }
             }
+    GPU.precision = HG_PREC_FP32;
+}
+
+static void test_gemm(void **state)
+{
+    (void)state;
+    REQUIRE_GPU();
+    gemm_case(HG_PREC_FP32);
+    gemm_case(HG_PREC_BF16);
     /* sizes beyond the BLAS int are refused */
     float *a = hg_k_alloc(&GPU, 64, "gemm refusal"), *b = hg_k_alloc(&GPU, 64, "gemm refusal"),
           *c = hg_k_alloc(&GPU, 64, "gemm refusal");

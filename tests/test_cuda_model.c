@@ -27,7 +27,7 @@
 #include "../sst/linear.h"
 #include "../hyperbolic/hybonet.h"
 
-static hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL, NULL};
+static hg_kctx cpu = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
 static hg_kctx gpu;
 static int have_gpu;
 

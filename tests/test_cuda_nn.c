@@ -477,9 +477,12 @@ static double gemm_batched_fn(const hg_kctx *k, void **d, const void *p_)
                              F(1), p->ldb, p->sB, p->beta, F(2), p->ldc, p->sC, p->batch);
 }
 
+/* With bf16 (kernels.h, HG_PREC_BF16) each product term may be off by 2^-7 + 2^-16 of itself
+ * more: the scale grows by that over TOL (TOL's own share keeps the sums' errors). */
 static void gemm_batched_case(int ta, int tb, int64_t M, int64_t N, int64_t KK, int64_t batch,
-                              float beta, uint64_t seed)
+                              float beta, uint64_t seed, hg_precision prec)
 {
+    GPU.precision = prec;
     const int mark = hg_test_mark();
     const int64_t ac = ta ? M : KK, bc = tb ? KK : N, ar = ta ? KK : M, br = tb ? N : KK;
     gb_par p = {ta, tb, M, N, KK, ac + 1, bc + 2, N + 3, 0, 0, 0, batch, 0.75f, beta};
@@ -506,9 +509,16 @@ static void gemm_batched_case(int ta, int tb, int64_t M, int64_t N, int64_t KK, 
                     const float bv = Bm[q * p.sB + (tb ? j * p.ldb + l : l * p.ldb + j)];
                     s += fabs((double)a * bv);
                 }
-                sc[q * p.sC + i * p.ldc + j] = 0.75 * s + fabs(beta * C[q * p.sC + i * p.ldc + j]);
+                const double grow = prec == HG_PREC_BF16 ? 1.0 + (0x1p-7 + 0x1p-16) / TOL : 1.0;
+                sc[q * p.sC + i * p.ldc + j] =
+                    0.75 * s * grow + fabs(beta * C[q * p.sC + i * p.ldc + j]);
             }
-    expect_close("gemm_batched", og[2], oc[2], p.sC * batch, 1, sc);
+    GPU.precision = HG_PREC_FP32;
+    expect_close(prec == HG_PREC_BF16 ? "gemm_batched (bf16)" : "gemm_batched", og[2], oc[2],
+                 p.sC * batch, 1, sc);
+    if (prec == HG_PREC_BF16 && !strncmp(hg_k_device_name(&GPU), "emulated", 8) &&
+        !memcmp(og[2], oc[2], (size_t)(p.sC * batch) * 4))
+        fail_msg("gemm_batched (bf16): the CPU's fp32 bits: not rounded");
     hg_test_release(mark);
 }
 
@@ -517,10 +527,13 @@ static void test_gemm_batched(void **state)
     (void)state;
     if (!have_gpu)
         skip();
-    for (int ta = 0; ta < 2; ta++)
-        for (int tb = 0; tb < 2; tb++)
-            gemm_batched_case(ta, tb, 9, 7, 16, 5, ta ? 0.5f : 0.0f, 50 + 2 * ta + tb);
-    gemm_batched_case(0, 1, 30, 30, 16, 40, 0.0f, 60); /* attention's scores */
+    for (int prec = HG_PREC_FP32; prec <= HG_PREC_BF16; prec++) {
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                gemm_batched_case(ta, tb, 9, 7, 16, 5, ta ? 0.5f : 0.0f, 50 + 2 * ta + tb,
+                                  (hg_precision)prec);
+        gemm_batched_case(0, 1, 30, 30, 16, 40, 0.0f, 60, (hg_precision)prec); /* attention */
+    }
 }
 
 static int group_setup(void **state)

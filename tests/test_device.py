@@ -10,7 +10,8 @@ CPU's within TOL (the two sum in other orders, so the bits differ); two device r
 bits; `eval --device cuda` of the saved model gives the CPU's perplexity; `generate` on the
 device writes the CPU's text. hgnn-mt: a tiny translation model on the first 200 pairs of the
 bundled Multi30K (10 validation, 6 test), full and SST, 9 steps: the losses agree, and the beam-search test
-translations are the CPU's.
+translations are the CPU's. With --precision bf16 (both programs): close to the fp32 run, not
+equal to it, and (hgnn-lm) the same bits on repeat; the CPU refuses bf16.
 
 Usage: test_device.py HGNN_LM HGNN_LM_DEVICE HGNN_MT HGNN_MT_DEVICE SOURCE_ROOT
 (HGNN_*_DEVICE: the same program built against the emulated runtime, or the program itself on a
@@ -30,6 +31,10 @@ LM, LM_DEV, MT, MT_DEV, ROOT = sys.argv[1:6]
 # (about 1e-7 each) grown by the steps' sensitivity; 1e-4 still catches a wrong kernel, whose
 # loss is off at the first step by far more.
 TOL = 1e-4
+# bf16 products against the fp32 CPU run: each product off by up to 2^-7 of its terms, grown
+# by a dozen steps at lr 1e-2 (measured on the emulator, which rounds as the tensor cores do:
+# worst 2.4e-2 for full, 2.1e-3 for SST); a wrong product is off by far more at its first step.
+BF16_TOL = 5e-2
 failures = []
 
 
@@ -66,7 +71,7 @@ def close(a, b):
     return abs(a - b) <= TOL * max(1.0, abs(a), abs(b))
 
 
-def compare_logs(cpu_dir, dev_dir, keys, what):
+def compare_logs(cpu_dir, dev_dir, keys, what, tol=TOL):
     a, b = log_rows(cpu_dir), log_rows(dev_dir)
     check(len(a) > 0 and len(a) == len(b), "%s: %d CPU and %d device log lines" % (what, len(a),
                                                                                    len(b)))
@@ -75,8 +80,8 @@ def compare_logs(cpu_dir, dev_dir, keys, what):
         for k in keys:
             x, y = float(ra[k]), float(rb[k])
             worst = max(worst, abs(x - y) / max(1.0, abs(x)))
-    check(worst <= TOL, "%s: %s agree step by step (worst relative difference %.2e, tolerance "
-          "%.0e)" % (what, ", ".join(keys), worst, TOL))
+    check(worst <= tol, "%s: %s agree step by step (worst relative difference %.2e, tolerance "
+          "%.0e)" % (what, ", ".join(keys), worst, tol))
 
 
 def same_file(p, q):
@@ -133,6 +138,33 @@ with tempfile.TemporaryDirectory() as tmp:
             check(g_cpu.returncode == 0 and g_cpu.stdout == g_dev.stdout,
                   "hgnn-lm generate: the device writes the CPU's %d bytes" % len(g_cpu.stdout))
 
+    # --precision bf16: the products on bfloat16 (kernels.h, HG_PREC_BF16), fp32 everywhere else.
+    # Each product is off by up to 2^-7 of its terms' magnitudes, not 1e-7: the runs follow the
+    # fp32 CPU run within BF16_TOL, differ from it (the rounding happens), and repeat bitwise.
+    for method in ("full", "sst"):
+        d_cpu, d_b, d_b2 = (os.path.join(tmp, "lm_%s_%s" % (method, w))
+                            for w in ("cpu", "bf16", "bf16b"))
+        m = ["--method", method, "--rank", "4", "--device", "cuda", "--precision", "bf16"]
+        r_b = last_json(run(LM_DEV, "train", *common, *m, "--out", d_b))
+        run(LM_DEV, "train", *common, *m, "--out", d_b2)
+        check(r_b.get("precision") == "bf16",
+              "hgnn-lm %s bf16: result says precision %s" % (method, r_b.get("precision")))
+        compare_logs(d_cpu, d_b, ("loss", "val_loss"), "hgnn-lm %s bf16" % method, BF16_TOL)
+        a, b = log_rows(d_cpu), log_rows(d_b)
+        check(any(ra["loss"] != rb["loss"] for ra, rb in zip(a, b)),
+              "hgnn-lm %s bf16: the losses are not the fp32 ones (the products are rounded)"
+              % method)
+        runs = [[(r["loss"], r["grad_norm"], r["val_loss"]) for r in log_rows(d)]
+                for d in (d_b, d_b2)]
+        check(len(runs[0]) > 0 and runs[0] == runs[1] and
+              same_file(os.path.join(d_b, "last.ckpt"), os.path.join(d_b2, "last.ckpt")),
+              "hgnn-lm %s bf16: two runs log the same losses and save the same bytes" % method)
+    p = subprocess.run([LM, "train", *common, "--precision", "bf16"], capture_output=True,
+                       text=True)
+    lines = p.stderr.strip().splitlines()
+    check(p.returncode == 2 and len(lines) == 1 and "--precision bf16" in lines[0],
+          "hgnn-lm --precision bf16 on the CPU: exit %d, %r" % (p.returncode, p.stderr.strip()))
+
     # ---------------------------------------------------------------- hgnn-mt
     data = os.path.join(ROOT, "datasets", "data", "multi30k")
     c = os.path.join(tmp, "mt")
@@ -165,6 +197,14 @@ with tempfile.TemporaryDirectory() as tmp:
                                                  {k: r_cpu.get(k) for k in keys}))
         check(same_file(os.path.join(d_cpu, "test.hyp"), os.path.join(d_dev, "test.hyp")),
               "hgnn-mt %s: the device's beam-search test translations are the CPU's" % method)
+
+    d_cpu, d_b = os.path.join(tmp, "mt_sst_cpu"), os.path.join(tmp, "mt_sst_bf16")
+    r_b = last_json(run(MT_DEV, "train", *mt_common, "--method", "sst", "--rank", "4",
+                        "--device", "cuda", "--precision", "bf16", "--out", d_b))
+    compare_logs(d_cpu, d_b, ("loss", "val_loss"), "hgnn-mt sst bf16", BF16_TOL)
+    check(r_b.get("precision") == "bf16" and "test_bleu" in r_b and
+          os.path.getsize(os.path.join(d_b, "test.hyp")) > 0,
+          "hgnn-mt sst bf16: trains, translates the test set (BLEU %s)" % r_b.get("test_bleu"))
 
 print("%d failure(s)" % len(failures))
 sys.exit(1 if failures else 0)

@@ -18,7 +18,7 @@
 #include "../src/hg.h"
 
 static hg_dist D;
-static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL};
+static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
 
 static void sum_grad(void **s)
 {

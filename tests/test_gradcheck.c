@@ -81,7 +81,7 @@
 
 #define U32 (0.5 * (double)FLT_EPSILON)
 
-static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL};
+static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
 
 /* ARCHITECTURE.md section 3 / kernels.h constants, restated in double for the reference */
 #define REF_TIME_OFFSET 1.1

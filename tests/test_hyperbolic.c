@@ -44,7 +44,7 @@
 
 #define U32 (0.5 * (double)FLT_EPSILON) /* unit roundoff of float32 */
 
-static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL};
+static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
 
 /* ---------------------------------------------------------------- the graph */
 
@@ -831,7 +831,7 @@ static void threads_case(int64_t nf, float dropout, int nc)
     hg_hybonet ms[NT];
     double losses[NT][STEPS];
     for (int t = 0; t < NT; t++) {
-        ks[t] = (hg_kctx){HG_DEVICE_CPU, 1, NULL, NULL};
+        ks[t] = (hg_kctx){HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
         hg_k_set_threads(&ks[t], t + 1);
         assert_int_equal(hg_hybonet_init(&ms[t], &ks[t], &cfg, &feat, &adj, 2 * npairs), HG_OK);
         hg_hybonet *m = &ms[t];

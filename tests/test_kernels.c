@@ -47,7 +47,7 @@ static const int64_t test_widths[] = {5, 16};
 #define NWIDTHS 2
 #define MAXD 16
 
-static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL};
+static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
 
 /* shorthands for the test scratch (testutil.h) */
 #define tf hg_test_floats

@@ -42,7 +42,7 @@
 
 #define U32 (0.5 * (double)FLT_EPSILON) /* unit roundoff of float32 */
 
-static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL};
+static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
 
 /* shorthands for the test scratch (testutil.h) */
 #define tf hg_test_floats

@@ -12,7 +12,7 @@
 
 #include "../kernels/kernels.h"
 
-static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL};
+static hg_kctx K = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
 
 #define tf hg_test_floats
 #define td hg_test_doubles

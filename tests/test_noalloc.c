@@ -44,7 +44,7 @@ void *__wrap_realloc(void *p, size_t n)
  * and round ends (T3 = 2, T2 = 2) and ReLoRA merges, with both of SST's gradient products. */
 static void linear_steps(hg_linear_method method)
 {
-    hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
     hg_linear_opts o;
     hg_linear_opts_default(&o);
     o.method = method;
@@ -95,7 +95,7 @@ static void run_steps(hg_task task, hg_linear_method method, const char *name, i
     o.split_seed = 1;
     assert_int_equal(hg_dataset_load(&d, &o), HG_OK);
 
-    hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
     hg_k_set_threads(&k, threads);
     hg_hybonet_config c = {0};
     c.n = d.n;
@@ -188,7 +188,7 @@ static const char *const variants[] = {"pre-LN", "post-LN", "decoder-only"};
  * swapped each step, after one decoding unarmed. */
 static void tf_steps(hg_linear_method method, int threads, int variant)
 {
-    hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
     hg_k_set_threads(&k, threads);
     hg_tf_config c;
     memset(&c, 0, sizeof c);

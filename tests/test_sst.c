@@ -16,7 +16,7 @@
 #include "../sst/linear.h"
 #include "../sst/linear_internal.h"
 
-static hg_kctx kctx = {HG_DEVICE_CPU, 1, NULL, NULL};
+static hg_kctx kctx = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
 
 /* ---------------------------------------------------------------- helpers */
 

@@ -166,7 +166,7 @@ static int check_tensors(hg_tf *m, const hg_tf_batch *b, hg_linear_method method
 
 static void gradcheck(hg_linear_method method, int post_ln)
 {
-    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
     hg_tf *m = build(&k, method, 1, 0.1f, post_ln);
     assert_true(check_tensors(m, decoder_only ? &lm_batch : &batch, method) >= 20);
     hg_tf_free(m);
@@ -184,7 +184,7 @@ static void test_decoder_only(void **state)
     decoder_only = 1;
     gradcheck(HG_LINEAR_FULL, 0);
     gradcheck(HG_LINEAR_SST, 0);
-    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
     hg_tf *m = build(&k, HG_LINEAR_FULL, 0, 0.1f, 0);
     mean_loss(m, 0, 0);
     float *full = hg_calloc(B * TT * V, sizeof *full, "logits");
@@ -266,7 +266,7 @@ static void test_grad_causal_attention(void **state)
 {
     (void)state;
     enum { LB = 2, LT = 16, NPOS = 24, LV = 64, D = 16 };
-    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
     int32_t in[LB * LT], out[LB * LT];
     hg_rng r;
     hg_rng_seed(&r, 21);
@@ -334,7 +334,7 @@ static void test_grad_tied_output(void **state)
 {
     (void)state;
     enum { LB = 2, LT = 6, LV = 50304, D = 8 };
-    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
     static const int32_t in[LB * LT] = {9, 17, 21, 17, 40000, 21, /**/ 7, 21, 33, 33, 17, 5};
     static const int32_t out[LB * LT] = {17, 21, 17, 40000, 21, 50000, /**/ 21, 33, 33, 17, 5,
                                          50255};
@@ -382,7 +382,7 @@ static void test_grad_tied_output(void **state)
 static void test_zero_distortion(void **state)
 {
     (void)state;
-    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
     const hg_linear_method ms[4] = {HG_LINEAR_FULL, HG_LINEAR_LORA, HG_LINEAR_RELORA,
                                     HG_LINEAR_SST};
     double L[4], bound = 0.0;
@@ -420,7 +420,7 @@ static void test_zero_distortion(void **state)
 static void test_decode_matches_forward(void **state)
 {
     (void)state;
-    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
     for (int post = 0; post < 2; post++) {
         hg_tf *m = build(&k, HG_LINEAR_FULL, 0, 0.1f, post);
         mean_loss(m, 0, 0); /* m->logits: (B TT x V) */
@@ -457,7 +457,7 @@ static void test_threads(void **state)
     float *g[2];
     int64_t n = 0;
     for (int t = 0; t < 2; t++) {
-        const hg_kctx k = {HG_DEVICE_CPU, t + 1, NULL, NULL};
+        const hg_kctx k = {HG_DEVICE_CPU, t + 1, NULL, NULL, HG_PREC_FP32};
         hg_tf *m = build(&k, HG_LINEAR_SST, 0, 0.1f, 0);
         hg_params *P = hg_tf_params(m);
         hg_params_zero_grad(P);
@@ -480,7 +480,7 @@ static void test_threads(void **state)
 static void test_overfit(void **state)
 {
     (void)state;
-    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
     for (decoder_only = 0; decoder_only < 2; decoder_only++) {
         hg_tf *m = build(&k, HG_LINEAR_FULL, 0, 0.0f, 0);
         hg_params *P = hg_tf_params(m);
@@ -509,7 +509,7 @@ static void test_overfit(void **state)
 static void test_capacity(void **state)
 {
     (void)state;
-    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL};
+    const hg_kctx k = {HG_DEVICE_CPU, 1, NULL, NULL, HG_PREC_FP32};
     hg_tf *m = build(&k, HG_LINEAR_FULL, 0, 0.0f, 0);
     hg_tf_batch b = batch;
     b.Ts = 9;

@@ -104,6 +104,20 @@ int hg_arg_device(const char *opt, const char *val, const char **device)
     return rc;
 }
 
+int hg_arg_precision(const char *opt, const char *val, int *bf16)
+{
+    return hg_arg_choice(opt, val, "a precision", (const char *const[]){"fp32", "bf16", NULL},
+                         bf16);
+}
+
+int hg_arg_check_precision(int bf16, const char *device)
+{
+    if (bf16 && strcmp(device, "cuda") != 0)
+        return HG_ERRORF(HG_EINVAL, "option --precision bf16: needs --device cuda (the CPU "
+                         "computes in fp32)");
+    return HG_OK;
+}
+
 int hg_arg_scan_double(const char *s, double *out)
 {
     char *end;

@@ -52,6 +52,11 @@ int hg_arg_choice(const char *opt, const char *val, const char *what, const char
 /* --device: "cpu" or "cuda" into *device (whether cuda can run is known when the kernel context
  * is created). Otherwise the message of hg_arg_choice. */
 int hg_arg_device(const char *opt, const char *val, const char **device);
+/* --precision: "fp32" (0) or "bf16" (1) into *bf16. Otherwise the message of hg_arg_choice. */
+int hg_arg_precision(const char *opt, const char *val, int *bf16);
+/* The options' one rule for bf16: it needs --device cuda (the CPU computes fp32). HG_EINVAL with
+ * the message when broken. */
+int hg_arg_check_precision(int bf16, const char *device);
 
 /* s as a whole number, no message: 1 when s is a finite strtod number with nothing after it,
  * else 0. */

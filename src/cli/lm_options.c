@@ -66,6 +66,8 @@ static void usage(void)
            "  --seed S (1)\n"
            "running:\n"
            "  --threads N (1)  --device cpu|cuda  --log-freq N (10 steps)  --quiet\n"
+           "  --precision fp32|bf16 (fp32): bf16 runs the products on bfloat16 tensor cores\n"
+           "      (fp32 accumulation, weights and arrays); --device cuda only\n"
            "  --eval-every N (200 steps)  --save-every N (500 steps)\n"
            "  --check-every N (100 steps): under mpirun, compare the ranks' parameters\n"
            "  --out DIR  --resume DIR (continue an interrupted run; DIR/args.txt first)\n"
@@ -175,6 +177,8 @@ static int option(void *ctx, const char *key, const char *val)
         o->resume = val;
     else if (IS("--device"))
         rc = hg_arg_device(key, val, &o->device);
+    else if (IS("--precision"))
+        rc = hg_arg_precision(key, val, &o->bf16);
     else if (IS("--prune-sigma"))
         rc = hg_lm_parse_fractions(key, val, o->prune, &o->nprune);
     else
@@ -199,6 +203,9 @@ static int finish(hg_lm_options *o)
     if (o->lr == 0.0f) o->lr = s->lr;
     if (o->warmup < 0) o->warmup = s->warmup;
     if (o->steps < 0 && o->tokens == 0) o->tokens = s->tokens;
+    int rc = hg_arg_check_precision(o->bf16, o->device);
+    if (rc)
+        return rc;
     if (o->ctx > o->positions)
         return HG_ERRORF(HG_EINVAL, "option --ctx %d: above the position table of %d positions "
                          "(--positions)", o->ctx, o->positions);
@@ -215,7 +222,6 @@ static int finish(hg_lm_options *o)
     if (o->linear.iters_per_round == 0) /* T2 = d / r */
         o->linear.iters_per_round = (o->dim + o->linear.rank - 1) / o->linear.rank;
     o->linear.weight_decay = o->weight_decay;
-    int rc = HG_OK;
     if (!o->train && !(rc = hg_tokens_bundled(o->train_buf, sizeof o->train_buf, "train.txt")))
         o->train = o->train_buf;
     if (!rc && !o->valid &&

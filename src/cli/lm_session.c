@@ -14,6 +14,7 @@ int hg_lm_session_open(hg_lm_session *s, const hg_lm_options *o, int vocab, int6
     int rc = hg_kctx_init(&s->k, strcmp(o->device, "cuda") == 0 ? HG_DEVICE_CUDA : HG_DEVICE_CPU,
                           o->threads);
     s->have_k = rc == HG_OK;
+    s->k.precision = o->bf16 ? HG_PREC_BF16 : HG_PREC_FP32;
     if (rc)
         return rc;
     const int64_t T = o->ctx, rows = max_windows * T;

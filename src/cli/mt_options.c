@@ -41,6 +41,8 @@ static void usage(void)
            "  --decode-batch N (200)  sources per batch\n"
            "running:\n"
            "  --threads N (1)  --device cpu|cuda  --log-freq N (50 steps)  --quiet\n"
+           "  --precision fp32|bf16 (fp32): bf16 runs the products on bfloat16 tensor cores\n"
+           "      (fp32 accumulation, weights and arrays); --device cuda only\n"
            "  --eval-every N (one epoch)  --save-every N (500 steps)\n"
            "  --check-every N (100 steps): under mpirun, compare the ranks' parameters\n"
            "  --out DIR  --resume DIR (continue an interrupted run; DIR/args.txt first)\n");
@@ -179,6 +181,8 @@ static int option(void *ctx, const char *key, const char *val)
         o->resume = val;
     else if (IS("--device"))
         rc = hg_arg_device(key, val, &o->device);
+    else if (IS("--precision"))
+        rc = hg_arg_precision(key, val, &o->bf16);
     else
         return hg_arg_unknown(key);
 #undef IS
@@ -228,6 +232,9 @@ int hg_mt_options_parse(hg_mt_options *o, int argc, char **argv)
 /* Checks and the defaults that depend on other options. */
 static int finish(hg_mt_options *o)
 {
+    int rc = hg_arg_check_precision(o->bf16, o->device);
+    if (rc)
+        return rc;
     if (o->dim % o->heads != 0)
         return HG_ERRORF(HG_EINVAL, "options --dim %d --heads %d: the width must be a multiple "
                          "of the heads", o->dim, o->heads);

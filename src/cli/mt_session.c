@@ -15,6 +15,7 @@ int hg_mt_session_open(hg_mt_session *s, const hg_mt_options *o)
     int rc = hg_kctx_init(&s->k, strcmp(o->device, "cuda") == 0 ? HG_DEVICE_CUDA : HG_DEVICE_CPU,
                           o->threads);
     s->have_k = rc == HG_OK;
+    s->k.precision = o->bf16 ? HG_PREC_BF16 : HG_PREC_FP32;
     return rc;
 }
 

@@ -86,4 +86,5 @@ void hg_tf_train_json(const hg_tf_train *t, hg_json *j, const hg_driver *d)
     hg_driver_json(d, j, HG_DRIVER_JSON_TIMING);
     hg_json_add_int(j, "threads", t->threads);
     hg_json_add_str(j, "device", hg_k_device_name(t->k));
+    hg_json_add_str(j, "precision", t->k->precision == HG_PREC_BF16 ? "bf16" : "fp32");
 }
