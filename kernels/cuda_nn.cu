@@ -228,6 +228,209 @@ void hg_cu_softmax_backward(const hg_kctx *k, float *dx, const float *dy, const 
     HG_CU_LAUNCHED(k, "softmax_backward");
 }
 
+/* ---------------------------------------------------------------- fused causal attention
+ * One thread per query (or key) row of a tile of ATT_TILE rows, one block per (item, tile); the
+ * other side's rows stream through shared memory a tile at a time. The forward keeps a running
+ * maximum and sum (online softmax) in float, so no score is stored; the backward recomputes the
+ * scores from lse: dK, dV by key tiles (each thread walks the later queries), dQ by query tiles
+ * (each thread walks its earlier keys). Fixed loop orders, no atomics: the same bits on every
+ * run. Block-uniform loop bounds, so every thread meets every barrier. */
+
+#define ATT_TILE 32
+
+static unsigned att_grid(int64_t items, int64_t T)
+{
+    return (unsigned)(items * ((T + ATT_TILE - 1) / ATT_TILE));
+}
+
+/* Rows r0 .. r0 + ATT_TILE - 1 of the item's X (T x dh) into sh (zeros past T). */
+__device__ void att_load_tile(float *sh, const float *X, int64_t r0, int64_t T, int64_t dh)
+{
+    for (int64_t e = threadIdx.x; e < ATT_TILE * dh; e += blockDim.x)
+        sh[e] = r0 + e / dh < T ? X[r0 * dh + e] : 0.0f;
+}
+
+__device__ float att_dot(const float *a, const float *b, int64_t dh)
+{
+    float s = 0.0f;
+    for (int64_t c = 0; c < dh; c++)
+        s = fmaf(a[c], b[c], s);
+    return s;
+}
+
+/* This thread's query row in a block over (item, query tile). */
+struct att_row {
+    int64_t b, t0, i, r; /* item, the tile's first row, the row, its index over all items */
+    int live;            /* i < T */
+};
+
+__device__ att_row att_query_row(int64_t T)
+{
+    const int64_t tiles = (T + ATT_TILE - 1) / ATT_TILE;
+    att_row w;
+    w.b = blockIdx.x / tiles;
+    w.t0 = (blockIdx.x % tiles) * ATT_TILE;
+    w.i = w.t0 + threadIdx.x;
+    w.r = w.b * T + w.i;
+    w.live = w.i < T;
+    return w;
+}
+
+/* The key tiles a query tile sees, through Ks and Vs (ATT_TILE x dh each): f(j, k_j, v_j) for
+ * each key j <= i of the thread's row, in order. Every thread meets the same barriers. */
+template <class F>
+__device__ void att_keys(float *Ks, float *Vs, const float *Kb, const float *Vb, int64_t T,
+                         int64_t dh, const att_row &w, F f)
+{
+    for (int64_t j0 = 0; j0 < T && j0 < w.t0 + ATT_TILE; j0 += ATT_TILE) {
+        __syncthreads();
+        att_load_tile(Ks, Kb, j0, T, dh);
+        att_load_tile(Vs, Vb, j0, T, dh);
+        __syncthreads();
+        for (int64_t jj = 0; w.live && jj < ATT_TILE && j0 + jj <= w.i; jj++)
+            f(j0 + jj, Ks + jj * dh, Vs + jj * dh);
+    }
+}
+
+__global__ void attn_fwd_kernel(float *O, float *lse, const float *Q, const float *K,
+                                const float *V, int64_t T, int64_t dh, float scale, float p,
+                                uint64_t seed)
+{
+    HG_DYN_SHARED(float, sh);
+    const att_row w = att_query_row(T);
+    const int64_t r = w.r;
+    float q[HG_ATTN_MAX_DH], o[HG_ATTN_MAX_DH], m = -INFINITY, l = 0.0f;
+    for (int64_t c = 0; c < dh; c++) {
+        q[c] = w.live ? Q[r * dh + c] : 0.0f;
+        o[c] = 0.0f;
+    }
+    att_keys(sh, sh + ATT_TILE * dh, K + w.b * T * dh, V + w.b * T * dh, T, dh, w,
+             [&](int64_t j, const float *kj, const float *vj) {
+                 const float s = scale * att_dot(q, kj, dh);
+                 if (s > m) { /* a new maximum: rescale what was summed */
+                     const float corr = expf(m - s);
+                     l *= corr;
+                     for (int64_t c = 0; c < dh; c++)
+                         o[c] *= corr;
+                     m = s;
+                 }
+                 const float e = expf(s - m);
+                 l += e;
+                 const float pw = e * hg_cu_dropout_scale(r * T + j, p, seed);
+                 if (pw != 0.0f)
+                     for (int64_t c = 0; c < dh; c++)
+                         o[c] = fmaf(pw, vj[c], o[c]);
+             });
+    if (w.live) {
+        for (int64_t c = 0; c < dh; c++)
+            O[r * dh + c] = o[c] / l;
+        lse[r] = m + logf(l);
+    }
+}
+
+void hg_cu_attn_causal_forward(const hg_kctx *k, float *O, float *lse, const float *Q,
+                               const float *K, const float *V, int64_t items, int64_t T,
+                               int64_t dh, float scale, float p, uint64_t seed)
+{
+    if (items <= 0 || T <= 0 || dh <= 0 || dh > HG_ATTN_MAX_DH)
+        return;
+    HG_LAUNCH_BLOCK(attn_fwd_kernel, att_grid(items, T), ATT_TILE,
+                    2 * ATT_TILE * dh * sizeof(float), k)(O, lse, Q, K, V, T, dh, scale, p, seed);
+    HG_CU_LAUNCHED(k, "attn_causal_forward");
+}
+
+/* dK, dV: thread = key row j of the block's tile; the query tiles from the key tile on. */
+__global__ void attn_bwd_kv_kernel(float *dK, float *dV, const float *dO, const float *Q,
+                                   const float *K, const float *V, const float *O,
+                                   const float *lse, int64_t T, int64_t dh, float scale, float p,
+                                   uint64_t seed)
+{
+    HG_DYN_SHARED(float, sh);
+    float *Qs = sh, *Gs = sh + ATT_TILE * dh, *Ls = Gs + ATT_TILE * dh, *Ds = Ls + ATT_TILE;
+    const int64_t tiles = (T + ATT_TILE - 1) / ATT_TILE, b = blockIdx.x / tiles;
+    const int64_t j0 = (blockIdx.x % tiles) * ATT_TILE, j = j0 + threadIdx.x;
+    const int live = j < T;
+    const int64_t o0 = b * T * dh;
+    float kj[HG_ATTN_MAX_DH], vj[HG_ATTN_MAX_DH], dk[HG_ATTN_MAX_DH], dv[HG_ATTN_MAX_DH];
+    for (int64_t c = 0; c < dh; c++) {
+        kj[c] = live ? K[o0 + j * dh + c] : 0.0f;
+        vj[c] = live ? V[o0 + j * dh + c] : 0.0f;
+        dk[c] = dv[c] = 0.0f;
+    }
+    for (int64_t i0 = j0; i0 < T; i0 += ATT_TILE) {
+        __syncthreads();
+        att_load_tile(Qs, Q + o0, i0, T, dh);
+        att_load_tile(Gs, dO + o0, i0, T, dh);
+        const int64_t it = i0 + threadIdx.x; /* this thread's query row of the tile */
+        Ls[threadIdx.x] = it < T ? lse[b * T + it] : 0.0f;
+        Ds[threadIdx.x] = it < T ? att_dot(dO + o0 + it * dh, O + o0 + it * dh, dh) : 0.0f;
+        __syncthreads();
+        for (int64_t ii = 0; live && ii < ATT_TILE && i0 + ii < T; ii++) {
+            const int64_t i = i0 + ii;
+            if (i < j)
+                continue;
+            const float *qi = Qs + ii * dh, *gi = Gs + ii * dh;
+            const float P = expf(scale * att_dot(qi, kj, dh) - Ls[ii]);
+            const float M = hg_cu_dropout_scale((b * T + i) * T + j, p, seed);
+            const float dS = P * (M * att_dot(gi, vj, dh) - Ds[ii]), PM = P * M;
+            for (int64_t c = 0; c < dh; c++) {
+                dv[c] = fmaf(PM, gi[c], dv[c]);
+                dk[c] = fmaf(dS, qi[c], dk[c]);
+            }
+        }
+    }
+    if (live)
+        for (int64_t c = 0; c < dh; c++) {
+            dK[o0 + j * dh + c] = scale * dk[c];
+            dV[o0 + j * dh + c] = dv[c];
+        }
+}
+
+/* dQ: thread = query row i of the block's tile; its keys' tiles. */
+__global__ void attn_bwd_q_kernel(float *dQ, const float *dO, const float *Q, const float *K,
+                                  const float *V, const float *O, const float *lse, int64_t T,
+                                  int64_t dh, float scale, float p, uint64_t seed)
+{
+    HG_DYN_SHARED(float, sh);
+    const att_row w = att_query_row(T);
+    const int64_t r = w.r;
+    float q[HG_ATTN_MAX_DH], g[HG_ATTN_MAX_DH], dq[HG_ATTN_MAX_DH];
+    for (int64_t c = 0; c < dh; c++) {
+        q[c] = w.live ? Q[r * dh + c] : 0.0f;
+        g[c] = w.live ? dO[r * dh + c] : 0.0f;
+        dq[c] = 0.0f;
+    }
+    const float D = w.live ? att_dot(g, O + r * dh, dh) : 0.0f, L = w.live ? lse[r] : 0.0f;
+    att_keys(sh, sh + ATT_TILE * dh, K + w.b * T * dh, V + w.b * T * dh, T, dh, w,
+             [&](int64_t j, const float *kj, const float *vj) {
+                 const float P = expf(scale * att_dot(q, kj, dh) - L);
+                 const float M = hg_cu_dropout_scale(r * T + j, p, seed);
+                 const float dS = P * (M * att_dot(g, vj, dh) - D);
+                 for (int64_t c = 0; c < dh; c++)
+                     dq[c] = fmaf(dS, kj[c], dq[c]);
+             });
+    if (w.live)
+        for (int64_t c = 0; c < dh; c++)
+            dQ[r * dh + c] = scale * dq[c];
+}
+
+void hg_cu_attn_causal_backward(const hg_kctx *k, float *dQ, float *dK, float *dV,
+                                const float *dO, const float *Q, const float *K, const float *V,
+                                const float *O, const float *lse, int64_t items, int64_t T,
+                                int64_t dh, float scale, float p, uint64_t seed)
+{
+    if (items <= 0 || T <= 0 || dh <= 0 || dh > HG_ATTN_MAX_DH)
+        return;
+    const unsigned grid = att_grid(items, T);
+    HG_LAUNCH_BLOCK(attn_bwd_kv_kernel, grid, ATT_TILE,
+                    (2 * ATT_TILE * dh + 2 * ATT_TILE) * sizeof(float), k)(
+        dK, dV, dO, Q, K, V, O, lse, T, dh, scale, p, seed);
+    HG_CU_LAUNCHED(k, "attn_causal_backward (keys)");
+    HG_LAUNCH_BLOCK(attn_bwd_q_kernel, grid, ATT_TILE, 2 * ATT_TILE * dh * sizeof(float), k)(
+        dQ, dO, Q, K, V, O, lse, T, dh, scale, p, seed);
+    HG_CU_LAUNCHED(k, "attn_causal_backward (queries)");
+}
+
 /* ---------------------------------------------------------------- layer norm */
 
 __global__ void layernorm_fwd_kernel(float *y, float *mean, float *rstd, const float *x,

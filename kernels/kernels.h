@@ -84,6 +84,8 @@ float hg_k_bf16_round(float x);
 
 /* Widest row the fused kernels and the Riemannian step take (dim is checked against it). */
 #define HG_LORENTZ_MAX_D 1024
+/* The widest attention head of the fused attention ops (hg_k_attn_causal_forward). */
+#define HG_ATTN_MAX_DH 128
 /* Longest run of terms summed in float before it is added into a double accumulator. */
 #define HG_K_FLOAT_RUN 64
 

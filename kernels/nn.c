@@ -219,6 +219,73 @@ void hg_cpu_softmax_backward(const hg_kctx *k, float *dx, const float *dy, const
     }
 }
 
+/* ---------------------------------------------------------------- fused causal attention
+ * Per (item, query row): the row's scores from its keys, computed twice (their maximum, then
+ * the weights), never stored; sums in double. The backward recomputes each score from lse. */
+
+void hg_cpu_attn_causal_forward(const hg_kctx *k, float *O, float *lse, const float *Q,
+                                const float *K, const float *V, int64_t items, int64_t T,
+                                int64_t dh, float scale, float p, uint64_t seed)
+{
+    if (dh > HG_ATTN_MAX_DH)
+        return;
+    const int nt = nn_threads(k, items * T * T * dh / 4);
+    NN_FOR(nt)
+    for (int64_t r = 0; r < items * T; r++) {
+        const int64_t b = r / T, i = r % T;
+        const float *q = Q + r * dh, *Kb = K + b * T * dh, *Vb = V + b * T * dh;
+        double m = -INFINITY, l = 0.0, o[HG_ATTN_MAX_DH] = {0};
+        for (int64_t j = 0; j <= i; j++)
+            m = fmax(m, scale * row_dot(q, Kb + j * dh, dh));
+        for (int64_t j = 0; j <= i; j++) {
+            const double e = exp(scale * row_dot(q, Kb + j * dh, dh) - m);
+            l += e;
+            const double w = e * hg_k_dropout_scale(r * T + j, p, seed);
+            if (w != 0.0)
+                for (int64_t c = 0; c < dh; c++)
+                    o[c] += w * Vb[j * dh + c];
+        }
+        for (int64_t c = 0; c < dh; c++)
+            O[r * dh + c] = (float)(o[c] / l);
+        lse[r] = (float)(m + log(l));
+    }
+}
+
+void hg_cpu_attn_causal_backward(const hg_kctx *k, float *dQ, float *dK, float *dV,
+                                 const float *dO, const float *Q, const float *K, const float *V,
+                                 const float *O, const float *lse, int64_t items, int64_t T,
+                                 int64_t dh, float scale, float p, uint64_t seed)
+{
+    if (dh > HG_ATTN_MAX_DH)
+        return;
+    const int nt = nn_threads(k, items * T * T * dh / 2);
+    NN_FOR(nt)
+    for (int64_t b = 0; b < items; b++) { /* an item's dK, dV collect over its query rows */
+        const int64_t o0 = b * T * dh;
+        for (int64_t e = 0; e < T * dh; e++)
+            dK[o0 + e] = dV[o0 + e] = 0.0f;
+        for (int64_t i = 0; i < T; i++) {
+            const int64_t r = b * T + i;
+            const float *q = Q + r * dh, *g = dO + r * dh;
+            const double D = row_dot(g, O + r * dh, dh); /* sum_j P_ij M_ij dPd_ij */
+            double dq[HG_ATTN_MAX_DH] = {0};
+            for (int64_t j = 0; j <= i; j++) {
+                const float *kj = K + o0 + j * dh, *vj = V + o0 + j * dh;
+                const double P = exp(scale * row_dot(q, kj, dh) - (double)lse[r]);
+                const double M = hg_k_dropout_scale(r * T + j, p, seed);
+                const double dS = P * (M * row_dot(g, vj, dh) - D);
+                for (int64_t c = 0; c < dh; c++) {
+                    dq[c] += dS * kj[c];
+                    dK[o0 + j * dh + c] += (float)(scale * dS * q[c]);
+                    dV[o0 + j * dh + c] += (float)(P * M * g[c]);
+                }
+            }
+            for (int64_t c = 0; c < dh; c++)
+                dQ[r * dh + c] = (float)(scale * dq[c]);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- layer norm */
 
 void hg_cpu_layernorm_forward(const hg_kctx *k, float *y, float *mean, float *rstd, const float *x,

@@ -29,7 +29,8 @@ about a minute), with B T (6 N + 12 L d T) FLOPs a step. Every row CPU and GPU s
 tokens/s, achieved TFLOP/s and, on the GPU, the share of its FP32 peak (--gpu-peak-tflops, else
 the data sheet of the detected GPU: the non-tensor-core FP32 rate, since the FP32 GEMMs run
 without TF32); the GPU also runs each row with --precision bf16, against the dense BF16
-tensor-core peak (--gpu-peak-bf16-tflops, else the data sheet).
+tensor-core peak (--gpu-peak-bf16-tflops, else the data sheet), and the hgnn-lm rows with
+--attention fused as well (in both precisions): the measurement that picks the attention kernel.
 
 Writes the Markdown to scripts/results/bench_gpu.md (--out) and the raw numbers with the machine
 description (CPU model, cores, GPU name) to the same path with .json.
@@ -76,6 +77,9 @@ GPU_PEAK_BF16_TFLOPS = [("H200", 989), ("H100 NVL", 835), ("H100 PCIe", 756), ("
                         ("A100", 312), ("L40S", 362), ("L4", 121), ("A10", 125)]
 DEFAULT_GPU_PEAK_BF16_TFLOPS = 989
 LM_SHAPES = {"small": (8, 256), "opt-125m": (8, 1024)}  # config -> (batch, ctx)
+# hgnn-lm's GPU runs: (precision, attention kernel, key of the row); hgnn-mt's: the first and third
+LM_GPU_VARIANTS = [("fp32", "gemm", "gpu"), ("fp32", "fused", "gpu_fused"),
+                   ("bf16", "gemm", "gpu_bf16"), ("bf16", "fused", "gpu_bf16_fused")]
 NO_GPU = "n/a (no CUDA device)"
 
 
@@ -210,12 +214,12 @@ def gpu_peak(given, flag, table, default, gpu_name):
     return default, "default: H100 SXM data sheet"
 
 
-def run_lm(binary, config, device, threads, steps, precision="fp32"):
+def run_lm(binary, config, device, threads, steps, precision="fp32", attention="gemm"):
     """hgnn-bench-lm's step at the configuration's (B, T): its JSON, or None and why."""
     b, t = LM_SHAPES[config]
     cmd = [binary, "--config", config, "--batch", str(b), "--ctx", str(t), "--device", device,
            "--threads", str(threads), "--steps", str(steps), "--warmup", "1",
-           "--precision", precision]
+           "--precision", precision, "--attention", attention]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         return None, "%s (exit %d)" % (one_line(p.stderr), p.returncode)
@@ -269,9 +273,9 @@ def transformer_rows(a, gpu_ok, gpu_note, work):
                                  a.lm_cpu_steps if config == "opt-125m" else a.lm_steps)
         if err:
             sys.exit("bench_gpu: hgnn-bench-lm %s on the CPU failed: %s" % (config, err))
-        for prec, key in (("fp32", "gpu"), ("bf16", "gpu_bf16")):
+        for prec, att, key in LM_GPU_VARIANTS:
             row[key], row[key + "_error"] = (
-                run_lm(lm_bin, config, "cuda", a.threads, a.lm_steps, prec)
+                run_lm(lm_bin, config, "cuda", a.threads, a.lm_steps, prec, att)
                 if gpu_ok else (None, gpu_note))
         rows.append(row)
         print("  hgnn-lm %s done" % config, file=sys.stderr)
@@ -480,17 +484,21 @@ def main():
                      "TFLOP/s dense BF16 (%s)."
                      % (a.mt_steps, tpeak, tpeak_src, bpeak, bpeak_src))
         lines.append("")
-        lines.append("| program | setting | precision | CPU ms/step | CPU tokens/s | CPU TFLOP/s | "
-                     "GPU ms/step | GPU tokens/s | GPU TFLOP/s (% of peak) | GPU/CPU |")
+        lines.append("| program | setting | precision, attention | CPU ms/step | CPU tokens/s | "
+                     "CPU TFLOP/s | GPU ms/step | GPU tokens/s | GPU TFLOP/s (% of peak) | "
+                     "GPU/CPU |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in tf_rows:
             c = r["cpu"]
-            for prec, key, peak in (("fp32", "gpu", tpeak), ("bf16", "gpu_bf16", bpeak)):
+            for prec, att, key in LM_GPU_VARIANTS:
+                if key not in r:
+                    continue
+                peak = bpeak if prec == "bf16" else tpeak
                 g, err = r.get(key), r.get(key + "_error")
                 cpu_cells = ("%.1f | %.0f | %.3f" % (c["step_ms"], c["tokens_per_s"], c["tflops"])
-                             if prec == "fp32" else "- | - | -")
-                lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                    r["program"], r["setting"], prec, cpu_cells,
+                             if key == "gpu" else "- | - | -")
+                lines.append("| %s | %s | %s, %s | %s | %s | %s | %s | %s |" % (
+                    r["program"], r["setting"], prec, att, cpu_cells,
                     cell(g, err, gpu_ok, lambda x: "%.2f" % x["step_ms"], True),
                     cell(g, err, gpu_ok, lambda x: "%.0f" % x["tokens_per_s"], True),
                     cell(g, err, gpu_ok,

@@ -536,6 +536,130 @@ static void test_gemm_batched(void **state)
     }
 }
 
+/* ---- fused causal attention ---- */
+
+typedef struct {
+    int64_t items, T, dh;
+    float scale, p;
+    uint64_t seed;
+} at_par;
+
+static double attn_fwd_fn(const hg_kctx *k, void **d, const void *p_)
+{
+    const at_par *p = p_;
+    hg_k_attn_causal_forward(k, F(3), F(4), F(0), F(1), F(2), p->items, p->T, p->dh, p->scale,
+                             p->p, p->seed);
+    return 0.0;
+}
+
+static double attn_bwd_fn(const hg_kctx *k, void **d, const void *p_)
+{
+    const at_par *p = p_;
+    hg_k_attn_causal_backward(k, F(6), F(7), F(8), F(0), F(1), F(2), F(3), F(4), F(5), p->items,
+                              p->T, p->dh, p->scale, p->p, p->seed);
+    return 0.0;
+}
+
+/* Bounds (u = 2^-24; the CPU sums in double, so nearly all of each bound is the GPU's float
+ * path; doubled to cover both). With A_ij = scale sum_c |q_ic k_jc|, a float score is off by
+ * (dh + 1) u A_ij, so a weight exp(s - m) by about twice that (s and m) plus the exp's rounding;
+ * the online softmax rescales at most T times (3u each) and sums T terms:
+ *   O_ic:  (4 (dh + 1) A_i + 8 T + 16) u sum_j P_ij M_ij |v_jc| (+ its own rounding), and lse
+ *          by the same factor (absolute) plus u |lse|;
+ *   dV_jc: ((dh + 1) A_ij + T + 4) u per term P_ij M_ij |dO_ic|;
+ *   dS_ij = P (M dPd - D): u ((dh + 1) A_ij + 4) P |M dPd - D| from P, and (dh + 2) u P (M
+ *          sum |dO_i v_j| + sum |dO_i O_i|) from the two dots; dK, dQ sum T of them times q or
+ *          k, adding (T + 2) u |dS| each. */
+static void attn_case(int64_t items, int64_t T, int64_t dh, float p, uint64_t seed)
+{
+    const int mark = hg_test_mark();
+    const int64_t n = items * T * dh;
+    const size_t bn = (size_t)n * 4, bl = (size_t)(items * T) * 4;
+    const at_par par = {items, T, dh, (float)(1.0 / sqrt((double)dh)), p, seed + 9};
+    const float *Q = hg_test_uniform(n, -1.5f, 1.5f, seed), *Kx = hg_test_uniform(n, -1.5f, 1.5f,
+                                                                                  seed + 1);
+    const float *V = hg_test_uniform(n, -1, 1, seed + 2), *dO = hg_test_uniform(n, -1, 1, seed + 3);
+    buf bf[5] = {{Q, bn, IN, 0}, {Kx, bn, IN, 0}, {V, bn, IN, 0}, {0, bn, OUT, 0}, {0, bl, OUT, 0}};
+    void *oc[9], *og[9];
+    double rg;
+    run_both(bf, 5, attn_fwd_fn, &par, oc, og, "attn_causal_forward", &rg);
+    const float *O = oc[3], *L = oc[4];
+    buf bb[9] = {{dO, bn, IN, 0}, {Q, bn, IN, 0}, {Kx, bn, IN, 0}, {V, bn, IN, 0},
+                 {O, bn, IN, 0}, {L, bl, IN, 0}, {0, bn, OUT, 0}, {0, bn, OUT, 0},
+                 {0, bn, OUT, 0}};
+    void *bc[9], *bg[9];
+    run_both(bb, 9, attn_bwd_fn, &par, bc, bg, "attn_causal_backward", &rg);
+    const double u = U32, sc = par.scale;
+    double *tO = hg_test_doubles(n), *tL = hg_test_doubles(items * T), *tQ = hg_test_doubles(n);
+    double *tK = hg_test_doubles(n), *tV = hg_test_doubles(n);
+    for (int64_t b = 0; b < items; b++)
+        for (int64_t i = 0; i < T; i++) {
+            const int64_t r = b * T + i;
+            const float *q = Q + r * dh, *g = dO + r * dh;
+            double m = -INFINITY, l = 0.0, Ai = 0.0, D = 0.0, DA = 0.0;
+            for (int64_t c = 0; c < dh; c++)
+                D += (double)g[c] * O[r * dh + c], DA += fabs((double)g[c] * O[r * dh + c]);
+            for (int64_t j = 0; j <= i; j++) {
+                double s = 0.0, a = 0.0;
+                for (int64_t c = 0; c < dh; c++)
+                    s += (double)q[c] * Kx[(b * T + j) * dh + c],
+                        a += fabs((double)q[c] * Kx[(b * T + j) * dh + c]);
+                m = fmax(m, sc * s);
+                Ai = fmax(Ai, sc * a);
+            }
+            for (int64_t j = 0; j <= i; j++) {
+                double s = 0.0;
+                for (int64_t c = 0; c < dh; c++)
+                    s += (double)q[c] * Kx[(b * T + j) * dh + c];
+                l += exp(sc * s - m);
+            }
+            const double lse = m + log(l), fo = (4.0 * (double)(dh + 1) * Ai + 8.0 * T + 16.0) * u;
+            tL[r] = 2.0 * (fo + u * fabs(lse));
+            for (int64_t c = 0; c < dh; c++)
+                tO[r * dh + c] = 2.0 * u * fabs(O[r * dh + c]), tQ[r * dh + c] = 0.0;
+            for (int64_t j = 0; j <= i; j++) {
+                const float *kj = Kx + (b * T + j) * dh, *vj = V + (b * T + j) * dh;
+                double s = 0.0, a = 0.0, dp = 0.0, dpa = 0.0;
+                for (int64_t c = 0; c < dh; c++) {
+                    s += (double)q[c] * kj[c], a += fabs((double)q[c] * kj[c]);
+                    dp += (double)g[c] * vj[c], dpa += fabs((double)g[c] * vj[c]);
+                }
+                const double P = exp(sc * s - lse), M = hg_k_dropout_scale(r * T + j, p, par.seed);
+                const double A = sc * a, dS = P * (M * dp - D);
+                const double e = u * (((double)(dh + 1) * A + 4.0) * P * fabs(M * dp - D) +
+                                      (double)(dh + 2) * P * (M * dpa + DA)) +
+                                 (double)(T + 2) * u * fabs(dS);
+                for (int64_t c = 0; c < dh; c++) {
+                    tO[r * dh + c] += 2.0 * fo * P * M * fabs(vj[c]);
+                    tV[(b * T + j) * dh + c] +=
+                        2.0 * ((double)(dh + 1) * A + T + 4.0) * u * P * M * fabs(g[c]);
+                    tK[(b * T + j) * dh + c] += 2.0 * sc * e * fabs(q[c]);
+                    tQ[r * dh + c] += 2.0 * sc * e * fabs(kj[c]);
+                }
+            }
+        }
+    for (int64_t e = 0; e < n; e++) /* expect_close: |g - c| <= TOL scale */
+        tO[e] /= TOL, tQ[e] /= TOL, tK[e] /= TOL, tV[e] /= TOL;
+    for (int64_t r = 0; r < items * T; r++)
+        tL[r] /= TOL;
+    expect_close("attn_causal_forward O", og[3], oc[3], n, 1, tO);
+    expect_close("attn_causal_forward lse", og[4], oc[4], items * T, 1, tL);
+    expect_close("attn_causal_backward dQ", bg[6], bc[6], n, 1, tQ);
+    expect_close("attn_causal_backward dK", bg[7], bc[7], n, 1, tK);
+    expect_close("attn_causal_backward dV", bg[8], bc[8], n, 1, tV);
+    hg_test_release(mark);
+}
+
+static void test_attn_causal(void **state)
+{
+    (void)state;
+    if (!have_gpu)
+        skip();
+    attn_case(3, 37, 16, 0.0f, 700); /* two tiles and a partial one */
+    attn_case(2, 33, 8, 0.2f, 710);  /* attention dropout */
+    attn_case(1, 5, 128, 0.0f, 720); /* the widest head */
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -570,6 +694,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cross_entropy, teardown),
         cmocka_unit_test_teardown(test_embed_heads_dropout, teardown),
         cmocka_unit_test_teardown(test_gemm_batched, teardown),
+        cmocka_unit_test_teardown(test_attn_causal, teardown),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
     return failed == 0 && !have_gpu ? 77 : failed;

@@ -10,7 +10,8 @@ CPU's within TOL (the two sum in other orders, so the bits differ); two device r
 bits; `eval --device cuda` of the saved model gives the CPU's perplexity; `generate` on the
 device writes the CPU's text. hgnn-mt: a tiny translation model on the first 200 pairs of the
 bundled Multi30K (10 validation, 6 test), full and SST, 9 steps: the losses agree, and the beam-search test
-translations are the CPU's. With --precision bf16 (both programs): close to the fp32 run, not
+translations are the CPU's. hgnn-lm with --attention fused (CPU and device) follows the CPU's
+batched-product attention within TOL. With --precision bf16 (both programs): close to the fp32 run, not
 equal to it, and (hgnn-lm) the same bits on repeat; the CPU refuses bf16.
 
 Usage: test_device.py HGNN_LM HGNN_LM_DEVICE HGNN_MT HGNN_MT_DEVICE SOURCE_ROOT
@@ -137,6 +138,16 @@ with tempfile.TemporaryDirectory() as tmp:
             g_cpu, g_dev = run(LM, *g), run(LM_DEV, *g, "--device", "cuda")
             check(g_cpu.returncode == 0 and g_cpu.stdout == g_dev.stdout,
                   "hgnn-lm generate: the device writes the CPU's %d bytes" % len(g_cpu.stdout))
+
+    # --attention fused: causal self-attention in one kernel, on the CPU and the device, follows
+    # the batched-product path (the same mathematics and dropout masks, other float sums)
+    d_cpu = os.path.join(tmp, "lm_sst_cpu")
+    for exe, where, extra in ((LM, "CPU", []), (LM_DEV, "device", ["--device", "cuda"])):
+        d_f = os.path.join(tmp, "lm_sst_fused_" + where)
+        run(exe, "train", *common, "--method", "sst", "--rank", "4", "--attention", "fused",
+            *extra, "--out", d_f)
+        compare_logs(d_cpu, d_f, ("loss", "grad_norm", "val_loss"),
+                     "hgnn-lm sst --attention fused (%s) against the CPU's batched products" % where)
 
     # --precision bf16: the products on bfloat16 (kernels.h, HG_PREC_BF16), fp32 everywhere else.
     # Each product is off by up to 2^-7 of its terms' magnitudes, not 1e-7: the runs follow the

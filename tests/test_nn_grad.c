@@ -3,7 +3,8 @@
  * multi-head attention (heads split, Q K^T by gemm_batched, softmax with padding and causal
  * masks, times V, heads merged), the output projection into label-smoothed cross-entropy with
  * ignored (padding) rows, and the position-wise feed-forward block (linear, bias, ReLU, linear,
- * bias). Each float forward is also checked against its double twin, and the exact zeros the
+ * bias), and the fused causal attention op (with attention dropout) against the same. Each
+ * float forward is also checked against its double twin, and the exact zeros the
  * masks promise (padded keys, ignored rows) are checked bit for bit. (The embedding's gradient
  * is checked in test_nn_seq.c, layer norm's in test_nn.c.)
  *
@@ -39,6 +40,8 @@ typedef struct {
     int causal;
     const int32_t *key_len;
     float *Xq, *Xk, *Xv, *dY;
+    float p;       /* attention dropout (the fused op's cases), seed */
+    uint64_t seed;
 } att;
 
 /* Keys query t of sequence b sees (a prefix). */
@@ -75,6 +78,9 @@ static double att_loss(void *c_)
                 }
                 for (int64_t j = 0; j < nk; j++)
                     s += (w[j] = exp(w[j] - m));
+                const int64_t row = (b * a->H + h) * a->Tq + t; /* of the (B, H, Tq, Tk) mask */
+                for (int64_t j = 0; j < nk; j++)
+                    w[j] *= hg_k_dropout_scale(row * a->Tk + j, a->p, a->seed);
                 for (int64_t e = 0; e < a->dh; e++) {
                     double y = 0.0;
                     for (int64_t j = 0; j < nk; j++)
@@ -121,6 +127,27 @@ static void att_ops(const att *a, float *Y, float *dXq, float *dXk, float *dXv)
     hg_k_heads_merge(&K, dXv, dV, B, Tk, H, dh);
 }
 
+/* The same through the fused causal op (self-attention: Tq = Tk). */
+static void att_fused_ops(const att *a, float *Y, float *dXq, float *dXk, float *dXv)
+{
+    const int64_t B = a->B, H = a->H, T = a->Tq, dh = a->dh, BH = B * H;
+    const float scale = (float)(1.0 / sqrt((double)dh));
+    float *Q = tf(BH * T * dh), *Kh = tf(BH * T * dh), *V = tf(BH * T * dh), *O = tf(BH * T * dh);
+    float *lse = tf(BH * T), *dO = tf(BH * T * dh), *dQ = tf(BH * T * dh), *dK = tf(BH * T * dh);
+    float *dV = tf(BH * T * dh);
+    hg_k_heads_split(&K, Q, a->Xq, B, T, H, dh);
+    hg_k_heads_split(&K, Kh, a->Xk, B, T, H, dh);
+    hg_k_heads_split(&K, V, a->Xv, B, T, H, dh);
+    hg_k_attn_causal_forward(&K, O, lse, Q, Kh, V, BH, T, dh, scale, a->p, a->seed);
+    hg_k_heads_merge(&K, Y, O, B, T, H, dh);
+    hg_k_heads_split(&K, dO, a->dY, B, T, H, dh);
+    hg_k_attn_causal_backward(&K, dQ, dK, dV, dO, Q, Kh, V, O, lse, BH, T, dh, scale, a->p,
+                              a->seed);
+    hg_k_heads_merge(&K, dXq, dQ, B, T, H, dh);
+    hg_k_heads_merge(&K, dXk, dK, B, T, H, dh);
+    hg_k_heads_merge(&K, dXv, dV, B, T, H, dh);
+}
+
 static void att_case(int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t dh, int causal,
                      const int32_t *key_len, uint64_t seed)
 {
@@ -128,7 +155,7 @@ static void att_case(int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t dh, i
     const int64_t D = H * dh, nq = B * Tq * D, nk = B * Tk * D;
     att a = {B, H, Tq, Tk, dh, causal, key_len, hg_test_uniform(nq, -1.5f, 1.5f, seed),
              hg_test_uniform(nk, -1.5f, 1.5f, seed + 1), hg_test_uniform(nk, -1, 1, seed + 2),
-             hg_test_uniform(nq, -1, 1, seed + 3)};
+             hg_test_uniform(nq, -1, 1, seed + 3), 0.0f, 0};
     float *Y = tf(nq), *dXq = tf(nq), *dXk = tf(nk), *dXv = tf(nk);
     att_ops(&a, Y, dXq, dXk, dXv);
     /* the float forward is the double one: L from it agrees */
@@ -150,6 +177,47 @@ static void att_case(int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t dh, i
     hg_check_grad(att_loss, &a, a.Xv, hg_test_f2d(dXv, nk), (size_t)nk, 300, 1e-3, 1e-5, 1e-4,
                   "attention dXv");
     hg_test_release(mark);
+}
+
+/* The fused op: its forward is the double one (with the dropout mask), its gradients the
+ * central differences, and without dropout it is the composed path of att_ops. */
+static void att_fused_case(int64_t B, int64_t H, int64_t T, int64_t dh, float p, uint64_t seed)
+{
+    const int mark = hg_test_mark();
+    const int64_t n = B * T * H * dh;
+    att a = {B, H, T, T, dh, 1, NULL, hg_test_uniform(n, -1.5f, 1.5f, seed),
+             hg_test_uniform(n, -1.5f, 1.5f, seed + 1), hg_test_uniform(n, -1, 1, seed + 2),
+             hg_test_uniform(n, -1, 1, seed + 3), p, seed + 4};
+    float *Y = tf(n), *dXq = tf(n), *dXk = tf(n), *dXv = tf(n);
+    att_fused_ops(&a, Y, dXq, dXk, dXv);
+    double lf = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        lf += (double)Y[i] * a.dY[i];
+    const double ld = att_loss(&a);
+    assert_true(fabs(lf - ld) <= 1e-5 * (1.0 + fabs(ld)));
+    hg_check_grad(att_loss, &a, a.Xq, hg_test_f2d(dXq, n), (size_t)n, 300, 1e-3, 1e-5, 1e-4,
+                  "fused attention dXq");
+    hg_check_grad(att_loss, &a, a.Xk, hg_test_f2d(dXk, n), (size_t)n, 300, 1e-3, 1e-5, 1e-4,
+                  "fused attention dXk");
+    hg_check_grad(att_loss, &a, a.Xv, hg_test_f2d(dXv, n), (size_t)n, 300, 1e-3, 1e-5, 1e-4,
+                  "fused attention dXv");
+    if (p == 0.0f) { /* the composed path: the same numbers to float rounding */
+        float *Y2 = tf(n), *gq = tf(n), *gk = tf(n), *gv = tf(n);
+        att_ops(&a, Y2, gq, gk, gv);
+        const float *x[4] = {Y, dXq, dXk, dXv}, *y[4] = {Y2, gq, gk, gv};
+        for (int v = 0; v < 4; v++)
+            for (int64_t i = 0; i < n; i++)
+                assert_true(fabs((double)x[v][i] - y[v][i]) <= 1e-5 * (1.0 + fabs(y[v][i])));
+    }
+    hg_test_release(mark);
+}
+
+static void test_attention_fused(void **state)
+{
+    (void)state;
+    att_fused_case(2, 2, 5, 4, 0.0f, 41);  /* the composed path's numbers */
+    att_fused_case(2, 3, 7, 3, 0.3f, 51);  /* attention dropout */
+    att_fused_case(1, 1, 40, 8, 0.1f, 61); /* longer rows */
 }
 
 static void test_attention(void **state)
@@ -320,6 +388,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_attention, teardown),
+        cmocka_unit_test_teardown(test_attention_fused, teardown),
         cmocka_unit_test_teardown(test_projection_cross_entropy, teardown),
         cmocka_unit_test_teardown(test_ffn, teardown),
     };

@@ -36,7 +36,8 @@ typedef struct hg_lm_options {
     int64_t eval_every, save_every;
     int64_t check_every;   /* steps between the replicas' checksum comparisons (several ranks) */
     const char *out_dir, *resume, *device;
-    int bf16; /* --precision bf16 */
+    int bf16;       /* --precision bf16 */
+    int attn_fused; /* --attention fused */
     /* singular-value pruning of the final model: fractions of each map's singular values kept */
     double prune[HG_LM_MAX_PRUNE];
     int nprune;

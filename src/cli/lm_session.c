@@ -38,6 +38,7 @@ int hg_lm_session_open(hg_lm_session *s, const hg_lm_options *o, int vocab, int6
     c.max_src_rows = 1;
     c.max_tgt_rows = rows;
     c.linear = o->linear;
+    c.attn_fused = o->attn_fused;
     c.seed = o->seed;
     if ((rc = hg_tf_init(&s->model, &s->k, &c)))
         return rc;

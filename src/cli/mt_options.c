@@ -43,6 +43,8 @@ static void usage(void)
            "  --threads N (1)  --device cpu|cuda  --log-freq N (50 steps)  --quiet\n"
            "  --precision fp32|bf16 (fp32): bf16 runs the products on bfloat16 tensor cores\n"
            "      (fp32 accumulation, weights and arrays); --device cuda only\n"
+           "  --attention gemm|fused (gemm): causal self-attention by batched products and a\n"
+           "      row softmax (scores stored), or by one fused kernel (scores never stored)\n"
            "  --eval-every N (one epoch)  --save-every N (500 steps)\n"
            "  --check-every N (100 steps): under mpirun, compare the ranks' parameters\n"
            "  --out DIR  --resume DIR (continue an interrupted run; DIR/args.txt first)\n");
@@ -183,6 +185,9 @@ static int option(void *ctx, const char *key, const char *val)
         rc = hg_arg_device(key, val, &o->device);
     else if (IS("--precision"))
         rc = hg_arg_precision(key, val, &o->bf16);
+    else if (IS("--attention"))
+        rc = hg_arg_choice(key, val, "an attention kernel",
+                           (const char *const[]){"gemm", "fused", NULL}, &o->attn_fused);
     else
         return hg_arg_unknown(key);
 #undef IS

@@ -34,7 +34,8 @@ typedef struct hg_mt_options {
     int threads, log_freq, quiet, save_every, eval_every; /* eval_every 0: once per epoch */
     int64_t check_every;   /* steps between the replicas' checksum comparisons (several ranks) */
     const char *out_dir, *resume, *device;
-    int bf16; /* --precision bf16 */
+    int bf16;       /* --precision bf16 */
+    int attn_fused; /* --attention fused */
     hg_arg_saved saved;
 } hg_mt_options;
 

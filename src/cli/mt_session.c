@@ -48,6 +48,7 @@ void hg_mt_model_config(const hg_mt_options *o, int64_t vocab, int64_t max_batch
     c->dropout = o->dropout;
     c->post_ln = o->post_ln;
     c->gelu = o->gelu;
+    c->attn_fused = o->attn_fused;
     c->ln_eps = 1e-5f;
     c->max_src_len = max_src_len;
     c->max_tgt_len = max_tgt_len;

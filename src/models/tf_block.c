@@ -36,22 +36,29 @@ void tf_mha_forward(const hg_tf *m, const tf_mha *a, tf_mha_act *act, float *out
 {
     const hg_kctx *k = m->k;
     const int64_t d = m->cfg.dim, H = m->cfg.heads, dh = d / H;
+    const float scale = (float)(1.0 / sqrt((double)dh));
+    float *ch = m->sc.dch; /* free during the forward */
+    act->fused = m->cfg.attn_fused && causal && !key_len && Xq == Xkv && Tq == Tk;
     hg_linear_forward(a->q.L, act->q, Xq, a->q.b, B * Tq);
     hg_linear_forward(a->k.L, act->k, Xkv, a->k.b, B * Tk);
     hg_linear_forward(a->v.L, act->v, Xkv, a->v.b, B * Tk);
     hg_k_heads_split(k, act->qh, act->q, B, Tq, H, dh);
     hg_k_heads_split(k, act->kh, act->k, B, Tk, H, dh);
     hg_k_heads_split(k, act->vh, act->v, B, Tk, H, dh);
-    /* scores Q K^T, then the masked, scaled softmax in place */
-    bmm(k, 0, 1, Tq, Tk, dh, act->qh, dh, Tq * dh, act->kh, dh, Tk * dh, 0.0f, act->p, Tk,
-        Tq * Tk, B * H);
-    hg_k_softmax_forward(k, act->p, act->p, B * H * Tq, Tk, (float)(1.0 / sqrt((double)dh)),
-                         causal ? Tq : 0, key_len, H * Tq);
-    drop(k, act->pd, act->p, B * H * Tq * Tk, p, seed);
-    /* context: P V, merged back to rows, through the output map */
-    float *ch = m->sc.dch; /* free during the forward */
-    bmm(k, 0, 0, Tq, dh, Tk, act->pd, Tk, Tq * Tk, act->vh, dh, Tk * dh, 0.0f, ch, dh, Tq * dh,
-        B * H);
+    if (act->fused) { /* the context in one kernel, no score stored; p: the row log-sum-exps */
+        hg_k_attn_causal_forward(k, ch, act->p, act->qh, act->kh, act->vh, B * H, Tq, dh, scale,
+                                 p, seed);
+    } else {
+        /* scores Q K^T, then the masked, scaled softmax in place, dropout, and P V */
+        bmm(k, 0, 1, Tq, Tk, dh, act->qh, dh, Tq * dh, act->kh, dh, Tk * dh, 0.0f, act->p, Tk,
+            Tq * Tk, B * H);
+        hg_k_softmax_forward(k, act->p, act->p, B * H * Tq, Tk, scale, causal ? Tq : 0, key_len,
+                             H * Tq);
+        drop(k, act->pd, act->p, B * H * Tq * Tk, p, seed);
+        bmm(k, 0, 0, Tq, dh, Tk, act->pd, Tk, Tq * Tk, act->vh, dh, Tk * dh, 0.0f, ch, dh,
+            Tq * dh, B * H);
+    }
+    /* merged back to rows, through the output map */
     hg_k_heads_merge(k, act->c, ch, B, Tq, H, dh);
     hg_linear_forward(a->o.L, out, act->c, a->o.b, B * Tq);
 }
@@ -68,20 +75,27 @@ int tf_mha_backward(hg_tf *m, tf_mha *a, const tf_mha_act *act, float *dXq, floa
     /* through the output map: dC (rows x d), split by head */
     HG_CHECK(hg_linear_backward(a->o.L, s->t1, a->o.gb, dout, act->c, B * Tq));
     hg_k_heads_split(k, s->dch, s->t1, B, Tq, H, dh);
-    /* dPd = dCh V^T, dV = Pd^T dCh */
-    bmm(k, 0, 1, Tq, Tk, dh, s->dch, dh, Tq * dh, act->vh, dh, Tk * dh, 0.0f, s->dp, Tk, Tq * Tk,
-        B * H);
-    bmm(k, 1, 0, Tk, dh, Tq, act->pd, Tk, Tq * Tk, s->dch, dh, Tq * dh, 0.0f, s->dvh, dh, Tk * dh,
-        B * H);
-    /* through dropout (the same mask) and the softmax (its scale included) */
-    drop(k, s->dp, s->dp, np, p, seed);
-    hg_k_softmax_backward(k, s->dp, s->dp, act->p, B * H * Tq, Tk,
-                          (float)(1.0 / sqrt((double)dh)));
-    /* dQ = dS K, dK = dS^T Q */
-    bmm(k, 0, 0, Tq, dh, Tk, s->dp, Tk, Tq * Tk, act->kh, dh, Tk * dh, 0.0f, s->dqh, dh, Tq * dh,
-        B * H);
-    bmm(k, 1, 0, Tk, dh, Tq, s->dp, Tk, Tq * Tk, act->qh, dh, Tq * dh, 0.0f, s->dkh, dh, Tk * dh,
-        B * H);
+    if (act->fused) { /* the forward's context by head (into dq, free until the merges) */
+        hg_k_heads_split(k, s->dq, act->c, B, Tq, H, dh);
+        hg_k_attn_causal_backward(k, s->dqh, s->dkh, s->dvh, s->dch, act->qh, act->kh, act->vh,
+                                  s->dq, act->p, B * H, Tq, dh, (float)(1.0 / sqrt((double)dh)),
+                                  p, seed);
+    } else {
+        /* dPd = dCh V^T, dV = Pd^T dCh */
+        bmm(k, 0, 1, Tq, Tk, dh, s->dch, dh, Tq * dh, act->vh, dh, Tk * dh, 0.0f, s->dp, Tk,
+            Tq * Tk, B * H);
+        bmm(k, 1, 0, Tk, dh, Tq, act->pd, Tk, Tq * Tk, s->dch, dh, Tq * dh, 0.0f, s->dvh, dh,
+            Tk * dh, B * H);
+        /* through dropout (the same mask) and the softmax (its scale included) */
+        drop(k, s->dp, s->dp, np, p, seed);
+        hg_k_softmax_backward(k, s->dp, s->dp, act->p, B * H * Tq, Tk,
+                              (float)(1.0 / sqrt((double)dh)));
+        /* dQ = dS K, dK = dS^T Q */
+        bmm(k, 0, 0, Tq, dh, Tk, s->dp, Tk, Tq * Tk, act->kh, dh, Tk * dh, 0.0f, s->dqh, dh,
+            Tq * dh, B * H);
+        bmm(k, 1, 0, Tk, dh, Tq, s->dp, Tk, Tq * Tk, act->qh, dh, Tq * dh, 0.0f, s->dkh, dh,
+            Tk * dh, B * H);
+    }
     hg_k_heads_merge(k, s->dq, s->dqh, B, Tq, H, dh);
     hg_k_heads_merge(k, s->dk, s->dkh, B, Tk, H, dh);
     hg_k_heads_merge(k, s->dv, s->dvh, B, Tk, H, dh);

@@ -28,8 +28,10 @@ typedef struct tf_mha {
 typedef struct tf_mha_act {
     float *q, *k, *v;    /* projections (rows x d) */
     float *qh, *kh, *vh; /* split by head */
-    float *p, *pd;       /* (B, H, Tq, Tk) probabilities, and after dropout */
+    float *p, *pd;       /* (B, H, Tq, Tk) probabilities, and after dropout; when fused, p is
+                            the (B, H, Tq) row log-sum-exps and pd is unused */
     float *c;            /* (B Tq x d) merged context: the output map's input */
+    int fused;           /* the last forward ran hg_k_attn_causal_forward */
 } tf_mha_act;
 
 /* Sublayer kinds. */

@@ -111,8 +111,9 @@ done:
     return rc;
 }
 
+/* scores: the floats of p and pd (with fused attention: the row log-sum-exps, and no pd). */
 static int alloc_mha_act(const hg_kctx *k, tf_mha_act *a, int64_t rq, int64_t rk, int64_t d,
-                         int64_t scores)
+                         int64_t scores, int fused)
 {
     a->q = alloc_f(k, rq * d, "attention q");
     a->qh = alloc_f(k, rq * d, "attention q");
@@ -122,7 +123,7 @@ static int alloc_mha_act(const hg_kctx *k, tf_mha_act *a, int64_t rq, int64_t rk
     a->v = alloc_f(k, rk * d, "attention v");
     a->vh = alloc_f(k, rk * d, "attention v");
     a->p = alloc_f(k, scores, "attention probabilities");
-    a->pd = alloc_f(k, scores, "attention probabilities");
+    a->pd = alloc_f(k, fused ? 1 : scores, "attention probabilities");
     return a->q && a->qh && a->c && a->k && a->kh && a->v && a->vh && a->p && a->pd ? HG_OK
                                                                                   : HG_ENOMEM;
 }
@@ -149,11 +150,13 @@ static int alloc_layer(hg_tf *m, tf_layer *l, int dec)
         l->rstd[j] = alloc_f(k, rows, "layer norm rstd");
         if (!l->s[j + 1] || !l->y[j] || !l->mean[j] || !l->rstd[j])
             return HG_ENOMEM;
+        const int fused = dec && c->attn_fused; /* causal self-attention: fused */
         if (l->kind[j] == TF_SELF)
-            HG_CHECK(alloc_mha_act(k, &l->act[0], rows, rows, d, H * rows * len));
+            HG_CHECK(alloc_mha_act(k, &l->act[0], rows, rows, d, H * rows * (fused ? 1 : len),
+                                   fused));
         else if (l->kind[j] == TF_CROSS)
             HG_CHECK(alloc_mha_act(k, &l->act[1], rows, c->max_src_rows, d,
-                                   H * rows * c->max_src_len));
+                                   H * rows * c->max_src_len, 0));
     }
     l->h1 = alloc_f(k, rows * c->ffn, "FFN hidden");
     l->hd = alloc_f(k, rows * c->ffn, "FFN hidden");
@@ -183,6 +186,10 @@ static int check_config(const hg_tf_config *c)
     if (c->dim < 2 || c->heads < 1 || c->dim % c->heads != 0)
         return HG_ERRORF(HG_EINVAL, "--dim %d --heads %d: the width must be a positive multiple "
                          "of the heads", c->dim, c->heads);
+    if (c->attn_fused && c->dim / c->heads > HG_ATTN_MAX_DH)
+        return HG_ERRORF(HG_EINVAL, "--attention fused: heads of %d (--dim %d / --heads %d) are "
+                         "wider than the fused kernel's %d", c->dim / c->heads, c->dim, c->heads,
+                         HG_ATTN_MAX_DH);
     if (c->dim % 2 != 0)
         return HG_ERRORF(HG_EINVAL, "--dim %d: must be even (sinusoidal positions)", c->dim);
     if (c->ffn < 1)
@@ -333,7 +340,8 @@ int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
     for (size_t i = 0; i < sizeof rd / sizeof rd[0]; i++)
         if (!(*rd[i] = alloc_f(k, R * d, "scratch")))
             rc = HG_ENOMEM;
-    s->dp = alloc_f(k, scores, "score gradients");
+    /* decoder-only with fused attention: no score matrix anywhere */
+    s->dp = alloc_f(k, c->enc_layers == 0 && c->attn_fused ? 1 : scores, "score gradients");
     s->dh1 = alloc_f(k, R * f, "FFN gradient");
     s->dmem = alloc_f(k, Rs * d, "encoder output gradient");
     if (rc || !m->pe || !m->pos_ids || !m->pos_host || !m->src_x || !m->tgt_x || !m->mem || !m->mem_mean || !m->mem_rstd ||

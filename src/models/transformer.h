@@ -35,6 +35,8 @@ typedef struct hg_tf_config {
     float dropout;        /* embeddings, attention probabilities, FFN hidden, residual branches */
     int post_ln;          /* 0: pre-LN (default); 1: post-LN */
     int gelu;             /* FFN activation: 0 ReLU (default), 1 GELU */
+    int attn_fused;       /* causal self-attention by hg_k_attn_causal_forward/backward (no
+                             score matrix stored); 0: batched products and a row softmax */
     float ln_eps;         /* 1e-5 */
     int learned_pos;      /* positions: 0 sinusoidal (fixed), 1 a trained table (max_len x d) */
     float emb_scale;      /* embeddings are multiplied by it (<= 0: sqrt(d)) */
