@@ -7,6 +7,7 @@
  * each column summed in double in row order; the cross-entropy's loss is summed over fixed
  * chunks of rows, then the chunks in order; the embedding gradient, likewise over tiles of
  * columns, walks the rows in order. */
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -220,34 +221,83 @@ void hg_cpu_softmax_backward(const hg_kctx *k, float *dx, const float *dy, const
 }
 
 /* ---------------------------------------------------------------- fused causal attention
- * Per (item, query row): the row's scores from its keys, computed twice (their maximum, then
- * the weights), never stored; sums in double. The backward recomputes each score from lse. */
+ * Flash-style on tiles of ATT_TILE query rows by ATT_TILE keys: each tile's scores are one small
+ * SGEMM into a stack buffer, the softmax runs online over the key tiles (a running maximum and
+ * sum per row), and the context collects P V tile by tile; no T x T array exists. The backward
+ * recomputes each tile's P from lse. Work is split by (item, query tile) in the forward and by
+ * item in the backward (an item's dK, dV collect over its query tiles), so the results do not
+ * depend on the thread count. */
+
+#define ATT_TILE 64
+
+/* S (qn x kn, leading dimension ATT_TILE) (=) A (qn x dh) B^T (B: kn x dh). */
+static void att_scores(float *S, const float *A, const float *B, int64_t qn, int64_t kn,
+                       int64_t dh)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qn, (int)kn, (int)dh, 1.0f, A,
+                (int)dh, B, (int)dh, 0.0f, S, ATT_TILE);
+}
+
+/* Keys of tile j0 (kn of them) that query i sees. */
+static int64_t att_visible(int64_t i, int64_t j0, int64_t kn)
+{
+    return i - j0 + 1 < kn ? i - j0 + 1 : kn;
+}
 
 void hg_cpu_attn_causal_forward(const hg_kctx *k, float *O, float *lse, const float *Q,
                                 const float *K, const float *V, int64_t items, int64_t T,
                                 int64_t dh, float scale, float p, uint64_t seed)
 {
-    if (dh > HG_ATTN_MAX_DH)
+    if (dh > HG_ATTN_MAX_DH || items <= 0 || T <= 0)
         return;
+    const int64_t tiles = (T + ATT_TILE - 1) / ATT_TILE;
     const int nt = nn_threads(k, items * T * T * dh / 4);
     NN_FOR(nt)
-    for (int64_t r = 0; r < items * T; r++) {
-        const int64_t b = r / T, i = r % T;
-        const float *q = Q + r * dh, *Kb = K + b * T * dh, *Vb = V + b * T * dh;
-        double m = -INFINITY, l = 0.0, o[HG_ATTN_MAX_DH] = {0};
-        for (int64_t j = 0; j <= i; j++)
-            m = fmax(m, scale * row_dot(q, Kb + j * dh, dh));
-        for (int64_t j = 0; j <= i; j++) {
-            const double e = exp(scale * row_dot(q, Kb + j * dh, dh) - m);
-            l += e;
-            const double w = e * hg_k_dropout_scale(r * T + j, p, seed);
-            if (w != 0.0)
-                for (int64_t c = 0; c < dh; c++)
-                    o[c] += w * Vb[j * dh + c];
+    for (int64_t w = 0; w < items * tiles; w++) {
+        const int64_t b = w / tiles, i0 = (w % tiles) * ATT_TILE;
+        const int64_t qn = T - i0 < ATT_TILE ? T - i0 : ATT_TILE;
+        const float *Qb = Q + b * T * dh, *Kb = K + b * T * dh, *Vb = V + b * T * dh;
+        float S[ATT_TILE * ATT_TILE], acc[ATT_TILE * HG_ATTN_MAX_DH], m[ATT_TILE];
+        float mask[ATT_TILE];
+        double l[ATT_TILE];
+        for (int64_t r = 0; r < qn; r++)
+            m[r] = -INFINITY, l[r] = 0.0;
+        memset(acc, 0, (size_t)(qn * dh) * sizeof(float));
+        for (int64_t j0 = 0; j0 < i0 + qn; j0 += ATT_TILE) {
+            const int64_t kn = T - j0 < ATT_TILE ? T - j0 : ATT_TILE;
+            att_scores(S, Qb + i0 * dh, Kb + j0 * dh, qn, kn, dh);
+            for (int64_t r = 0; r < qn; r++) {
+                const int64_t i = i0 + r, nk = att_visible(i, j0, kn);
+                float *row = S + r * ATT_TILE, mx = m[r];
+                for (int64_t c = 0; c < nk; c++)
+                    mx = fmaxf(mx, scale * row[c]);
+                if (mx > m[r]) { /* a new maximum: rescale what was summed */
+                    const float corr = m[r] == -INFINITY ? 0.0f : nn_exp(m[r] - mx);
+                    l[r] *= corr;
+                    for (int64_t c = 0; c < dh; c++)
+                        acc[r * dh + c] *= corr;
+                    m[r] = mx;
+                }
+                hg_k_dropout_mask(mask, ((b * T + i) * T) + j0, nk, p, seed);
+                double sum = 0.0;
+                for (int64_t c = 0; c < nk; c++) {
+                    const float e = nn_exp(scale * row[c] - mx);
+                    sum += e;
+                    row[c] = e * mask[c];
+                }
+                l[r] += sum;
+                for (int64_t c = nk; c < kn; c++)
+                    row[c] = 0.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)qn, (int)dh, (int)kn,
+                        1.0f, S, ATT_TILE, Vb + j0 * dh, (int)dh, 1.0f, acc, (int)dh);
         }
-        for (int64_t c = 0; c < dh; c++)
-            O[r * dh + c] = (float)(o[c] / l);
-        lse[r] = (float)(m + log(l));
+        for (int64_t r = 0; r < qn; r++) {
+            const float inv = (float)(1.0 / l[r]);
+            for (int64_t c = 0; c < dh; c++)
+                O[(b * T + i0 + r) * dh + c] = acc[r * dh + c] * inv;
+            lse[b * T + i0 + r] = (float)((double)m[r] + log(l[r]));
+        }
     }
 }
 
@@ -256,32 +306,52 @@ void hg_cpu_attn_causal_backward(const hg_kctx *k, float *dQ, float *dK, float *
                                  const float *O, const float *lse, int64_t items, int64_t T,
                                  int64_t dh, float scale, float p, uint64_t seed)
 {
-    if (dh > HG_ATTN_MAX_DH)
+    if (dh > HG_ATTN_MAX_DH || items <= 0 || T <= 0)
         return;
     const int nt = nn_threads(k, items * T * T * dh / 2);
     NN_FOR(nt)
-    for (int64_t b = 0; b < items; b++) { /* an item's dK, dV collect over its query rows */
+    for (int64_t b = 0; b < items; b++) {
         const int64_t o0 = b * T * dh;
-        for (int64_t e = 0; e < T * dh; e++)
-            dK[o0 + e] = dV[o0 + e] = 0.0f;
-        for (int64_t i = 0; i < T; i++) {
-            const int64_t r = b * T + i;
-            const float *q = Q + r * dh, *g = dO + r * dh;
-            const double D = row_dot(g, O + r * dh, dh); /* sum_j P_ij M_ij dPd_ij */
-            double dq[HG_ATTN_MAX_DH] = {0};
-            for (int64_t j = 0; j <= i; j++) {
-                const float *kj = K + o0 + j * dh, *vj = V + o0 + j * dh;
-                const double P = exp(scale * row_dot(q, kj, dh) - (double)lse[r]);
-                const double M = hg_k_dropout_scale(r * T + j, p, seed);
-                const double dS = P * (M * row_dot(g, vj, dh) - D);
-                for (int64_t c = 0; c < dh; c++) {
-                    dq[c] += dS * kj[c];
-                    dK[o0 + j * dh + c] += (float)(scale * dS * q[c]);
-                    dV[o0 + j * dh + c] += (float)(P * M * g[c]);
+        const float *Qb = Q + o0, *Kb = K + o0, *Vb = V + o0, *Gb = dO + o0;
+        float *dKb = dK + o0, *dVb = dV + o0;
+        float P[ATT_TILE * ATT_TILE], PM[ATT_TILE * ATT_TILE], dS[ATT_TILE * ATT_TILE];
+        float dq[ATT_TILE * HG_ATTN_MAX_DH], D[ATT_TILE], mask[ATT_TILE];
+        memset(dKb, 0, (size_t)(T * dh) * sizeof(float));
+        memset(dVb, 0, (size_t)(T * dh) * sizeof(float));
+        for (int64_t i0 = 0; i0 < T; i0 += ATT_TILE) {
+            const int64_t qn = T - i0 < ATT_TILE ? T - i0 : ATT_TILE;
+            for (int64_t r = 0; r < qn; r++) /* sum_j P_ij M_ij dPd_ij = dO_i . O_i */
+                D[r] = (float)row_dot(Gb + (i0 + r) * dh, O + o0 + (i0 + r) * dh, dh);
+            memset(dq, 0, (size_t)(qn * dh) * sizeof(float));
+            for (int64_t j0 = 0; j0 < i0 + qn; j0 += ATT_TILE) {
+                const int64_t kn = T - j0 < ATT_TILE ? T - j0 : ATT_TILE;
+                att_scores(P, Qb + i0 * dh, Kb + j0 * dh, qn, kn, dh);
+                att_scores(dS, Gb + i0 * dh, Vb + j0 * dh, qn, kn, dh); /* dPd = dO V^T */
+                for (int64_t r = 0; r < qn; r++) {
+                    const int64_t i = i0 + r, nk = att_visible(i, j0, kn);
+                    const float L = lse[b * T + i];
+                    float *pr = P + r * ATT_TILE, *pm = PM + r * ATT_TILE, *ds = dS + r * ATT_TILE;
+                    hg_k_dropout_mask(mask, ((b * T + i) * T) + j0, nk, p, seed);
+                    for (int64_t c = 0; c < nk; c++) {
+                        const float e = nn_exp(scale * pr[c] - L);
+                        pm[c] = e * mask[c];
+                        ds[c] = e * (mask[c] * ds[c] - D[r]);
+                    }
+                    for (int64_t c = nk; c < kn; c++)
+                        pm[c] = ds[c] = 0.0f;
                 }
+                /* dV_j += (P M)^T dO_i, dQ_i += dS K_j, dK_j += dS^T Q_i */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kn, (int)dh, (int)qn,
+                            1.0f, PM, ATT_TILE, Gb + i0 * dh, (int)dh, 1.0f, dVb + j0 * dh,
+                            (int)dh);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)qn, (int)dh, (int)kn,
+                            1.0f, dS, ATT_TILE, Kb + j0 * dh, (int)dh, 1.0f, dq, (int)dh);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kn, (int)dh, (int)qn,
+                            scale, dS, ATT_TILE, Qb + i0 * dh, (int)dh, 1.0f, dKb + j0 * dh,
+                            (int)dh);
             }
-            for (int64_t c = 0; c < dh; c++)
-                dQ[r * dh + c] = (float)(scale * dq[c]);
+            for (int64_t e = 0; e < qn * dh; e++)
+                dQ[o0 + i0 * dh + e] = scale * dq[e];
         }
     }
 }

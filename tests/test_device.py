@@ -3,20 +3,20 @@
 user runs them, on the GPU backend (a real GPU, or the CPU emulation of the CUDA runtime linked
 into the *-emu builds).
 
-hgnn-lm: a tiny OPT on a repeated random token pattern, every method (full, LoRA, ReLoRA*, SST),
-12 steps with an SST iteration every 3 steps and a round (an SVD) every 6, evaluated every step:
-the training loss, gradient norm and validation loss of every step on the device agree with the
-CPU's within TOL (the two sum in other orders, so the bits differ); two device runs are the same
-bits; `eval --device cuda` of the saved model gives the CPU's perplexity; `generate` on the
-device writes the CPU's text. hgnn-mt: a tiny translation model on the first 200 pairs of the
-bundled Multi30K (10 validation, 6 test), full and SST, 9 steps: the losses agree, and the beam-search test
-translations are the CPU's. hgnn-lm with --attention fused (CPU and device) follows the CPU's
-batched-product attention within TOL. With --precision bf16 (both programs): close to the fp32 run, not
-equal to it, and (hgnn-lm) the same bits on repeat; the CPU refuses bf16.
+hgnn-lm: a tiny OPT on a repeated random token pattern, every method (full, LoRA, ReLoRA*, SST), 12
+steps with an SST iteration every 3 steps and a round (an SVD) every 6, evaluated every step: the
+training loss, gradient norm and validation loss of every step on the device agree with the CPU's
+within TOL (the two sum in other orders, so the bits differ); two device runs are the same bits;
+`eval --device cuda` of the saved model gives the CPU's perplexity; `generate` on the device writes
+the CPU's text. hgnn-mt: a tiny translation model on the first 200 pairs of the bundled Multi30K
+(10 validation, 6 test), full and SST, 9 steps: the losses agree, and the beam-search test
+translations are the CPU's. hgnn-lm and hgnn-mt with --attention fused (CPU and device) follow the
+CPU's batched-product attention within TOL. With --precision bf16 (both programs): close to the
+fp32 run, not equal to it, and (hgnn-lm) the same bits on repeat; the CPU refuses bf16.
 
-Usage: test_device.py HGNN_LM HGNN_LM_DEVICE HGNN_MT HGNN_MT_DEVICE SOURCE_ROOT
-(HGNN_*_DEVICE: the same program built against the emulated runtime, or the program itself on a
-machine with a GPU; exit 77, skipped, when --device cuda finds no device)."""
+Usage: test_device.py HGNN_LM HGNN_LM_DEVICE HGNN_MT HGNN_MT_DEVICE SOURCE_ROOT (HGNN_*_DEVICE: the
+same program built against the emulated runtime, or the program itself on a machine with a GPU;
+exit 77, skipped, when --device cuda finds no device)."""
 
 import csv
 import json
@@ -147,7 +147,8 @@ with tempfile.TemporaryDirectory() as tmp:
         run(exe, "train", *common, "--method", "sst", "--rank", "4", "--attention", "fused",
             *extra, "--out", d_f)
         compare_logs(d_cpu, d_f, ("loss", "grad_norm", "val_loss"),
-                     "hgnn-lm sst --attention fused (%s) against the CPU's batched products" % where)
+                     "hgnn-lm sst --attention fused (%s) against the CPU's batched products"
+                     % where)
 
     # --precision bf16: the products on bfloat16 (kernels.h, HG_PREC_BF16), fp32 everywhere else.
     # Each product is off by up to 2^-7 of its terms' magnitudes, not 1e-7: the runs follow the
@@ -209,7 +210,17 @@ with tempfile.TemporaryDirectory() as tmp:
         check(same_file(os.path.join(d_cpu, "test.hyp"), os.path.join(d_dev, "test.hyp")),
               "hgnn-mt %s: the device's beam-search test translations are the CPU's" % method)
 
-    d_cpu, d_b = os.path.join(tmp, "mt_sst_cpu"), os.path.join(tmp, "mt_sst_bf16")
+    d_cpu = os.path.join(tmp, "mt_sst_cpu")
+    for exe, where, extra in ((MT, "CPU", []), (MT_DEV, "device", ["--device", "cuda"])):
+        d_f = os.path.join(tmp, "mt_sst_fused_" + where)
+        run(exe, "train", *mt_common, "--method", "sst", "--rank", "4", "--attention", "fused",
+            *extra, "--out", d_f)
+        compare_logs(d_cpu, d_f, ("loss", "val_loss"),
+                     "hgnn-mt sst --attention fused (%s) against the CPU's batched products"
+                     % where)
+        check(same_file(os.path.join(d_cpu, "test.hyp"), os.path.join(d_f, "test.hyp")),
+              "hgnn-mt sst --attention fused (%s): the CPU's test translations" % where)
+    d_b = os.path.join(tmp, "mt_sst_bf16")
     r_b = last_json(run(MT_DEV, "train", *mt_common, "--method", "sst", "--rank", "4",
                         "--device", "cuda", "--precision", "bf16", "--out", d_b))
     compare_logs(d_cpu, d_b, ("loss", "val_loss"), "hgnn-mt sst bf16", BF16_TOL)
