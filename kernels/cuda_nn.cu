@@ -250,10 +250,20 @@ __device__ void att_load_tile(float *sh, const float *X, int64_t r0, int64_t T, 
         sh[e] = r0 + e / dh < T ? X[r0 * dh + e] : 0.0f;
 }
 
-__device__ float att_dot(const float *a, const float *b, int64_t dh)
+/* Head widths compiled as constants (DH > 0: every per-row array in registers, its loops
+ * unrolled); DH = 0 reads dh at run time (the arrays then live in local memory). */
+#ifdef __CUDACC__
+#define ATT_UNROLL _Pragma("unroll")
+#else
+#define ATT_UNROLL
+#endif
+#define ATT_LEN(DH) ((DH) > 0 ? (DH) : HG_ATTN_MAX_DH)
+
+template <int DH> __device__ float att_dot(const float *a, const float *b, int64_t dh)
 {
     float s = 0.0f;
-    for (int64_t c = 0; c < dh; c++)
+    ATT_UNROLL
+    for (int64_t c = 0; c < (DH > 0 ? DH : dh); c++)
         s = fmaf(a[c], b[c], s);
     return s;
 }
@@ -292,24 +302,28 @@ __device__ void att_keys(float *Ks, float *Vs, const float *Kb, const float *Vb,
     }
 }
 
+template <int DH>
 __global__ void attn_fwd_kernel(float *O, float *lse, const float *Q, const float *K,
-                                const float *V, int64_t T, int64_t dh, float scale, float p,
+                                const float *V, int64_t T, int64_t dh_rt, float scale, float p,
                                 uint64_t seed)
 {
+    const int64_t dh = DH > 0 ? DH : dh_rt;
     HG_DYN_SHARED(float, sh);
     const att_row w = att_query_row(T);
     const int64_t r = w.r;
-    float q[HG_ATTN_MAX_DH], o[HG_ATTN_MAX_DH], m = -INFINITY, l = 0.0f;
+    float q[ATT_LEN(DH)], o[ATT_LEN(DH)], m = -INFINITY, l = 0.0f;
+    ATT_UNROLL
     for (int64_t c = 0; c < dh; c++) {
         q[c] = w.live ? Q[r * dh + c] : 0.0f;
         o[c] = 0.0f;
     }
     att_keys(sh, sh + ATT_TILE * dh, K + w.b * T * dh, V + w.b * T * dh, T, dh, w,
              [&](int64_t j, const float *kj, const float *vj) {
-                 const float s = scale * att_dot(q, kj, dh);
+                 const float s = scale * att_dot<DH>(q, kj, dh);
                  if (s > m) { /* a new maximum: rescale what was summed */
                      const float corr = expf(m - s);
                      l *= corr;
+                     ATT_UNROLL
                      for (int64_t c = 0; c < dh; c++)
                          o[c] *= corr;
                      m = s;
@@ -317,16 +331,37 @@ __global__ void attn_fwd_kernel(float *O, float *lse, const float *Q, const floa
                  const float e = expf(s - m);
                  l += e;
                  const float pw = e * hg_cu_dropout_scale(r * T + j, p, seed);
-                 if (pw != 0.0f)
+                 if (pw != 0.0f) {
+                     ATT_UNROLL
                      for (int64_t c = 0; c < dh; c++)
                          o[c] = fmaf(pw, vj[c], o[c]);
+                 }
              });
     if (w.live) {
+        ATT_UNROLL
         for (int64_t c = 0; c < dh; c++)
             O[r * dh + c] = o[c] / l;
         lse[r] = m + logf(l);
     }
 }
+
+template <int DH>
+static void att_forward(const hg_kctx *k, float *O, float *lse, const float *Q, const float *K,
+                        const float *V, int64_t items, int64_t T, int64_t dh, float scale, float p,
+                        uint64_t seed)
+{
+    HG_LAUNCH_BLOCK(attn_fwd_kernel<DH>, att_grid(items, T), ATT_TILE,
+                    2 * ATT_TILE * dh * sizeof(float), k)(O, lse, Q, K, V, T, dh, scale, p, seed);
+}
+
+/* fn<DH>(args) for the head widths compiled as constants (16, 32, 64), else fn<0>. */
+#define ATT_BY_WIDTH(dh, fn, ...)                                                               \
+    switch (dh) {                                                                              \
+    case 16: fn<16>(__VA_ARGS__); break;                                                       \
+    case 32: fn<32>(__VA_ARGS__); break;                                                       \
+    case 64: fn<64>(__VA_ARGS__); break;                                                       \
+    default: fn<0>(__VA_ARGS__); break;                                                        \
+    }
 
 void hg_cu_attn_causal_forward(const hg_kctx *k, float *O, float *lse, const float *Q,
                                const float *K, const float *V, int64_t items, int64_t T,
@@ -334,24 +369,26 @@ void hg_cu_attn_causal_forward(const hg_kctx *k, float *O, float *lse, const flo
 {
     if (items <= 0 || T <= 0 || dh <= 0 || dh > HG_ATTN_MAX_DH)
         return;
-    HG_LAUNCH_BLOCK(attn_fwd_kernel, att_grid(items, T), ATT_TILE,
-                    2 * ATT_TILE * dh * sizeof(float), k)(O, lse, Q, K, V, T, dh, scale, p, seed);
+    ATT_BY_WIDTH(dh, att_forward, k, O, lse, Q, K, V, items, T, dh, scale, p, seed);
     HG_CU_LAUNCHED(k, "attn_causal_forward");
 }
 
 /* dK, dV: thread = key row j of the block's tile; the query tiles from the key tile on. */
+template <int DH>
 __global__ void attn_bwd_kv_kernel(float *dK, float *dV, const float *dO, const float *Q,
                                    const float *K, const float *V, const float *O,
-                                   const float *lse, int64_t T, int64_t dh, float scale, float p,
+                                   const float *lse, int64_t T, int64_t dh_rt, float scale, float p,
                                    uint64_t seed)
 {
+    const int64_t dh = DH > 0 ? DH : dh_rt;
     HG_DYN_SHARED(float, sh);
     float *Qs = sh, *Gs = sh + ATT_TILE * dh, *Ls = Gs + ATT_TILE * dh, *Ds = Ls + ATT_TILE;
     const int64_t tiles = (T + ATT_TILE - 1) / ATT_TILE, b = blockIdx.x / tiles;
     const int64_t j0 = (blockIdx.x % tiles) * ATT_TILE, j = j0 + threadIdx.x;
     const int live = j < T;
     const int64_t o0 = b * T * dh;
-    float kj[HG_ATTN_MAX_DH], vj[HG_ATTN_MAX_DH], dk[HG_ATTN_MAX_DH], dv[HG_ATTN_MAX_DH];
+    float kj[ATT_LEN(DH)], vj[ATT_LEN(DH)], dk[ATT_LEN(DH)], dv[ATT_LEN(DH)];
+    ATT_UNROLL
     for (int64_t c = 0; c < dh; c++) {
         kj[c] = live ? K[o0 + j * dh + c] : 0.0f;
         vj[c] = live ? V[o0 + j * dh + c] : 0.0f;
@@ -363,55 +400,78 @@ __global__ void attn_bwd_kv_kernel(float *dK, float *dV, const float *dO, const 
         att_load_tile(Gs, dO + o0, i0, T, dh);
         const int64_t it = i0 + threadIdx.x; /* this thread's query row of the tile */
         Ls[threadIdx.x] = it < T ? lse[b * T + it] : 0.0f;
-        Ds[threadIdx.x] = it < T ? att_dot(dO + o0 + it * dh, O + o0 + it * dh, dh) : 0.0f;
+        Ds[threadIdx.x] = it < T ? att_dot<DH>(dO + o0 + it * dh, O + o0 + it * dh, dh) : 0.0f;
         __syncthreads();
         for (int64_t ii = 0; live && ii < ATT_TILE && i0 + ii < T; ii++) {
             const int64_t i = i0 + ii;
             if (i < j)
                 continue;
             const float *qi = Qs + ii * dh, *gi = Gs + ii * dh;
-            const float P = expf(scale * att_dot(qi, kj, dh) - Ls[ii]);
+            const float P = expf(scale * att_dot<DH>(qi, kj, dh) - Ls[ii]);
             const float M = hg_cu_dropout_scale((b * T + i) * T + j, p, seed);
-            const float dS = P * (M * att_dot(gi, vj, dh) - Ds[ii]), PM = P * M;
+            const float dS = P * (M * att_dot<DH>(gi, vj, dh) - Ds[ii]), PM = P * M;
+            ATT_UNROLL
             for (int64_t c = 0; c < dh; c++) {
                 dv[c] = fmaf(PM, gi[c], dv[c]);
                 dk[c] = fmaf(dS, qi[c], dk[c]);
             }
         }
     }
-    if (live)
+    if (live) {
+        ATT_UNROLL
         for (int64_t c = 0; c < dh; c++) {
             dK[o0 + j * dh + c] = scale * dk[c];
             dV[o0 + j * dh + c] = dv[c];
         }
+    }
 }
 
 /* dQ: thread = query row i of the block's tile; its keys' tiles. */
+template <int DH>
 __global__ void attn_bwd_q_kernel(float *dQ, const float *dO, const float *Q, const float *K,
                                   const float *V, const float *O, const float *lse, int64_t T,
-                                  int64_t dh, float scale, float p, uint64_t seed)
+                                  int64_t dh_rt, float scale, float p, uint64_t seed)
 {
+    const int64_t dh = DH > 0 ? DH : dh_rt;
     HG_DYN_SHARED(float, sh);
     const att_row w = att_query_row(T);
     const int64_t r = w.r;
-    float q[HG_ATTN_MAX_DH], g[HG_ATTN_MAX_DH], dq[HG_ATTN_MAX_DH];
+    float q[ATT_LEN(DH)], g[ATT_LEN(DH)], dq[ATT_LEN(DH)];
+    ATT_UNROLL
     for (int64_t c = 0; c < dh; c++) {
         q[c] = w.live ? Q[r * dh + c] : 0.0f;
         g[c] = w.live ? dO[r * dh + c] : 0.0f;
         dq[c] = 0.0f;
     }
-    const float D = w.live ? att_dot(g, O + r * dh, dh) : 0.0f, L = w.live ? lse[r] : 0.0f;
+    const float D = w.live ? att_dot<DH>(g, O + r * dh, dh) : 0.0f, L = w.live ? lse[r] : 0.0f;
     att_keys(sh, sh + ATT_TILE * dh, K + w.b * T * dh, V + w.b * T * dh, T, dh, w,
              [&](int64_t j, const float *kj, const float *vj) {
-                 const float P = expf(scale * att_dot(q, kj, dh) - L);
+                 const float P = expf(scale * att_dot<DH>(q, kj, dh) - L);
                  const float M = hg_cu_dropout_scale(r * T + j, p, seed);
-                 const float dS = P * (M * att_dot(g, vj, dh) - D);
+                 const float dS = P * (M * att_dot<DH>(g, vj, dh) - D);
+                 ATT_UNROLL
                  for (int64_t c = 0; c < dh; c++)
                      dq[c] = fmaf(dS, kj[c], dq[c]);
              });
-    if (w.live)
+    if (w.live) {
+        ATT_UNROLL
         for (int64_t c = 0; c < dh; c++)
             dQ[r * dh + c] = scale * dq[c];
+    }
+}
+
+template <int DH>
+static void att_backward(const hg_kctx *k, float *dQ, float *dK, float *dV, const float *dO,
+                         const float *Q, const float *K, const float *V, const float *O,
+                         const float *lse, int64_t items, int64_t T, int64_t dh, float scale,
+                         float p, uint64_t seed)
+{
+    const unsigned grid = att_grid(items, T);
+    HG_LAUNCH_BLOCK(attn_bwd_kv_kernel<DH>, grid, ATT_TILE,
+                    (2 * ATT_TILE * dh + 2 * ATT_TILE) * sizeof(float), k)(
+        dK, dV, dO, Q, K, V, O, lse, T, dh, scale, p, seed);
+    HG_LAUNCH_BLOCK(attn_bwd_q_kernel<DH>, grid, ATT_TILE, 2 * ATT_TILE * dh * sizeof(float), k)(
+        dQ, dO, Q, K, V, O, lse, T, dh, scale, p, seed);
 }
 
 void hg_cu_attn_causal_backward(const hg_kctx *k, float *dQ, float *dK, float *dV,
@@ -421,14 +481,9 @@ void hg_cu_attn_causal_backward(const hg_kctx *k, float *dQ, float *dK, float *d
 {
     if (items <= 0 || T <= 0 || dh <= 0 || dh > HG_ATTN_MAX_DH)
         return;
-    const unsigned grid = att_grid(items, T);
-    HG_LAUNCH_BLOCK(attn_bwd_kv_kernel, grid, ATT_TILE,
-                    (2 * ATT_TILE * dh + 2 * ATT_TILE) * sizeof(float), k)(
-        dK, dV, dO, Q, K, V, O, lse, T, dh, scale, p, seed);
-    HG_CU_LAUNCHED(k, "attn_causal_backward (keys)");
-    HG_LAUNCH_BLOCK(attn_bwd_q_kernel, grid, ATT_TILE, 2 * ATT_TILE * dh * sizeof(float), k)(
-        dQ, dO, Q, K, V, O, lse, T, dh, scale, p, seed);
-    HG_CU_LAUNCHED(k, "attn_causal_backward (queries)");
+    ATT_BY_WIDTH(dh, att_backward, k, dQ, dK, dV, dO, Q, K, V, O, lse, items, T, dh, scale, p,
+                 seed);
+    HG_CU_LAUNCHED(k, "attn_causal_backward");
 }
 
 /* ---------------------------------------------------------------- layer norm */

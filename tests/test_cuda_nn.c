@@ -655,9 +655,12 @@ static void test_attn_causal(void **state)
     (void)state;
     if (!have_gpu)
         skip();
+    /* the widths compiled as constants (16, 32, 64) and others (8, 128: the widest) */
     attn_case(3, 37, 16, 0.0f, 700); /* two tiles and a partial one */
     attn_case(2, 33, 8, 0.2f, 710);  /* attention dropout */
-    attn_case(1, 5, 128, 0.0f, 720); /* the widest head */
+    attn_case(2, 40, 64, 0.1f, 730);
+    attn_case(1, 9, 32, 0.0f, 740);
+    attn_case(1, 5, 128, 0.0f, 720);
 }
 
 static int group_setup(void **state)
