@@ -26,8 +26,14 @@ for f in "${progs[@]/#/$build/}" "${tests[@]/#/$build/tests/}" "$build/libhgnn-c
     fi
     cp "$f" "$tmp/gpu/bin/"
 done
-# every library ldd resolves, but the C runtime (glibc, libgcc_s, libstdc++) and CUDA's
-for f in "$tmp"/gpu/bin/*; do ldd "$f"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
+# every library ldd resolves, but the C runtime (glibc, libgcc_s, libstdc++) and CUDA's; one it
+# cannot resolve would leave the bundle incomplete
+for f in "$tmp"/gpu/bin/*; do ldd "$f"; done > "$tmp/ldd.txt"
+if grep -q "not found" "$tmp/ldd.txt"; then
+    echo "gpu_bundle: a library is missing here: $(grep "not found" "$tmp/ldd.txt" | sort -u | tr -s ' \t\n' ' ')" >&2
+    exit 2
+fi
+awk '$3 ~ /^\// {print $3}' "$tmp/ldd.txt" | sort -u |
     grep -Ev '/(libc|libm|libpthread|libdl|librt|libgcc_s|libstdc\+\+)\.so|/ld-linux|/cuda[^/]*/|/libcuda|/lib(cublas|cusparse|cusolver|nvJitLink)' |
     while read -r lib; do cp -L "$lib" "$tmp/gpu/lib/"; done
 tar -C "$tmp" -cJf "$out" gpu

@@ -102,6 +102,7 @@ static inline int teardown(void **state)
     (void)state;
     dev_free_all();
     hg_test_free_all();
+    GPU.precision = HG_PREC_FP32; /* a failed bf16 check leaves before resetting it */
     return 0;
 }
 

@@ -61,7 +61,7 @@ static double att_loss(void *c_)
     const att *a = c_;
     const int64_t D = a->H * a->dh;
     const double scale = 1.0 / sqrt((double)a->dh);
-    double loss = 0.0, w[64];
+    double loss = 0.0, w[160];
     for (int64_t b = 0; b < a->B; b++)
         for (int64_t h = 0; h < a->H; h++)
             for (int64_t t = 0; t < a->Tq; t++) {
@@ -217,7 +217,8 @@ static void test_attention_fused(void **state)
     (void)state;
     att_fused_case(2, 2, 5, 4, 0.0f, 41);  /* the composed path's numbers */
     att_fused_case(2, 3, 7, 3, 0.3f, 51);  /* attention dropout */
-    att_fused_case(1, 1, 40, 8, 0.1f, 61); /* longer rows */
+    att_fused_case(1, 1, 40, 8, 0.1f, 61);   /* longer rows */
+    att_fused_case(1, 2, 150, 8, 0.1f, 81);  /* three query and key tiles of the CPU body */
 }
 
 static void test_attention(void **state)

@@ -103,6 +103,7 @@ static int open_model(const use_options *u, hg_lm_options *o, hg_lm_session *s,
         return rc;
     o->threads = u->threads;
     o->device = u->device;
+    o->bf16 = 0; /* evaluation and generation in fp32, the reference, whatever training used */
     o->dropout = 0.0f;
     hg_registry reg;
     hg_registry_init(&reg);

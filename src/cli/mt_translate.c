@@ -93,6 +93,7 @@ int hg_mt_translate_main(int argc, char **argv)
     if (t.set & SET_EXTRA) o.extra_len = t.extra_len;
     o.threads = t.set & SET_THREADS ? t.threads : 1;
     o.device = t.set & SET_DEVICE ? t.device : "cpu";
+    o.bf16 = 0; /* translation in fp32, the reference, whatever training used */
     char path[4200];
     snprintf(path, sizeof path, "%s/spm.model", t.model);
     if ((rc = hg_text_read_lines(&lines, t.input ? t.input : "/dev/stdin", t.max_line, 1)) ||
