@@ -315,8 +315,14 @@ int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
     /* activations and scratch */
     const int64_t Rs = c->max_src_rows, Rt = c->max_tgt_rows, R = HG_MAX(Rs, Rt);
     const int64_t H = c->heads;
-    const int64_t scores = H * HG_MAX(HG_MAX(Rs * c->max_src_len, Rt * c->max_tgt_len),
-                                      Rt * c->max_src_len);
+    /* the score gradients of the widest attention that stores scores: encoder self-attention,
+     * cross-attention, and decoder self-attention unless it is fused (decoder-only and fused:
+     * none at all) */
+    const int64_t scores =
+        c->enc_layers == 0 && c->attn_fused
+            ? 1
+            : H * HG_MAX(HG_MAX(Rs * c->max_src_len, c->attn_fused ? 0 : Rt * c->max_tgt_len),
+                         Rt * c->max_src_len);
     for (int l = 0; l < c->enc_layers; l++)
         HG_CHECK(alloc_layer(m, &m->enc[l], 0));
     for (int l = 0; l < c->dec_layers; l++)
@@ -340,8 +346,7 @@ int hg_tf_init(hg_tf **out, const hg_kctx *k, const hg_tf_config *cfg)
     for (size_t i = 0; i < sizeof rd / sizeof rd[0]; i++)
         if (!(*rd[i] = alloc_f(k, R * d, "scratch")))
             rc = HG_ENOMEM;
-    /* decoder-only with fused attention: no score matrix anywhere */
-    s->dp = alloc_f(k, c->enc_layers == 0 && c->attn_fused ? 1 : scores, "score gradients");
+    s->dp = alloc_f(k, scores, "score gradients");
     s->dh1 = alloc_f(k, R * f, "FFN gradient");
     s->dmem = alloc_f(k, Rs * d, "encoder output gradient");
     if (rc || !m->pe || !m->pos_ids || !m->pos_host || !m->src_x || !m->tgt_x || !m->mem || !m->mem_mean || !m->mem_rstd ||
