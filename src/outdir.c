@@ -169,9 +169,32 @@ int hg_outdir_discard(const char *dir)
     return HG_OK;
 }
 
+/* DIR/NAME -> DIR/NAME.new when it exists. */
+static int stage_file(const char *dir, const char *name)
+{
+    char from[4200], to[4200];
+    path_of(from, sizeof from, dir, name);
+    hg_outdir_staged(to, sizeof to, dir, name);
+    if (rename(from, to) != 0 && errno != ENOENT)
+        return HG_ERRORF(HG_EIO, "%s: cannot rename it to %s: %s", from, to, strerror(errno));
+    return HG_OK;
+}
+
 int hg_outdir_reset(const char *dir)
 {
-    int rc = remove_file(dir, HG_OUTDIR_MANIFEST, "");
+    /* Every state on the way checks as a consistent directory: the previous set is made whole
+     * first (an interrupted commit completed), then each of its files but the log moves to
+     * NAME.new, where its manifest still finds it; removing the manifest is the one step that
+     * ends the set; what is left (staged files, the log) goes last. */
+    char run[40] = "";
+    int rc = hg_outdir_recover(dir, run, sizeof run);
+    for (int i = 0; i < NSET && rc == HG_OK; i++)
+        if (i != LOG_FILE)
+            rc = stage_file(dir, set_files[i]);
+    if (rc == HG_OK) {
+        sync_dir(dir);
+        rc = remove_file(dir, HG_OUTDIR_MANIFEST, "");
+    }
     for (int i = 0; i < NSET && rc == HG_OK; i++)
         if ((rc = remove_file(dir, set_files[i], HG_OUTDIR_NEW)) == HG_OK)
             rc = remove_file(dir, set_files[i], "");

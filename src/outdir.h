@@ -39,9 +39,11 @@ int hg_outdir_recover(const char *dir, char *run_id, size_t cap);
  * Errors: HG_EIO. */
 int hg_outdir_discard(const char *dir);
 
-/* Before a fresh run into an existing directory: remove the manifest first, then the previous
- * run's set files and staged files, so that nothing of it can pass for a set of the new run.
- * Missing files are not an error. Errors: HG_EIO. */
+/* Before a fresh run into an existing directory: end the previous run's set so that nothing of
+ * it can pass for a set of the new run, through states that each check as consistent (a kill
+ * at any point leaves the old set whole, or no set): complete an interrupted commit, move the
+ * set's files but the log to NAME.new (the manifest still finds them there), remove the
+ * manifest, then the staged files and the log. Missing files are not an error. Errors: HG_EIO. */
 int hg_outdir_reset(const char *dir);
 
 #endif
