@@ -110,6 +110,12 @@ int hg_arg_precision(const char *opt, const char *val, int *bf16)
                          bf16);
 }
 
+int hg_arg_attention(const char *opt, const char *val, int *fused)
+{
+    return hg_arg_choice(opt, val, "an attention kernel",
+                         (const char *const[]){"gemm", "fused", NULL}, fused);
+}
+
 int hg_arg_check_precision(int bf16, const char *device)
 {
     if (bf16 && strcmp(device, "cuda") != 0)

@@ -54,6 +54,8 @@ int hg_arg_choice(const char *opt, const char *val, const char *what, const char
 int hg_arg_device(const char *opt, const char *val, const char **device);
 /* --precision: "fp32" (0) or "bf16" (1) into *bf16. Otherwise the message of hg_arg_choice. */
 int hg_arg_precision(const char *opt, const char *val, int *bf16);
+/* --attention: "gemm" (0) or "fused" (1) into *fused. Otherwise the message of hg_arg_choice. */
+int hg_arg_attention(const char *opt, const char *val, int *fused);
 /* The options' one rule for bf16: it needs --device cuda (the CPU computes fp32). HG_EINVAL with
  * the message when broken. */
 int hg_arg_check_precision(int bf16, const char *device);

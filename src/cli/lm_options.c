@@ -182,8 +182,7 @@ static int option(void *ctx, const char *key, const char *val)
     else if (IS("--precision"))
         rc = hg_arg_precision(key, val, &o->bf16);
     else if (IS("--attention"))
-        rc = hg_arg_choice(key, val, "an attention kernel",
-                           (const char *const[]){"gemm", "fused", NULL}, &o->attn_fused);
+        rc = hg_arg_attention(key, val, &o->attn_fused);
     else if (IS("--prune-sigma"))
         rc = hg_lm_parse_fractions(key, val, o->prune, &o->nprune);
     else

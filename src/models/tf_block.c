@@ -71,6 +71,7 @@ int tf_mha_backward(hg_tf *m, tf_mha *a, const tf_mha_act *act, float *dXq, floa
     tf_scratch *s = &m->sc;
     const int64_t d = m->cfg.dim, H = m->cfg.heads, dh = d / H;
     const int64_t np = B * H * Tq * Tk;
+    const float scale = (float)(1.0 / sqrt((double)dh));
     int rc = HG_OK;
     /* through the output map: dC (rows x d), split by head */
     HG_CHECK(hg_linear_backward(a->o.L, s->t1, a->o.gb, dout, act->c, B * Tq));
@@ -78,8 +79,7 @@ int tf_mha_backward(hg_tf *m, tf_mha *a, const tf_mha_act *act, float *dXq, floa
     if (act->fused) { /* the forward's context by head (into dq, free until the merges) */
         hg_k_heads_split(k, s->dq, act->c, B, Tq, H, dh);
         hg_k_attn_causal_backward(k, s->dqh, s->dkh, s->dvh, s->dch, act->qh, act->kh, act->vh,
-                                  s->dq, act->p, B * H, Tq, dh, (float)(1.0 / sqrt((double)dh)),
-                                  p, seed);
+                                  s->dq, act->p, B * H, Tq, dh, scale, p, seed);
     } else {
         /* dPd = dCh V^T, dV = Pd^T dCh */
         bmm(k, 0, 1, Tq, Tk, dh, s->dch, dh, Tq * dh, act->vh, dh, Tk * dh, 0.0f, s->dp, Tk,
@@ -88,8 +88,7 @@ int tf_mha_backward(hg_tf *m, tf_mha *a, const tf_mha_act *act, float *dXq, floa
             Tk * dh, B * H);
         /* through dropout (the same mask) and the softmax (its scale included) */
         drop(k, s->dp, s->dp, np, p, seed);
-        hg_k_softmax_backward(k, s->dp, s->dp, act->p, B * H * Tq, Tk,
-                              (float)(1.0 / sqrt((double)dh)));
+        hg_k_softmax_backward(k, s->dp, s->dp, act->p, B * H * Tq, Tk, scale);
         /* dQ = dS K, dK = dS^T Q */
         bmm(k, 0, 0, Tq, dh, Tk, s->dp, Tk, Tq * Tk, act->kh, dh, Tk * dh, 0.0f, s->dqh, dh,
             Tq * dh, B * H);
